@@ -1,0 +1,325 @@
+/* tide: asyncio for C.
+ *
+ * An event loop per thread; tasks that are stackful coroutines written as
+ * plain C functions; futures that stand for results not there yet; timers,
+ * gather and as_completed. A task reads like straight-line code: any C
+ * function it calls may suspend it (tide_await, tide_sleep, ...), and the
+ * loop runs other tasks meanwhile.
+ *
+ * Conventions (every function follows them):
+ * - A function that can fail returns int: 0 (or a count) on success, a
+ *   negative errno on failure. A constructor returns NULL and sets errno.
+ *   Misuse that the library can detect returns -EINVAL; nothing aborts on
+ *   caller input.
+ * - A NULL loop argument means tide_get_event_loop().
+ * - Suspending calls are made from inside a task. Made anywhere else they
+ *   return -EPERM at once, unless the result is already there.
+ * - Every tide_future * a function returns is a new reference, released
+ *   with tide_future_release(), unless its comment says "borrowed".
+ * - Public time is seconds as a double, on the loop's monotonic clock.
+ * - A loop belongs to the thread that runs it; only *_threadsafe functions
+ *   may be called on it from another thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TIDE_H
+#define TIDE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TIDE_VERSION_MAJOR 0
+#define TIDE_VERSION_MINOR 1
+#define TIDE_VERSION_PATCH 0
+
+#if defined(__GNUC__) && !defined(TIDE_STATIC_BUILD)
+#define TIDE_API __attribute__((visibility("default")))
+#else
+#define TIDE_API
+#endif
+
+typedef struct tide_loop tide_loop;                 /* opaque */
+typedef struct tide_future tide_future;             /* opaque; a task is a future */
+typedef struct tide_as_completed tide_as_completed; /* opaque */
+typedef void *(*tide_fn)(void *arg);                /* a coroutine body */
+typedef void (*tide_callback)(void *arg);           /* a loop callback */
+
+/* ---- Library -------------------------------------------------------- */
+
+/* The context-switch method compiled in: "asm-x86_64", "asm-aarch64" or
+ * "ucontext". Never NULL. */
+TIDE_API const char *tide_switch_method(void);
+
+/* A static, human-readable message for a negative errno returned by tide
+ * ("operation canceled" for -ECANCELED). Never NULL. */
+TIDE_API const char *tide_strerror(int err);
+
+/* ---- Event loop -----------------------------------------------------
+ * A loop runs ready callbacks and tasks in FIFO order, fires timers in
+ * deadline order (ties in the order they were set) and waits for I/O. It
+ * reads its clock once per iteration; tide_loop_time and every deadline
+ * set during that iteration use that reading. */
+
+/* Make a new loop. Returns NULL and sets errno (ENOMEM, EMFILE) on
+ * failure. The caller owns it and ends it with tide_loop_close(). */
+TIDE_API tide_loop *tide_loop_new(void);
+
+/* The loop running on this thread if there is one, else this thread's
+ * default loop, made on first use (freed at thread exit). Borrowed.
+ * Returns NULL (errno set) only if making the default loop fails. */
+TIDE_API tide_loop *tide_get_event_loop(void);
+
+/* Make `loop` this thread's default loop (NULL clears it). Borrows. */
+TIDE_API void tide_set_event_loop(tide_loop *loop);
+
+/* Run the loop until `f` is done. Returns f's error (0 on success) and
+ * stores f's result in *result when result is not NULL. May be called
+ * while the loop is already running (from a task or a callback), as
+ * nest_asyncio allows: it returns when f is done and every other task
+ * keeps running meanwhile. Errors: -EINVAL (f NULL or on another loop),
+ * -EINTR (tide_loop_stop() was called before f was done). Borrows f. */
+TIDE_API int tide_run_until_complete(tide_loop *loop, tide_future *f,
+                                     void **result);
+
+/* Run the loop until tide_loop_stop(). Returns 0. Nests like
+ * tide_run_until_complete. */
+TIDE_API int tide_run_forever(tide_loop *loop);
+
+/* Ask the innermost run of `loop` to return after the current iteration.
+ * Harmless if the loop is not running. */
+TIDE_API void tide_loop_stop(tide_loop *loop);
+
+/* True while a run (any nesting depth) is in progress on `loop`. */
+TIDE_API bool tide_loop_is_running(tide_loop *loop);
+
+/* Close the loop: cancel every pending task, run the loop until they have
+ * finished, drop pending callbacks and timers, release every resource and
+ * free the loop. Futures of the loop stay valid, readable and releasable.
+ * If it was this thread's default loop, the default is cleared.
+ * Returns 0; -EBUSY if the loop is running (nothing changes). */
+TIDE_API int tide_loop_close(tide_loop *loop);
+
+/* The loop's time: monotonic seconds, as read at the start of the current
+ * iteration (or virtual seconds, see tide_loop_set_virtual_clock). */
+TIDE_API double tide_loop_time(tide_loop *loop);
+
+/* asyncio.run: run main(arg) as a task on a new loop that is the thread's
+ * loop meanwhile, then close that loop (cancelling leftover tasks and
+ * letting them finish) and restore the previous default. Returns main's
+ * error (0 on success), its result in *result if not NULL; -EBUSY if a
+ * loop is running on this thread; -ENOMEM; -EINVAL if main is NULL. */
+TIDE_API int tide_run(tide_fn main, void *arg, void **result);
+
+/* Default stack size (usable bytes) for tasks created on `loop` from now
+ * on; rounded up to whole pages. Default 256 KiB. Returns 0; -EINVAL if
+ * bytes is below 16 KiB or above 1 GiB. */
+TIDE_API int tide_loop_set_stack_size(tide_loop *loop, size_t bytes);
+
+/* Switch `loop` to a virtual clock (on = true): time stands still while
+ * anything is ready to run, and jumps to the next timer's deadline when
+ * every task is waiting (Trio's autojump clock), so a 60 s timeout runs in
+ * microseconds. I/O still works: the loop polls without blocking before
+ * it jumps. Returns 0; -EBUSY if the loop is running. */
+TIDE_API int tide_loop_set_virtual_clock(tide_loop *loop, bool on);
+
+/* The I/O backend the loop uses: "epoll" or "poll" (TIDE_BACKEND=poll in
+ * the environment forces the fallback). Never NULL. */
+TIDE_API const char *tide_loop_backend(tide_loop *loop);
+
+/* Counts of what a loop holds now; a test's leak gate and a debugger's
+ * first look. */
+typedef struct tide_loop_stats {
+    size_t tasks;         /* tasks not yet finished */
+    size_t ready;         /* callbacks and tasks queued to run */
+    size_t timers;        /* armed timers (sleeps and call_later/call_at) */
+    size_t handles;       /* call_soon/later/at handles not yet run or cancelled */
+    size_t stacks_in_use; /* stacks held by started, unfinished tasks */
+    size_t stacks_pooled; /* stacks kept for reuse */
+    uint64_t iterations;  /* loop iterations so far */
+} tide_loop_stats;
+
+/* Fill *stats. Returns 0; -EINVAL if stats is NULL. */
+TIDE_API int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *stats);
+
+/* ---- Callbacks ------------------------------------------------------
+ * A handle names a scheduled callback. It is a value, not a pointer:
+ * cancelling a handle whose callback already ran (or was cancelled) is
+ * harmless and returns false, by design. 0 is never a valid handle. */
+typedef uint64_t tide_handle;
+
+/* Run cb(arg) on a later loop step, after everything already ready.
+ * Returns the handle; 0 with errno set (ENOMEM, EINVAL if cb is NULL). */
+TIDE_API tide_handle tide_call_soon(tide_loop *loop, tide_callback cb,
+                                    void *arg);
+
+/* Run cb(arg) once `delay` seconds have passed (<= 0: on the next
+ * iteration). Returns the handle; 0 with errno set (ENOMEM; EINVAL if cb
+ * is NULL or delay is NaN). A huge delay never fires. */
+TIDE_API tide_handle tide_call_later(tide_loop *loop, double delay,
+                                     tide_callback cb, void *arg);
+
+/* Run cb(arg) at loop time `when` (see tide_loop_time). As call_later. */
+TIDE_API tide_handle tide_call_at(tide_loop *loop, double when,
+                                  tide_callback cb, void *arg);
+
+/* Cancel a scheduled callback. Returns true if it was pending and will
+ * now never run; false if it already ran, was cancelled, or h is not a
+ * handle of this loop. */
+TIDE_API bool tide_handle_cancel(tide_loop *loop, tide_handle h);
+
+/* From any thread: run cb(arg) on `loop` soon, waking it if it waits.
+ * Callbacks from one thread run in the order they were sent. The caller
+ * must keep `loop` from being closed concurrently. Returns 0; -EINVAL if
+ * loop or cb is NULL or the loop is closing; -ENOMEM. */
+TIDE_API int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb,
+                                       void *arg);
+
+/* ---- Futures --------------------------------------------------------
+ * A future is pending, then done exactly once: with a result (a void *),
+ * an error (a negative errno), or cancelled (error -ECANCELED). Done
+ * callbacks and waiters never run inside the call that completes the
+ * future: they are scheduled on the loop, in the order they were added.
+ * Futures are reference counted and stay valid after their loop closes. */
+
+/* A new pending future on `loop`. NULL and errno (ENOMEM) on failure. */
+TIDE_API tide_future *tide_future_new(tide_loop *loop);
+
+/* Complete f with `value`. Returns 0; -EINVAL if f is NULL or already
+ * done (nothing changes); -ESHUTDOWN if f's loop is closed. */
+TIDE_API int tide_future_set_result(tide_future *f, void *value);
+
+/* Complete f with error `err` (a negative errno; -ECANCELED makes it
+ * cancelled). Returns 0; -EINVAL if f is NULL, done, or err >= 0;
+ * -ESHUTDOWN if f's loop is closed. */
+TIDE_API int tide_future_set_error(tide_future *f, int err);
+
+/* Request cancellation. A plain future or gather is done (cancelled) at
+ * once; a task is asked to stop (see tide_create_task). Returns true if f
+ * was pending and the request was made, false if f was done or NULL. */
+TIDE_API bool tide_future_cancel(tide_future *f);
+
+TIDE_API bool tide_future_done(const tide_future *f);      /* false if NULL */
+TIDE_API bool tide_future_cancelled(const tide_future *f); /* false if NULL */
+
+/* f's outcome: 0 and its result in *value (if value is not NULL);
+ * -EAGAIN if pending; -ECANCELED if cancelled; f's error if failed;
+ * -EINVAL if f is NULL. */
+TIDE_API int tide_future_result(const tide_future *f, void **value);
+
+/* Call cb(f, arg) on the loop once f is done (scheduled, never inline,
+ * even if f is already done). Returns 0; -EINVAL if f or cb is NULL;
+ * -ENOMEM; -ESHUTDOWN if f's loop is closed. */
+TIDE_API int tide_future_add_done_callback(tide_future *f,
+        void (*cb)(tide_future *f, void *arg), void *arg);
+
+/* Take a reference; returns f (NULL stays NULL). */
+TIDE_API tide_future *tide_future_retain(tide_future *f);
+
+/* Drop a reference; the last one frees f. NULL is ignored. */
+TIDE_API void tide_future_release(tide_future *f);
+
+/* The loop f belongs to (borrowed; NULL if f is NULL or its loop closed). */
+TIDE_API tide_loop *tide_future_get_loop(const tide_future *f);
+
+/* ---- Tasks ----------------------------------------------------------
+ * A task runs fn(arg) on its own stack; its result is fn's return value.
+ * `return tide_fail(err);` ends it with error err. Creating a task never
+ * runs its body: tasks start on a later loop step, in creation order. The
+ * loop holds a reference to every pending task, so a released task still
+ * runs to its end.
+ *
+ * Cancellation is a request. A task that has not started ends cancelled
+ * without running. A suspended task sees the call it is suspended in
+ * return -ECANCELED (a request is delivered once); if it is awaiting a
+ * future, that future is cancelled too and the await returns when it is
+ * done, with its outcome. A body may clean up and return normally, in
+ * which case the task is not cancelled. */
+
+/* Create a task running fn(arg) on `loop`. Returns a new reference; NULL
+ * and errno (EINVAL if fn is NULL, ENOMEM). */
+TIDE_API tide_future *tide_create_task(tide_loop *loop, tide_fn fn, void *arg);
+
+/* Options for tide_create_task_ex; zero-initialize, then set what you need. */
+typedef struct tide_task_options {
+    const char *name;  /* copied; NULL: "Task-<n>" */
+    size_t stack_size; /* usable bytes; 0: the loop's default */
+} tide_task_options;
+
+/* tide_create_task with options (opt may be NULL). Errors as
+ * tide_create_task, plus EINVAL for a stack_size out of range. */
+TIDE_API tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn,
+        void *arg, const tide_task_options *opt);
+
+/* The task running now, borrowed; NULL outside a task. */
+TIDE_API tide_future *tide_current_task(void);
+
+/* True if f is a task. */
+TIDE_API bool tide_future_is_task(const tide_future *f);
+
+/* Rename a task (the name is copied). Returns 0; -EINVAL if task is not a
+ * task or name is NULL; -ENOMEM. */
+TIDE_API int tide_task_set_name(tide_future *task, const char *name);
+
+/* The task's name, borrowed until it is renamed or released; NULL if
+ * task is not a task (errno EINVAL) or the default name cannot be made
+ * (errno ENOMEM). */
+TIDE_API const char *tide_task_get_name(tide_future *task);
+
+/* Wait until f is done. Returns 0 and f's result in *result (if not NULL),
+ * or f's error; -ECANCELED if the calling task was cancelled (f is then
+ * cancelled too, and the call returns once f is done). Errors: -EINVAL (f
+ * NULL, on another loop, or the caller itself); -EPERM outside a task
+ * unless f is already done. Suspends; borrows f. */
+TIDE_API int tide_await(tide_future *f, void **result);
+
+/* Suspend the calling task for `seconds` (<= 0: yield once, so that every
+ * task already ready runs first). Returns 0; -ECANCELED if cancelled;
+ * -EPERM outside a task; -EINVAL if seconds is NaN. A huge delay sleeps
+ * until cancelled. Suspends. */
+TIDE_API int tide_sleep(double seconds);
+
+/* Use as `return tide_fail(err);` in a task body: the task ends with error
+ * err (a negative errno; anything >= 0 becomes -EINVAL). Returns NULL.
+ * Outside a task it does nothing. */
+TIDE_API void *tide_fail(int err);
+
+/* ---- Combinators ---------------------------------------------------- */
+
+#define TIDE_RETURN_ERRORS 1u
+
+/* A future that completes when every fs[i] is done; its result is a
+ * void *[n] of the children's results in order, owned by the gather.
+ * Without TIDE_RETURN_ERRORS the first child error fails the gather at
+ * once (the other children keep running); with it, a failed child's slot
+ * is NULL. Cancelling the gather cancels its children. n == 0 gives a
+ * future on tide_get_event_loop() done on its next step. Retains the
+ * children. NULL and errno: EINVAL (fs NULL with n > 0, a NULL child,
+ * children on different loops, unknown flags), ENOMEM. */
+TIDE_API tide_future *tide_gather(tide_future *const *fs, size_t n,
+                                  unsigned flags);
+
+/* An iterator handing back fs[0..n) in the order they complete. Retains
+ * them until tide_as_completed_free. NULL and errno: EINVAL (fs NULL with
+ * n > 0, a NULL element, futures on different loops), ENOMEM. */
+TIDE_API tide_as_completed *tide_as_completed_new(tide_future *const *fs,
+                                                  size_t n);
+
+/* The next future to complete: returns 1 with *next set (borrowed, valid
+ * until the iterator is freed), 0 once all were handed out; -ECANCELED if
+ * the calling task was cancelled (the futures are not); -EINVAL if it or
+ * next is NULL; -EPERM outside a task when none is done yet. Suspends. */
+TIDE_API int tide_as_completed_next(tide_as_completed *it, tide_future **next);
+
+/* Free the iterator and release its futures. A task suspended in
+ * tide_as_completed_next on it is woken with -EBADF. NULL is ignored. */
+TIDE_API void tide_as_completed_free(tide_as_completed *it);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TIDE_H */

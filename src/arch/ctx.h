@@ -1,0 +1,49 @@
+/* Context switch: the C side of the per-architecture switch.
+ *
+ * A suspended context is one saved stack pointer: tide__ctx_switch pushes
+ * the callee-saved registers (and the FP control words) onto the current
+ * stack, stores the stack pointer into *from, loads `to` and pops the same
+ * registers back. ctx_x86_64.S and ctx_aarch64.S implement it; with
+ * TIDE_CTX_UCONTEXT the build uses ctx_ucontext.c instead, where a context
+ * is a ucontext_t. The build picks exactly one (CMake option TIDE_CTX).
+ *
+ * Sanitizer and valgrind fiber hooks do not live here: stack.h wraps the
+ * switch with them, so this layer stays a pure register switch.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TIDE_ARCH_CTX_H
+#define TIDE_ARCH_CTX_H
+
+#include <stddef.h>
+
+#if defined(TIDE_CTX_UCONTEXT)
+#include <ucontext.h>
+struct tide__ctx {
+    ucontext_t uc;
+};
+#define TIDE__CTX_METHOD "ucontext"
+#else
+struct tide__ctx {
+    void *sp; /* saved stack pointer; the registers sit on the stack above it */
+};
+_Static_assert(offsetof(struct tide__ctx, sp) == 0, "ctx_*.S expects sp first");
+#if defined(__x86_64__)
+#define TIDE__CTX_METHOD "asm-x86_64"
+#elif defined(__aarch64__)
+#define TIDE__CTX_METHOD "asm-aarch64"
+#else
+#error "no assembly switch for this architecture: configure with -DTIDE_CTX=ucontext"
+#endif
+#endif
+
+/* Prepare `c` so that the first switch to it calls entry(arg) on the stack
+ * [stack, stack + size). entry must never return: a finished coroutine
+ * switches away for good. stack + size must be 16-byte aligned. */
+void tide__ctx_make(struct tide__ctx *c, void *stack, size_t size,
+                    void (*entry)(void *), void *arg);
+
+/* Save the running context into *from and resume `to`. Returns when some
+ * other context switches back to *from. */
+void tide__ctx_switch(struct tide__ctx *from, struct tide__ctx *to);
+
+#endif

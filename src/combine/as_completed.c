@@ -1,0 +1,143 @@
+/* as_completed: hand back futures in the order they complete.
+ *
+ * Each pending future carries an INLINE link of the iterator (aux is its
+ * index); completion appends the index to `order` and wakes the one task
+ * waiting in next(), if any. Futures done at creation are appended in the
+ * order given. Freeing the iterator unlinks what is still linked and
+ * wakes a waiter with -EBADF, which then returns without touching it.
+ * SPDX-License-Identifier: MIT
+ */
+#include "task/future.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+
+struct ac_wait {
+    struct tide__wait wait;
+    struct tide__coro *co;
+};
+
+struct tide_as_completed {
+    tide_loop *loop;
+    size_t n;
+    size_t ndone;               /* entries of order filled */
+    size_t handed;              /* entries of order handed out */
+    tide_future **fs;           /* retained */
+    size_t *order;              /* indexes in completion order */
+    struct ac_wait *waiter;     /* the task in next(), if any */
+    struct tide__inline links[];
+};
+
+static tide_as_completed *it_of_link(struct tide__inline *in)
+{
+    struct tide__inline *first = in - in->node.aux;
+    return tide__container_of(first, tide_as_completed, links[0]);
+}
+
+static void on_done(struct tide__inline *in, tide_future *f)
+{
+    tide_as_completed *it = it_of_link(in);
+
+    (void)f;
+    it->order[it->ndone++] = in->node.aux;
+    if (it->waiter)
+        tide__wake(it->loop, it->waiter->co, 0);
+}
+
+tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
+{
+    if (n && !fs) {
+        errno = EINVAL;
+        return NULL;
+    }
+    tide_loop *loop = n && fs[0] ? fs[0]->loop : NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!fs[i] || fs[i]->loop != loop) {
+            errno = EINVAL;
+            return NULL;
+        }
+    }
+    if (n > (SIZE_MAX - sizeof(tide_as_completed)) /
+                (sizeof(struct tide__inline) + 2 * sizeof(void *))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    tide_as_completed *it = tide__malloc(sizeof *it + n * sizeof it->links[0]);
+    if (!it)
+        return NULL;
+    it->fs = tide__malloc(n * sizeof *it->fs);
+    it->order = tide__malloc(n * sizeof *it->order);
+    if (!it->fs || !it->order) {
+        tide__free(it->fs);
+        tide__free(it->order);
+        tide__free(it);
+        return NULL;
+    }
+    it->loop = loop;
+    it->n = n;
+    it->ndone = it->handed = 0;
+    it->waiter = NULL;
+    for (size_t i = 0; i < n; i++) {
+        it->fs[i] = tide_future_retain(fs[i]);
+        it->links[i].node.kind = TIDE__NODE_INLINE;
+        it->links[i].node.aux = (uint32_t)i;
+        it->links[i].fn = on_done;
+        if (fs[i]->done)
+            it->order[it->ndone++] = i;
+        else
+            tide__future_add_node(fs[i], &it->links[i].node);
+    }
+    return it;
+}
+
+static void ac_cancel(tide_loop *loop, struct tide__wait *w)
+{
+    struct ac_wait *a = tide__container_of(w, struct ac_wait, wait);
+
+    tide__wake(loop, a->co, -ECANCELED);
+}
+
+int tide_as_completed_next(tide_as_completed *it, tide_future **next)
+{
+    if (!it || !next)
+        return -EINVAL;
+    for (;;) {
+        if (it->handed < it->ndone) {
+            *next = it->fs[it->order[it->handed++]];
+            return 1;
+        }
+        if (it->handed == it->n)
+            return 0;
+        tide_loop *loop = tide__running;
+        if (!loop || !loop->current || loop != it->loop)
+            return loop && loop->current ? -EINVAL : -EPERM;
+        if (it->waiter)
+            return -EBUSY;
+        struct ac_wait a = {.wait = {.cancel = ac_cancel},
+                            .co = loop->current};
+        it->waiter = &a;
+        int err = tide__suspend(loop, &a.wait);
+        if (err == -EBADF)
+            return err; /* the iterator was freed meanwhile */
+        it->waiter = NULL;
+        if (err < 0)
+            return err;
+    }
+}
+
+void tide_as_completed_free(tide_as_completed *it)
+{
+    if (!it)
+        return;
+    if (it->waiter)
+        tide__wake(it->loop, it->waiter->co, -EBADF);
+    for (size_t i = 0; i < it->n; i++) {
+        if (!it->fs[i]->done)
+            tide__future_remove_node(it->fs[i], &it->links[i].node);
+        tide_future_release(it->fs[i]);
+    }
+    tide__free(it->fs);
+    tide__free(it->order);
+    tide__free(it);
+}

@@ -1,0 +1,159 @@
+/* gather: one future for the results of many.
+ *
+ * The gather record holds one INLINE link per child on the child's
+ * callback list (link i's aux is i, so the link finds its gather without a
+ * pointer), the children (retained) and the results array that becomes
+ * the gather's value. While any child is pending the gather holds a
+ * reference to itself, so its links stay valid even if every user
+ * reference is gone.
+ * SPDX-License-Identifier: MIT
+ */
+#include "task/future.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+
+struct gather {
+    struct tide_future fut;
+    size_t n, pending;
+    unsigned flags;
+    bool cancel_requested;
+    struct tide__call empty_done; /* n == 0: completes on the next step */
+    tide_future **children;
+    void **results;
+    struct tide__inline links[];  /* one per child */
+};
+
+static struct gather *gather_of_link(struct tide__inline *in)
+{
+    struct tide__inline *first = in - in->node.aux;
+    return tide__container_of(first, struct gather, links[0]);
+}
+
+static void child_done(struct tide__inline *in, tide_future *child)
+{
+    struct gather *g = gather_of_link(in);
+    size_t i = in->node.aux;
+
+    if (child->err == 0)
+        g->results[i] = child->result;
+    if (!g->fut.done && child->err && !(g->flags & TIDE_RETURN_ERRORS))
+        tide__future_complete(&g->fut, child->err, NULL);
+    if (--g->pending > 0)
+        return;
+    if (!g->fut.done) {
+        if (g->cancel_requested)
+            tide__future_complete(&g->fut, -ECANCELED, NULL);
+        else
+            tide__future_complete(&g->fut, 0, g->results);
+    }
+    tide_future_release(&g->fut); /* the self-reference */
+}
+
+static void empty_done(tide_loop *loop, struct tide__call *c, bool cancel)
+{
+    struct gather *g = tide__container_of(c, struct gather, empty_done);
+
+    (void)loop;
+    (void)cancel;
+    if (!g->fut.done)
+        tide__future_complete(&g->fut, 0, NULL);
+    tide_future_release(&g->fut);
+}
+
+tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
+{
+    if ((n && !fs) || (flags & ~TIDE_RETURN_ERRORS)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    tide_loop *loop = n ? fs[0] ? fs[0]->loop : NULL : tide_get_event_loop();
+    if (!loop) {
+        if (n)
+            errno = EINVAL;
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!fs[i] || fs[i]->loop != loop) {
+            errno = EINVAL;
+            return NULL;
+        }
+    }
+    if (loop->closed || n > (SIZE_MAX - sizeof(struct gather)) /
+                            (sizeof(struct tide__inline) + 2 * sizeof(void *))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct gather *g = tide__malloc(sizeof *g + n * sizeof g->links[0]);
+    if (!g)
+        return NULL;
+    g->children = tide__malloc(n * sizeof *g->children);
+    g->results = n ? tide__calloc(n, sizeof *g->results) : NULL;
+    if (!g->children || (n && !g->results)) {
+        tide__free(g->children);
+        tide__free(g->results);
+        tide__free(g);
+        return NULL;
+    }
+    tide__future_init(&g->fut, loop, TIDE__FUTURE_GATHER);
+    g->n = n;
+    g->pending = 0;
+    g->flags = flags;
+    g->cancel_requested = false;
+    g->fut.refs++; /* self-reference until every child is done */
+    if (n == 0) {
+        g->empty_done.run = empty_done;
+        tide__call_schedule(loop, &g->empty_done);
+        return &g->fut;
+    }
+    for (size_t i = 0; i < n; i++) {
+        g->children[i] = tide_future_retain(fs[i]);
+        g->links[i].node.kind = TIDE__NODE_INLINE;
+        g->links[i].node.aux = (uint32_t)i;
+        g->links[i].fn = child_done;
+        g->pending++;
+    }
+    /* Children already done count at once, in order. */
+    for (size_t i = 0; i < n; i++) {
+        if (fs[i]->done)
+            child_done(&g->links[i], fs[i]);
+        else
+            tide__future_add_node(fs[i], &g->links[i].node);
+    }
+    return &g->fut;
+}
+
+static bool gather_cancel(tide_future *f)
+{
+    struct gather *g = tide__container_of(f, struct gather, fut);
+
+    if (f->done)
+        return false;
+    if (g->n == 0)
+        return tide__future_cancel_plain(f);
+    g->cancel_requested = true;
+    /* A child's completion may free nothing here: we hold a reference to
+     * every child, and the self-reference keeps g alive until the end. */
+    tide_future_retain(f);
+    for (size_t i = 0; i < g->n; i++)
+        tide_future_cancel(g->children[i]);
+    tide_future_release(f);
+    return true;
+}
+
+static void gather_free(tide_future *f)
+{
+    struct gather *g = tide__container_of(f, struct gather, fut);
+
+    for (size_t i = 0; i < g->n; i++)
+        tide_future_release(g->children[i]);
+    tide__free(g->children);
+    tide__free(g->results);
+    tide__free(g);
+}
+
+const struct tide__future_ops tide__gather_ops = {
+    .cancel = gather_cancel,
+    .free = gather_free,
+};

@@ -1,0 +1,28 @@
+/* The allocation seam: every allocation tide makes goes through here.
+ *
+ * It counts live allocations (the leak gate every test ends with) and can
+ * fail the n-th next allocation (the ENOMEM paths are tested, not hoped
+ * for). The counter is a relaxed atomic because callbacks sent with
+ * call_soon_threadsafe are allocated on one thread and freed on another;
+ * hot paths use free lists, so the counter is off the fast path.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TIDE_CORE_ALLOC_H
+#define TIDE_CORE_ALLOC_H
+
+#include <stddef.h>
+
+void *tide__malloc(size_t size);
+void *tide__calloc(size_t n, size_t size);
+void *tide__realloc(void *p, size_t size); /* p NULL: malloc; fails leave p */
+void  tide__free(void *p);
+char *tide__strdup(const char *s);
+
+/* Allocations made and not yet freed, in this process. */
+long tide__alloc_live(void);
+
+/* Make the n-th allocation from now fail with ENOMEM (n = 1: the next
+ * one); n <= 0 turns failure injection off. For tests. */
+void tide__alloc_fail_after(long n);
+
+#endif

@@ -1,0 +1,291 @@
+/* The loop record: creation, closing, stopping, the per-thread default
+ * loop, options and statistics.
+ *
+ * A loop record outlives tide_loop_close while futures of the loop are
+ * alive (each holds a reference), so a future can still be read and
+ * released afterwards; every resource (stacks, fds, timers, handles) is
+ * released by close itself.
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/loop.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_STACK (256 * 1024)
+#define MIN_STACK (16 * 1024)
+#define MAX_STACK ((size_t)1 << 30)
+
+_Thread_local tide_loop *tide__running;
+static _Thread_local tide_loop *default_loop; /* tide_set_event_loop */
+static _Thread_local tide_loop *owned_loop;   /* made by get_event_loop */
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+int tide__remote_open(tide_loop *loop);
+void tide__remote_close(tide_loop *loop);
+void tide__handles_destroy(tide_loop *loop);
+
+static void free_record(tide_loop *loop)
+{
+    pthread_mutex_destroy(&loop->remote_lock);
+    tide__free(loop);
+}
+
+void tide__loop_unref(tide_loop *loop)
+{
+    if (--loop->refs == 0)
+        free_record(loop);
+}
+
+tide_loop *tide_loop_new(void)
+{
+    tide_loop *loop = tide__calloc(1, sizeof *loop);
+    int err;
+
+    if (!loop)
+        return NULL;
+    err = tide__stack_thread_setup();
+    if (err < 0)
+        goto free_loop;
+    err = tide__poller_open(&loop->poller);
+    if (err < 0)
+        goto free_loop;
+    err = tide__remote_open(loop);
+    if (err < 0)
+        goto close_poller;
+    tide__list_init(&loop->coros);
+    loop->default_stack = DEFAULT_STACK;
+    loop->now = tide__clock_ns();
+    loop->refs = 1;
+    return loop;
+close_poller:
+    loop->poller.ops->close(&loop->poller);
+free_loop:
+    tide__free(loop);
+    errno = -err;
+    return NULL;
+}
+
+static void close_at_thread_exit(void *arg)
+{
+    tide_loop *loop = arg;
+
+    if (loop == owned_loop && !loop->depth)
+        tide_loop_close(loop);
+}
+
+static void make_exit_key(void)
+{
+    pthread_key_create(&exit_key, close_at_thread_exit);
+}
+
+tide_loop *tide_get_event_loop(void)
+{
+    if (tide__running)
+        return tide__running;
+    if (default_loop)
+        return default_loop;
+    if (!owned_loop) {
+        pthread_once(&exit_once, make_exit_key);
+        owned_loop = tide_loop_new();
+        if (!owned_loop)
+            return NULL;
+        pthread_setspecific(exit_key, owned_loop);
+    }
+    default_loop = owned_loop;
+    return default_loop;
+}
+
+tide_loop *tide__default_loop(void)
+{
+    return default_loop;
+}
+
+void tide_set_event_loop(tide_loop *loop)
+{
+    default_loop = loop;
+}
+
+tide_loop *tide__loop_resolve(tide_loop *loop)
+{
+    return loop ? loop : tide_get_event_loop();
+}
+
+int tide_run_forever(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop)
+        return -errno;
+    if (loop->closed)
+        return -EINVAL;
+    return tide__loop_run(loop, NULL, NULL);
+}
+
+void tide_loop_stop(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    if (loop && !loop->closed)
+        loop->stopping = true;
+}
+
+bool tide_loop_is_running(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    return loop && loop->depth > 0;
+}
+
+double tide_loop_time(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    return loop ? (double)loop->now / 1e9 : 0.0;
+}
+
+int tide_loop_set_stack_size(tide_loop *loop, size_t bytes)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed || bytes < MIN_STACK || bytes > MAX_STACK)
+        return -EINVAL;
+    loop->default_stack = tide__stack_round(bytes);
+    return 0;
+}
+
+struct tide__stack_pool *tide__loop_pool(tide_loop *loop, size_t size)
+{
+    if (size == 0)
+        size = loop->default_stack;
+    if (size < MIN_STACK || size > MAX_STACK) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size = tide__stack_round(size);
+    for (unsigned i = 0; i < loop->npools; i++)
+        if (loop->pools[i].size == size)
+            return &loop->pools[i];
+    if (loop->npools == sizeof loop->pools / sizeof loop->pools[0]) {
+        /* Reuse a bigger size rather than fail. */
+        struct tide__stack_pool *best = NULL;
+        for (unsigned i = 0; i < loop->npools; i++)
+            if (loop->pools[i].size >= size &&
+                (!best || loop->pools[i].size < best->size))
+                best = &loop->pools[i];
+        if (!best)
+            errno = EINVAL;
+        return best;
+    }
+    tide__stack_pool_init(&loop->pools[loop->npools], size);
+    return &loop->pools[loop->npools++];
+}
+
+int tide_loop_set_virtual_clock(tide_loop *loop, bool on)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (loop->depth)
+        return -EBUSY;
+    loop->virtual_clock = on;
+    if (!on)
+        loop->now = tide__clock_ns();
+    return 0;
+}
+
+const char *tide_loop_backend(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    return loop && !loop->closed ? loop->poller.ops->name : "closed";
+}
+
+int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *st)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || !st)
+        return -EINVAL;
+    memset(st, 0, sizeof *st);
+    st->tasks = loop->ncoros;
+    st->ready = loop->ready.count;
+    st->timers = loop->timers.count;
+    st->handles = loop->live_handles;
+    for (unsigned i = 0; i < loop->npools; i++) {
+        st->stacks_in_use += loop->pools[i].in_use;
+        st->stacks_pooled += loop->pools[i].pooled;
+    }
+    st->iterations = loop->iterations;
+    return 0;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static bool no_coros(void *arg)
+{
+    return ((tide_loop *)arg)->ncoros == 0;
+}
+
+/* Cancel every coroutine not yet asked. */
+static void cancel_all(tide_loop *loop)
+{
+    struct tide__list *it = loop->coros.next;
+
+    while (it != &loop->coros) {
+        struct tide__coro *co = tide__container_of(it, struct tide__coro, link);
+        it = it->next;
+        if (co->close_cancelled)
+            continue;
+        co->close_cancelled = true;
+        tide__coro_cancel(loop, co);
+    }
+}
+
+int tide_loop_close(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (loop->depth)
+        return -EBUSY;
+    loop->closing = true;
+    /* Cancel, and run until every task has finished its cleanup; tasks
+     * created meanwhile are cancelled on the next round. */
+    while (loop->ncoros) {
+        cancel_all(loop);
+        loop->stopping = false;
+        tide__loop_run(loop, no_coros, loop);
+    }
+    /* Callbacks made ready by the last tasks (their done callbacks) run;
+     * whatever they schedule in turn is dropped. */
+    size_t n = loop->ready.count;
+    tide_loop *saved = tide__running;
+    loop->depth++;
+    tide__running = loop;
+    while (n-- > 0) {
+        struct tide__node *node = tide__fifo_pop(&loop->ready);
+        struct tide__call *c = tide__container_of(node, struct tide__call, node);
+        c->run(loop, c, false);
+    }
+    tide__running = saved;
+    loop->depth--;
+    struct tide__node *node;
+    while ((node = tide__fifo_pop(&loop->ready))) {
+        struct tide__call *c = tide__container_of(node, struct tide__call, node);
+        c->run(loop, c, true);
+    }
+    tide__remote_close(loop);
+    tide__heap_free(&loop->timers);
+    tide__handles_destroy(loop);
+    for (unsigned i = 0; i < loop->npools; i++)
+        tide__stack_pool_destroy(&loop->pools[i]);
+    loop->poller.ops->close(&loop->poller);
+    loop->closed = true;
+    if (default_loop == loop)
+        default_loop = NULL;
+    if (owned_loop == loop) {
+        owned_loop = NULL;
+        pthread_setspecific(exit_key, NULL);
+    }
+    tide__loop_unref(loop);
+    return 0;
+}

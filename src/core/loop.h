@@ -1,0 +1,208 @@
+/* The loop core's internal contract: the loop record, coroutines, the
+ * ready queue, suspension and wake-up, timers.
+ *
+ * A coroutine (struct tide__coro) is what the loop schedules; the task
+ * layer builds tasks on it. A coroutine suspends with tide__suspend(),
+ * naming what it waits on (a struct tide__wait, usually on its own stack,
+ * whose cancel hook delivers a cancellation request); whoever completes
+ * the wait calls tide__wake(), which only queues the coroutine: nothing is
+ * ever resumed inside the call that wakes it.
+ *
+ * Scheduling: an iteration reads the clock, moves expired timers to the
+ * ready queue, then runs the entries that were ready when it began (the
+ * batch). A coroutine that suspends hands off directly to the next
+ * coroutine of the batch, without a detour through the loop's own
+ * context; the context running the iteration (loop->sched) is resumed only
+ * when the batch ends or the next entry is a callback. run_until_complete
+ * called from a task or callback runs iterations on that stack (nesting):
+ * loop->sched then points at the nested context.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TIDE_CORE_LOOP_H
+#define TIDE_CORE_LOOP_H
+
+#include "tide.h"
+
+#include "core/heap.h"
+#include "core/list.h"
+#include "poll/backend.h"
+#include "stack/stack.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* ---- ready-queue entries ---------------------------------------------- */
+
+/* A callback in the ready queue. run() either runs it (cancel false) or
+ * only releases what it holds (cancel true: the loop is closing). */
+struct tide__call {
+    struct tide__node node; /* kind TIDE__NODE_CALL while queued */
+    void (*run)(tide_loop *loop, struct tide__call *c, bool cancel);
+};
+
+/* ---- coroutines ------------------------------------------------------- */
+
+enum tide__coro_state {
+    TIDE__CORO_NEW,       /* created, never run, holds no stack */
+    TIDE__CORO_RUNNING,   /* on the CPU (or hosting a nested run) */
+    TIDE__CORO_SUSPENDED, /* in tide__suspend (maybe already queued) */
+    TIDE__CORO_DONE,
+};
+
+/* What a suspended coroutine waits on. cancel() delivers a cancellation
+ * request: it wakes the coroutine with -ECANCELED, or forwards the request
+ * (an await cancels the awaited future and keeps waiting). */
+struct tide__wait {
+    void (*cancel)(tide_loop *loop, struct tide__wait *w);
+};
+
+struct tide__coro;
+
+struct tide__coro_ops {
+    /* Runs on the coroutine's own stack; returning ends the coroutine. */
+    void (*body)(struct tide__coro *co);
+    /* Called off the coroutine's stack once it is over: err is 0 after
+     * body returned, or why it never started (-ECANCELED, -ENOMEM). Drops
+     * whatever the loop held for it. */
+    void (*finish)(tide_loop *loop, struct tide__coro *co, int err);
+};
+
+struct tide__coro {
+    struct tide__node node;      /* ready-queue link, kind TIDE__NODE_CORO */
+    struct tide__fiber fiber;    /* saved context while not running */
+    struct tide__stack *stack;   /* NULL until it starts */
+    struct tide__stack_pool *pool; /* where its stack comes from */
+    struct tide__wait *wait;     /* what it is suspended on, else NULL */
+    const struct tide__coro_ops *ops;
+    struct tide__list link;      /* loop->coros while unfinished */
+    int wake_err;                /* what tide__suspend returns */
+    uint8_t state;               /* enum tide__coro_state */
+    bool queued;                 /* in the ready queue now */
+    bool must_cancel;            /* a cancel request not yet delivered */
+    bool close_cancelled;        /* tide_loop_close already asked it */
+};
+
+/* ---- handles (call_soon / call_later / call_at) ------------------------ */
+
+struct tide__handle {
+    struct tide__call call;
+    struct tide__timer timer;   /* armed for call_later/call_at */
+    tide_callback cb;
+    void *arg;
+    uint32_t gen;               /* bumped on every reuse: stale ids miss */
+    uint32_t index;             /* slot in loop->handle_chunks */
+    uint8_t state;              /* handle.c: FREE, TIMER, READY */
+    struct tide__handle *next_free;
+};
+
+#define TIDE__HANDLE_CHUNK 256
+
+/* ---- the loop --------------------------------------------------------- */
+
+struct tide_loop {
+    struct tide__fifo ready;     /* nodes of kind CORO or CALL, FIFO */
+    size_t ntodo;                /* entries of the current batch left */
+    struct tide__coro *current;  /* coroutine on the CPU, or NULL */
+    struct tide__fiber *sched;   /* context running the current iteration */
+    struct tide__stack *sched_stack; /* its stack (NULL: the thread's) */
+    struct tide__coro *sched_owner;  /* coroutine hosting it, or NULL */
+    struct tide__coro *zombie;   /* finished, its stack not yet released */
+    struct tide__heap timers;
+    int64_t now;                 /* ns, read once per iteration */
+    uint64_t iterations;
+    unsigned busy_iterations;    /* iterations since the last poll */
+
+    struct tide__list coros;     /* unfinished coroutines */
+    size_t ncoros;
+    size_t default_stack;        /* usable bytes for new tasks */
+    struct tide__stack_pool pools[4]; /* one per stack size in use */
+    unsigned npools;
+
+    struct tide__poller poller;
+
+    struct tide__handle **handle_chunks;
+    uint32_t nchunks;
+    struct tide__handle *free_handles;
+    size_t live_handles;
+
+    /* call_soon_threadsafe: other threads append under remote_lock and
+     * write the eventfd; the loop swaps the list out under the lock. */
+    pthread_mutex_t remote_lock;
+    struct tide__node *remote_head, *remote_tail; /* tide__call nodes */
+    atomic_bool remote_pending;  /* release: the list was appended to */
+    bool remote_closed;          /* under remote_lock */
+    int wake_fd;
+    struct tide__io wake_io;
+
+    unsigned depth;              /* runs in progress (nesting) */
+    bool stopping;
+    bool closing;
+    bool closed;
+    bool virtual_clock;
+    unsigned refs;               /* 1 while open + 1 per live future */
+    uint64_t next_task_id;
+};
+
+/* The innermost loop running on this thread, or NULL. */
+extern _Thread_local tide_loop *tide__running;
+
+/* This thread's default loop if one is set; never makes one. */
+tide_loop *tide__default_loop(void);
+
+/* loop, or tide_get_event_loop() if loop is NULL. */
+tide_loop *tide__loop_resolve(tide_loop *loop);
+
+/* A future keeps its loop's record (not its resources) alive. */
+static inline void tide__loop_ref(tide_loop *loop) { loop->refs++; }
+void tide__loop_unref(tide_loop *loop);
+
+static inline void tide__ready_push(tide_loop *loop, struct tide__node *n)
+{
+    tide__fifo_push(&loop->ready, n);
+}
+
+static inline void tide__call_schedule(tide_loop *loop, struct tide__call *c)
+{
+    c->node.kind = TIDE__NODE_CALL;
+    tide__fifo_push(&loop->ready, &c->node);
+}
+
+/* Register a new coroutine; it starts on a later step. */
+void tide__coro_start(tide_loop *loop, struct tide__coro *co,
+                      const struct tide__coro_ops *ops,
+                      struct tide__stack_pool *pool);
+
+/* The pool for stacks of `size` usable bytes (0: the loop's default);
+ * NULL if four sizes are already in use (errno EINVAL). */
+struct tide__stack_pool *tide__loop_pool(tide_loop *loop, size_t size);
+
+/* Suspend the current coroutine until tide__wake. `w` (may be NULL for a
+ * plain yield) receives cancellation requests meanwhile. Returns the
+ * wake's err, or -ECANCELED if a request arrived while it was queued. */
+int tide__suspend(tide_loop *loop, struct tide__wait *w);
+
+/* Queue a suspended coroutine to resume with `err`. Harmless if it is
+ * already queued or not suspended. */
+void tide__wake(tide_loop *loop, struct tide__coro *co, int err);
+
+/* Yield: requeue the current coroutine behind everything ready. Returns 0
+ * or -ECANCELED. */
+int tide__yield(tide_loop *loop);
+
+/* Request cancellation of co (see tide__wait). False if co is done. */
+bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co);
+
+/* Sleep the current coroutine until loop time `deadline` (ns). */
+int tide__sleep_until(tide_loop *loop, int64_t deadline);
+
+/* The deadline `seconds` from now, saturated; -EINVAL for NaN. */
+int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline);
+
+/* Run iterations until done(arg) is true (NULL: until stopped). Returns 0,
+ * or -EINTR if tide_loop_stop ended it first. */
+int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg);
+
+int64_t tide__clock_ns(void);
+
+#endif

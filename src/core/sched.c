@@ -1,0 +1,356 @@
+/* Scheduling: iterations, the ready queue, suspension, hand-off, sleeps.
+ *
+ * The invariants (see loop.h): a coroutine is resumed only from the ready
+ * queue; the first loop->ntodo entries of the queue are the current batch;
+ * every context that resumes after a switch first reaps loop->zombie (the
+ * coroutine that finished just before), whose stack can only be released
+ * once nothing runs on it any more.
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/loop.h"
+
+#include <errno.h>
+#include <math.h>
+#include <time.h>
+
+/* Poll at least this often while the ready queue never empties, so I/O is
+ * not starved by tasks that keep yielding (Go and Tokio do the same). */
+#define BUSY_POLL_INTERVAL 16
+
+int64_t tide__clock_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void reap(tide_loop *loop)
+{
+    struct tide__coro *z = loop->zombie;
+
+    if (z) {
+        loop->zombie = NULL;
+        tide__stack_put(z->pool, z->stack);
+        z->stack = NULL;
+        z->ops->finish(loop, z, 0);
+    }
+}
+
+/* End a coroutine that never ran: it holds no stack. */
+static void abandon(tide_loop *loop, struct tide__coro *co, int err)
+{
+    co->state = TIDE__CORO_DONE;
+    tide__list_remove(&co->link);
+    loop->ncoros--;
+    co->ops->finish(loop, co, err);
+}
+
+static void coro_main(void *arg)
+{
+    struct tide__coro *co = arg;
+    tide_loop *loop = tide__running;
+
+#ifdef TIDE__ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    reap(loop);
+    co->ops->body(co);
+
+    /* Finished: leave the stack for good. The next context reaps us. */
+    loop = tide__running;
+    co->state = TIDE__CORO_DONE;
+    tide__list_remove(&co->link);
+    loop->ncoros--;
+    loop->zombie = co;
+    extern void tide__switch_away(tide_loop *, struct tide__coro *, bool);
+    tide__switch_away(loop, co, true);
+    __builtin_unreachable();
+}
+
+/* Make co runnable for the first time; false if it ended instead. */
+static bool prepare(tide_loop *loop, struct tide__coro *co)
+{
+    int err = 0;
+
+    if (co->must_cancel) {
+        abandon(loop, co, -ECANCELED);
+        return false;
+    }
+    co->stack = tide__stack_get(co->pool, &err);
+    if (!co->stack) {
+        abandon(loop, co, err);
+        return false;
+    }
+    tide__fiber_make(&co->fiber, co->stack, coro_main, co);
+    return true;
+}
+
+/* Leave the running coroutine `self`: hand off to the next coroutine of
+ * the batch if there is one, else return to the loop's context. */
+void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
+{
+    struct tide__node *n;
+
+    while (loop->ntodo > 0 && (n = loop->ready.head) &&
+           n->kind == TIDE__NODE_CORO) {
+        tide__fifo_pop(&loop->ready);
+        loop->ntodo--;
+        struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
+        co->queued = false;
+        if (co->state == TIDE__CORO_NEW && !prepare(loop, co))
+            continue;
+        co->state = TIDE__CORO_RUNNING;
+        loop->current = co;
+        tide__fiber_switch(&self->fiber, self->stack, &co->fiber, co->stack,
+                           dying);
+        return;
+    }
+    loop->current = loop->sched_owner;
+    tide__fiber_switch(&self->fiber, self->stack, loop->sched,
+                       loop->sched_stack, dying);
+}
+
+int tide__suspend(tide_loop *loop, struct tide__wait *w)
+{
+    struct tide__coro *self = loop->current;
+
+    self->wait = w;
+    self->wake_err = 0;
+    self->state = TIDE__CORO_SUSPENDED;
+    if (self->must_cancel && w) {
+        /* Requested while running: deliver at this suspension point. */
+        self->must_cancel = false;
+        w->cancel(loop, w);
+    }
+    tide__switch_away(loop, self, false);
+    reap(loop);
+    int err = self->wake_err;
+    if (self->must_cancel) {
+        self->must_cancel = false;
+        err = -ECANCELED;
+    }
+    return err;
+}
+
+void tide__wake(tide_loop *loop, struct tide__coro *co, int err)
+{
+    if (co->state != TIDE__CORO_SUSPENDED || co->queued)
+        return;
+    co->wait = NULL;
+    co->wake_err = err;
+    co->queued = true;
+    tide__fifo_push(&loop->ready, &co->node);
+}
+
+int tide__yield(tide_loop *loop)
+{
+    struct tide__coro *self = loop->current;
+
+    self->queued = true;
+    tide__fifo_push(&loop->ready, &self->node);
+    return tide__suspend(loop, NULL);
+}
+
+bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co)
+{
+    if (co->state == TIDE__CORO_DONE)
+        return false;
+    if (co->state == TIDE__CORO_SUSPENDED && co->wait && !co->queued) {
+        struct tide__wait *w = co->wait;
+        w->cancel(loop, w);
+    } else {
+        co->must_cancel = true;
+    }
+    return true;
+}
+
+void tide__coro_start(tide_loop *loop, struct tide__coro *co,
+                      const struct tide__coro_ops *ops,
+                      struct tide__stack_pool *pool)
+{
+    co->node.kind = TIDE__NODE_CORO;
+    co->stack = NULL;
+    co->pool = pool;
+    co->wait = NULL;
+    co->ops = ops;
+    co->wake_err = 0;
+    co->state = TIDE__CORO_NEW;
+    /* A task created while the loop closes starts cancelled: closing must
+     * end, and it can only end if no new work outlives it. */
+    co->must_cancel = loop->closing;
+    co->close_cancelled = loop->closing;
+    co->queued = true;
+    tide__list_push_back(&loop->coros, &co->link);
+    loop->ncoros++;
+    tide__fifo_push(&loop->ready, &co->node);
+}
+
+/* ---- sleeping ---------------------------------------------------------- */
+
+struct sleeper {
+    struct tide__wait wait;
+    struct tide__timer timer;
+    struct tide__coro *co;
+};
+
+static void sleep_cancel(tide_loop *loop, struct tide__wait *w)
+{
+    struct sleeper *s = tide__container_of(w, struct sleeper, wait);
+
+    tide__heap_remove(&loop->timers, &s->timer);
+    tide__wake(loop, s->co, -ECANCELED);
+}
+
+int tide__sleep_until(tide_loop *loop, int64_t deadline)
+{
+    struct sleeper s = {.wait = {.cancel = sleep_cancel},
+                        .co = loop->current};
+
+    tide__timer_init(&s.timer, TIDE__TIMER_WAKE);
+    int err = tide__heap_push(&loop->timers, &s.timer, deadline);
+    if (err < 0)
+        return err;
+    err = tide__suspend(loop, &s.wait);
+    tide__heap_remove(&loop->timers, &s.timer); /* cancelled while queued */
+    return err;
+}
+
+int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline)
+{
+    if (isnan(seconds))
+        return -EINVAL;
+    if (seconds <= 0) {
+        *deadline = loop->now;
+        return 0;
+    }
+    double ns = seconds * 1e9;
+    if (ns >= (double)(INT64_MAX - loop->now))
+        *deadline = INT64_MAX;
+    else
+        *deadline = loop->now + (int64_t)ns;
+    return 0;
+}
+
+/* ---- iterations --------------------------------------------------------- */
+
+static void fire_timer(tide_loop *loop, struct tide__timer *t)
+{
+    if (t->kind == TIDE__TIMER_WAKE) {
+        struct sleeper *s = tide__container_of(t, struct sleeper, timer);
+        tide__wake(loop, s->co, 0);
+    } else {
+        struct tide__handle *h = tide__container_of(t, struct tide__handle,
+                                                    timer);
+        tide__call_schedule(loop, &h->call);
+    }
+}
+
+void tide__remote_drain(tide_loop *loop);
+
+static void dispatch(tide_loop *loop, struct tide__node *n)
+{
+    if (n->kind == TIDE__NODE_CALL) {
+        struct tide__call *c = tide__container_of(n, struct tide__call, node);
+        loop->current = NULL;
+        c->run(loop, c, false);
+        loop->current = loop->sched_owner;
+        return;
+    }
+    struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
+    co->queued = false;
+    if (co->state == TIDE__CORO_NEW && !prepare(loop, co))
+        return;
+    co->state = TIDE__CORO_RUNNING;
+    loop->current = co;
+    tide__fiber_switch(loop->sched, loop->sched_stack, &co->fiber, co->stack,
+                       false);
+    reap(loop);
+    loop->current = loop->sched_owner;
+}
+
+static void run_once(tide_loop *loop)
+{
+    int64_t timeout = -1;
+    struct tide__timer *t = tide__heap_min(&loop->timers);
+
+    if (loop->ready.count || loop->stopping)
+        timeout = 0;
+    else if (t && loop->virtual_clock)
+        timeout = 0;
+    else if (t) {
+        timeout = t->deadline - tide__clock_ns();
+        if (timeout < 0)
+            timeout = 0;
+    }
+    /* The wake fd is always watched; other fds are polled every
+     * iteration when idle, every BUSY_POLL_INTERVAL when busy. */
+    if (timeout != 0 || (loop->poller.watched > 1 &&
+                         ++loop->busy_iterations >= BUSY_POLL_INTERVAL)) {
+        loop->busy_iterations = 0;
+        loop->poller.ops->wait(&loop->poller, timeout);
+    } else if (timeout == 0 && loop->virtual_clock && !loop->ready.count) {
+        loop->poller.ops->wait(&loop->poller, 0);
+    }
+    if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
+        tide__remote_drain(loop);
+
+    if (!loop->virtual_clock)
+        loop->now = tide__clock_ns();
+    else if (!loop->ready.count && (t = tide__heap_min(&loop->timers)) &&
+             t->deadline > loop->now && t->deadline != INT64_MAX)
+        loop->now = t->deadline; /* everyone waits: jump to the next timer */
+
+    while ((t = tide__heap_min(&loop->timers)) && t->deadline <= loop->now) {
+        tide__heap_pop(&loop->timers);
+        fire_timer(loop, t);
+    }
+
+    loop->ntodo = loop->ready.count;
+    while (loop->ntodo > 0) {
+        struct tide__node *n = tide__fifo_pop(&loop->ready);
+        loop->ntodo--;
+        dispatch(loop, n);
+    }
+    loop->iterations++;
+}
+
+int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
+{
+    struct tide__fiber here;
+    struct tide__fiber *saved_sched = loop->sched;
+    struct tide__stack *saved_stack = loop->sched_stack;
+    struct tide__coro *saved_owner = loop->sched_owner;
+    struct tide__coro *owner = loop->depth ? loop->current : NULL;
+    tide_loop *saved_running = tide__running;
+    int err = 0;
+
+    /* A nested run keeps running on whatever stack called it: a task's,
+     * or the thread's own inside a callback. */
+    tide__fiber_init_here(&here, tide__stack_current);
+    loop->sched = &here;
+    loop->sched_owner = owner;
+    loop->sched_stack = tide__stack_current;
+    tide__running = loop;
+    loop->depth++;
+    loop->ntodo = 0;
+    for (;;) {
+        if (done && done(arg))
+            break;
+        run_once(loop);
+        if (loop->stopping) {
+            loop->stopping = false;
+            err = done && !done(arg) ? -EINTR : 0;
+            break;
+        }
+    }
+    loop->depth--;
+    loop->sched = saved_sched;
+    loop->sched_stack = saved_stack;
+    loop->sched_owner = saved_owner;
+    loop->current = owner;
+    tide__running = saved_running;
+    /* The outer batch's entries may have run here already: end it. */
+    loop->ntodo = 0;
+    return err;
+}

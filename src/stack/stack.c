@@ -1,0 +1,351 @@
+/* Coroutine stacks (see stack.h for the layout and the guard budget).
+ *
+ * Slabs are mapped lazily, one at a time, and each slot is initialized
+ * (header written, guard page set, valgrind told) the first time it is
+ * handed out, so an unused slot costs no memory. Freed stacks go back to a
+ * LIFO free list and keep their touched pages: reuse is a pointer pop.
+ * SPDX-License-Identifier: MIT
+ */
+#include "stack/stack.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TIDE__VALGRIND 1
+#endif
+#endif
+
+struct tide__slab {
+    struct tide__slab *next;
+    char *base;        /* the mapping; slot i starts at base + page + i * slot */
+    size_t map_size;
+    size_t slot_size;
+    unsigned fresh;    /* slots handed out at least once */
+};
+
+_Thread_local struct tide__stack *tide__stack_current;
+void (*tide__stack_describe)(char *buf, size_t n);
+
+static size_t page_size(void)
+{
+    static size_t page;
+
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+/* Guard pages left in this process's budget (see stack.h). */
+static atomic_long guards_left = -1;
+
+static bool take_guard(void)
+{
+    long v = atomic_load_explicit(&guards_left, memory_order_relaxed);
+
+    if (v < 0) {
+        long max = 65530;
+        FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+        if (f) {
+            if (fscanf(f, "%ld", &max) != 1)
+                max = 65530;
+            fclose(f);
+        }
+        long want = max / 8, expect = -1;
+        atomic_compare_exchange_strong(&guards_left, &expect, want);
+        v = atomic_load_explicit(&guards_left, memory_order_relaxed);
+    }
+    while (v > 0) {
+        if (atomic_compare_exchange_weak_explicit(&guards_left, &v, v - 1,
+                memory_order_relaxed, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+static void give_guard(void)
+{
+    atomic_fetch_add_explicit(&guards_left, 1, memory_order_relaxed);
+}
+
+size_t tide__stack_round(size_t bytes)
+{
+    size_t page = page_size();
+
+    return (bytes + page - 1) / page * page;
+}
+
+void tide__stack_pool_init(struct tide__stack_pool *p, size_t size)
+{
+    memset(p, 0, sizeof *p);
+    p->size = tide__stack_round(size);
+}
+
+static size_t slot_size_of(const struct tide__stack_pool *p)
+{
+    /* red zone page + usable bytes + the page holding the header */
+    return page_size() + p->size + page_size();
+}
+
+static struct tide__slab *slab_new(struct tide__stack_pool *p, int *err)
+{
+    struct tide__slab *s = tide__calloc(1, sizeof *s);
+
+    if (!s) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    s->slot_size = slot_size_of(p);
+    s->map_size = page_size() + s->slot_size * TIDE__SLAB_SLOTS;
+    /* The first page stays PROT_NONE: slot 0 of every slab is guarded
+     * against whatever lies below the slab. */
+    s->base = mmap(NULL, s->map_size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s->base == MAP_FAILED)
+        goto fail;
+    if (mprotect(s->base + page_size(), s->map_size - page_size(),
+                 PROT_READ | PROT_WRITE) < 0) {
+        munmap(s->base, s->map_size);
+        goto fail;
+    }
+    s->next = p->slabs;
+    p->slabs = s;
+    return s;
+fail:
+    tide__free(s);
+    *err = -ENOMEM;
+    return NULL;
+}
+
+static struct tide__stack *slot_init(struct tide__slab *slab,
+                                     struct tide__stack_pool *p, unsigned i)
+{
+    char *slot = slab->base + page_size() + (size_t)i * slab->slot_size;
+    char *top = slot + slab->slot_size;
+    struct tide__stack *st = (struct tide__stack *)(void *)(top - sizeof *st);
+
+    st->next_free = NULL;
+    st->slab = slab;
+    st->lo = slot + page_size();
+    st->size = (size_t)((char *)st - st->lo);
+    st->guarded = false;
+    st->canary = TIDE__STACK_CANARY;
+    if (take_guard()) {
+        if (mprotect(slot, page_size(), PROT_NONE) == 0)
+            st->guarded = true;
+        else
+            give_guard();
+    }
+#ifdef TIDE__VALGRIND
+    st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
+#endif
+    (void)p;
+    return st;
+}
+
+struct tide__stack *tide__stack_get(struct tide__stack_pool *p, int *err)
+{
+    struct tide__stack *st = p->free;
+
+    if (st) {
+        p->free = st->next_free;
+        p->pooled--;
+        p->in_use++;
+        return st;
+    }
+    struct tide__slab *slab = p->slabs;
+    if (!slab || slab->fresh == TIDE__SLAB_SLOTS) {
+        slab = slab_new(p, err);
+        if (!slab)
+            return NULL;
+    }
+    st = slot_init(slab, p, slab->fresh++);
+    p->in_use++;
+    return st;
+}
+
+void tide__stack_put(struct tide__stack_pool *p, struct tide__stack *st)
+{
+    st->next_free = p->free;
+    p->free = st;
+    p->in_use--;
+    p->pooled++;
+}
+
+void tide__stack_pool_destroy(struct tide__stack_pool *p)
+{
+    struct tide__slab *s = p->slabs;
+
+    while (s) {
+        struct tide__slab *next = s->next;
+        for (unsigned i = 0; i < s->fresh; i++) {
+            char *slot = s->base + page_size() + (size_t)i * s->slot_size;
+            struct tide__stack *st = (struct tide__stack *)(void *)
+                (slot + s->slot_size - sizeof *st);
+            if (st->guarded)
+                give_guard();
+#ifdef TIDE__VALGRIND
+            VALGRIND_STACK_DEREGISTER(st->vg_id);
+#endif
+        }
+        munmap(s->base, s->map_size);
+        tide__free(s);
+        s = next;
+    }
+    p->slabs = NULL;
+    p->free = NULL;
+    p->pooled = p->in_use = 0;
+}
+
+void tide__fiber_make(struct tide__fiber *f, struct tide__stack *s,
+                      void (*entry)(void *), void *arg)
+{
+    tide__ctx_make(&f->ctx, s->lo, s->size, entry, arg);
+#ifdef TIDE__ASAN
+    f->stack_lo = s->lo;
+    f->stack_size = s->size;
+#endif
+}
+
+#ifdef TIDE__ASAN
+#include <pthread.h>
+#endif
+
+void tide__fiber_init_here(struct tide__fiber *f, struct tide__stack *s)
+{
+#ifdef TIDE__ASAN
+    if (s) {
+        f->stack_lo = s->lo;
+        f->stack_size = s->size;
+        return;
+    }
+    pthread_attr_t attr;
+    void *lo = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &lo, &size);
+        pthread_attr_destroy(&attr);
+    }
+    f->stack_lo = lo;
+    f->stack_size = size;
+#else
+    (void)f;
+    (void)s;
+#endif
+}
+
+/* ---- overflow detection ------------------------------------------- */
+
+static void write_str(const char *s)
+{
+    ssize_t r = write(STDERR_FILENO, s, strlen(s));
+    (void)r;
+}
+
+static void die_overflow(const struct tide__stack *st)
+{
+    char who[160] = "a task";
+
+    if (tide__stack_describe)
+        tide__stack_describe(who, sizeof who);
+    write_str("tide: stack overflow in ");
+    write_str(who);
+    write_str(" (raise its stack_size, or the loop's with "
+              "tide_loop_set_stack_size)\n");
+    (void)st;
+}
+
+void tide__stack_check(const struct tide__stack *st)
+{
+    char here;
+    const char *sp = &here;
+    const struct tide__stack *below = (const struct tide__stack *)(const void *)
+        (st->lo - page_size() - sizeof *below);
+    bool first = (st->lo - page_size()) == st->slab->base + page_size();
+
+    /* Slots are handed out in order, so the slot below is initialized. */
+    if (sp >= st->lo && st->canary == TIDE__STACK_CANARY &&
+        (first || below->canary == TIDE__STACK_CANARY))
+        return;
+    die_overflow(st);
+    abort();
+}
+
+static _Thread_local void *altstack;
+static struct sigaction prev_segv, prev_bus;
+static atomic_int handler_installed;
+
+static void on_fault(int sig, siginfo_t *si, void *uctx)
+{
+    struct tide__stack *st = tide__stack_current;
+
+    if (st) {
+        char *addr = si->si_addr;
+        char *guard_lo = st->lo - page_size();
+        char here;
+        /* In this task's guard/red zone, or below its stack entirely. */
+        if ((addr >= guard_lo - page_size() && addr < st->lo) ||
+            (char *)&here < st->lo) {
+            die_overflow(st);
+            signal(sig, SIG_DFL);
+            raise(sig);
+            return;
+        }
+    }
+    struct sigaction *prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
+    if (prev->sa_flags & SA_SIGINFO) {
+        prev->sa_sigaction(sig, si, uctx);
+        return;
+    }
+    if (prev->sa_handler == SIG_IGN)
+        return;
+    if (prev->sa_handler != SIG_DFL) {
+        prev->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL); /* re-fault with the default action: a core dump */
+}
+
+int tide__stack_thread_setup(void)
+{
+    if (!altstack) {
+        size_t size = 64 * 1024;
+        void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (mem == MAP_FAILED)
+            return -ENOMEM;
+        stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
+        stack_t old;
+        /* Keep an alternate stack the application already set. */
+        if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE)) {
+            munmap(mem, size);
+            altstack = old.ss_sp;
+        } else if (sigaltstack(&ss, NULL) < 0) {
+            munmap(mem, size);
+            return -errno;
+        } else {
+            altstack = mem;
+        }
+    }
+    int expect = 0;
+    if (atomic_compare_exchange_strong(&handler_installed, &expect, 1)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &prev_segv);
+        sigaction(SIGBUS, &sa, &prev_bus);
+    }
+    return 0;
+}

@@ -1,0 +1,264 @@
+/* Futures: states, results, done callbacks, reference counts.
+ *
+ * Completing a future never runs user code: waiters are queued on the
+ * loop, user callbacks are queued as calls, in the order they were added.
+ * Only INLINE nodes (the library's own gather/as_completed bookkeeping)
+ * run inside the completing call.
+ * SPDX-License-Identifier: MIT
+ */
+#include "task/future.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+
+/* A user's done callback: on the future's list until completion, then a
+ * call in the ready queue holding a reference to the future. */
+struct done_cb {
+    struct tide__call call;
+    tide_future *f;
+    void (*cb)(tide_future *f, void *arg);
+    void *arg;
+};
+
+static const struct tide__future_ops *ops_of(const tide_future *f)
+{
+    switch (f->kind) {
+    case TIDE__FUTURE_TASK:
+        return &tide__task_ops;
+    case TIDE__FUTURE_GATHER:
+        return &tide__gather_ops;
+    default:
+        return NULL;
+    }
+}
+
+void tide__future_init(tide_future *f, tide_loop *loop, uint8_t kind)
+{
+    f->refs = 1;
+    f->kind = kind;
+    f->done = false;
+    f->err = 0;
+    f->result = NULL;
+    f->loop = loop;
+    f->cb_tail = NULL;
+    tide__loop_ref(loop);
+}
+
+tide_future *tide_future_new(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop)
+        return NULL;
+    if (loop->closed) {
+        errno = EINVAL;
+        return NULL;
+    }
+    tide_future *f = tide__malloc(sizeof *f);
+    if (!f)
+        return NULL;
+    tide__future_init(f, loop, TIDE__FUTURE_PLAIN);
+    return f;
+}
+
+void tide__future_add_node(tide_future *f, struct tide__node *n)
+{
+    if (f->cb_tail) {
+        n->next = f->cb_tail->next;
+        f->cb_tail->next = n;
+    } else {
+        n->next = n;
+    }
+    f->cb_tail = n;
+}
+
+void tide__future_remove_node(tide_future *f, struct tide__node *n)
+{
+    struct tide__node *tail = f->cb_tail, *prev = tail;
+
+    if (!tail)
+        return;
+    do {
+        if (prev->next == n) {
+            if (n == prev) {
+                f->cb_tail = NULL;
+            } else {
+                prev->next = n->next;
+                if (tail == n)
+                    f->cb_tail = prev;
+            }
+            n->next = NULL;
+            return;
+        }
+        prev = prev->next;
+    } while (prev != tail);
+}
+
+static void done_cb_run(tide_loop *loop, struct tide__call *c, bool cancel)
+{
+    struct done_cb *d = tide__container_of(c, struct done_cb, call);
+
+    (void)loop;
+    if (!cancel)
+        d->cb(d->f, d->arg);
+    tide_future_release(d->f);
+    tide__free(d);
+}
+
+void tide__future_complete(tide_future *f, int err, void *result)
+{
+    tide_loop *loop = f->loop;
+    struct tide__node *tail = f->cb_tail, *n;
+
+    f->done = true;
+    f->err = err;
+    f->result = err ? NULL : result;
+    f->cb_tail = NULL;
+    if (!tail)
+        return;
+    n = tail->next;
+    tail->next = NULL;
+    while (n) {
+        struct tide__node *next = n->next;
+        switch (n->kind) {
+        case TIDE__NODE_WAITER: {
+            struct tide__waiter *w = (struct tide__waiter *)(void *)n;
+            tide__wake(loop, w->co, 0);
+            break;
+        }
+        case TIDE__NODE_INLINE: {
+            struct tide__inline *in = (struct tide__inline *)(void *)n;
+            in->fn(in, f);
+            break;
+        }
+        default: {
+            struct done_cb *d = tide__container_of(n, struct done_cb, call.node);
+            tide_future_retain(f);
+            tide__call_schedule(loop, &d->call);
+            break;
+        }
+        }
+        n = next;
+    }
+}
+
+int tide_future_set_result(tide_future *f, void *value)
+{
+    if (!f || f->done || f->kind != TIDE__FUTURE_PLAIN)
+        return -EINVAL;
+    if (f->loop->closed)
+        return -ESHUTDOWN;
+    tide__future_complete(f, 0, value);
+    return 0;
+}
+
+int tide_future_set_error(tide_future *f, int err)
+{
+    if (!f || f->done || err >= 0 || f->kind != TIDE__FUTURE_PLAIN)
+        return -EINVAL;
+    if (f->loop->closed)
+        return -ESHUTDOWN;
+    tide__future_complete(f, err, NULL);
+    return 0;
+}
+
+bool tide__future_cancel_plain(tide_future *f)
+{
+    if (f->done || f->loop->closed)
+        return false;
+    tide__future_complete(f, -ECANCELED, NULL);
+    return true;
+}
+
+bool tide_future_cancel(tide_future *f)
+{
+    if (!f || f->done)
+        return false;
+    const struct tide__future_ops *ops = ops_of(f);
+    return ops ? ops->cancel(f) : tide__future_cancel_plain(f);
+}
+
+bool tide_future_done(const tide_future *f)
+{
+    return f && f->done;
+}
+
+bool tide_future_cancelled(const tide_future *f)
+{
+    return f && f->done && f->err == -ECANCELED;
+}
+
+int tide_future_result(const tide_future *f, void **value)
+{
+    if (!f)
+        return -EINVAL;
+    if (!f->done)
+        return -EAGAIN;
+    if (f->err)
+        return f->err;
+    if (value)
+        *value = f->result;
+    return 0;
+}
+
+int tide_future_add_done_callback(tide_future *f,
+        void (*cb)(tide_future *f, void *arg), void *arg)
+{
+    if (!f || !cb)
+        return -EINVAL;
+    if (f->loop->closed)
+        return -ESHUTDOWN;
+    struct done_cb *d = tide__malloc(sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->call.run = done_cb_run;
+    d->f = f;
+    d->cb = cb;
+    d->arg = arg;
+    if (f->done) {
+        tide_future_retain(f);
+        tide__call_schedule(f->loop, &d->call);
+    } else {
+        d->call.node.kind = TIDE__NODE_DONE_CB;
+        tide__future_add_node(f, &d->call.node);
+    }
+    return 0;
+}
+
+tide_future *tide_future_retain(tide_future *f)
+{
+    if (f)
+        f->refs++;
+    return f;
+}
+
+void tide_future_release(tide_future *f)
+{
+    if (!f || --f->refs > 0)
+        return;
+    /* Pending with callbacks nobody will ever run: free the records. Only
+     * user callbacks can remain here: waiters and inline nodes hold a
+     * reference to the future. */
+    struct tide__node *tail = f->cb_tail;
+    if (tail) {
+        struct tide__node *n = tail->next;
+        tail->next = NULL;
+        while (n) {
+            struct tide__node *next = n->next;
+            tide__free(tide__container_of(n, struct done_cb, call.node));
+            n = next;
+        }
+    }
+    tide_loop *loop = f->loop;
+    const struct tide__future_ops *ops = ops_of(f);
+    if (ops)
+        ops->free(f);
+    else
+        tide__free(f);
+    tide__loop_unref(loop);
+}
+
+tide_loop *tide_future_get_loop(const tide_future *f)
+{
+    return f && !f->loop->closed ? f->loop : NULL;
+}

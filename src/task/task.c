@@ -1,0 +1,321 @@
+/* Tasks: futures whose value is a coroutine body's return value; await,
+ * sleep, fail, names, run_until_complete and tide_run.
+ *
+ * A task is a future plus a coroutine. The loop's own reference (taken at
+ * creation, dropped in task_finish once the coroutine is off its stack)
+ * keeps a released task running to its end. Cancelling a task counts the
+ * request and hands it to the coroutine layer, which delivers it at the
+ * task's suspension point through that point's cancel hook.
+ * SPDX-License-Identifier: MIT
+ */
+#include "task/future.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+struct tide__task {
+    struct tide_future fut;
+    struct tide__coro co;
+    tide_fn fn;
+    void *arg;
+    char *name;                /* NULL: "Task-<id>", made on demand */
+    uint64_t id;
+    int fail_err;              /* set by tide_fail */
+    uint32_t cancels;          /* cancel requests (asyncio's cancelling()) */
+};
+
+static struct tide__task *task_of(tide_future *f)
+{
+    return tide__container_of(f, struct tide__task, fut);
+}
+
+static struct tide__task *task_of_coro(struct tide__coro *co)
+{
+    return tide__container_of(co, struct tide__task, co);
+}
+
+/* ---- the coroutine behind a task ---------------------------------------- */
+
+static void task_body(struct tide__coro *co)
+{
+    struct tide__task *t = task_of_coro(co);
+
+    t->fail_err = 0;
+    void *r = t->fn(t->arg);
+    tide__future_complete(&t->fut, t->fail_err, r);
+}
+
+static void task_finish(tide_loop *loop, struct tide__coro *co, int err)
+{
+    struct tide__task *t = task_of_coro(co);
+
+    (void)loop;
+    if (err)
+        tide__future_complete(&t->fut, err, NULL); /* never started */
+    tide_future_release(&t->fut);                  /* the loop's reference */
+}
+
+static const struct tide__coro_ops task_coro_ops = {
+    .body = task_body,
+    .finish = task_finish,
+};
+
+static bool task_cancel(tide_future *f)
+{
+    struct tide__task *t = task_of(f);
+
+    if (f->done)
+        return false;
+    t->cancels++;
+    return tide__coro_cancel(f->loop, &t->co);
+}
+
+static void task_free(tide_future *f)
+{
+    struct tide__task *t = task_of(f);
+
+    tide__free(t->name);
+    tide__free(t);
+}
+
+const struct tide__future_ops tide__task_ops = {
+    .cancel = task_cancel,
+    .free = task_free,
+};
+
+/* For the stack overflow message: async-signal-safe, no allocation. */
+static void describe_current(char *buf, size_t n)
+{
+    tide_loop *loop = tide__running;
+    struct tide__task *t;
+    size_t len = 0;
+
+    if (!loop || !loop->current || n < 32) {
+        memcpy(buf, "a coroutine", sizeof "a coroutine");
+        return;
+    }
+    t = task_of_coro(loop->current);
+    const char *pre = "task '";
+    while (*pre && len + 1 < n)
+        buf[len++] = *pre++;
+    if (t->name) {
+        for (const char *s = t->name; *s && len + 3 < n; s++)
+            buf[len++] = *s;
+    } else {
+        char digits[24];
+        int d = 0;
+        uint64_t id = t->id;
+        do {
+            digits[d++] = (char)('0' + id % 10);
+            id /= 10;
+        } while (id);
+        for (const char *s = "Task-"; *s && len + 3 < n; s++)
+            buf[len++] = *s;
+        while (d > 0 && len + 3 < n)
+            buf[len++] = digits[--d];
+    }
+    buf[len++] = '\'';
+    buf[len] = '\0';
+}
+
+tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn, void *arg,
+                                 const tide_task_options *opt)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop)
+        return NULL;
+    if (!fn || loop->closed) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct tide__stack_pool *pool =
+        tide__loop_pool(loop, opt ? opt->stack_size : 0);
+    if (!pool)
+        return NULL;
+    struct tide__task *t = tide__malloc(sizeof *t);
+    if (!t)
+        return NULL;
+    t->name = NULL;
+    if (opt && opt->name && !(t->name = tide__strdup(opt->name))) {
+        tide__free(t);
+        return NULL;
+    }
+    tide__stack_describe = describe_current;
+    tide__future_init(&t->fut, loop, TIDE__FUTURE_TASK);
+    t->fut.refs = 2; /* the caller's and the loop's */
+    t->fn = fn;
+    t->arg = arg;
+    t->id = ++loop->next_task_id;
+    t->fail_err = 0;
+    t->cancels = 0;
+    tide__coro_start(loop, &t->co, &task_coro_ops, pool);
+    return &t->fut;
+}
+
+tide_future *tide_create_task(tide_loop *loop, tide_fn fn, void *arg)
+{
+    return tide_create_task_ex(loop, fn, arg, NULL);
+}
+
+static struct tide__task *current_task(void)
+{
+    tide_loop *loop = tide__running;
+
+    if (!loop || !loop->current)
+        return NULL;
+    return task_of_coro(loop->current);
+}
+
+tide_future *tide_current_task(void)
+{
+    struct tide__task *t = current_task();
+
+    return t ? &t->fut : NULL;
+}
+
+bool tide_future_is_task(const tide_future *f)
+{
+    return f && f->kind == TIDE__FUTURE_TASK;
+}
+
+int tide_task_set_name(tide_future *f, const char *name)
+{
+    if (!tide_future_is_task(f) || !name)
+        return -EINVAL;
+    char *copy = tide__strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    struct tide__task *t = task_of(f);
+    tide__free(t->name);
+    t->name = copy;
+    return 0;
+}
+
+const char *tide_task_get_name(tide_future *f)
+{
+    if (!tide_future_is_task(f)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct tide__task *t = task_of(f);
+    if (!t->name) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "Task-%llu", (unsigned long long)t->id);
+        t->name = tide__strdup(buf);
+    }
+    return t->name;
+}
+
+void *tide_fail(int err)
+{
+    struct tide__task *t = current_task();
+
+    if (t)
+        t->fail_err = err < 0 ? err : -EINVAL;
+    return NULL;
+}
+
+/* ---- await and sleep ------------------------------------------------------ */
+
+struct await {
+    struct tide__wait wait;
+    struct tide__waiter waiter;
+    tide_future *f;
+};
+
+/* Cancelling a task that awaits f cancels f; the await then returns when
+ * f is done, with f's outcome. */
+static void await_cancel(tide_loop *loop, struct tide__wait *w)
+{
+    struct await *a = tide__container_of(w, struct await, wait);
+
+    if (!tide_future_cancel(a->f))
+        tide__wake(loop, a->waiter.co, -ECANCELED);
+}
+
+int tide_await(tide_future *f, void **result)
+{
+    if (!f)
+        return -EINVAL;
+    if (f->done)
+        return tide_future_result(f, result);
+    tide_loop *loop = tide__running;
+    if (!loop || !loop->current)
+        return -EPERM;
+    struct tide__task *self = task_of_coro(loop->current);
+    if (f->loop != loop || f == &self->fut)
+        return -EINVAL;
+
+    struct await a = {.wait = {.cancel = await_cancel}, .f = f};
+    a.waiter.node.kind = TIDE__NODE_WAITER;
+    a.waiter.co = loop->current;
+    tide_future_retain(f);
+    tide__future_add_node(f, &a.waiter.node);
+    int err = tide__suspend(loop, &a.wait);
+    if (!f->done)
+        tide__future_remove_node(f, &a.waiter.node);
+    if (err == 0)
+        err = tide_future_result(f, result);
+    tide_future_release(f);
+    return err;
+}
+
+int tide_sleep(double seconds)
+{
+    tide_loop *loop = tide__running;
+    int64_t deadline;
+
+    if (isnan(seconds))
+        return -EINVAL;
+    if (!loop || !loop->current)
+        return -EPERM;
+    if (seconds <= 0)
+        return tide__yield(loop);
+    tide__deadline_in(loop, seconds, &deadline);
+    return tide__sleep_until(loop, deadline);
+}
+
+/* ---- running --------------------------------------------------------------- */
+
+static bool future_done(void *arg)
+{
+    return ((tide_future *)arg)->done;
+}
+
+int tide_run_until_complete(tide_loop *loop, tide_future *f, void **result)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop)
+        return -errno;
+    if (!f || f->loop != loop || loop->closed)
+        return -EINVAL;
+    tide_future_retain(f);
+    int err = tide__loop_run(loop, future_done, f);
+    if (err == 0)
+        err = tide_future_result(f, result);
+    tide_future_release(f);
+    return err;
+}
+
+int tide_run(tide_fn main, void *arg, void **result)
+{
+    if (!main)
+        return -EINVAL;
+    if (tide__running)
+        return -EBUSY;
+    tide_loop *prev = tide__default_loop();
+    tide_loop *loop = tide_loop_new();
+    if (!loop)
+        return -errno;
+    tide_set_event_loop(loop);
+    tide_future *t = tide_create_task(loop, main, arg);
+    int err = t ? tide_run_until_complete(loop, t, result) : -errno;
+    tide_loop_close(loop);
+    tide_future_release(t);
+    tide_set_event_loop(prev);
+    return err;
+}
