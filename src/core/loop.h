@@ -103,6 +103,7 @@ struct tide__handle {
 struct tide_loop {
     struct tide__fifo ready;     /* nodes of kind CORO or CALL, FIFO */
     size_t ntodo;                /* entries of the current batch left */
+    unsigned extend;             /* hand-offs the batch may still grow by */
     struct tide__coro *current;  /* coroutine on the CPU, or NULL */
     struct tide__fiber *sched;   /* context running the current iteration */
     struct tide__stack *sched_stack; /* its stack (NULL: the thread's) */

@@ -17,6 +17,9 @@
  * not starved by tasks that keep yielding (Go and Tokio do the same). */
 #define BUSY_POLL_INTERVAL 16
 
+/* Hand-offs a batch may be extended by (see tide__switch_away). */
+#define EXTEND_BUDGET 64
+
 int64_t tide__clock_ns(void)
 {
     struct timespec ts;
@@ -31,6 +34,7 @@ static inline void reap(tide_loop *loop)
 
     if (z) {
         loop->zombie = NULL;
+        tide__fiber_destroy(&z->fiber);
         tide__stack_put(z->pool, z->stack);
         z->stack = NULL;
         z->ops->finish(loop, z, 0);
@@ -87,15 +91,27 @@ static bool prepare(tide_loop *loop, struct tide__coro *co)
 }
 
 /* Leave the running coroutine `self`: hand off to the next coroutine of
- * the batch if there is one, else return to the loop's context. */
+ * the batch if there is one, else return to the loop's context.
+ *
+ * When the batch is used up and the next entry is again a coroutine, the
+ * batch may be extended by up to EXTEND_BUDGET hand-offs: the same thing
+ * as further iterations in which no timer or I/O is due, without reading
+ * the clock or going back to the loop's context for each (two yielding
+ * tasks would otherwise pay a clock read per round). Order is unchanged:
+ * the queue is FIFO either way. */
 void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
 {
     struct tide__node *n;
 
-    while (loop->ntodo > 0 && (n = loop->ready.head) &&
-           n->kind == TIDE__NODE_CORO) {
+    while ((n = loop->ready.head) && n->kind == TIDE__NODE_CORO) {
+        if (loop->ntodo == 0) {
+            if (loop->extend == 0)
+                break;
+            loop->extend--;
+        } else {
+            loop->ntodo--;
+        }
         tide__fifo_pop(&loop->ready);
-        loop->ntodo--;
         struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
         co->queued = false;
         if (co->state == TIDE__CORO_NEW && !prepare(loop, co))
@@ -307,6 +323,7 @@ static void run_once(tide_loop *loop)
     }
 
     loop->ntodo = loop->ready.count;
+    loop->extend = EXTEND_BUDGET;
     while (loop->ntodo > 0) {
         struct tide__node *n = tide__fifo_pop(&loop->ready);
         loop->ntodo--;
@@ -334,6 +351,7 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
     tide__running = loop;
     loop->depth++;
     loop->ntodo = 0;
+    loop->extend = 0;
     for (;;) {
         if (done && done(arg))
             break;
@@ -352,5 +370,6 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
     tide__running = saved_running;
     /* The outer batch's entries may have run here already: end it. */
     loop->ntodo = 0;
+    loop->extend = 0;
     return err;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #if defined(__has_include)
@@ -62,6 +63,13 @@ static bool take_guard(void)
             fclose(f);
         }
         long want = max / 8, expect = -1;
+        /* TIDE_STACK_GUARDS=n overrides the budget (tests use 0 to reach
+         * the canary path). */
+        const char *env = getenv("TIDE_STACK_GUARDS");
+        if (env && *env)
+            want = strtol(env, NULL, 10);
+        if (want < 0)
+            want = 0;
         atomic_compare_exchange_strong(&guards_left, &expect, want);
         v = atomic_load_explicit(&guards_left, memory_order_relaxed);
     }
@@ -215,6 +223,21 @@ void tide__fiber_make(struct tide__fiber *f, struct tide__stack *s,
     f->stack_lo = s->lo;
     f->stack_size = s->size;
 #endif
+#ifdef TIDE__TSAN
+    f->tsan_fiber = __tsan_create_fiber(0);
+    f->tsan_owned = true;
+#endif
+}
+
+void tide__fiber_destroy(struct tide__fiber *f)
+{
+#ifdef TIDE__TSAN
+    if (f->tsan_owned)
+        __tsan_destroy_fiber(f->tsan_fiber);
+    f->tsan_owned = false;
+#else
+    (void)f;
+#endif
 }
 
 #ifdef TIDE__ASAN
@@ -223,6 +246,10 @@ void tide__fiber_make(struct tide__fiber *f, struct tide__stack *s,
 
 void tide__fiber_init_here(struct tide__fiber *f, struct tide__stack *s)
 {
+#ifdef TIDE__TSAN
+    f->tsan_fiber = __tsan_get_current_fiber();
+    f->tsan_owned = false;
+#endif
 #ifdef TIDE__ASAN
     if (s) {
         f->stack_lo = s->lo;
@@ -285,17 +312,30 @@ static _Thread_local void *altstack;
 static struct sigaction prev_segv, prev_bus;
 static atomic_int handler_installed;
 
+/* The stack pointer at the fault, from the signal's saved context. */
+static char *fault_sp(void *uctx)
+{
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (char *)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (char *)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return NULL;
+#endif
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
     struct tide__stack *st = tide__stack_current;
 
     if (st) {
-        char *addr = si->si_addr;
-        char *guard_lo = st->lo - page_size();
-        char here;
-        /* In this task's guard/red zone, or below its stack entirely. */
-        if ((addr >= guard_lo - page_size() && addr < st->lo) ||
-            (char *)&here < st->lo) {
+        char *addr = si->si_addr, *sp = fault_sp(uctx);
+        /* Below this task's stack, within its slab (the red zone, the
+         * slots below, the slab's guard page), or sp itself below it. */
+        if ((addr >= st->slab->base && addr < st->lo) ||
+            (sp && sp < st->lo && sp >= st->slab->base - page_size())) {
             die_overflow(st);
             signal(sig, SIG_DFL);
             raise(sig);

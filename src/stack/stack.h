@@ -33,6 +33,14 @@
 #endif
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define TIDE__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TIDE__TSAN 1
+#endif
+#endif
+
 #define TIDE__SLAB_SLOTS 64
 #define TIDE__STACK_CANARY 0x7469646563616e61ull /* "tidecana" */
 
@@ -65,6 +73,10 @@ struct tide__fiber {
     const void *stack_lo;
     size_t stack_size;
 #endif
+#ifdef TIDE__TSAN
+    void *tsan_fiber;
+    bool tsan_owned;   /* made by fiber_make: destroyed by fiber_destroy */
+#endif
 };
 
 /* The usable size actually given for a request: page-rounded. */
@@ -82,6 +94,8 @@ void tide__fiber_make(struct tide__fiber *f, struct tide__stack *s,
                       void (*entry)(void *), void *arg);
 /* Record that f runs on the current thread's own stack (or on s). */
 void tide__fiber_init_here(struct tide__fiber *f, struct tide__stack *s);
+/* Forget a fiber made by tide__fiber_make, once nothing runs on it. */
+void tide__fiber_destroy(struct tide__fiber *f);
 
 /* The running stack of this thread (NULL: the thread's own stack). The
  * overflow handler reads it; the switch below keeps it current. */
@@ -109,6 +123,12 @@ static inline void tide__fiber_switch(struct tide__fiber *from,
                                       struct tide__stack *to_stack,
                                       bool dying);
 
+#ifdef TIDE__TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
 #ifdef TIDE__ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save,
                                     const void *bottom, size_t size);
@@ -126,6 +146,9 @@ static inline void tide__fiber_switch(struct tide__fiber *from,
     if (from_stack)
         tide__stack_check(from_stack);
     tide__stack_current = to_stack;
+#ifdef TIDE__TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
 #ifdef TIDE__ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(dying ? NULL : &fake, to->stack_lo,
