@@ -58,7 +58,7 @@ tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
             return NULL;
         }
     }
-    if (n > (SIZE_MAX - sizeof(tide_as_completed)) /
+    if (n > UINT32_MAX || n > (SIZE_MAX - sizeof(tide_as_completed)) /
                 (sizeof(struct tide__inline) + 2 * sizeof(void *))) {
         errno = EINVAL;
         return NULL;

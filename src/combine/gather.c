@@ -80,7 +80,7 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
             return NULL;
         }
     }
-    if (loop->closed || n > (SIZE_MAX - sizeof(struct gather)) /
+    if (loop->closed || n > UINT32_MAX || n > (SIZE_MAX - sizeof(struct gather)) /
                             (sizeof(struct tide__inline) + 2 * sizeof(void *))) {
         errno = EINVAL;
         return NULL;
@@ -107,15 +107,14 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
         tide__call_schedule(loop, &g->empty_done);
         return &g->fut;
     }
+    /* One pass: children already done count at once, in order. The
+     * pending count starts at n so no child can finish the gather early. */
+    g->pending = n;
     for (size_t i = 0; i < n; i++) {
         g->children[i] = tide_future_retain(fs[i]);
         g->links[i].node.kind = TIDE__NODE_INLINE;
         g->links[i].node.aux = (uint32_t)i;
         g->links[i].fn = child_done;
-        g->pending++;
-    }
-    /* Children already done count at once, in order. */
-    for (size_t i = 0; i < n; i++) {
         if (fs[i]->done)
             child_done(&g->links[i], fs[i]);
         else

@@ -72,6 +72,14 @@ char *tide__strdup(const char *s)
     return d;
 }
 
+bool tide__alloc_count(int delta)
+{
+    if (delta > 0 && should_fail())
+        return false;
+    atomic_fetch_add_explicit(&live, delta, memory_order_relaxed);
+    return true;
+}
+
 long tide__alloc_live(void)
 {
     return atomic_load_explicit(&live, memory_order_relaxed);

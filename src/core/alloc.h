@@ -10,6 +10,7 @@
 #ifndef TIDE_CORE_ALLOC_H
 #define TIDE_CORE_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 void *tide__malloc(size_t size);
@@ -17,6 +18,11 @@ void *tide__calloc(size_t n, size_t size);
 void *tide__realloc(void *p, size_t size); /* p NULL: malloc; fails leave p */
 void  tide__free(void *p);
 char *tide__strdup(const char *s);
+
+/* Count `delta` allocations made (1) or freed (-1) outside tide__malloc,
+ * honouring failure injection for 1. Returns false if it must fail
+ * (errno is then ENOMEM). For allocators built on top (block.c). */
+bool tide__alloc_count(int delta);
 
 /* Allocations made and not yet freed, in this process. */
 long tide__alloc_live(void);

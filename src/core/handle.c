@@ -160,6 +160,13 @@ tide_handle tide_call_at(tide_loop *loop, double when, tide_callback cb,
     return schedule(loop, deadline, true, cb, arg);
 }
 
+/* A call_later/call_at timer expired: the handle is now queued. */
+void tide__handle_fired(tide_loop *loop, struct tide__handle *h)
+{
+    h->state = H_READY;
+    tide__call_schedule(loop, &h->call);
+}
+
 bool tide_handle_cancel(tide_loop *loop, tide_handle id)
 {
     uint32_t index = (uint32_t)(id >> 32), gen = (uint32_t)id;

@@ -27,6 +27,7 @@ static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
 int tide__remote_open(tide_loop *loop);
+void tide__remote_refuse(tide_loop *loop);
 void tide__remote_close(tide_loop *loop);
 void tide__handles_destroy(tide_loop *loop);
 
@@ -58,7 +59,6 @@ tide_loop *tide_loop_new(void)
     err = tide__remote_open(loop);
     if (err < 0)
         goto close_poller;
-    tide__list_init(&loop->coros);
     loop->default_stack = DEFAULT_STACK;
     loop->now = tide__clock_ns();
     loop->refs = 1;
@@ -129,7 +129,7 @@ int tide_run_forever(tide_loop *loop)
 void tide_loop_stop(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);
-    if (loop && !loop->closed)
+    if (loop && !loop->closed && loop->depth)
         loop->stopping = true;
 }
 
@@ -154,31 +154,27 @@ int tide_loop_set_stack_size(tide_loop *loop, size_t bytes)
     return 0;
 }
 
-struct tide__stack_pool *tide__loop_pool(tide_loop *loop, size_t size)
+int tide__loop_pool(tide_loop *loop, size_t size)
 {
     if (size == 0)
         size = loop->default_stack;
-    if (size < MIN_STACK || size > MAX_STACK) {
-        errno = EINVAL;
-        return NULL;
-    }
+    if (size < MIN_STACK || size > MAX_STACK)
+        return -EINVAL;
     size = tide__stack_round(size);
     for (unsigned i = 0; i < loop->npools; i++)
         if (loop->pools[i].size == size)
-            return &loop->pools[i];
-    if (loop->npools == sizeof loop->pools / sizeof loop->pools[0]) {
-        /* Reuse a bigger size rather than fail. */
-        struct tide__stack_pool *best = NULL;
-        for (unsigned i = 0; i < loop->npools; i++)
-            if (loop->pools[i].size >= size &&
-                (!best || loop->pools[i].size < best->size))
-                best = &loop->pools[i];
-        if (!best)
-            errno = EINVAL;
-        return best;
+            return (int)i;
+    if (loop->npools < TIDE__MAX_POOLS) {
+        tide__stack_pool_init(&loop->pools[loop->npools], size);
+        return (int)loop->npools++;
     }
-    tide__stack_pool_init(&loop->pools[loop->npools], size);
-    return &loop->pools[loop->npools++];
+    /* Every pool is taken: the smallest bigger size will do. */
+    int best = -EINVAL;
+    for (unsigned i = 0; i < loop->npools; i++)
+        if (loop->pools[i].size >= size &&
+            (best < 0 || loop->pools[i].size < loop->pools[best].size))
+            best = (int)i;
+    return best;
 }
 
 int tide_loop_set_virtual_clock(tide_loop *loop, bool on)
@@ -225,19 +221,13 @@ static bool no_coros(void *arg)
     return ((tide_loop *)arg)->ncoros == 0;
 }
 
-/* Cancel every coroutine not yet asked. */
-static void cancel_all(tide_loop *loop)
+/* Cancel a coroutine once, as the loop closes. */
+static void close_cancel(tide_loop *loop, struct tide__coro *co)
 {
-    struct tide__list *it = loop->coros.next;
-
-    while (it != &loop->coros) {
-        struct tide__coro *co = tide__container_of(it, struct tide__coro, link);
-        it = it->next;
-        if (co->close_cancelled)
-            continue;
-        co->close_cancelled = true;
-        tide__coro_cancel(loop, co);
-    }
+    if (co->close_cancelled)
+        return;
+    co->close_cancelled = true;
+    tide__coro_cancel(loop, co);
 }
 
 int tide_loop_close(tide_loop *loop)
@@ -248,26 +238,15 @@ int tide_loop_close(tide_loop *loop)
     if (loop->depth)
         return -EBUSY;
     loop->closing = true;
+    tide__remote_refuse(loop);
     /* Cancel, and run until every task has finished its cleanup; tasks
      * created meanwhile are cancelled on the next round. */
     while (loop->ncoros) {
-        cancel_all(loop);
+        tide__loop_each_coro(loop, close_cancel);
         loop->stopping = false;
         tide__loop_run(loop, no_coros, loop);
     }
-    /* Callbacks made ready by the last tasks (their done callbacks) run;
-     * whatever they schedule in turn is dropped. */
-    size_t n = loop->ready.count;
-    tide_loop *saved = tide__running;
-    loop->depth++;
-    tide__running = loop;
-    while (n-- > 0) {
-        struct tide__node *node = tide__fifo_pop(&loop->ready);
-        struct tide__call *c = tide__container_of(node, struct tide__call, node);
-        c->run(loop, c, false);
-    }
-    tide__running = saved;
-    loop->depth--;
+    /* What is still scheduled is dropped, as asyncio's close() does. */
     struct tide__node *node;
     while ((node = tide__fifo_pop(&loop->ready))) {
         struct tide__call *c = tide__container_of(node, struct tide__call, node);

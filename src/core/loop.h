@@ -68,16 +68,17 @@ struct tide__coro_ops {
     void (*finish)(tide_loop *loop, struct tide__coro *co, int err);
 };
 
+/* Kept small: a million of these may be alive. The loop finds every
+ * unfinished coroutine without a list of them: one that has not started
+ * is in the ready queue, one that has started owns a stack. */
 struct tide__coro {
     struct tide__node node;      /* ready-queue link, kind TIDE__NODE_CORO */
     struct tide__fiber fiber;    /* saved context while not running */
     struct tide__stack *stack;   /* NULL until it starts */
-    struct tide__stack_pool *pool; /* where its stack comes from */
     struct tide__wait *wait;     /* what it is suspended on, else NULL */
-    const struct tide__coro_ops *ops;
-    struct tide__list link;      /* loop->coros while unfinished */
     int wake_err;                /* what tide__suspend returns */
     uint8_t state;               /* enum tide__coro_state */
+    uint8_t pool;                /* index into loop->pools */
     bool queued;                 /* in the ready queue now */
     bool must_cancel;            /* a cancel request not yet delivered */
     bool close_cancelled;        /* tide_loop_close already asked it */
@@ -97,6 +98,7 @@ struct tide__handle {
 };
 
 #define TIDE__HANDLE_CHUNK 256
+#define TIDE__MAX_POOLS 8
 
 /* ---- the loop --------------------------------------------------------- */
 
@@ -104,6 +106,8 @@ struct tide_loop {
     struct tide__fifo ready;     /* nodes of kind CORO or CALL, FIFO */
     size_t ntodo;                /* entries of the current batch left */
     unsigned extend;             /* hand-offs the batch may still grow by */
+    bool (*run_done)(void *arg); /* the innermost run's end condition */
+    void *run_arg;
     struct tide__coro *current;  /* coroutine on the CPU, or NULL */
     struct tide__fiber *sched;   /* context running the current iteration */
     struct tide__stack *sched_stack; /* its stack (NULL: the thread's) */
@@ -114,10 +118,10 @@ struct tide_loop {
     uint64_t iterations;
     unsigned busy_iterations;    /* iterations since the last poll */
 
-    struct tide__list coros;     /* unfinished coroutines */
-    size_t ncoros;
+    const struct tide__coro_ops *coro_ops; /* the task layer's */
+    size_t ncoros;               /* unfinished coroutines */
     size_t default_stack;        /* usable bytes for new tasks */
-    struct tide__stack_pool pools[4]; /* one per stack size in use */
+    struct tide__stack_pool pools[TIDE__MAX_POOLS]; /* one per stack size */
     unsigned npools;
 
     struct tide__poller poller;
@@ -169,14 +173,20 @@ static inline void tide__call_schedule(tide_loop *loop, struct tide__call *c)
     tide__fifo_push(&loop->ready, &c->node);
 }
 
-/* Register a new coroutine; it starts on a later step. */
+/* Register a new coroutine whose stack comes from loop->pools[pool]; it
+ * starts on a later step. Every coroutine of a loop has the same ops. */
 void tide__coro_start(tide_loop *loop, struct tide__coro *co,
-                      const struct tide__coro_ops *ops,
-                      struct tide__stack_pool *pool);
+                      const struct tide__coro_ops *ops, unsigned pool);
 
-/* The pool for stacks of `size` usable bytes (0: the loop's default);
- * NULL if four sizes are already in use (errno EINVAL). */
-struct tide__stack_pool *tide__loop_pool(tide_loop *loop, size_t size);
+/* The index of the pool for stacks of `size` usable bytes (0: the loop's
+ * default); -EINVAL if the size is out of range. */
+int tide__loop_pool(tide_loop *loop, size_t size);
+
+/* Call fn on every unfinished coroutine: those not started (found in the
+ * ready queue), then those started (found through their stacks). fn may
+ * wake coroutines but not start or end them. */
+void tide__loop_each_coro(tide_loop *loop,
+                          void (*fn)(tide_loop *loop, struct tide__coro *co));
 
 /* Suspend the current coroutine until tide__wake. `w` (may be NULL for a
  * plain yield) receives cancellation requests meanwhile. Returns the

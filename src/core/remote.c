@@ -122,7 +122,15 @@ int tide__remote_open(tide_loop *loop)
     return err;
 }
 
-/* Refuse further sends, then drop what was sent but never taken. */
+/* Closing has begun: refuse further sends (-EINVAL). */
+void tide__remote_refuse(tide_loop *loop)
+{
+    pthread_mutex_lock(&loop->remote_lock);
+    loop->remote_closed = true;
+    pthread_mutex_unlock(&loop->remote_lock);
+}
+
+/* Drop what was sent but never taken, and stop watching the wake fd. */
 void tide__remote_close(tide_loop *loop)
 {
     pthread_mutex_lock(&loop->remote_lock);

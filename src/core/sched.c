@@ -35,9 +35,9 @@ static inline void reap(tide_loop *loop)
     if (z) {
         loop->zombie = NULL;
         tide__fiber_destroy(&z->fiber);
-        tide__stack_put(z->pool, z->stack);
+        tide__stack_put(&loop->pools[z->pool], z->stack);
         z->stack = NULL;
-        z->ops->finish(loop, z, 0);
+        loop->coro_ops->finish(loop, z, 0);
     }
 }
 
@@ -45,9 +45,8 @@ static inline void reap(tide_loop *loop)
 static void abandon(tide_loop *loop, struct tide__coro *co, int err)
 {
     co->state = TIDE__CORO_DONE;
-    tide__list_remove(&co->link);
     loop->ncoros--;
-    co->ops->finish(loop, co, err);
+    loop->coro_ops->finish(loop, co, err);
 }
 
 static void coro_main(void *arg)
@@ -59,12 +58,12 @@ static void coro_main(void *arg)
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     reap(loop);
-    co->ops->body(co);
+    loop->coro_ops->body(co);
 
     /* Finished: leave the stack for good. The next context reaps us. */
     loop = tide__running;
     co->state = TIDE__CORO_DONE;
-    tide__list_remove(&co->link);
+    co->stack->owner = NULL;
     loop->ncoros--;
     loop->zombie = co;
     extern void tide__switch_away(tide_loop *, struct tide__coro *, bool);
@@ -81,11 +80,12 @@ static bool prepare(tide_loop *loop, struct tide__coro *co)
         abandon(loop, co, -ECANCELED);
         return false;
     }
-    co->stack = tide__stack_get(co->pool, &err);
+    co->stack = tide__stack_get(&loop->pools[co->pool], &err);
     if (!co->stack) {
         abandon(loop, co, err);
         return false;
     }
+    co->stack->owner = co;
     tide__fiber_make(&co->fiber, co->stack, coro_main, co);
     return true;
 }
@@ -105,7 +105,9 @@ void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
 
     while ((n = loop->ready.head) && n->kind == TIDE__NODE_CORO) {
         if (loop->ntodo == 0) {
-            if (loop->extend == 0)
+            /* Not past a stop, nor past the moment the run is over. */
+            if (loop->extend == 0 || loop->stopping ||
+                (loop->run_done && loop->run_done(loop->run_arg)))
                 break;
             loop->extend--;
         } else {
@@ -182,14 +184,13 @@ bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co)
 }
 
 void tide__coro_start(tide_loop *loop, struct tide__coro *co,
-                      const struct tide__coro_ops *ops,
-                      struct tide__stack_pool *pool)
+                      const struct tide__coro_ops *ops, unsigned pool)
 {
+    loop->coro_ops = ops;
     co->node.kind = TIDE__NODE_CORO;
     co->stack = NULL;
-    co->pool = pool;
+    co->pool = (uint8_t)pool;
     co->wait = NULL;
-    co->ops = ops;
     co->wake_err = 0;
     co->state = TIDE__CORO_NEW;
     /* A task created while the loop closes starts cancelled: closing must
@@ -197,9 +198,36 @@ void tide__coro_start(tide_loop *loop, struct tide__coro *co,
     co->must_cancel = loop->closing;
     co->close_cancelled = loop->closing;
     co->queued = true;
-    tide__list_push_back(&loop->coros, &co->link);
     loop->ncoros++;
     tide__fifo_push(&loop->ready, &co->node);
+}
+
+struct each {
+    tide_loop *loop;
+    void (*fn)(tide_loop *loop, struct tide__coro *co);
+};
+
+static void each_owner(void *owner, void *arg)
+{
+    struct each *e = arg;
+
+    e->fn(e->loop, owner);
+}
+
+void tide__loop_each_coro(tide_loop *loop,
+                          void (*fn)(tide_loop *loop, struct tide__coro *co))
+{
+    struct each e = {loop, fn};
+
+    for (struct tide__node *n = loop->ready.head; n; n = n->next) {
+        if (n->kind != TIDE__NODE_CORO)
+            continue;
+        struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
+        if (co->state == TIDE__CORO_NEW)
+            fn(loop, co);
+    }
+    for (unsigned i = 0; i < loop->npools; i++)
+        tide__stack_pool_each(&loop->pools[i], each_owner, &e);
 }
 
 /* ---- sleeping ---------------------------------------------------------- */
@@ -250,6 +278,8 @@ int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline)
 
 /* ---- iterations --------------------------------------------------------- */
 
+void tide__handle_fired(tide_loop *loop, struct tide__handle *h);
+
 static void fire_timer(tide_loop *loop, struct tide__timer *t)
 {
     if (t->kind == TIDE__TIMER_WAKE) {
@@ -258,7 +288,7 @@ static void fire_timer(tide_loop *loop, struct tide__timer *t)
     } else {
         struct tide__handle *h = tide__container_of(t, struct tide__handle,
                                                     timer);
-        tide__call_schedule(loop, &h->call);
+        tide__handle_fired(loop, h);
     }
 }
 
@@ -340,6 +370,8 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
     struct tide__coro *saved_owner = loop->sched_owner;
     struct tide__coro *owner = loop->depth ? loop->current : NULL;
     tide_loop *saved_running = tide__running;
+    bool (*saved_done)(void *) = loop->run_done;
+    void *saved_arg = loop->run_arg;
     int err = 0;
 
     /* A nested run keeps running on whatever stack called it: a task's,
@@ -352,6 +384,8 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
     loop->depth++;
     loop->ntodo = 0;
     loop->extend = 0;
+    loop->run_done = done;
+    loop->run_arg = arg;
     for (;;) {
         if (done && done(arg))
             break;
@@ -363,6 +397,8 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
         }
     }
     loop->depth--;
+    loop->run_done = saved_done;
+    loop->run_arg = saved_arg;
     loop->sched = saved_sched;
     loop->sched_stack = saved_stack;
     loop->sched_owner = saved_owner;

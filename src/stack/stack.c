@@ -143,6 +143,7 @@ static struct tide__stack *slot_init(struct tide__slab *slab,
     struct tide__stack *st = (struct tide__stack *)(void *)(top - sizeof *st);
 
     st->next_free = NULL;
+    st->owner = NULL;
     st->slab = slab;
     st->lo = slot + page_size();
     st->size = (size_t)((char *)st - st->lo);
@@ -190,6 +191,24 @@ void tide__stack_put(struct tide__stack_pool *p, struct tide__stack *st)
     p->pooled++;
 }
 
+static struct tide__stack *slot_header(struct tide__slab *s, unsigned i)
+{
+    char *slot = s->base + page_size() + (size_t)i * s->slot_size;
+    return (struct tide__stack *)(void *)(slot + s->slot_size -
+                                          sizeof(struct tide__stack));
+}
+
+void tide__stack_pool_each(struct tide__stack_pool *p,
+                           void (*fn)(void *owner, void *arg), void *arg)
+{
+    for (struct tide__slab *s = p->slabs; s; s = s->next)
+        for (unsigned i = 0; i < s->fresh; i++) {
+            struct tide__stack *st = slot_header(s, i);
+            if (st->owner)
+                fn(st->owner, arg);
+        }
+}
+
 void tide__stack_pool_destroy(struct tide__stack_pool *p)
 {
     struct tide__slab *s = p->slabs;
@@ -197,9 +216,7 @@ void tide__stack_pool_destroy(struct tide__stack_pool *p)
     while (s) {
         struct tide__slab *next = s->next;
         for (unsigned i = 0; i < s->fresh; i++) {
-            char *slot = s->base + page_size() + (size_t)i * s->slot_size;
-            struct tide__stack *st = (struct tide__stack *)(void *)
-                (slot + s->slot_size - sizeof *st);
+            struct tide__stack *st = slot_header(s, i);
             if (st->guarded)
                 give_guard();
 #ifdef TIDE__VALGRIND

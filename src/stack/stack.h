@@ -51,9 +51,10 @@ struct tide__stack {
     struct tide__slab *slab;
     char *lo;                      /* lowest usable byte */
     size_t size;                   /* usable bytes, up to this header */
+    void *owner;                   /* the coroutine running on it, or NULL */
     unsigned vg_id;                /* valgrind stack id */
     bool guarded;                  /* the page below lo is PROT_NONE */
-    char pad[64 - 8 * 5 - 8];
+    char pad[64 - 8 * 6 - 8];
     uint64_t canary;               /* TIDE__STACK_CANARY; highest word */
 };
 _Static_assert(sizeof(struct tide__stack) == 64, "stack header is 64 bytes");
@@ -88,6 +89,10 @@ void tide__stack_pool_destroy(struct tide__stack_pool *p);
 /* A stack for a coroutine about to start; NULL and -ENOMEM in *err. */
 struct tide__stack *tide__stack_get(struct tide__stack_pool *p, int *err);
 void tide__stack_put(struct tide__stack_pool *p, struct tide__stack *s);
+/* Call fn(owner, arg) for every stack of the pool that has an owner. fn
+ * must not take or return stacks. */
+void tide__stack_pool_each(struct tide__stack_pool *p,
+                           void (*fn)(void *owner, void *arg), void *arg);
 
 /* Prepare f to run entry(arg) on s. */
 void tide__fiber_make(struct tide__fiber *f, struct tide__stack *s,

@@ -39,6 +39,7 @@ void tide__future_init(tide_future *f, tide_loop *loop, uint8_t kind)
     f->kind = kind;
     f->done = false;
     f->err = 0;
+    f->aux = 0;
     f->result = NULL;
     f->loop = loop;
     f->cb_tail = NULL;

@@ -25,7 +25,9 @@ struct tide_future {
     uint32_t refs;
     uint8_t kind;               /* enum tide__future_kind */
     bool done;
-    int err;                    /* when done: 0 or a negative errno */
+    int err;                    /* when done: 0 or a negative errno; a
+                                 * running task's tide_fail value */
+    uint32_t aux;               /* kind-specific: a task's cancel count */
     void *result;               /* when done without error */
     tide_loop *loop;            /* referenced; resources gone once closed */
     struct tide__node *cb_tail; /* callbacks, see above */

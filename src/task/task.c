@@ -11,12 +11,15 @@
 #include "task/future.h"
 
 #include "core/alloc.h"
+#include "core/block.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+/* fut.err holds tide_fail's value while the body runs; fut.aux counts
+ * cancel requests (asyncio's cancelling()). */
 struct tide__task {
     struct tide_future fut;
     struct tide__coro co;
@@ -24,9 +27,11 @@ struct tide__task {
     void *arg;
     char *name;                /* NULL: "Task-<id>", made on demand */
     uint64_t id;
-    int fail_err;              /* set by tide_fail */
-    uint32_t cancels;          /* cancel requests (asyncio's cancelling()) */
 };
+
+/* Tasks come from the block allocator when they fit (they do, except in
+ * sanitizer builds, where a context carries more). */
+#define TASK_IN_BLOCK (sizeof(struct tide__task) <= TIDE__BLOCK_SIZE)
 
 static struct tide__task *task_of(tide_future *f)
 {
@@ -44,9 +49,9 @@ static void task_body(struct tide__coro *co)
 {
     struct tide__task *t = task_of_coro(co);
 
-    t->fail_err = 0;
+    t->fut.err = 0;
     void *r = t->fn(t->arg);
-    tide__future_complete(&t->fut, t->fail_err, r);
+    tide__future_complete(&t->fut, t->fut.err, r);
 }
 
 static void task_finish(tide_loop *loop, struct tide__coro *co, int err)
@@ -70,7 +75,7 @@ static bool task_cancel(tide_future *f)
 
     if (f->done)
         return false;
-    t->cancels++;
+    t->fut.aux++;
     return tide__coro_cancel(f->loop, &t->co);
 }
 
@@ -79,7 +84,10 @@ static void task_free(tide_future *f)
     struct tide__task *t = task_of(f);
 
     tide__free(t->name);
-    tide__free(t);
+    if (TASK_IN_BLOCK)
+        tide__block_free(t);
+    else
+        tide__free(t);
 }
 
 const struct tide__future_ops tide__task_ops = {
@@ -132,16 +140,21 @@ tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn, void *arg,
         errno = EINVAL;
         return NULL;
     }
-    struct tide__stack_pool *pool =
-        tide__loop_pool(loop, opt ? opt->stack_size : 0);
-    if (!pool)
+    int pool = tide__loop_pool(loop, opt ? opt->stack_size : 0);
+    if (pool < 0) {
+        errno = -pool;
         return NULL;
-    struct tide__task *t = tide__malloc(sizeof *t);
+    }
+    struct tide__task *t = TASK_IN_BLOCK ? tide__block_alloc()
+                                         : tide__malloc(sizeof *t);
     if (!t)
         return NULL;
     t->name = NULL;
     if (opt && opt->name && !(t->name = tide__strdup(opt->name))) {
-        tide__free(t);
+        if (TASK_IN_BLOCK)
+            tide__block_free(t);
+        else
+            tide__free(t);
         return NULL;
     }
     tide__stack_describe = describe_current;
@@ -150,9 +163,7 @@ tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn, void *arg,
     t->fn = fn;
     t->arg = arg;
     t->id = ++loop->next_task_id;
-    t->fail_err = 0;
-    t->cancels = 0;
-    tide__coro_start(loop, &t->co, &task_coro_ops, pool);
+    tide__coro_start(loop, &t->co, &task_coro_ops, (unsigned)pool);
     return &t->fut;
 }
 
@@ -215,7 +226,7 @@ void *tide_fail(int err)
     struct tide__task *t = current_task();
 
     if (t)
-        t->fail_err = err < 0 ? err : -EINVAL;
+        t->fut.err = err < 0 ? err : -EINVAL;
     return NULL;
 }
 
