@@ -272,7 +272,7 @@ int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline)
     if (ns >= (double)(INT64_MAX - loop->now))
         *deadline = INT64_MAX;
     else
-        *deadline = loop->now + (int64_t)ns;
+        *deadline = loop->now + (int64_t)(ns + 0.5);
     return 0;
 }
 
