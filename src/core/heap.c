@@ -1,5 +1,5 @@
 /* The timer heap (see heap.h). Sift operations move slot pointers and
- * keep each timer's index current.
+ * keep each leader's index current; followers never move in the heap.
  * SPDX-License-Identifier: MIT
  */
 #include "core/heap.h"
@@ -14,6 +14,14 @@ static inline int less(const struct tide__timer *a, const struct tide__timer *b)
         return a->deadline < b->deadline;
     return a->seq < b->seq;
 }
+
+static inline struct tide__timer **recent_slot(struct tide__heap *h,
+                                               int64_t deadline)
+{
+    uint64_t k = (uint64_t)deadline * 0x9E3779B97F4A7C15ull;
+    return &h->recent[k >> 54]; /* 10 bits: TIDE__HEAP_RECENT entries */
+}
+_Static_assert(TIDE__HEAP_RECENT == 1024, "recent_slot takes 10 bits");
 
 static void sift_up(struct tide__heap *h, uint32_t i)
 {
@@ -56,6 +64,21 @@ static void sift_down(struct tide__heap *h, uint32_t i)
 int tide__heap_push(struct tide__heap *h, struct tide__timer *t,
                     int64_t deadline)
 {
+    struct tide__timer **r = recent_slot(h, deadline);
+    struct tide__timer *lead = *r;
+
+    t->deadline = deadline;
+    if (lead && lead->deadline == deadline) {
+        /* Join the leader's FIFO: after every follower it already has. */
+        t->index = TIDE__TIMER_FOLLOWER;
+        t->seq = lead->seq;
+        t->next = lead;
+        t->prev = lead->prev;
+        lead->prev->next = t;
+        lead->prev = t;
+        h->armed++;
+        return 0;
+    }
     if (h->count == h->cap) {
         uint32_t cap = h->cap ? h->cap * 2 : 64;
         void *s = tide__realloc(h->slots, (size_t)cap * sizeof *h->slots);
@@ -64,10 +87,12 @@ int tide__heap_push(struct tide__heap *h, struct tide__timer *t,
         h->slots = s;
         h->cap = cap;
     }
-    t->deadline = deadline;
     t->seq = h->next_seq++;
+    t->next = t->prev = t;
     h->slots[h->count] = t;
     sift_up(h, h->count++);
+    h->armed++;
+    *r = t;
     return 0;
 }
 
@@ -77,7 +102,27 @@ void tide__heap_remove(struct tide__heap *h, struct tide__timer *t)
 
     if (i == TIDE__TIMER_IDLE)
         return;
+    h->armed--;
     t->index = TIDE__TIMER_IDLE;
+    if (i == TIDE__TIMER_FOLLOWER) {
+        t->prev->next = t->next;
+        t->next->prev = t->prev;
+        return;
+    }
+    struct tide__timer **r = recent_slot(h, t->deadline);
+    if (t->next != t) {
+        /* Promote the first follower into t's slot: same key, no sift. */
+        struct tide__timer *f = t->next;
+        f->prev = t->prev;
+        t->prev->next = f;
+        f->index = i;
+        h->slots[i] = f;
+        if (*r == t)
+            *r = f;
+        return;
+    }
+    if (*r == t)
+        *r = NULL;
     struct tide__timer *last = h->slots[--h->count];
     if (last == t)
         return;
@@ -103,4 +148,7 @@ void tide__heap_free(struct tide__heap *h)
     tide__free(h->slots);
     h->slots = NULL;
     h->count = h->cap = 0;
+    h->armed = 0;
+    for (size_t i = 0; i < TIDE__HEAP_RECENT; i++)
+        h->recent[i] = NULL;
 }

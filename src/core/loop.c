@@ -204,7 +204,7 @@ int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *st)
     memset(st, 0, sizeof *st);
     st->tasks = loop->ncoros;
     st->ready = loop->ready.count;
-    st->timers = loop->timers.count;
+    st->timers = loop->timers.armed;
     st->handles = loop->live_handles;
     for (unsigned i = 0; i < loop->npools; i++) {
         st->stacks_in_use += loop->pools[i].in_use;
