@@ -19,7 +19,8 @@
 #define MIN_STACK (16 * 1024)
 #define MAX_STACK ((size_t)1 << 30)
 
-_Thread_local tide_loop *tide__running;
+_Thread_local tide_loop *tide__running
+    __attribute__((tls_model("initial-exec")));
 static _Thread_local tide_loop *default_loop; /* tide_set_event_loop */
 static _Thread_local tide_loop *owned_loop;   /* made by get_event_loop */
 
@@ -123,7 +124,7 @@ int tide_run_forever(tide_loop *loop)
         return -errno;
     if (loop->closed)
         return -EINVAL;
-    return tide__loop_run(loop, NULL, NULL);
+    return tide__loop_run(loop, NULL, NULL, NULL);
 }
 
 void tide_loop_stop(tide_loop *loop)
@@ -244,7 +245,7 @@ int tide_loop_close(tide_loop *loop)
     while (loop->ncoros) {
         tide__loop_each_coro(loop, close_cancel);
         loop->stopping = false;
-        tide__loop_run(loop, no_coros, loop);
+        tide__loop_run(loop, no_coros, loop, NULL);
     }
     /* What is still scheduled is dropped, as asyncio's close() does. */
     struct tide__node *node;

@@ -106,8 +106,7 @@ struct tide_loop {
     struct tide__fifo ready;     /* nodes of kind CORO or CALL, FIFO */
     size_t ntodo;                /* entries of the current batch left */
     unsigned extend;             /* hand-offs the batch may still grow by */
-    bool (*run_done)(void *arg); /* the innermost run's end condition */
-    void *run_arg;
+    const bool *run_done;        /* the innermost run's end flag, or NULL */
     struct tide__coro *current;  /* coroutine on the CPU, or NULL */
     struct tide__fiber *sched;   /* context running the current iteration */
     struct tide__stack *sched_stack; /* its stack (NULL: the thread's) */
@@ -150,7 +149,8 @@ struct tide_loop {
 };
 
 /* The innermost loop running on this thread, or NULL. */
-extern _Thread_local tide_loop *tide__running;
+extern _Thread_local tide_loop *tide__running
+    __attribute__((tls_model("initial-exec")));
 
 /* This thread's default loop if one is set; never makes one. */
 tide_loop *tide__default_loop(void);
@@ -211,8 +211,11 @@ int tide__sleep_until(tide_loop *loop, int64_t deadline);
 int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline);
 
 /* Run iterations until done(arg) is true (NULL: until stopped). Returns 0,
- * or -EINTR if tide_loop_stop ended it first. */
-int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg);
+ * or -EINTR if tide_loop_stop ended it first. If done_flag is not NULL it
+ * turns true exactly when done(arg) does, and is what the hot path reads
+ * to stop extending a batch past the end of the run. */
+int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
+                   const bool *done_flag);
 
 int64_t tide__clock_ns(void);
 

@@ -107,7 +107,7 @@ void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
         if (loop->ntodo == 0) {
             /* Not past a stop, nor past the moment the run is over. */
             if (loop->extend == 0 || loop->stopping ||
-                (loop->run_done && loop->run_done(loop->run_arg)))
+                (loop->run_done && *loop->run_done))
                 break;
             loop->extend--;
         } else {
@@ -362,7 +362,8 @@ static void run_once(tide_loop *loop)
     loop->iterations++;
 }
 
-int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
+int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
+                   const bool *done_flag)
 {
     struct tide__fiber here;
     struct tide__fiber *saved_sched = loop->sched;
@@ -370,8 +371,7 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
     struct tide__coro *saved_owner = loop->sched_owner;
     struct tide__coro *owner = loop->depth ? loop->current : NULL;
     tide_loop *saved_running = tide__running;
-    bool (*saved_done)(void *) = loop->run_done;
-    void *saved_arg = loop->run_arg;
+    const bool *saved_done = loop->run_done;
     int err = 0;
 
     /* A nested run keeps running on whatever stack called it: a task's,
@@ -384,8 +384,7 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
     loop->depth++;
     loop->ntodo = 0;
     loop->extend = 0;
-    loop->run_done = done;
-    loop->run_arg = arg;
+    loop->run_done = done_flag;
     for (;;) {
         if (done && done(arg))
             break;
@@ -398,7 +397,6 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg)
     }
     loop->depth--;
     loop->run_done = saved_done;
-    loop->run_arg = saved_arg;
     loop->sched = saved_sched;
     loop->sched_stack = saved_stack;
     loop->sched_owner = saved_owner;

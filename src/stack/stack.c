@@ -35,7 +35,9 @@ struct tide__slab {
     unsigned fresh;    /* slots handed out at least once */
 };
 
-_Thread_local struct tide__stack *tide__stack_current;
+_Thread_local struct tide__stack *tide__stack_current
+    __attribute__((tls_model("initial-exec")));
+static const uint64_t slab_floor_canary = TIDE__STACK_CANARY;
 void (*tide__stack_describe)(char *buf, size_t n);
 
 static size_t page_size(void)
@@ -149,6 +151,10 @@ static struct tide__stack *slot_init(struct tide__slab *slab,
     st->size = (size_t)((char *)st - st->lo);
     st->guarded = false;
     st->canary = TIDE__STACK_CANARY;
+    /* Slots are handed out in order, so the slot below is initialized. */
+    st->below = i == 0 ? &slab_floor_canary
+                       : &((struct tide__stack *)(void *)(slot - sizeof *st))
+                              ->canary;
     if (take_guard()) {
         if (mprotect(slot, page_size(), PROT_NONE) == 0)
             st->guarded = true;
@@ -309,18 +315,8 @@ static void die_overflow(const struct tide__stack *st)
     (void)st;
 }
 
-void tide__stack_check(const struct tide__stack *st)
+void tide__stack_overflow(const struct tide__stack *st)
 {
-    char here;
-    const char *sp = &here;
-    const struct tide__stack *below = (const struct tide__stack *)(const void *)
-        (st->lo - page_size() - sizeof *below);
-    bool first = (st->lo - page_size()) == st->slab->base + page_size();
-
-    /* Slots are handed out in order, so the slot below is initialized. */
-    if (sp >= st->lo && st->canary == TIDE__STACK_CANARY &&
-        (first || below->canary == TIDE__STACK_CANARY))
-        return;
     die_overflow(st);
     abort();
 }

@@ -52,12 +52,15 @@ struct tide__stack {
     char *lo;                      /* lowest usable byte */
     size_t size;                   /* usable bytes, up to this header */
     void *owner;                   /* the coroutine running on it, or NULL */
+    const uint64_t *below;         /* canary of the slot below (or a
+                                    * constant one for a slab's first) */
     unsigned vg_id;                /* valgrind stack id */
     bool guarded;                  /* the page below lo is PROT_NONE */
-    char pad[64 - 8 * 6 - 8];
     uint64_t canary;               /* TIDE__STACK_CANARY; highest word */
 };
-_Static_assert(sizeof(struct tide__stack) == 64, "stack header is 64 bytes");
+_Static_assert(sizeof(struct tide__stack) == 64 &&
+               offsetof(struct tide__stack, canary) == 56,
+               "stack header is 64 bytes, the canary last");
 
 /* Stacks of one usable size, for one loop. */
 struct tide__stack_pool {
@@ -104,7 +107,8 @@ void tide__fiber_destroy(struct tide__fiber *f);
 
 /* The running stack of this thread (NULL: the thread's own stack). The
  * overflow handler reads it; the switch below keeps it current. */
-extern _Thread_local struct tide__stack *tide__stack_current;
+extern _Thread_local struct tide__stack *tide__stack_current
+    __attribute__((tls_model("initial-exec")));
 
 /* Describe the running task into buf for an overflow message. Set once by
  * the task layer; must be async-signal-safe. */
@@ -114,10 +118,21 @@ extern void (*tide__stack_describe)(char *buf, size_t n);
  * the calling thread. Idempotent. Returns 0 or a negative errno. */
 int tide__stack_thread_setup(void);
 
-/* Die with the overflow message if `from` (the stack being left) has
- * overflowed: sp below its bottom, or the canary of the slot below it
- * broken. Cheap: two compares and one load of a hot line. */
-void tide__stack_check(const struct tide__stack *from);
+/* Print the overflow message for the running task and abort. */
+_Noreturn void tide__stack_overflow(const struct tide__stack *st);
+
+/* Die with the overflow message if `st` (the stack being left) has
+ * overflowed: sp below its bottom, its own canary or the canary of the
+ * slot below it broken. Three compares of hot lines. */
+static inline void tide__stack_check(const struct tide__stack *st)
+{
+    char here;
+
+    if (__builtin_expect((const char *)&here < st->lo ||
+                         st->canary != TIDE__STACK_CANARY ||
+                         *st->below != TIDE__STACK_CANARY, 0))
+        tide__stack_overflow(st);
+}
 
 /* Switch from the running fiber to `to`, which runs on stack `to_stack`
  * (NULL: a thread's own stack). `dying` means the running fiber never

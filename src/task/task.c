@@ -305,7 +305,7 @@ int tide_run_until_complete(tide_loop *loop, tide_future *f, void **result)
     if (!f || f->loop != loop || loop->closed)
         return -EINVAL;
     tide_future_retain(f);
-    int err = tide__loop_run(loop, future_done, f);
+    int err = tide__loop_run(loop, future_done, f, &f->done);
     if (err == 0)
         err = tide_future_result(f, result);
     tide_future_release(f);
