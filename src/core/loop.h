@@ -55,6 +55,7 @@ enum tide__coro_state {
  * (an await cancels the awaited future and keeps waiting). */
 struct tide__wait {
     void (*cancel)(tide_loop *loop, struct tide__wait *w);
+    const char *what;            /* for task dumps: "sleep", "await", ... */
 };
 
 struct tide__coro;

@@ -248,7 +248,7 @@ static void sleep_cancel(tide_loop *loop, struct tide__wait *w)
 
 int tide__sleep_until(tide_loop *loop, int64_t deadline)
 {
-    struct sleeper s = {.wait = {.cancel = sleep_cancel},
+    struct sleeper s = {.wait = {.cancel = sleep_cancel, .what = "sleep"},
                         .co = loop->current};
 
     tide__timer_init(&s.timer, TIDE__TIMER_WAKE);
