@@ -205,6 +205,19 @@ int tide__yield(tide_loop *loop);
 /* Request cancellation of co (see tide__wait). False if co is done. */
 bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co);
 
+/* A timer that wakes the current coroutine with `result` when it fires
+ * (a sleep: 0; a timed wait: -ETIMEDOUT), if it is still suspended then.
+ * Lives on the coroutine's stack; disarm it before the frame goes. */
+struct tide__alarm {
+    struct tide__timer timer;
+    struct tide__coro *co;
+    int result;
+};
+
+int tide__alarm_arm(tide_loop *loop, struct tide__alarm *a, int64_t deadline,
+                    int result);
+void tide__alarm_disarm(tide_loop *loop, struct tide__alarm *a);
+
 /* Sleep the current coroutine until loop time `deadline` (ns). */
 int tide__sleep_until(tide_loop *loop, int64_t deadline);
 

@@ -232,31 +232,42 @@ void tide__loop_each_coro(tide_loop *loop,
 
 /* ---- sleeping ---------------------------------------------------------- */
 
+int tide__alarm_arm(tide_loop *loop, struct tide__alarm *a, int64_t deadline,
+                    int result)
+{
+    a->co = loop->current;
+    a->result = result;
+    tide__timer_init(&a->timer, TIDE__TIMER_WAKE);
+    return tide__heap_push(&loop->timers, &a->timer, deadline);
+}
+
+void tide__alarm_disarm(tide_loop *loop, struct tide__alarm *a)
+{
+    tide__heap_remove(&loop->timers, &a->timer);
+}
+
 struct sleeper {
     struct tide__wait wait;
-    struct tide__timer timer;
-    struct tide__coro *co;
+    struct tide__alarm alarm;
 };
 
 static void sleep_cancel(tide_loop *loop, struct tide__wait *w)
 {
     struct sleeper *s = tide__container_of(w, struct sleeper, wait);
 
-    tide__heap_remove(&loop->timers, &s->timer);
-    tide__wake(loop, s->co, -ECANCELED);
+    tide__alarm_disarm(loop, &s->alarm);
+    tide__wake(loop, s->alarm.co, -ECANCELED);
 }
 
 int tide__sleep_until(tide_loop *loop, int64_t deadline)
 {
-    struct sleeper s = {.wait = {.cancel = sleep_cancel, .what = "sleep"},
-                        .co = loop->current};
+    struct sleeper s = {.wait = {.cancel = sleep_cancel, .what = "sleep"}};
 
-    tide__timer_init(&s.timer, TIDE__TIMER_WAKE);
-    int err = tide__heap_push(&loop->timers, &s.timer, deadline);
+    int err = tide__alarm_arm(loop, &s.alarm, deadline, 0);
     if (err < 0)
         return err;
     err = tide__suspend(loop, &s.wait);
-    tide__heap_remove(&loop->timers, &s.timer); /* cancelled while queued */
+    tide__alarm_disarm(loop, &s.alarm); /* cancelled while queued */
     return err;
 }
 
@@ -283,8 +294,9 @@ void tide__handle_fired(tide_loop *loop, struct tide__handle *h);
 static void fire_timer(tide_loop *loop, struct tide__timer *t)
 {
     if (t->kind == TIDE__TIMER_WAKE) {
-        struct sleeper *s = tide__container_of(t, struct sleeper, timer);
-        tide__wake(loop, s->co, 0);
+        struct tide__alarm *a = tide__container_of(t, struct tide__alarm,
+                                                   timer);
+        tide__wake(loop, a->co, a->result);
     } else {
         struct tide__handle *h = tide__container_of(t, struct tide__handle,
                                                     timer);

@@ -7,6 +7,7 @@
 #include "poll/backend.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -14,6 +15,9 @@
 #include <unistd.h>
 
 #define BATCH 256
+
+/* Only ever goes true -> false; a race between threads is harmless. */
+static _Atomic bool have_pwait2 = true;
 
 static int ep_open(struct tide__poller *p)
 {
@@ -61,8 +65,14 @@ static int ep_wait(struct tide__poller *p, int64_t timeout_ns)
     } else {
         struct timespec ts = {.tv_sec = timeout_ns / 1000000000,
                               .tv_nsec = timeout_ns % 1000000000};
-        n = epoll_pwait2(p->fd, evs, BATCH, &ts, NULL);
-        if (n < 0 && errno == ENOSYS) { /* kernels before 5.11 */
+        /* epoll_pwait2 (Linux 5.11) takes ns; without it (older kernels,
+         * valgrind 3.19) fall back to ms, rounded up, and stop trying. */
+        n = -1;
+        errno = ENOSYS;
+        if (have_pwait2)
+            n = epoll_pwait2(p->fd, evs, BATCH, &ts, NULL);
+        if (n < 0 && errno == ENOSYS) {
+            have_pwait2 = false;
             int64_t ms = (timeout_ns + 999999) / 1000000;
             n = epoll_wait(p->fd, evs, BATCH, ms > 1 << 30 ? 1 << 30 : (int)ms);
         }
