@@ -1,0 +1,159 @@
+/* The test harness: registration, checks, a forking runner, the leak gate.
+ *
+ * TEST(name) { ... } registers a test (a constructor adds it to a table;
+ * the runner sorts the table by line so tests run in file order). The
+ * runner in harness.c forks each test into its own process group under a
+ * timeout (5 s, times $TIDE_TEST_TIMEOUT_MULT), prints PASS/FAIL/SKIP per
+ * test and ends with exactly "N passed, M failed". argv[1] runs one test
+ * by name; TIDE_TEST_NOFORK=1 runs in-process (for a debugger).
+ *
+ * A failed CHECK prints both sides and ends the test's process at once,
+ * from any stack (a task's included). SKIP() ends it with exit code 77.
+ * Every test ends with LEAK_GATE(): tide's live-allocation count and the
+ * number of open fds are what they were when the test started. The runner
+ * fails a test that returns without calling it.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TIDE_TEST_HARNESS_H
+#define TIDE_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <tide.h>
+
+typedef void (*harness_fn)(void);
+
+void harness_register(const char *name, harness_fn fn, int line);
+__attribute__((noreturn, format(printf, 3, 4)))
+void harness_fail(const char *file, int line, const char *fmt, ...);
+__attribute__((noreturn)) void harness_skip(const char *why);
+void harness_leak_gate(const char *file, int line);
+long harness_fd_count(void);        /* entries in /proc/self/fd */
+double harness_now(void);           /* CLOCK_MONOTONIC, seconds */
+double harness_timeout_mult(void);  /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
+void harness_busy_wait(double seconds);
+
+#define TEST(name)                                                        \
+    static void test_##name(void);                                        \
+    __attribute__((constructor)) static void test_register_##name(void)   \
+    {                                                                     \
+        harness_register(#name, test_##name, __LINE__);                   \
+    }                                                                     \
+    static void test_##name(void)
+
+#define CHECK(cond)                                                       \
+    do {                                                                  \
+        if (!(cond))                                                      \
+            harness_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);         \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                    \
+    do {                                                                  \
+        long long harness_a_ = (long long)(a);                            \
+        long long harness_b_ = (long long)(b);                            \
+        if (harness_a_ != harness_b_)                                     \
+            harness_fail(__FILE__, __LINE__,                              \
+                         "CHECK_EQ(%s, %s): %lld != %lld", #a, #b,        \
+                         harness_a_, harness_b_);                         \
+    } while (0)
+
+#define CHECK_STR_EQ(a, b)                                                \
+    do {                                                                  \
+        const char *harness_a_ = (a);                                     \
+        const char *harness_b_ = (b);                                     \
+        if (!harness_a_ || !harness_b_ ||                                 \
+            strcmp(harness_a_, harness_b_) != 0)                          \
+            harness_fail(__FILE__, __LINE__,                              \
+                         "CHECK_STR_EQ(%s, %s): \"%s\" != \"%s\"", #a,    \
+                         #b, harness_a_ ? harness_a_ : "(null)",          \
+                         harness_b_ ? harness_b_ : "(null)");             \
+    } while (0)
+
+#define CHECK_NULL(p)                                                     \
+    do {                                                                  \
+        if ((p) != NULL)                                                  \
+            harness_fail(__FILE__, __LINE__, "CHECK_NULL(%s)", #p);       \
+    } while (0)
+
+#define CHECK_NOT_NULL(p)                                                 \
+    do {                                                                  \
+        if ((p) == NULL)                                                  \
+            harness_fail(__FILE__, __LINE__, "CHECK_NOT_NULL(%s)", #p);   \
+    } while (0)
+
+#define SKIP(why) harness_skip(why)
+
+#define LEAK_GATE() harness_leak_gate(__FILE__, __LINE__)
+
+/* Slack for comparing loop times: the loop keeps whole nanoseconds and
+ * converts to and from double, so t0 + d may come back one rounding
+ * below. Far below any real timing error. */
+#define EARLY 1e-6
+
+/* A void * result carrying a small integer, and back. */
+#define IPTR(i) ((void *)(intptr_t)(i))
+#define PINT(p) ((long long)(intptr_t)(p))
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HARNESS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HARNESS_ASAN 1
+#endif
+#endif
+#ifndef HARNESS_ASAN
+#define HARNESS_ASAN 0
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define HARNESS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HARNESS_TSAN 1
+#endif
+#endif
+#ifndef HARNESS_TSAN
+#define HARNESS_TSAN 0
+#endif
+
+/* ---- tide helpers ---------------------------------------------------- */
+
+static inline void harness_stop_cb(void *loop)
+{
+    tide_loop_stop(loop);
+}
+
+/* Run one iteration of `loop`: everything ready now runs, then it stops. */
+static inline void run_once(tide_loop *loop)
+{
+    CHECK(tide_call_soon(loop, harness_stop_cb, loop) != 0);
+    CHECK_EQ(tide_run_forever(loop), 0);
+}
+
+static inline tide_loop_stats loop_stats(tide_loop *loop)
+{
+    tide_loop_stats st;
+
+    CHECK_EQ(tide_loop_get_stats(loop, &st), 0);
+    return st;
+}
+
+static inline uint64_t loop_iterations(tide_loop *loop)
+{
+    return loop_stats(loop).iterations;
+}
+
+/* A new loop on the virtual clock (every timer test uses it). */
+static inline tide_loop *new_virtual_loop(void)
+{
+    tide_loop *loop = tide_loop_new();
+
+    CHECK_NOT_NULL(loop);
+    CHECK_EQ(tide_loop_set_virtual_clock(loop, true), 0);
+    return loop;
+}
+
+#endif
