@@ -114,7 +114,8 @@ int tide_as_completed_next(tide_as_completed *it, tide_future **next)
             return loop && loop->current ? -EINVAL : -EPERM;
         if (it->waiter)
             return -EBUSY;
-        struct ac_wait a = {.wait = {.cancel = ac_cancel},
+        struct ac_wait a = {.wait = {.cancel = ac_cancel,
+                                     .what = "as_completed"},
                             .co = loop->current};
         it->waiter = &a;
         int err = tide__suspend(loop, &a.wait);

@@ -261,7 +261,8 @@ int tide_await(tide_future *f, void **result)
     if (f->loop != loop || f == &self->fut)
         return -EINVAL;
 
-    struct await a = {.wait = {.cancel = await_cancel}, .f = f};
+    struct await a = {.wait = {.cancel = await_cancel, .what = "await"},
+                      .f = f};
     a.waiter.node.kind = TIDE__NODE_WAITER;
     a.waiter.co = loop->current;
     tide_future_retain(f);
