@@ -248,6 +248,10 @@ TIDE_API tide_future *tide_create_task(tide_loop *loop, tide_fn fn, void *arg);
 typedef struct tide_task_options {
     const char *name;  /* copied; NULL: "Task-<n>" */
     size_t stack_size; /* usable bytes; 0: the loop's default */
+    bool eager;        /* run the body at once, inside tide_create_task_ex,
+                        * until its first suspension (asyncio 3.12's eager
+                        * task factory); only where the loop is running
+                        * (in a task or callback), else scheduled as usual */
 } tide_task_options;
 
 /* tide_create_task with options (opt may be NULL). Errors as
@@ -269,6 +273,21 @@ TIDE_API int tide_task_set_name(tide_future *task, const char *name);
  * task is not a task (errno EINVAL) or the default name cannot be made
  * (errno ENOMEM). */
 TIDE_API const char *tide_task_get_name(tide_future *task);
+
+/* asyncio's Task.cancelling(): cancel requests made on the task and not
+ * withdrawn by tide_task_uncancel. -EINVAL if task is not a task. */
+TIDE_API int tide_task_cancelling(const tide_future *task);
+
+/* asyncio's Task.uncancel(): withdraw one cancel request; when none is
+ * left, a request not yet delivered is dropped. Returns the remaining
+ * count; -EINVAL if task is not a task. */
+TIDE_API int tide_task_uncancel(tide_future *task);
+
+/* The loop's unfinished tasks (asyncio.all_tasks): stores up to `cap` of
+ * them in out[] as new references and returns how many there are (may be
+ * more than cap; out may be NULL to count). */
+TIDE_API size_t tide_all_tasks(tide_loop *loop, tide_future **out,
+                               size_t cap);
 
 /* Wait until f is done. Returns 0 and f's result in *result (if not NULL),
  * or f's error; -ECANCELED if the calling task was cancelled (f is then

@@ -223,8 +223,9 @@ static bool no_coros(void *arg)
 }
 
 /* Cancel a coroutine once, as the loop closes. */
-static void close_cancel(tide_loop *loop, struct tide__coro *co)
+static void close_cancel(tide_loop *loop, struct tide__coro *co, void *arg)
 {
+    (void)arg;
     if (co->close_cancelled)
         return;
     co->close_cancelled = true;
@@ -243,7 +244,7 @@ int tide_loop_close(tide_loop *loop)
     /* Cancel, and run until every task has finished its cleanup; tasks
      * created meanwhile are cancelled on the next round. */
     while (loop->ncoros) {
-        tide__loop_each_coro(loop, close_cancel);
+        tide__loop_each_coro(loop, close_cancel, NULL);
         loop->stopping = false;
         tide__loop_run(loop, no_coros, loop, NULL);
     }

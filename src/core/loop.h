@@ -108,6 +108,9 @@ struct tide_loop {
     size_t ntodo;                /* entries of the current batch left */
     unsigned extend;             /* hand-offs the batch may still grow by */
     const bool *run_done;        /* the innermost run's end flag, or NULL */
+    struct tide__coro *eager_co; /* running eagerly: its first suspension */
+    struct tide__fiber *eager_back; /* returns here, to its creator */
+    struct tide__stack *eager_back_stack;
     struct tide__coro *current;  /* coroutine on the CPU, or NULL */
     struct tide__fiber *sched;   /* context running the current iteration */
     struct tide__stack *sched_stack; /* its stack (NULL: the thread's) */
@@ -174,10 +177,12 @@ static inline void tide__call_schedule(tide_loop *loop, struct tide__call *c)
     tide__fifo_push(&loop->ready, &c->node);
 }
 
-/* Register a new coroutine whose stack comes from loop->pools[pool]; it
- * starts on a later step. Every coroutine of a loop has the same ops. */
+/* Register a new coroutine whose stack comes from loop->pools[pool]. It
+ * starts on a later step, or at once if eager (tide__coro_run_eagerly).
+ * Every coroutine of a loop has the same ops. */
 void tide__coro_start(tide_loop *loop, struct tide__coro *co,
-                      const struct tide__coro_ops *ops, unsigned pool);
+                      const struct tide__coro_ops *ops, unsigned pool,
+                      bool eager);
 
 /* The index of the pool for stacks of `size` usable bytes (0: the loop's
  * default); -EINVAL if the size is out of range. */
@@ -187,7 +192,14 @@ int tide__loop_pool(tide_loop *loop, size_t size);
  * ready queue), then those started (found through their stacks). fn may
  * wake coroutines but not start or end them. */
 void tide__loop_each_coro(tide_loop *loop,
-                          void (*fn)(tide_loop *loop, struct tide__coro *co));
+                          void (*fn)(tide_loop *loop, struct tide__coro *co,
+                                     void *arg),
+                          void *arg);
+
+/* Run a just-created coroutine at once, until its first suspension (or
+ * its end), then come back here (asyncio's eager tasks). Only inside a
+ * running loop; elsewhere the coroutine simply stays scheduled. */
+void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co);
 
 /* Suspend the current coroutine until tide__wake. `w` (may be NULL for a
  * plain yield) receives cancellation requests meanwhile. Returns the

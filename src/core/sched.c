@@ -103,6 +103,14 @@ void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
 {
     struct tide__node *n;
 
+    if (self == loop->eager_co) {
+        /* First suspension (or end) of an eager start: back to its
+         * creator, which restores loop->current. */
+        loop->eager_co = NULL;
+        tide__fiber_switch(&self->fiber, self->stack, loop->eager_back,
+                           loop->eager_back_stack, dying);
+        return;
+    }
     while ((n = loop->ready.head) && n->kind == TIDE__NODE_CORO) {
         if (loop->ntodo == 0) {
             /* Not past a stop, nor past the moment the run is over. */
@@ -184,7 +192,8 @@ bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co)
 }
 
 void tide__coro_start(tide_loop *loop, struct tide__coro *co,
-                      const struct tide__coro_ops *ops, unsigned pool)
+                      const struct tide__coro_ops *ops, unsigned pool,
+                      bool eager)
 {
     loop->coro_ops = ops;
     co->node.kind = TIDE__NODE_CORO;
@@ -197,34 +206,67 @@ void tide__coro_start(tide_loop *loop, struct tide__coro *co,
      * end, and it can only end if no new work outlives it. */
     co->must_cancel = loop->closing;
     co->close_cancelled = loop->closing;
-    co->queued = true;
+    co->queued = false;
     loop->ncoros++;
+    if (eager && loop->depth && tide__running == loop)
+        return; /* the caller runs it with tide__coro_run_eagerly */
+    co->queued = true;
     tide__fifo_push(&loop->ready, &co->node);
+}
+
+void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co)
+{
+    if (co->queued || co->state != TIDE__CORO_NEW)
+        return; /* not eager after all: it was scheduled normally */
+    if (!prepare(loop, co))
+        return;
+    struct tide__coro *creator = loop->current;
+    struct tide__coro *saved_co = loop->eager_co;
+    struct tide__fiber *saved_back = loop->eager_back;
+    struct tide__stack *saved_stack = loop->eager_back_stack;
+    struct tide__fiber here;
+
+    tide__fiber_init_here(&here, tide__stack_current);
+    loop->eager_co = co;
+    loop->eager_back = &here;
+    loop->eager_back_stack = tide__stack_current;
+    co->state = TIDE__CORO_RUNNING;
+    loop->current = co;
+    tide__fiber_switch(&here, tide__stack_current, &co->fiber, co->stack,
+                       false);
+    reap(loop);
+    loop->eager_co = saved_co;
+    loop->eager_back = saved_back;
+    loop->eager_back_stack = saved_stack;
+    loop->current = creator;
 }
 
 struct each {
     tide_loop *loop;
-    void (*fn)(tide_loop *loop, struct tide__coro *co);
+    void (*fn)(tide_loop *loop, struct tide__coro *co, void *arg);
+    void *arg;
 };
 
 static void each_owner(void *owner, void *arg)
 {
     struct each *e = arg;
 
-    e->fn(e->loop, owner);
+    e->fn(e->loop, owner, e->arg);
 }
 
 void tide__loop_each_coro(tide_loop *loop,
-                          void (*fn)(tide_loop *loop, struct tide__coro *co))
+                          void (*fn)(tide_loop *loop, struct tide__coro *co,
+                                     void *arg),
+                          void *arg)
 {
-    struct each e = {loop, fn};
+    struct each e = {loop, fn, arg};
 
     for (struct tide__node *n = loop->ready.head; n; n = n->next) {
         if (n->kind != TIDE__NODE_CORO)
             continue;
         struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
         if (co->state == TIDE__CORO_NEW)
-            fn(loop, co);
+            fn(loop, co, arg);
     }
     for (unsigned i = 0; i < loop->npools; i++)
         tide__stack_pool_each(&loop->pools[i], each_owner, &e);

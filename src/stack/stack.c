@@ -38,15 +38,24 @@ struct tide__slab {
 _Thread_local struct tide__stack *tide__stack_current
     __attribute__((tls_model("initial-exec")));
 static const uint64_t slab_floor_canary = TIDE__STACK_CANARY;
-void (*tide__stack_describe)(char *buf, size_t n);
+static void (*_Atomic describe)(char *buf, size_t n);
+
+void tide__stack_set_describe(void (*fn)(char *buf, size_t n))
+{
+    atomic_store_explicit(&describe, fn, memory_order_relaxed);
+}
 
 static size_t page_size(void)
 {
-    static size_t page;
+    /* Any thread may fill it; they all store the same value. */
+    static _Atomic size_t page;
+    size_t p = atomic_load_explicit(&page, memory_order_relaxed);
 
-    if (!page)
-        page = (size_t)sysconf(_SC_PAGESIZE);
-    return page;
+    if (!p) {
+        p = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&page, p, memory_order_relaxed);
+    }
+    return p;
 }
 
 /* Guard pages left in this process's budget (see stack.h). */
@@ -306,8 +315,10 @@ static void die_overflow(const struct tide__stack *st)
 {
     char who[160] = "a task";
 
-    if (tide__stack_describe)
-        tide__stack_describe(who, sizeof who);
+    void (*fn)(char *, size_t) =
+        atomic_load_explicit(&describe, memory_order_relaxed);
+    if (fn)
+        fn(who, sizeof who);
     write_str("tide: stack overflow in ");
     write_str(who);
     write_str(" (raise its stack_size, or the loop's with "

@@ -110,9 +110,9 @@ void tide__fiber_destroy(struct tide__fiber *f);
 extern _Thread_local struct tide__stack *tide__stack_current
     __attribute__((tls_model("initial-exec")));
 
-/* Describe the running task into buf for an overflow message. Set once by
- * the task layer; must be async-signal-safe. */
-extern void (*tide__stack_describe)(char *buf, size_t n);
+/* How to describe the running task in an overflow message (set by the
+ * task layer; must be async-signal-safe). Threads may set it at once. */
+void tide__stack_set_describe(void (*fn)(char *buf, size_t n));
 
 /* Install the overflow handler (SIGSEGV/SIGBUS on an alternate stack) for
  * the calling thread. Idempotent. Returns 0 or a negative errno. */

@@ -60,6 +60,19 @@ void tide__future_remove_node(tide_future *f, struct tide__node *n);
 /* Cancel a pending plain future (the base behaviour). */
 bool tide__future_cancel_plain(tide_future *f);
 
+/* What tasks carry beyond the block: made on demand (a name) or at
+ * creation when the creation site is known (TIDE_DEBUG builds of the
+ * caller pass __FILE__/__LINE__ through tide__create_task_at). */
+struct tide__task_info {
+    char *name;                 /* NULL: "Task-<id>" */
+    const char *file;           /* creation site, or NULL */
+    int line;
+};
+
+const struct tide__task_info *tide__task_info(tide_future *task);
+tide_future *tide__task_of_coro(struct tide__coro *co);
+struct tide__coro *tide__coro_of_task(tide_future *task);
+
 /* Per-kind hooks, defined by task.c and gather.c. */
 extern const struct tide__future_ops tide__task_ops;
 extern const struct tide__future_ops tide__gather_ops;

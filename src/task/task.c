@@ -25,7 +25,7 @@ struct tide__task {
     struct tide__coro co;
     tide_fn fn;
     void *arg;
-    char *name;                /* NULL: "Task-<id>", made on demand */
+    struct tide__task_info *info; /* NULL until named or debugged */
     uint64_t id;
 };
 
@@ -83,7 +83,10 @@ static void task_free(tide_future *f)
 {
     struct tide__task *t = task_of(f);
 
-    tide__free(t->name);
+    if (t->info) {
+        tide__free(t->info->name);
+        tide__free(t->info);
+    }
     if (TASK_IN_BLOCK)
         tide__block_free(t);
     else
@@ -110,8 +113,8 @@ static void describe_current(char *buf, size_t n)
     const char *pre = "task '";
     while (*pre && len + 1 < n)
         buf[len++] = *pre++;
-    if (t->name) {
-        for (const char *s = t->name; *s && len + 3 < n; s++)
+    if (t->info && t->info->name) {
+        for (const char *s = t->info->name; *s && len + 3 < n; s++)
             buf[len++] = *s;
     } else {
         char digits[24];
@@ -130,8 +133,9 @@ static void describe_current(char *buf, size_t n)
     buf[len] = '\0';
 }
 
-tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn, void *arg,
-                                 const tide_task_options *opt)
+tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
+                                  const tide_task_options *opt,
+                                  const char *file, int line)
 {
     loop = tide__loop_resolve(loop);
     if (!loop)
@@ -149,27 +153,46 @@ tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn, void *arg,
                                          : tide__malloc(sizeof *t);
     if (!t)
         return NULL;
-    t->name = NULL;
-    if (opt && opt->name && !(t->name = tide__strdup(opt->name))) {
-        if (TASK_IN_BLOCK)
-            tide__block_free(t);
-        else
-            tide__free(t);
-        return NULL;
+    t->info = NULL;
+    if ((opt && opt->name) || file) {
+        t->info = tide__calloc(1, sizeof *t->info);
+        if (!t->info || (opt && opt->name &&
+                         !(t->info->name = tide__strdup(opt->name)))) {
+            tide__free(t->info);
+            if (TASK_IN_BLOCK)
+                tide__block_free(t);
+            else
+                tide__free(t);
+            return NULL;
+        }
+        t->info->file = file;
+        t->info->line = line;
     }
-    tide__stack_describe = describe_current;
+    tide__stack_set_describe(describe_current);
     tide__future_init(&t->fut, loop, TIDE__FUTURE_TASK);
     t->fut.refs = 2; /* the caller's and the loop's */
     t->fn = fn;
     t->arg = arg;
     t->id = ++loop->next_task_id;
-    tide__coro_start(loop, &t->co, &task_coro_ops, (unsigned)pool);
+    tide__coro_start(loop, &t->co, &task_coro_ops, (unsigned)pool,
+                     opt && opt->eager);
+    if (opt && opt->eager)
+        tide__coro_run_eagerly(loop, &t->co);
     return &t->fut;
+}
+
+#undef tide_create_task
+#undef tide_create_task_ex
+
+tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn, void *arg,
+                                 const tide_task_options *opt)
+{
+    return tide__create_task_at(loop, fn, arg, opt, NULL, 0);
 }
 
 tide_future *tide_create_task(tide_loop *loop, tide_fn fn, void *arg)
 {
-    return tide_create_task_ex(loop, fn, arg, NULL);
+    return tide__create_task_at(loop, fn, arg, NULL, NULL, 0);
 }
 
 static struct tide__task *current_task(void)
@@ -193,16 +216,25 @@ bool tide_future_is_task(const tide_future *f)
     return f && f->kind == TIDE__FUTURE_TASK;
 }
 
+static struct tide__task_info *info_of(struct tide__task *t)
+{
+    if (!t->info)
+        t->info = tide__calloc(1, sizeof *t->info);
+    return t->info;
+}
+
 int tide_task_set_name(tide_future *f, const char *name)
 {
     if (!tide_future_is_task(f) || !name)
         return -EINVAL;
+    struct tide__task_info *info = info_of(task_of(f));
     char *copy = tide__strdup(name);
-    if (!copy)
+    if (!info || !copy) {
+        tide__free(copy);
         return -ENOMEM;
-    struct tide__task *t = task_of(f);
-    tide__free(t->name);
-    t->name = copy;
+    }
+    tide__free(info->name);
+    info->name = copy;
     return 0;
 }
 
@@ -213,12 +245,71 @@ const char *tide_task_get_name(tide_future *f)
         return NULL;
     }
     struct tide__task *t = task_of(f);
-    if (!t->name) {
+    struct tide__task_info *info = info_of(t);
+    if (info && !info->name) {
         char buf[32];
         snprintf(buf, sizeof buf, "Task-%llu", (unsigned long long)t->id);
-        t->name = tide__strdup(buf);
+        info->name = tide__strdup(buf);
     }
-    return t->name;
+    return info ? info->name : NULL;
+}
+
+const struct tide__task_info *tide__task_info(tide_future *f)
+{
+    return task_of(f)->info;
+}
+
+tide_future *tide__task_of_coro(struct tide__coro *co)
+{
+    return &task_of_coro(co)->fut;
+}
+
+struct tide__coro *tide__coro_of_task(tide_future *f)
+{
+    return &task_of(f)->co;
+}
+
+int tide_task_cancelling(const tide_future *f)
+{
+    if (!tide_future_is_task(f))
+        return -EINVAL;
+    return (int)f->aux;
+}
+
+int tide_task_uncancel(tide_future *f)
+{
+    if (!tide_future_is_task(f))
+        return -EINVAL;
+    struct tide__task *t = task_of(f);
+    if (f->aux > 0 && --f->aux == 0)
+        t->co.must_cancel = false; /* asyncio 3.13: nothing left to deliver */
+    return (int)f->aux;
+}
+
+struct all_tasks {
+    tide_future **out;
+    size_t cap, n;
+};
+
+static void collect(tide_loop *loop, struct tide__coro *co, void *arg)
+{
+    struct all_tasks *a = arg;
+
+    (void)loop;
+    if (a->n < a->cap)
+        a->out[a->n] = tide_future_retain(tide__task_of_coro(co));
+    a->n++;
+}
+
+size_t tide_all_tasks(tide_loop *loop, tide_future **out, size_t cap)
+{
+    struct all_tasks a = {out, out ? cap : 0, 0};
+
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed)
+        return 0;
+    tide__loop_each_coro(loop, collect, &a);
+    return a.n;
 }
 
 void *tide_fail(int err)
