@@ -338,6 +338,111 @@ TIDE_API int tide_as_completed_next(tide_as_completed *it, tide_future **next);
  * tide_as_completed_next on it is woken with -EBADF. NULL is ignored. */
 TIDE_API void tide_as_completed_free(tide_as_completed *it);
 
+/* ---- Waiting and time limits ----------------------------------------
+ * asyncio.wait, wait_for, timeout/timeout_at and shield. A time limit
+ * works by cancelling the task that set it, exactly as asyncio does, and
+ * turns that one cancellation (and only that one) into -ETIMEDOUT. */
+
+#define TIDE_FIRST_COMPLETED 1 /* any future is done */
+#define TIDE_FIRST_EXCEPTION 2 /* any fails (not cancelled), or all done */
+#define TIDE_ALL_COMPLETED 3   /* every future is done */
+
+/* Wait until `return_when` holds for fs[0..n) or `timeout` seconds pass
+ * (INFINITY: no limit; <= 0: just look). Never cancels anything. Fills
+ * done[] and pending[] (each may be NULL; room for n) with borrowed
+ * pointers in fs order, and their counts. Returns 0 (also on timeout:
+ * look at *npending); -ECANCELED if the calling task was cancelled (the
+ * futures are not); -EINVAL (fs NULL with n > 0, a NULL or foreign
+ * future, a bad return_when, NaN timeout); -EPERM outside a task unless
+ * the condition already holds; -ENOMEM. Suspends. */
+TIDE_API int tide_wait(tide_future *const *fs, size_t n, int return_when,
+                       double timeout, tide_future **done, size_t *ndone,
+                       tide_future **pending, size_t *npending);
+
+/* Await f for at most `timeout` seconds (INFINITY: no limit). On timeout
+ * f is cancelled, the call waits until f has really finished, and returns
+ * -ETIMEDOUT, unless f completed anyway, in which case its result wins. A
+ * cancellation of the caller is never turned into anything else: it
+ * returns -ECANCELED. Otherwise as tide_await. Suspends; borrows f. */
+TIDE_API int tide_wait_for(tide_future *f, double timeout, void **result);
+
+typedef struct tide_timeout tide_timeout; /* opaque: a deadline scope */
+
+/* Open a timeout scope in the calling task: if the scope is still open
+ * `delay` seconds from now (INFINITY: never, until rescheduled), the task
+ * is cancelled, so the call it is suspended in returns -ECANCELED.
+ * Close it with tide_timeout_end. Scopes nest. NULL and errno: EPERM
+ * outside a task, EINVAL for NaN, ENOMEM. */
+TIDE_API tide_timeout *tide_timeout_begin(double delay);
+/* The same with an absolute deadline on the loop's clock. */
+TIDE_API tide_timeout *tide_timeout_begin_at(double when);
+
+/* Close the scope (innermost first) and free it. `err` is what the block
+ * ended with; returns -ETIMEDOUT if this scope's deadline cancelled the
+ * task and err is -ECANCELED, with no other cancel request pending;
+ * otherwise err unchanged (so an outer scope, or a cancel from outside,
+ * still sees -ECANCELED). Returns -EINVAL if t is NULL or not the
+ * innermost open scope of the calling task (t is then not freed). */
+TIDE_API int tide_timeout_end(tide_timeout *t, int err);
+
+/* The scope's deadline on the loop's clock (INFINITY if none). */
+TIDE_API double tide_timeout_when(const tide_timeout *t);
+
+/* Move the deadline (INFINITY: none). Returns 0; -EINVAL (NULL, NaN);
+ * -ESHUTDOWN if the scope already expired. */
+TIDE_API int tide_timeout_reschedule(tide_timeout *t, double when);
+
+/* True once the deadline passed and the scope cancelled its task. */
+TIDE_API bool tide_timeout_expired(const tide_timeout *t);
+
+/* asyncio.shield: a new future with f's outcome. Cancelling it (or
+ * cancelling a task awaiting it) does not cancel f. If f is already done
+ * returns f itself. Returns a new reference; NULL and errno (EINVAL,
+ * ENOMEM). */
+TIDE_API tide_future *tide_shield(tide_future *f);
+
+/* ---- Task groups -------------------------------------------------------
+ * asyncio.TaskGroup / Trio's nursery. Open a group in a task, spawn
+ * children into it, then end it: ending waits for every child. The first
+ * child failure cancels the other children and the task that owns the
+ * group (so the block stops at its current suspension and gets to
+ * tide_task_group_end); every child error is kept, in order. A cancel
+ * from outside cancels every child and is reported, not swallowed. */
+
+typedef struct tide_task_group tide_task_group;
+
+/* A group owned by the calling task. NULL and errno: EPERM outside a
+ * task, ENOMEM. */
+TIDE_API tide_task_group *tide_task_group_new(void);
+
+/* Spawn fn(arg) (opt may be NULL) into the group. Returns a new reference
+ * to the task (the group holds its own). NULL and errno: EINVAL,
+ * ESHUTDOWN if the group is aborting or ended, ENOMEM. */
+TIDE_API tide_future *tide_task_group_spawn(tide_task_group *g, tide_fn fn,
+        void *arg, const tide_task_options *opt);
+
+/* Cancel every child (the group keeps running until they finish).
+ * Returns 0; -EINVAL if g is NULL. */
+TIDE_API int tide_task_group_cancel(tide_task_group *g);
+
+/* Leave the group's block: `err` is how the block itself ended (0, or a
+ * negative errno: a failure other than -ECANCELED cancels the children).
+ * Waits until every child has finished, whatever happens meanwhile.
+ * Returns -ECANCELED if the owning task was cancelled from outside; else
+ * the block's own failure, else the first child failure; else 0. Call it
+ * once, from the owning task. -EINVAL (NULL, ended, another task);
+ * -EPERM outside a task. Suspends. */
+TIDE_API int tide_task_group_end(tide_task_group *g, int err);
+
+/* The children's failures in the order they happened (not counting
+ * cancellations): copies up to cap into errs, returns how many. */
+TIDE_API size_t tide_task_group_errors(const tide_task_group *g, int *errs,
+                                       size_t cap);
+
+/* Free an ended group (or one never used) and release its children.
+ * Freeing a group that has unfinished children cancels them first. */
+TIDE_API void tide_task_group_free(tide_task_group *g);
+
 #ifdef __cplusplus
 }
 #endif

@@ -123,6 +123,12 @@ static tide_handle schedule(tide_loop *loop, int64_t deadline, bool timed,
     return id_of(h);
 }
 
+tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,
+                             tide_callback cb, void *arg)
+{
+    return schedule(loop, deadline, true, cb, arg);
+}
+
 tide_handle tide_call_soon(tide_loop *loop, tide_callback cb, void *arg)
 {
     loop = tide__loop_resolve(loop);

@@ -245,4 +245,8 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
 
 int64_t tide__clock_ns(void);
 
+/* call_at with a deadline in loop ns (INT64_MAX: never fires). */
+tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,
+                             tide_callback cb, void *arg);
+
 #endif

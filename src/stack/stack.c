@@ -250,6 +250,11 @@ void tide__stack_pool_destroy(struct tide__stack_pool *p)
 void tide__fiber_make(struct tide__fiber *f, struct tide__stack *s,
                       void (*entry)(void *), void *arg)
 {
+#ifdef TIDE__ASAN
+    /* The last coroutine on this stack never returned from its bottom
+     * frames: their redzones are still poisoned. */
+    __asan_unpoison_memory_region(s->lo, s->size);
+#endif
     tide__ctx_make(&f->ctx, s->lo, s->size, entry, arg);
 #ifdef TIDE__ASAN
     f->stack_lo = s->lo;

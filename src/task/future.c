@@ -117,6 +117,9 @@ void tide__future_complete(tide_future *f, int err, void *result)
     f->cb_tail = NULL;
     if (!tail)
         return;
+    /* An inline node may drop the last reference it holds: keep f alive
+     * until the walk is over. */
+    tide_future_retain(f);
     n = tail->next;
     tail->next = NULL;
     while (n) {
@@ -141,6 +144,7 @@ void tide__future_complete(tide_future *f, int err, void *result)
         }
         n = next;
     }
+    tide_future_release(f);
 }
 
 int tide_future_set_result(tide_future *f, void *value)

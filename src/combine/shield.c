@@ -1,0 +1,50 @@
+/* tide_shield: an outer future that mirrors f, whose cancellation does not
+ * reach f. An INLINE link on f copies f's outcome into the outer future
+ * (unless the outer was cancelled meanwhile) and then lets both go.
+ * SPDX-License-Identifier: MIT
+ */
+#include "task/future.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+
+struct shield {
+    struct tide__inline in;
+    tide_future *inner, *outer;  /* both retained until inner is done */
+};
+
+static void on_inner_done(struct tide__inline *in, tide_future *f)
+{
+    struct shield *s = tide__container_of(in, struct shield, in);
+
+    if (!s->outer->done && !s->outer->loop->closed)
+        tide__future_complete(s->outer, f->err, f->result);
+    tide_future_release(s->outer);
+    tide_future_release(s->inner);
+    tide__free(s);
+}
+
+tide_future *tide_shield(tide_future *f)
+{
+    if (!f) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (f->done)
+        return tide_future_retain(f);
+    tide_future *outer = tide_future_new(f->loop);
+    if (!outer)
+        return NULL;
+    struct shield *s = tide__malloc(sizeof *s);
+    if (!s) {
+        tide_future_release(outer);
+        return NULL;
+    }
+    s->in.node.kind = TIDE__NODE_INLINE;
+    s->in.fn = on_inner_done;
+    s->inner = tide_future_retain(f);
+    s->outer = tide_future_retain(outer);
+    tide__future_add_node(f, &s->in.node);
+    return outer;
+}

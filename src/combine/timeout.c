@@ -1,0 +1,184 @@
+/* Timeout scopes (asyncio.timeout / timeout_at) and wait_for.
+ *
+ * A scope arms a loop timer; when it fires, the scope cancels its task
+ * (one counted cancel request, exactly as Task.cancel) and turns
+ * EXPIRING. Closing the scope withdraws that request (uncancel) and turns
+ * the block's -ECANCELED into -ETIMEDOUT only if no other request is left
+ * standing: an outer scope or a cancel from outside still sees
+ * -ECANCELED. wait_for is a scope around an await (CPython 3.12's
+ * design), so the races of the old wait_for cannot exist here.
+ * SPDX-License-Identifier: MIT
+ */
+#include "task/future.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <math.h>
+
+enum { T_OPEN, T_EXPIRING, T_EXPIRED };
+
+struct tide_timeout {
+    tide_loop *loop;
+    tide_future *task;        /* the task the scope cancels */
+    tide_handle timer;        /* 0: no deadline armed */
+    int64_t deadline;         /* loop ns; INT64_MAX: none */
+    int cancelling;           /* the task's cancel requests at begin */
+    int state;
+};
+
+static void on_deadline(void *arg)
+{
+    tide_timeout *t = arg;
+
+    t->timer = 0;
+    t->state = T_EXPIRING;
+    tide_future_cancel(t->task);
+}
+
+static int arm(tide_timeout *t)
+{
+    if (t->timer)
+        tide_handle_cancel(t->loop, t->timer);
+    t->timer = 0;
+    if (t->deadline == INT64_MAX)
+        return 0;
+    t->timer = tide__call_at_ns(t->loop, t->deadline, on_deadline, t);
+    return t->timer ? 0 : -errno;
+}
+
+static int64_t ns_of(double when)
+{
+    if (isinf(when) && when > 0)
+        return INT64_MAX;
+    double ns = when * 1e9;
+    return ns >= 9.2e18 ? INT64_MAX : ns <= 0 ? 0 : (int64_t)(ns + 0.5);
+}
+
+static tide_timeout *begin(int64_t deadline)
+{
+    tide_loop *loop = tide__running;
+
+    if (!loop || !loop->current) {
+        errno = EPERM;
+        return NULL;
+    }
+    tide_timeout *t = tide__malloc(sizeof *t);
+    if (!t)
+        return NULL;
+    t->loop = loop;
+    t->task = tide__task_of_coro(loop->current);
+    t->timer = 0;
+    t->deadline = deadline;
+    t->cancelling = tide_task_cancelling(t->task);
+    t->state = T_OPEN;
+    int err = arm(t);
+    if (err < 0) {
+        tide__free(t);
+        errno = -err;
+        return NULL;
+    }
+    tide_future_retain(t->task);
+    return t;
+}
+
+tide_timeout *tide_timeout_begin(double delay)
+{
+    int64_t deadline = INT64_MAX;
+
+    if (isnan(delay)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!tide__running) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (!(isinf(delay) && delay > 0))
+        tide__deadline_in(tide__running, delay, &deadline);
+    return begin(deadline);
+}
+
+tide_timeout *tide_timeout_begin_at(double when)
+{
+    if (isnan(when)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return begin(ns_of(when));
+}
+
+int tide_timeout_end(tide_timeout *t, int err)
+{
+    tide_loop *loop = tide__running;
+
+    if (!t || !loop || !loop->current ||
+        tide__task_of_coro(loop->current) != t->task)
+        return -EINVAL;
+    if (t->timer)
+        tide_handle_cancel(t->loop, t->timer);
+    if (t->state == T_EXPIRING) {
+        t->state = T_EXPIRED;
+        if (tide_task_uncancel(t->task) <= t->cancelling &&
+            err == -ECANCELED)
+            err = -ETIMEDOUT;
+    }
+    tide_future_release(t->task);
+    tide__free(t);
+    return err;
+}
+
+double tide_timeout_when(const tide_timeout *t)
+{
+    if (!t || t->deadline == INT64_MAX)
+        return INFINITY;
+    return (double)t->deadline / 1e9;
+}
+
+int tide_timeout_reschedule(tide_timeout *t, double when)
+{
+    if (!t || isnan(when))
+        return -EINVAL;
+    if (t->state != T_OPEN)
+        return -ESHUTDOWN;
+    t->deadline = ns_of(when);
+    return arm(t);
+}
+
+bool tide_timeout_expired(const tide_timeout *t)
+{
+    return t && t->state != T_OPEN;
+}
+
+int tide_wait_for(tide_future *f, double timeout, void **result)
+{
+    if (!f || isnan(timeout))
+        return -EINVAL;
+    if (f->done)
+        return tide_future_result(f, result);
+    if (isinf(timeout) && timeout > 0)
+        return tide_await(f, result);
+    tide_loop *loop = tide__running;
+    if (!loop || !loop->current)
+        return -EPERM;
+    if (f->loop != loop)
+        return -EINVAL;
+    if (timeout <= 0) {
+        /* Already out of time: cancel f, wait until it has finished. */
+        tide_future *self = tide__task_of_coro(loop->current);
+        int before = tide_task_cancelling(self);
+        tide_future_retain(f);
+        tide_future_cancel(f);
+        int err = tide_await(f, result);
+        if (err == -ECANCELED && tide_task_cancelling(self) <= before &&
+            tide_future_cancelled(f))
+            err = -ETIMEDOUT;
+        tide_future_release(f);
+        return err;
+    }
+    tide_timeout *t = tide_timeout_begin(timeout);
+    if (!t)
+        return -errno;
+    int err = tide_await(f, result);
+    return tide_timeout_end(t, err);
+}
