@@ -443,6 +443,53 @@ TIDE_API size_t tide_task_group_errors(const tide_task_group *g, int *errs,
  * Freeing a group that has unfinished children cancels them first. */
 TIDE_API void tide_task_group_free(tide_task_group *g);
 
+/* ---- Debug mode ---------------------------------------------------------
+ * Enabled per loop, or for every new loop with TIDE_DEBUG=1 in the
+ * environment. A debug loop reports, through its report handler (stderr
+ * by default):
+ * - a callback or task step that holds the loop longer than the slow
+ *   callback duration (0.1 s by default), with the task's name and the
+ *   file:line where it was created;
+ * - at close, every task still pending (it is then cancelled), and every
+ *   failed future freed without anyone reading its error ("error was
+ *   never retrieved", with the task's name and creation site);
+ * - on SIGQUIT or SIGUSR1 (handlers installed while a debug loop is
+ *   open), a dump of every task, as tide_loop_dump writes it, on the next
+ *   loop iteration. */
+
+/* Turn debug mode on or off. Returns 0; -EINVAL if the loop is closed. */
+TIDE_API int tide_loop_set_debug(tide_loop *loop, bool on);
+TIDE_API bool tide_loop_get_debug(tide_loop *loop);
+
+/* The slow step threshold in seconds. Returns 0; -EINVAL (NaN, < 0). */
+TIDE_API int tide_loop_set_slow_callback_duration(tide_loop *loop,
+                                                  double seconds);
+
+typedef void (*tide_report_fn)(tide_loop *loop, const char *message,
+                               void *arg);
+
+/* Where debug reports go (fn NULL: one line each on stderr). Returns 0;
+ * -EINVAL if the loop is closed. */
+TIDE_API int tide_loop_set_report_handler(tide_loop *loop, tide_report_fn fn,
+                                          void *arg);
+
+/* Write one line per unfinished task of the loop to fd: its name, state
+ * (new, ready, running, waiting), what it waits on (sleep, await, lock,
+ * queue get, ...), where it was created (debug mode), and its stack's
+ * high-water mark. The tool for finding a hang. Returns the number of
+ * tasks; -EINVAL; -errno from write. */
+TIDE_API int tide_loop_dump(tide_loop *loop, int fd);
+
+/* tide_create_task and tide_create_task_ex are also macros that pass the
+ * creation site along (recorded in debug mode); the functions exist too,
+ * so their addresses can be taken. */
+TIDE_API tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn,
+        void *arg, const tide_task_options *opt, const char *file, int line);
+#define tide_create_task(loop, fn, arg) \
+    tide__create_task_at((loop), (fn), (arg), NULL, __FILE__, __LINE__)
+#define tide_create_task_ex(loop, fn, arg, opt) \
+    tide__create_task_at((loop), (fn), (arg), (opt), __FILE__, __LINE__)
+
 #ifdef __cplusplus
 }
 #endif

@@ -36,6 +36,7 @@ static void child_done(struct tide__inline *in, tide_future *child)
     struct gather *g = gather_of_link(in);
     size_t i = in->node.aux;
 
+    child->retrieved = true;
     if (child->err == 0)
         g->results[i] = child->result;
     if (!g->fut.done && child->err && !(g->flags & TIDE_RETURN_ERRORS))

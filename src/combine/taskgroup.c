@@ -58,6 +58,7 @@ static void on_child_done(struct tide__inline *in, tide_future *task)
 
     tide__list_remove(&c->link);
     g->nchildren--;
+    task->retrieved = true; /* the group reports it */
     if (task->err && task->err != -ECANCELED) {
         if (g->nerrors == g->cap) {
             size_t cap = g->cap ? g->cap * 2 : 4;

@@ -63,6 +63,8 @@ tide_loop *tide_loop_new(void)
     loop->default_stack = DEFAULT_STACK;
     loop->now = tide__clock_ns();
     loop->refs = 1;
+    loop->debug_slot = -1;
+    tide__debug_open(loop);
     return loop;
 close_poller:
     loop->poller.ops->close(&loop->poller);
@@ -241,6 +243,8 @@ int tide_loop_close(tide_loop *loop)
         return -EBUSY;
     loop->closing = true;
     tide__remote_refuse(loop);
+    if (loop->debug)
+        tide__debug_close(loop);
     /* Cancel, and run until every task has finished its cleanup; tasks
      * created meanwhile are cancelled on the next round. */
     while (loop->ncoros) {
@@ -254,6 +258,8 @@ int tide_loop_close(tide_loop *loop)
         struct tide__call *c = tide__container_of(node, struct tide__call, node);
         c->run(loop, c, true);
     }
+    if (loop->debug)
+        tide__debug_forget(loop); /* leaves the signal registry */
     tide__remote_close(loop);
     tide__heap_free(&loop->timers);
     tide__handles_destroy(loop);

@@ -149,6 +149,15 @@ struct tide_loop {
     bool closed;
     bool virtual_clock;
     unsigned refs;               /* 1 while open + 1 per live future */
+
+    /* debug mode (src/debug/debug.c) */
+    bool debug;
+    int64_t slow_ns;             /* a step longer than this is reported */
+    int64_t step_start;          /* when the running step began */
+    void (*report)(tide_loop *loop, const char *msg, void *arg);
+    void *report_arg;
+    unsigned dump_seen;          /* dump requests handled so far */
+    int debug_slot;              /* in the signal registry, or -1 */
     uint64_t next_task_id;
 };
 
@@ -244,6 +253,17 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
                    const bool *done_flag);
 
 int64_t tide__clock_ns(void);
+
+/* Debug mode hooks, called only when loop->debug is set. */
+void tide__debug_step_begin(tide_loop *loop);
+void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
+                          struct tide__call *c);
+void tide__debug_poll(tide_loop *loop);  /* once per iteration */
+void tide__debug_open(tide_loop *loop);  /* TIDE_DEBUG in the environment */
+void tide__debug_close(tide_loop *loop); /* report tasks still pending */
+void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
+/* Describe a task for messages: name and creation site. */
+void tide__debug_describe(struct tide__coro *co, char *buf, size_t n);
 
 /* call_at with a deadline in loop ns (INT64_MAX: never fires). */
 tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,

@@ -103,6 +103,9 @@ void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
 {
     struct tide__node *n;
 
+    if (__builtin_expect(loop->debug, 0))
+        tide__debug_step_end(loop, self, NULL);
+
     if (self == loop->eager_co) {
         /* First suspension (or end) of an eager start: back to its
          * creator, which restores loop->current. */
@@ -128,6 +131,8 @@ void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
             continue;
         co->state = TIDE__CORO_RUNNING;
         loop->current = co;
+        if (__builtin_expect(loop->debug, 0))
+            tide__debug_step_begin(loop);
         tide__fiber_switch(&self->fiber, self->stack, &co->fiber, co->stack,
                            dying);
         return;
@@ -232,6 +237,8 @@ void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co)
     loop->eager_back_stack = tide__stack_current;
     co->state = TIDE__CORO_RUNNING;
     loop->current = co;
+    if (__builtin_expect(loop->debug, 0))
+        tide__debug_step_begin(loop);
     tide__fiber_switch(&here, tide__stack_current, &co->fiber, co->stack,
                        false);
     reap(loop);
@@ -353,7 +360,13 @@ static void dispatch(tide_loop *loop, struct tide__node *n)
     if (n->kind == TIDE__NODE_CALL) {
         struct tide__call *c = tide__container_of(n, struct tide__call, node);
         loop->current = NULL;
-        c->run(loop, c, false);
+        if (__builtin_expect(loop->debug, 0)) {
+            tide__debug_step_begin(loop);
+            c->run(loop, c, false);
+            tide__debug_step_end(loop, NULL, c);
+        } else {
+            c->run(loop, c, false);
+        }
         loop->current = loop->sched_owner;
         return;
     }
@@ -363,6 +376,8 @@ static void dispatch(tide_loop *loop, struct tide__node *n)
         return;
     co->state = TIDE__CORO_RUNNING;
     loop->current = co;
+    if (__builtin_expect(loop->debug, 0))
+        tide__debug_step_begin(loop);
     tide__fiber_switch(loop->sched, loop->sched_stack, &co->fiber, co->stack,
                        false);
     reap(loop);
@@ -394,6 +409,8 @@ static void run_once(tide_loop *loop)
     }
     if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
         tide__remote_drain(loop);
+    if (__builtin_expect(loop->debug, 0))
+        tide__debug_poll(loop);
 
     if (!loop->virtual_clock)
         loop->now = tide__clock_ns();

@@ -38,6 +38,7 @@ void tide__future_init(tide_future *f, tide_loop *loop, uint8_t kind)
     f->refs = 1;
     f->kind = kind;
     f->done = false;
+    f->retrieved = false;
     f->err = 0;
     f->aux = 0;
     f->result = NULL;
@@ -199,6 +200,7 @@ int tide_future_result(const tide_future *f, void **value)
         return -EINVAL;
     if (!f->done)
         return -EAGAIN;
+    ((tide_future *)f)->retrieved = true; /* bookkeeping, not state */
     if (f->err)
         return f->err;
     if (value)
@@ -255,6 +257,9 @@ void tide_future_release(tide_future *f)
         }
     }
     tide_loop *loop = f->loop;
+    if (loop->debug && f->done && f->err && f->err != -ECANCELED &&
+        !f->retrieved)
+        tide__debug_unretrieved(loop, f);
     const struct tide__future_ops *ops = ops_of(f);
     if (ops)
         ops->free(f);

@@ -25,6 +25,7 @@ struct tide_future {
     uint32_t refs;
     uint8_t kind;               /* enum tide__future_kind */
     bool done;
+    bool retrieved;             /* its outcome was read (debug reports) */
     int err;                    /* when done: 0 or a negative errno; a
                                  * running task's tide_fail value */
     uint32_t aux;               /* kind-specific: a task's cancel count */
@@ -72,6 +73,10 @@ struct tide__task_info {
 const struct tide__task_info *tide__task_info(tide_future *task);
 tide_future *tide__task_of_coro(struct tide__coro *co);
 struct tide__coro *tide__coro_of_task(tide_future *task);
+
+/* Debug mode (src/debug/debug.c): a failed future freed without anyone
+ * reading its error. */
+void tide__debug_unretrieved(tide_loop *loop, tide_future *f);
 
 /* Per-kind hooks, defined by task.c and gather.c. */
 extern const struct tide__future_ops tide__task_ops;

@@ -154,7 +154,7 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
     if (!t)
         return NULL;
     t->info = NULL;
-    if ((opt && opt->name) || file) {
+    if ((opt && opt->name) || (file && loop->debug)) {
         t->info = tide__calloc(1, sizeof *t->info);
         if (!t->info || (opt && opt->name &&
                          !(t->info->name = tide__strdup(opt->name)))) {

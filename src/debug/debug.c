@@ -1,0 +1,296 @@
+/* Debug mode: slow steps, never-retrieved failures, pending tasks at
+ * close, and the task dump (on demand and on SIGQUIT/SIGUSR1).
+ *
+ * The core calls in here only when loop->debug is set, so a loop without
+ * debug mode pays one predictable branch per step. Signals: the handler
+ * only bumps a generation counter and writes the eventfd of every debug
+ * loop (async-signal-safe); each loop dumps on its next iteration. So a
+ * loop that is blocked inside a callback does not dump until it returns:
+ * a hang where every task waits (the usual kind) dumps at once.
+ * SPDX-License-Identifier: MIT
+ */
+#include "task/future.h"
+
+#include "core/alloc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define DEFAULT_SLOW_NS 100000000 /* asyncio's slow_callback_duration */
+#define MAX_DEBUG_LOOPS 64
+
+/* Wake fds of open debug loops, plus one, for the signal handler; 0: a
+ * free slot. A loop clears its slot before it closes the fd. */
+static _Atomic int registry[MAX_DEBUG_LOOPS];
+static atomic_uint dump_requests;
+static atomic_int handlers_installed;
+
+static void on_dump_signal(int sig)
+{
+    int saved = errno;
+    uint64_t one = 1;
+
+    (void)sig;
+    atomic_fetch_add_explicit(&dump_requests, 1, memory_order_relaxed);
+    for (int i = 0; i < MAX_DEBUG_LOOPS; i++) {
+        int fd = atomic_load_explicit(&registry[i], memory_order_relaxed) - 1;
+        if (fd >= 0) {
+            ssize_t n = write(fd, &one, sizeof one);
+            (void)n;
+        }
+    }
+    errno = saved;
+}
+
+static void install_handlers(void)
+{
+    int expect = 0;
+
+    if (!atomic_compare_exchange_strong(&handlers_installed, &expect, 1))
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_dump_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static void report(tide_loop *loop, const char *msg)
+{
+    if (loop->report)
+        loop->report(loop, msg, loop->report_arg);
+    else
+        fprintf(stderr, "tide: %s\n", msg);
+}
+
+void tide__debug_describe(struct tide__coro *co, char *buf, size_t n)
+{
+    tide_future *t = tide__task_of_coro(co);
+    const struct tide__task_info *info = tide__task_info(t);
+    const char *name = tide_task_get_name(t);
+
+    if (info && info->file)
+        snprintf(buf, n, "task '%s' (created at %s:%d)", name ? name : "?",
+                 info->file, info->line);
+    else
+        snprintf(buf, n, "task '%s'", name ? name : "?");
+}
+
+int tide_loop_set_debug(tide_loop *loop, bool on)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (on && !loop->debug) {
+        if (!loop->slow_ns)
+            loop->slow_ns = DEFAULT_SLOW_NS;
+        loop->dump_seen = atomic_load(&dump_requests);
+        for (int i = 0; i < MAX_DEBUG_LOOPS; i++) {
+            int expect = 0;
+            if (atomic_compare_exchange_strong(&registry[i], &expect,
+                                               loop->wake_fd + 1)) {
+                loop->debug_slot = i;
+                break;
+            }
+        }
+        install_handlers();
+    } else if (!on && loop->debug) {
+        tide__debug_forget(loop);
+    }
+    loop->debug = on;
+    return 0;
+}
+
+void tide__debug_forget(tide_loop *loop)
+{
+    if (loop->debug_slot >= 0)
+        atomic_store(&registry[loop->debug_slot], 0);
+    loop->debug_slot = -1;
+}
+
+bool tide_loop_get_debug(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    return loop && loop->debug;
+}
+
+int tide_loop_set_slow_callback_duration(tide_loop *loop, double seconds)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed || isnan(seconds) || seconds < 0)
+        return -EINVAL;
+    loop->slow_ns = seconds >= 9e9 ? INT64_MAX : (int64_t)(seconds * 1e9);
+    if (!loop->slow_ns)
+        loop->slow_ns = 1;
+    return 0;
+}
+
+int tide_loop_set_report_handler(tide_loop *loop, tide_report_fn fn,
+                                 void *arg)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed)
+        return -EINVAL;
+    loop->report = fn;
+    loop->report_arg = arg;
+    return 0;
+}
+
+void tide__debug_open(tide_loop *loop)
+{
+    const char *env = getenv("TIDE_DEBUG");
+
+    if (env && *env && strcmp(env, "0") != 0)
+        tide_loop_set_debug(loop, true);
+}
+
+void tide__debug_step_begin(tide_loop *loop)
+{
+    loop->step_start = tide__clock_ns();
+}
+
+void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
+                          struct tide__call *c)
+{
+    int64_t took = tide__clock_ns() - loop->step_start;
+    char who[256], msg[400];
+
+    if (took < loop->slow_ns || !loop->step_start)
+        return;
+    if (co)
+        tide__debug_describe(co, who, sizeof who);
+    else
+        snprintf(who, sizeof who, "callback %p", (void *)c);
+    snprintf(msg, sizeof msg, "%s held the loop for %.3f s (slow step)", who,
+             (double)took / 1e9);
+    report(loop, msg);
+    loop->step_start = tide__clock_ns();
+}
+
+void tide__debug_poll(tide_loop *loop)
+{
+    unsigned req = atomic_load_explicit(&dump_requests, memory_order_relaxed);
+
+    if (req != loop->dump_seen) {
+        loop->dump_seen = req;
+        tide_loop_dump(loop, STDERR_FILENO);
+    }
+}
+
+static void report_pending(tide_loop *loop, struct tide__coro *co, void *arg)
+{
+    char who[256], msg[400];
+
+    (void)arg;
+    tide__debug_describe(co, who, sizeof who);
+    snprintf(msg, sizeof msg,
+             "%s was still pending when the loop closed; it is cancelled",
+             who);
+    report(loop, msg);
+}
+
+void tide__debug_close(tide_loop *loop)
+{
+    tide__loop_each_coro(loop, report_pending, NULL);
+}
+
+void tide__debug_unretrieved(tide_loop *loop, tide_future *f)
+{
+    char who[256], msg[400];
+
+    if (f->kind == TIDE__FUTURE_TASK)
+        tide__debug_describe(tide__coro_of_task(f), who, sizeof who);
+    else
+        snprintf(who, sizeof who, "future %p", (void *)f);
+    snprintf(msg, sizeof msg, "%s failed with %d (%s): error was never "
+             "retrieved", who, f->err, tide_strerror(f->err));
+    report(loop, msg);
+}
+
+/* ---- the dump ----------------------------------------------------------- */
+
+/* Bytes of the stack that have been touched: resident pages counted down
+ * from the top until the first one never touched. */
+static size_t high_water(const struct tide__stack *st)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *top = (char *)st->lo + st->size;
+    char *lo = (char *)((uintptr_t)st->lo & ~(uintptr_t)(page - 1));
+    size_t npages = (size_t)(top - lo + page - 1) / page;
+    unsigned char vec[256];
+    size_t touched = 0;
+
+    /* Walk down in windows of 256 pages. */
+    for (size_t done = 0; done < npages;) {
+        size_t w = npages - done < 256 ? npages - done : 256;
+        char *start = lo + (npages - done - w) * page;
+        if (mincore(start, w * page, vec) < 0)
+            break;
+        for (size_t i = w; i-- > 0;) {
+            if (!(vec[i] & 1))
+                return touched;
+            touched += page;
+        }
+        done += w;
+    }
+    return touched;
+}
+
+struct dump {
+    int fd;
+    int n;
+    int err;
+};
+
+static void dump_one(tide_loop *loop, struct tide__coro *co, void *arg)
+{
+    struct dump *d = arg;
+    char who[256];
+    const char *state;
+
+    (void)loop;
+    switch (co->state) {
+    case TIDE__CORO_NEW:
+        state = "new";
+        break;
+    case TIDE__CORO_RUNNING:
+        state = "running";
+        break;
+    default:
+        state = co->queued ? "ready" : "waiting";
+    }
+    tide__debug_describe(co, who, sizeof who);
+    const char *what = co->state == TIDE__CORO_SUSPENDED && co->wait &&
+                       !co->queued ? co->wait->what : NULL;
+    size_t hw = co->stack ? high_water(co->stack) : 0;
+    if (dprintf(d->fd, "  %s: %s%s%s, stack %zu KiB of %zu KiB\n", who,
+                state, what ? " on " : "", what ? what : "", hw / 1024,
+                co->stack ? co->stack->size / 1024 : 0) < 0)
+        d->err = -errno;
+    d->n++;
+}
+
+int tide_loop_dump(tide_loop *loop, int fd)
+{
+    struct dump d = {fd, 0, 0};
+
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed || fd < 0)
+        return -EINVAL;
+    if (dprintf(fd, "tide: loop %p: %zu task(s), %zu ready, %zu timer(s)\n",
+                (void *)loop, loop->ncoros, loop->ready.count,
+                loop->timers.armed) < 0)
+        return -errno;
+    tide__loop_each_coro(loop, dump_one, &d);
+    return d.err ? d.err : d.n;
+}
