@@ -389,3 +389,29 @@ TEST(eager_tasks_run_at_once_until_they_suspend)
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
+
+/* ---- cancellation cycles ------------------------------------------------ */
+
+static tide_future *cyc_a, *cyc_b;
+
+static void *await_other(void *arg)
+{
+    tide_future **other = arg;
+    int err = tide_await(*other, NULL);
+    return err < 0 ? tide_fail(err) : NULL;
+}
+
+TEST(cancelling_tasks_that_await_each_other_terminates)
+{
+    tide_loop *loop = new_virtual_loop();
+    cyc_a = tide_create_task(loop, await_other, &cyc_b);
+    cyc_b = tide_create_task(loop, await_other, &cyc_a);
+    run_once(loop); /* a deadlock: each awaits the other */
+    CHECK(tide_future_cancel(cyc_a)); /* a -> b -> a: must not recurse */
+    CHECK_EQ(tide_run_until_complete(loop, cyc_a, NULL), -ECANCELED);
+    CHECK_EQ(tide_run_until_complete(loop, cyc_b, NULL), -ECANCELED);
+    tide_future_release(cyc_a);
+    tide_future_release(cyc_b);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}

@@ -83,6 +83,7 @@ struct tide__coro {
     bool queued;                 /* in the ready queue now */
     bool must_cancel;            /* a cancel request not yet delivered */
     bool close_cancelled;        /* tide_loop_close already asked it */
+    bool in_cancel;              /* its wait's cancel hook is running */
 };
 
 /* ---- handles (call_soon / call_later / call_at) ------------------------ */

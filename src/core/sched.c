@@ -189,7 +189,15 @@ bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co)
         return false;
     if (co->state == TIDE__CORO_SUSPENDED && co->wait && !co->queued) {
         struct tide__wait *w = co->wait;
+        if (co->in_cancel) {
+            /* A cycle: its own hook led back here (two tasks awaiting
+             * each other). Stop waiting instead of forwarding forever. */
+            tide__wake(loop, co, -ECANCELED);
+            return true;
+        }
+        co->in_cancel = true;
         w->cancel(loop, w);
+        co->in_cancel = false;
     } else {
         co->must_cancel = true;
     }
@@ -211,6 +219,7 @@ void tide__coro_start(tide_loop *loop, struct tide__coro *co,
      * end, and it can only end if no new work outlives it. */
     co->must_cancel = loop->closing;
     co->close_cancelled = loop->closing;
+    co->in_cancel = false;
     co->queued = false;
     loop->ncoros++;
     if (eager && loop->depth && tide__running == loop)

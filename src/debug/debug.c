@@ -287,9 +287,8 @@ int tide_loop_dump(tide_loop *loop, int fd)
     loop = tide__loop_resolve(loop);
     if (!loop || loop->closed || fd < 0)
         return -EINVAL;
-    if (dprintf(fd, "tide: loop %p: %zu task(s), %zu ready, %zu timer(s)\n",
-                (void *)loop, loop->ncoros, loop->ready.count,
-                loop->timers.armed) < 0)
+    if (dprintf(fd, "tide: %zu task(s), %zu ready, %zu timer(s)\n",
+                loop->ncoros, loop->ready.count, loop->timers.armed) < 0)
         return -errno;
     tide__loop_each_coro(loop, dump_one, &d);
     return d.err ? d.err : d.n;
