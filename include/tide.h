@@ -352,7 +352,8 @@ TIDE_API void tide_as_completed_free(tide_as_completed *it);
  * done[] and pending[] (each may be NULL; room for n) with borrowed
  * pointers in fs order, and their counts. Returns 0 (also on timeout:
  * look at *npending); -ECANCELED if the calling task was cancelled (the
- * futures are not); -EINVAL (fs NULL with n > 0, a NULL or foreign
+ * futures are not); -EINVAL (fs NULL or n == 0, as asyncio rejects an
+ * empty set; a NULL or foreign
  * future, a bad return_when, NaN timeout); -EPERM outside a task unless
  * the condition already holds; -ENOMEM. Suspends. */
 TIDE_API int tide_wait(tide_future *const *fs, size_t n, int return_when,
@@ -493,4 +494,8 @@ TIDE_API tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn,
 #ifdef __cplusplus
 }
 #endif
+
+#include "tide/sync.h" /* locks, events, conditions, semaphores, barriers,
+                        * queues */
+
 #endif /* TIDE_H */

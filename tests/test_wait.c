@@ -536,3 +536,28 @@ TEST(shield_passes_the_outcome_through)
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
+
+static void *misuse(void *arg)
+{
+    (void)arg;
+    tide_timeout *outer = tide_timeout_begin(10);
+    tide_timeout *inner = tide_timeout_begin(20);
+    CHECK_EQ(tide_timeout_end(outer, 0), -EINVAL); /* not innermost */
+    CHECK_EQ(tide_timeout_end(inner, 0), 0);
+    CHECK_EQ(tide_timeout_end(outer, 0), 0);
+    /* wait_for on yourself is refused before anything is cancelled. */
+    CHECK_EQ(tide_wait_for(tide_current_task(), 0, NULL), -EINVAL);
+    CHECK_EQ(tide_task_cancelling(tide_current_task()), 0);
+    CHECK_EQ(tide_sleep(0.01), 0);
+    return NULL;
+}
+
+TEST(timeout_scopes_end_innermost_first_and_wait_for_self_is_refused)
+{
+    tide_loop *loop = new_virtual_loop();
+    tide_future *t = tide_create_task(loop, misuse, NULL);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}

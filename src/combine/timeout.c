@@ -19,6 +19,7 @@
 enum { T_OPEN, T_EXPIRING, T_EXPIRED };
 
 struct tide_timeout {
+    tide_timeout *outer;      /* the task's enclosing open scope */
     tide_loop *loop;
     tide_future *task;        /* the task the scope cancels */
     tide_handle timer;        /* 0: no deadline armed */
@@ -63,11 +64,15 @@ static tide_timeout *begin(int64_t deadline)
         errno = EPERM;
         return NULL;
     }
+    tide_future *task = tide__task_of_coro(loop->current);
+    struct tide__task_info *info = tide__task_info_make(task);
+    if (!info)
+        return NULL;
     tide_timeout *t = tide__malloc(sizeof *t);
     if (!t)
         return NULL;
     t->loop = loop;
-    t->task = tide__task_of_coro(loop->current);
+    t->task = task;
     t->timer = 0;
     t->deadline = deadline;
     t->cancelling = tide_task_cancelling(t->task);
@@ -79,6 +84,8 @@ static tide_timeout *begin(int64_t deadline)
         return NULL;
     }
     tide_future_retain(t->task);
+    t->outer = info->scope;
+    info->scope = t;
     return t;
 }
 
@@ -115,6 +122,10 @@ int tide_timeout_end(tide_timeout *t, int err)
     if (!t || !loop || !loop->current ||
         tide__task_of_coro(loop->current) != t->task)
         return -EINVAL;
+    struct tide__task_info *info = tide__task_info_make(t->task);
+    if (!info || info->scope != t)
+        return -EINVAL; /* not the innermost open scope */
+    info->scope = t->outer;
     if (t->timer)
         tide_handle_cancel(t->loop, t->timer);
     if (t->state == T_EXPIRING) {
@@ -163,9 +174,11 @@ int tide_wait_for(tide_future *f, double timeout, void **result)
         return -EPERM;
     if (f->loop != loop)
         return -EINVAL;
+    tide_future *self = tide__task_of_coro(loop->current);
+    if (f == self)
+        return -EINVAL;
     if (timeout <= 0) {
         /* Already out of time: cancel f, wait until it has finished. */
-        tide_future *self = tide__task_of_coro(loop->current);
         int before = tide_task_cancelling(self);
         tide_future_retain(f);
         tide_future_cancel(f);

@@ -17,7 +17,11 @@
     X(EPERM, "not allowed outside a task")                              \
     X(EBUSY, "busy: the loop is running or the object is in use")      \
     X(EINTR, "interrupted: the loop was stopped")                       \
-    X(ESHUTDOWN, "the loop is closed")                                  \
+    X(ESHUTDOWN, "shut down: the loop, queue or group is closed")      \
+    X(EOVERFLOW, "released more often than acquired")                   \
+    X(EPROTO, "protocol error")                                         \
+    X(EIO, "input/output error")                                        \
+    X(ENOENT, "no such file or directory")                              \
     X(EBADF, "bad file descriptor, or the object was freed")            \
     X(EMFILE, "too many open files")                                    \
     X(EPIPE, "broken pipe")                                             \

@@ -68,9 +68,12 @@ struct tide__task_info {
     char *name;                 /* NULL: "Task-<id>" */
     const char *file;           /* creation site, or NULL */
     int line;
+    tide_timeout *scope;        /* innermost open timeout scope */
 };
 
 const struct tide__task_info *tide__task_info(tide_future *task);
+/* The task's info record, made if needed; NULL (ENOMEM) if it cannot be. */
+struct tide__task_info *tide__task_info_make(tide_future *task);
 tide_future *tide__task_of_coro(struct tide__coro *co);
 struct tide__coro *tide__coro_of_task(tide_future *task);
 

@@ -259,6 +259,11 @@ const struct tide__task_info *tide__task_info(tide_future *f)
     return task_of(f)->info;
 }
 
+struct tide__task_info *tide__task_info_make(tide_future *f)
+{
+    return info_of(task_of(f));
+}
+
 tide_future *tide__task_of_coro(struct tide__coro *co)
 {
     return &task_of_coro(co)->fut;

@@ -1,0 +1,69 @@
+/* Event: asyncio.Event. set() wakes every waiter (queued to run, never
+ * run inside set) and allocates nothing. A woken waiter never touches the
+ * event again, so there is nothing to pass on when it is cancelled after
+ * the wake-up: its wait just returns -ECANCELED.
+ * SPDX-License-Identifier: MIT
+ */
+#include "sync/sync.h"
+
+struct tide_event {
+    struct tide__waitq waiters;  /* tide__qwaiter.link, FIFO */
+    bool is_set;
+};
+
+tide_event *tide_event_new(void)
+{
+    tide_event *ev = tide__malloc(sizeof *ev); /* sets errno */
+
+    if (!ev)
+        return NULL;
+    tide__waitq_init(&ev->waiters);
+    ev->is_set = false;
+    return ev;
+}
+
+void tide_event_free(tide_event *ev)
+{
+    if (!ev)
+        return;
+    tide__waitq_wake_all(&ev->waiters, TIDE__GONE);
+    tide__free(ev);
+}
+
+int tide_event_set(tide_event *ev)
+{
+    if (!ev)
+        return -EINVAL;
+    if (!ev->is_set) {
+        ev->is_set = true;
+        tide__waitq_wake_all(&ev->waiters, 0);
+    }
+    return 0;
+}
+
+int tide_event_clear(tide_event *ev)
+{
+    if (!ev)
+        return -EINVAL;
+    ev->is_set = false;
+    return 0;
+}
+
+bool tide_event_is_set(const tide_event *ev)
+{
+    return ev && ev->is_set;
+}
+
+int tide_event_wait(tide_event *ev)
+{
+    if (!ev)
+        return -EINVAL;
+    if (ev->is_set)
+        return 0;
+    tide_loop *loop = tide__sync_task_loop();
+    if (!loop)
+        return -EPERM;
+
+    struct tide__qwaiter w;
+    return tide__waitq_wait(loop, &ev->waiters, &w, NULL, "event");
+}
