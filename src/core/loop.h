@@ -217,8 +217,16 @@ void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co);
 int tide__suspend(tide_loop *loop, struct tide__wait *w);
 
 /* Queue a suspended coroutine to resume with `err`. Harmless if it is
- * already queued or not suspended. */
-void tide__wake(tide_loop *loop, struct tide__coro *co, int err);
+ * already queued or not suspended. Inline: every hand-off pays for it. */
+static inline void tide__wake(tide_loop *loop, struct tide__coro *co, int err)
+{
+    if (co->state != TIDE__CORO_SUSPENDED || co->queued)
+        return;
+    co->wait = NULL;
+    co->wake_err = err;
+    co->queued = true;
+    tide__fifo_push(&loop->ready, &co->node);
+}
 
 /* Yield: requeue the current coroutine behind everything ready. Returns 0
  * or -ECANCELED. */

@@ -164,16 +164,6 @@ int tide__suspend(tide_loop *loop, struct tide__wait *w)
     return err;
 }
 
-void tide__wake(tide_loop *loop, struct tide__coro *co, int err)
-{
-    if (co->state != TIDE__CORO_SUSPENDED || co->queued)
-        return;
-    co->wait = NULL;
-    co->wake_err = err;
-    co->queued = true;
-    tide__fifo_push(&loop->ready, &co->node);
-}
-
 int tide__yield(tide_loop *loop)
 {
     struct tide__coro *self = loop->current;

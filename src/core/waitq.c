@@ -42,15 +42,6 @@ int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
     return w->result;
 }
 
-void tide__waitq_wake(struct tide__qwaiter *w, int result)
-{
-    tide__list_remove(&w->link);
-    w->q->count--;
-    w->woken = true;
-    w->result = result;
-    tide__wake(w->loop, w->co, 0);
-}
-
 struct tide__qwaiter *tide__waitq_wake_one(struct tide__waitq *q, int result)
 {
     struct tide__qwaiter *w = tide__waitq_first(q);

@@ -60,7 +60,14 @@ int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
 
 /* Wake w (linked in its queue) with `result`. Callable from anywhere on
  * the loop's thread, inside a task or not. */
-void tide__waitq_wake(struct tide__qwaiter *w, int result);
+static inline void tide__waitq_wake(struct tide__qwaiter *w, int result)
+{
+    tide__list_remove(&w->link);
+    w->q->count--;
+    w->woken = true;
+    w->result = result;
+    tide__wake(w->loop, w->co, 0);
+}
 
 /* Wake the first waiter with `result`; returns it, or NULL if none. */
 struct tide__qwaiter *tide__waitq_wake_one(struct tide__waitq *q, int result);
