@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# run.sh: run tide's benchmarks (and, given PEERS_DIR, the peers') and print
+# one table of medians.
+#
+# usage: bench/run.sh BUILD_DIR [PEERS_DIR]
+#   BUILD_DIR  a CMake build of tide; its bench/ holds w1_spawn, w2_switch,
+#              w3_sleepers, w4_timers, w6_queue and switch (`make` builds
+#              them; this script builds nothing).
+#   PEERS_DIR  shared/bench: if given, its run-peers.sh runs the peers for
+#              W1 W2 W3 W3M W4 W6 in the same invocation, and the table shows
+#              each peer beside tide with the ratio peer / tide of the
+#              headline metrics (ns_per_task; ns_per_rt; wall_s and
+#              b_per_task; overhead_s and wall_s; ns_per_item). A ratio is "-"
+#              when tide's value is <= 0 (an overhead_s within the clock's
+#              resolution) or a value is missing.
+# env:
+#   RUNS=3            runs per (workload, runtime); the table shows medians.
+#   PIN_CPU=1         CPU every program is pinned to (taskset), as the peers;
+#                     PIN_CPU= runs unpinned (and so do the peers).
+#   RUN_TIMEOUT=120   seconds allowed for any one program run.
+#   PEERS_TIMEOUT=3600  seconds allowed for the whole run-peers.sh.
+#   WORKLOADS="W1 W2 W3 W3M W4 W6 SWITCH"   tide workloads to run.
+#   PEERS="..."       peers for run-peers.sh -p (default: its own list).
+# Raw result lines go to stderr and to BUILD_DIR/bench/results.log; the
+# peers' own medians table is kept in BUILD_DIR/bench/peers-table.txt.
+# Exits 1 if any tide run failed (crash, timeout, wrong sum or count).
+set -euo pipefail
+
+if [[ $# -lt 1 || $# -gt 2 || $1 == -h || $1 == --help ]]; then
+    sed -n '2,26p' "$0" >&2
+    exit 2
+fi
+BUILD=$1
+PEERS_DIR=${2:-}
+BIN=$BUILD/bench
+RUNS=${RUNS:-3}
+PIN_CPU=${PIN_CPU-1}
+RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+PEERS_TIMEOUT=${PEERS_TIMEOUT:-3600}
+WORKLOADS=${WORKLOADS:-"W1 W2 W3 W3M W4 W6 SWITCH"}
+PEER_WORKLOADS=(W1 W2 W3 W3M W4 W6)
+export PIN_CPU RUN_TIMEOUT # run-peers.sh reads the same two
+
+if [[ ! -d $BIN ]]; then
+    echo "run.sh: no $BIN: build first (make, or cmake --build $BUILD)" >&2
+    exit 2
+fi
+if [[ -n $PEERS_DIR && ! -x $PEERS_DIR/run-peers.sh ]]; then
+    echo "run.sh: no executable $PEERS_DIR/run-peers.sh" >&2
+    exit 2
+fi
+LOG=$BIN/results.log
+PEERS_TABLE=$BIN/peers-table.txt
+PIN=()
+[[ -n $PIN_CPU ]] && PIN=(taskset -c "$PIN_CPU")
+
+prog_of() { # prog_of W -> "program [N]"
+    case $1 in
+    W1) echo w1_spawn ;;
+    W2) echo w2_switch ;;
+    W3) echo w3_sleepers ;;
+    W3M) echo "w3_sleepers 1000000" ;;
+    W4) echo w4_timers ;;
+    W6) echo w6_queue ;;
+    SWITCH) echo switch ;;
+    *) return 1 ;;
+    esac
+}
+
+# metrics shown per workload: those compared (with a ratio), then the rest
+ratio_metrics_of() {
+    case $1 in
+    W1) echo ns_per_task ;;
+    W2) echo ns_per_rt ;;
+    W6) echo ns_per_item ;;
+    W3 | W3M) echo "wall_s b_per_task" ;;
+    W4) echo "overhead_s wall_s" ;;
+    SWITCH) echo ns_per_switch ;;
+    esac
+}
+extra_metrics_of() {
+    case $1 in
+    W1 | W2 | W6 | SWITCH) echo "wall_s rss_kib" ;;
+    W3 | W3M | W4) echo rss_kib ;;
+    esac
+}
+
+# ---- tide's runs
+declare -A TIDE=()  # W -> "line;line;..." (successful runs)
+declare -A ERRS=()  # W -> failure notes
+failed=0
+for w in $WORKLOADS; do
+    p=$(prog_of "$w") || { echo "run.sh: unknown workload $w" >&2; exit 2; }
+    read -r exe arg <<<"$p"
+    if [[ ! -x $BIN/$exe ]]; then
+        ERRS[$w]="no $BIN/$exe"
+        failed=1
+        continue
+    fi
+    for ((i = 1; i <= RUNS; i++)); do
+        errf=$(mktemp)
+        rc=0
+        # shellcheck disable=SC2086
+        out=$("${PIN[@]}" timeout "$RUN_TIMEOUT" "$BIN/$exe" $arg 2>"$errf") || rc=$?
+        line=$(grep -E "^(W[0-9]|SWITCH) tide " <<<"$out" | tail -n 1 || true)
+        [[ $w == W3M ]] && line=${line/#W3 /W3M }
+        if ((rc == 0)) && [[ -n $line ]]; then
+            TIDE[$w]+="$line;"
+            echo "$line" | tee -a "$LOG" >&2
+        else
+            case $rc in
+            124) why="timed out after ${RUN_TIMEOUT}s" ;;
+            0) why="no result line" ;;
+            *) ((rc > 128)) && why="killed by signal $((rc - 128))" || why="exit $rc" ;;
+            esac
+            msg=$(tail -n 1 "$errf")
+            note="$w run $i: $why${msg:+: $msg}${line:+ [$line]}"
+            echo "FAILED $note" | tee -a "$LOG" >&2
+            ERRS[$w]+="$note; "
+            failed=1
+        fi
+        rm -f "$errf"
+    done
+done
+
+# ---- the peers' runs (their own script, their own build directory)
+declare -a PEER_ROWS=() # "W|peer|key=val key=val ..."
+peers_note=""
+if [[ -n $PEERS_DIR ]]; then
+    popt=()
+    [[ -n ${PEERS:-} ]] && popt=(-p "$PEERS")
+    rc=0
+    ptable=$(timeout "$PEERS_TIMEOUT" "$PEERS_DIR/run-peers.sh" -r "$RUNS" "${popt[@]}" \
+        "${PEER_WORKLOADS[@]}") || rc=$?
+    printf '%s\n' "$ptable" >"$PEERS_TABLE"
+    ((rc != 0)) && peers_note="run-peers.sh exited $rc (124: timed out after ${PEERS_TIMEOUT}s)"
+    while read -r w peer rest; do
+        [[ " ${PEER_WORKLOADS[*]} " == *" $w "* ]] || continue
+        kv=$(grep -oE '[a-z_]+=[^ ]+' <<<"$rest" | tr '\n' ' ')
+        PEER_ROWS+=("$w|$peer|$kv")
+    done <<<"$ptable"
+    for peer in ${PEERS:-asyncio uvloop node go libuv}; do
+        if ! printf '%s\n' "${PEER_ROWS[@]}" | grep -q "^[^|]*|$peer|"; then
+            peers_note+="${peers_note:+; }no $peer rows (not installed, or no program for these workloads)"
+        fi
+    done
+fi
+
+# ---- medians
+median_of() { # median_of KEY "line;line;..." -> median, or NA
+    tr ';' '\n' <<<"$2" | { grep -oE "(^| )$1=[-0-9.]+" || true; } | cut -d= -f2 | sort -g |
+        awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "NA"; exit }
+            printf "%.10g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+range_of() { # range_of KEY "line;..." -> [min..max]
+    tr ';' '\n' <<<"$2" | { grep -oE "(^| )$1=[-0-9.]+" || true; } | cut -d= -f2 | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) printf "[%.10g..%.10g]", v[1], v[NR] }'
+}
+ratio() { # ratio PEER_VALUE TIDE_VALUE -> peer / tide; - if either is missing or tide's <= 0
+    awk -v p="$1" -v t="$2" 'BEGIN {
+        if (p !~ /^-?[0-9.]+$/ || t !~ /^-?[0-9.]+$/ || t + 0 <= 0) { print "-"; exit }
+        r = p / t; printf (r >= 100 || r <= -100) ? "%.0fx" : "%.2fx", r }'
+}
+peer_value() { # peer_value KEY "key=val key=val ..." -> val or NA
+    local v
+    v=$({ grep -oE "(^| )$1=[^ ]+" <<<" $2" || true; } | head -n 1 | cut -d= -f2)
+    echo "${v:-NA}"
+}
+
+# ---- the table
+echo
+echo "tide benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm)," \
+    "$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) CPUs," \
+    "pinned to CPU ${PIN_CPU:-none}, median of $RUNS runs"
+[[ -n $PEERS_DIR ]] && echo "ratio = peer / tide (above 1: tide is better; b_per_task and times alike)"
+printf "%-6s %-8s %-26s %-7s %-26s %-7s %s\n" work runtime metric ratio metric ratio other
+for w in $WORKLOADS; do
+    lines=${TIDE[$w]:-}
+    declare -A tmed=()
+    row=$(printf "%-6s %-8s" "$w" tide)
+    for k in $(ratio_metrics_of "$w"); do
+        tmed[$k]=$(median_of "$k" "$lines")
+        row+=$(printf " %-26s %-7s" "$k=${tmed[$k]}" "$(ratio "${tmed[$k]}" "${tmed[$k]}")")
+    done
+    (($(wc -w <<<"$(ratio_metrics_of "$w")") == 1)) && row+=$(printf " %-26s %-7s" "" "")
+    ex=""
+    for k in $(extra_metrics_of "$w"); do ex+="$k=$(median_of "$k" "$lines") "; done
+    first=$(ratio_metrics_of "$w" | cut -d' ' -f1)
+    echo "$row ${ex}${first}:$(range_of "$first" "$lines")"
+    [[ -n ${ERRS[$w]:-} ]] && echo "       tide FAILED: ${ERRS[$w]}"
+    for pr in "${PEER_ROWS[@]}"; do
+        IFS='|' read -r pw peer kv <<<"$pr"
+        [[ $pw == "$w" ]] || continue
+        row=$(printf "%-6s %-8s" "$w" "$peer")
+        for k in $(ratio_metrics_of "$w"); do
+            v=$(peer_value "$k" "$kv")
+            row+=$(printf " %-26s %-7s" "$k=$v" "$(ratio "$v" "${tmed[$k]}")")
+        done
+        (($(wc -w <<<"$(ratio_metrics_of "$w")") == 1)) && row+=$(printf " %-26s %-7s" "" "")
+        ex=""
+        for k in $(extra_metrics_of "$w"); do ex+="$k=$(peer_value "$k" "$kv") "; done
+        echo "$row $ex"
+    done
+    unset tmed
+done
+[[ -n $peers_note ]] && echo "peers: $peers_note"
+exit $failed
