@@ -205,4 +205,13 @@ for w in $WORKLOADS; do
     unset tmed
 done
 [[ -n $peers_note ]] && echo "peers: $peers_note"
+
+# ---- the uncontended sync paths (tide only: no peer has these programs)
+if [[ " $WORKLOADS " == *" SWITCH "* && -x $BIN/sync_fast ]]; then
+    echo
+    if ! "${PIN[@]}" timeout "$RUN_TIMEOUT" "$BIN/sync_fast" | tee -a "$LOG"; then
+        echo "FAILED sync_fast (an uncontended path allocated, or it crashed)"
+        failed=1
+    fi
+fi
 exit $failed
