@@ -28,6 +28,7 @@
 #include "poll/backend.h"
 #include "stack/stack.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -211,10 +212,35 @@ void tide__loop_each_coro(tide_loop *loop,
  * running loop; elsewhere the coroutine simply stays scheduled. */
 void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co);
 
+void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying);
+void tide__reap(tide_loop *loop);
+
 /* Suspend the current coroutine until tide__wake. `w` (may be NULL for a
  * plain yield) receives cancellation requests meanwhile. Returns the
- * wake's err, or -ECANCELED if a request arrived while it was queued. */
-int tide__suspend(tide_loop *loop, struct tide__wait *w);
+ * wake's err, or -ECANCELED if a request arrived while it was queued.
+ * Inline: it is half of every hand-off. */
+static inline int tide__suspend(tide_loop *loop, struct tide__wait *w)
+{
+    struct tide__coro *self = loop->current;
+
+    self->wait = w;
+    self->wake_err = 0;
+    self->state = TIDE__CORO_SUSPENDED;
+    if (__builtin_expect(self->must_cancel, 0) && w) {
+        /* Requested while running: deliver at this suspension point. */
+        self->must_cancel = false;
+        w->cancel(loop, w);
+    }
+    tide__switch_away(loop, self, false);
+    if (__builtin_expect(loop->zombie != NULL, 0))
+        tide__reap(loop);
+    int err = self->wake_err;
+    if (__builtin_expect(self->must_cancel, 0)) {
+        self->must_cancel = false;
+        err = -ECANCELED;
+    }
+    return err;
+}
 
 /* Queue a suspended coroutine to resume with `err`. Harmless if it is
  * already queued or not suspended. Inline: every hand-off pays for it. */

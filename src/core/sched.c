@@ -66,7 +66,6 @@ static void coro_main(void *arg)
     co->stack->owner = NULL;
     loop->ncoros--;
     loop->zombie = co;
-    extern void tide__switch_away(tide_loop *, struct tide__coro *, bool);
     tide__switch_away(loop, co, true);
     __builtin_unreachable();
 }
@@ -142,26 +141,9 @@ void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
                        loop->sched_stack, dying);
 }
 
-int tide__suspend(tide_loop *loop, struct tide__wait *w)
+void tide__reap(tide_loop *loop)
 {
-    struct tide__coro *self = loop->current;
-
-    self->wait = w;
-    self->wake_err = 0;
-    self->state = TIDE__CORO_SUSPENDED;
-    if (self->must_cancel && w) {
-        /* Requested while running: deliver at this suspension point. */
-        self->must_cancel = false;
-        w->cancel(loop, w);
-    }
-    tide__switch_away(loop, self, false);
     reap(loop);
-    int err = self->wake_err;
-    if (self->must_cancel) {
-        self->must_cancel = false;
-        err = -ECANCELED;
-    }
-    return err;
 }
 
 int tide__yield(tide_loop *loop)

@@ -252,12 +252,12 @@ static inline bool hand(tide_queue *q, void *item)
 /* Put an item there is room for (not full, or a slot reserved for it). */
 static inline int do_put(tide_queue *q, void *item)
 {
-    int err = ensure_room(q, 1);
-
-    if (err < 0)
-        return err;
-    if (!hand(q, item))
+    if (!hand(q, item)) { /* a waiting getter takes it without storage */
+        int err = ensure_room(q, 1);
+        if (err < 0)
+            return err;
         store(q, item);
+    }
     q->unfinished++;
     return 0;
 }
