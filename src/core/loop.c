@@ -132,8 +132,10 @@ int tide_run_forever(tide_loop *loop)
 void tide_loop_stop(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);
-    if (loop && !loop->closed && loop->depth)
+    if (loop && !loop->closed && loop->depth) {
         loop->stopping = true;
+        loop->extend = 0; /* no hand-off past the stop */
+    }
 }
 
 bool tide_loop_is_running(tide_loop *loop)
