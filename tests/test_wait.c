@@ -561,3 +561,36 @@ TEST(timeout_scopes_end_innermost_first_and_wait_for_self_is_refused)
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
+
+static void *absolute_deadline(void *arg)
+{
+    double *took = arg;
+    double t0 = tide_loop_time(NULL);
+    tide_timeout *t = tide_timeout_begin_at(t0 + 2.5);
+    CHECK_NOT_NULL(t);
+    CHECK(fabs(tide_timeout_when(t) - (t0 + 2.5)) < 1e-6);
+    int err = tide_sleep(60);
+    CHECK(tide_timeout_expired(t));
+    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    /* A deadline already past expires on the next step. */
+    t = tide_timeout_begin_at(t0 - 5);
+    err = tide_sleep(60);
+    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    *took = tide_loop_time(NULL) - t0;
+    errno = 0;
+    CHECK_NULL(tide_timeout_begin_at(NAN));
+    CHECK_EQ(errno, EINVAL);
+    return NULL;
+}
+
+TEST(timeout_at_an_absolute_deadline)
+{
+    tide_loop *loop = new_virtual_loop();
+    double took = 0;
+    tide_future *t = tide_create_task(loop, absolute_deadline, &took);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    CHECK(fabs(took - 2.5) < 1e-6);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
