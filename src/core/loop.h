@@ -215,6 +215,38 @@ void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co);
 void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying);
 void tide__reap(tide_loop *loop);
 
+/* The common case of leaving `self` (see tide__switch_away in sched.c):
+ * the next ready entry is a started coroutine within the batch or its
+ * extension, and no debug mode or eager start is in the way. Switches to
+ * it and returns true once self is resumed; false (nothing done) if the
+ * slow path must decide. Inline: it is the heart of every hand-off. */
+static inline bool tide__handoff(tide_loop *loop, struct tide__coro *self,
+                                 bool dying)
+{
+    struct tide__node *n = loop->ready.head;
+
+    if (__builtin_expect(loop->debug || self == loop->eager_co, 0) || !n ||
+        n->kind != TIDE__NODE_CORO)
+        return false;
+    if (loop->ntodo == 0 &&
+        (loop->extend == 0 || (loop->run_done && *loop->run_done)))
+        return false;
+    struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
+    if (co->state == TIDE__CORO_NEW)
+        return false;
+    if (loop->ntodo > 0)
+        loop->ntodo--;
+    else
+        loop->extend--;
+    tide__fifo_pop(&loop->ready);
+    co->queued = false;
+    co->state = TIDE__CORO_RUNNING;
+    loop->current = co;
+    tide__fiber_switch(&self->fiber, self->stack, &co->fiber, co->stack,
+                       dying);
+    return true;
+}
+
 /* Suspend the current coroutine until tide__wake. `w` (may be NULL for a
  * plain yield) receives cancellation requests meanwhile. Returns the
  * wake's err, or -ECANCELED if a request arrived while it was queued.
@@ -231,7 +263,8 @@ static inline int tide__suspend(tide_loop *loop, struct tide__wait *w)
         self->must_cancel = false;
         w->cancel(loop, w);
     }
-    tide__switch_away(loop, self, false);
+    if (!tide__handoff(loop, self, false))
+        tide__switch_away(loop, self, false);
     if (__builtin_expect(loop->zombie != NULL, 0))
         tide__reap(loop);
     int err = self->wake_err;

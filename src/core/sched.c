@@ -103,32 +103,8 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
 
 void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying)
 {
-    struct tide__node *n;
-
-    if (__builtin_expect(loop->debug || self == loop->eager_co, 0)) {
+    if (!tide__handoff(loop, self, dying))
         switch_away_slow(loop, self, dying);
-        return;
-    }
-    /* The common case: hand off to the next coroutine of the batch. */
-    if ((n = loop->ready.head) && n->kind == TIDE__NODE_CORO &&
-        (loop->ntodo > 0 ||
-         (loop->extend > 0 && !(loop->run_done && *loop->run_done)))) {
-        struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
-        if (co->state != TIDE__CORO_NEW) {
-            if (loop->ntodo > 0)
-                loop->ntodo--;
-            else
-                loop->extend--;
-            tide__fifo_pop(&loop->ready);
-            co->queued = false;
-            co->state = TIDE__CORO_RUNNING;
-            loop->current = co;
-            tide__fiber_switch(&self->fiber, self->stack, &co->fiber,
-                               co->stack, dying);
-            return;
-        }
-    }
-    switch_away_slow(loop, self, dying);
 }
 
 /* Everything else: debug mode, eager starts, a coroutine to start, the
