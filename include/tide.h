@@ -490,6 +490,11 @@ TIDE_API tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn,
     tide__create_task_at((loop), (fn), (arg), NULL, __FILE__, __LINE__)
 #define tide_create_task_ex(loop, fn, arg, opt) \
     tide__create_task_at((loop), (fn), (arg), (opt), __FILE__, __LINE__)
+TIDE_API tide_future *tide__task_group_spawn_at(tide_task_group *g,
+        tide_fn fn, void *arg, const tide_task_options *opt,
+        const char *file, int line);
+#define tide_task_group_spawn(g, fn, arg, opt) \
+    tide__task_group_spawn_at((g), (fn), (arg), (opt), __FILE__, __LINE__)
 
 #ifdef __cplusplus
 }

@@ -225,3 +225,42 @@ TEST(tide_debug_environment_variable_enables_debug_mode)
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
+
+static int spawn_line;
+
+static void *spawns_in_group(void *arg)
+{
+    int *fd = arg;
+    tide_task_group *g = tide_task_group_new();
+    tide_task_options o = {0};
+    o.name = "child";
+    spawn_line = __LINE__ + 1;
+    tide_future *c = tide_task_group_spawn(g, forever, NULL, &o);
+    tide_sleep(0);
+    tide_loop_dump(NULL, *fd);
+    tide_task_group_cancel(g);
+    int err = tide_task_group_end(g, 0);
+    tide_task_group_free(g);
+    tide_future_release(c);
+    return err < 0 ? tide_fail(err) : NULL;
+}
+
+TEST(group_children_record_the_spawn_site)
+{
+    tide_loop *loop = debug_loop();
+    int p[2];
+    CHECK_EQ(pipe(p), 0);
+    tide_future *t = tide_create_task(loop, spawns_in_group, &p[1]);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    close(p[1]);
+    char buf[2048], want[256];
+    read_all(p[0], buf, sizeof buf);
+    close(p[0]);
+    snprintf(want, sizeof want, "task 'child' (created at %s:%d)", __FILE__,
+             spawn_line);
+    if (!strstr(buf, want))
+        harness_fail(__FILE__, __LINE__, "dump: %s", buf);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}

@@ -102,8 +102,9 @@ tide_task_group *tide_task_group_new(void)
     return g;
 }
 
-tide_future *tide_task_group_spawn(tide_task_group *g, tide_fn fn, void *arg,
-                                   const tide_task_options *opt)
+tide_future *tide__task_group_spawn_at(tide_task_group *g, tide_fn fn,
+                                       void *arg, const tide_task_options *opt,
+                                       const char *file, int line)
 {
     if (!g || !fn) {
         errno = EINVAL;
@@ -116,7 +117,7 @@ tide_future *tide_task_group_spawn(tide_task_group *g, tide_fn fn, void *arg,
     struct child *c = tide__malloc(sizeof *c);
     if (!c)
         return NULL;
-    tide_future *t = tide_create_task_ex(g->loop, fn, arg, opt);
+    tide_future *t = tide__create_task_at(g->loop, fn, arg, opt, file, line);
     if (!t) {
         tide__free(c);
         return NULL;
@@ -132,6 +133,14 @@ tide_future *tide_task_group_spawn(tide_task_group *g, tide_fn fn, void *arg,
     else
         tide__future_add_node(t, &c->in.node);
     return t;
+}
+
+#undef tide_task_group_spawn
+
+tide_future *tide_task_group_spawn(tide_task_group *g, tide_fn fn, void *arg,
+                                   const tide_task_options *opt)
+{
+    return tide__task_group_spawn_at(g, fn, arg, opt, NULL, 0);
 }
 
 int tide_task_group_cancel(tide_task_group *g)

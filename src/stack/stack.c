@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -277,9 +278,6 @@ void tide__fiber_destroy(struct tide__fiber *f)
 #endif
 }
 
-#ifdef TIDE__ASAN
-#include <pthread.h>
-#endif
 
 void tide__fiber_init_here(struct tide__fiber *f, struct tide__stack *s)
 {
@@ -337,7 +335,25 @@ void tide__stack_overflow(const struct tide__stack *st)
     abort();
 }
 
+#define ALTSTACK_SIZE (64 * 1024)
+
 static _Thread_local void *altstack;
+static pthread_key_t altstack_key;
+static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: stop using our alternate stack, then unmap it. */
+static void drop_altstack(void *mem)
+{
+    stack_t off = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+
+    sigaltstack(&off, NULL);
+    munmap(mem, ALTSTACK_SIZE);
+}
+
+static void make_altstack_key(void)
+{
+    pthread_key_create(&altstack_key, drop_altstack);
+}
 static struct sigaction prev_segv, prev_bus;
 static atomic_int handler_installed;
 
@@ -388,7 +404,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
 int tide__stack_thread_setup(void)
 {
     if (!altstack) {
-        size_t size = 64 * 1024;
+        size_t size = ALTSTACK_SIZE;
         void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (mem == MAP_FAILED)
@@ -404,6 +420,8 @@ int tide__stack_thread_setup(void)
             return -errno;
         } else {
             altstack = mem;
+            pthread_once(&altstack_once, make_altstack_key);
+            pthread_setspecific(altstack_key, mem);
         }
     }
     int expect = 0;
