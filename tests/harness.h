@@ -35,6 +35,11 @@ long harness_fd_count(void);        /* entries in /proc/self/fd */
 double harness_now(void);           /* CLOCK_MONOTONIC, seconds */
 double harness_timeout_mult(void);  /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
 void harness_busy_wait(double seconds);
+/* Run fn(arg) in a forked child whose stderr is captured into buf (cap
+ * bytes, NUL-terminated); the child exits 3 if fn returns. Returns the
+ * child's wait status. For death tests (a stack overflow must kill). */
+int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
+                      size_t cap);
 
 #define TEST(name)                                                        \
     static void test_##name(void);                                        \

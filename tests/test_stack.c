@@ -144,43 +144,29 @@ static void *wait_forever(void *arg)
     return NULL;
 }
 
+static void culprit_child(void *arg)
+{
+    (void)arg;
+    setenv("TIDE_STACK_GUARDS", "0", 1);
+    tide_loop *loop = tide_loop_new();
+    tide_task_options o = {0};
+    o.stack_size = 64 * 1024;
+    /* Slot 0: a victim suspended below the culprit's slot. */
+    tide_future *victim = tide_create_task_ex(loop, wait_forever, NULL, &o);
+    run_once(loop);
+    o.name = "culprit";
+    tide_future *t = tide_create_task_ex(loop, overflow_then_suspend,
+                                         IPTR(80), &o);
+    tide_run_until_complete(loop, t, NULL);
+    (void)victim;
+}
+
 TEST(overflow_without_guard_is_caught_at_the_next_switch)
 {
     if (HARNESS_ASAN)
         SKIP("ASan reports the overflow itself");
-    int fds[2];
-    CHECK_EQ(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        setenv("TIDE_STACK_GUARDS", "0", 1);
-        tide_loop *loop = tide_loop_new();
-        tide_task_options o = {0};
-        o.stack_size = 64 * 1024;
-        /* Slot 0: a victim suspended below the culprit's slot. */
-        tide_future *victim = tide_create_task_ex(loop, wait_forever, NULL, &o);
-        run_once(loop);
-        o.name = "culprit";
-        tide_future *t = tide_create_task_ex(loop, overflow_then_suspend,
-                                             IPTR(80), &o);
-        tide_run_until_complete(loop, t, NULL);
-        (void)victim;
-        _exit(3); /* not reached if the overflow is caught */
-    }
-    close(fds[1]);
     char buf[4096];
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(fds[0]);
-    int status;
-    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    int status = harness_run_child(culprit_child, NULL, buf, sizeof buf);
     if (!WIFSIGNALED(status))
         harness_fail(__FILE__, __LINE__, "child status %#x, stderr: %s",
                      status, buf);

@@ -936,35 +936,21 @@ static void *overflow(void *arg)
     return NULL;
 }
 
+static void overflow_child(void *arg)
+{
+    (void)arg;
+    tide_loop *loop = tide_loop_new();
+    tide_task_options o = { 0 };
+    o.name = "overflow-victim";
+    o.stack_size = 64 * 1024;
+    tide_future *t = tide_create_task_ex(loop, overflow, NULL, &o);
+    tide_run_until_complete(loop, t, NULL);
+}
+
 TEST(stack_overflow_kills_with_a_message_naming_the_task)
 {
-    int fds[2];
-    CHECK_EQ(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        tide_loop *loop = tide_loop_new();
-        tide_task_options o = { 0 };
-        o.name = "overflow-victim";
-        o.stack_size = 64 * 1024;
-        tide_future *t = tide_create_task_ex(loop, overflow, NULL, &o);
-        tide_run_until_complete(loop, t, NULL);
-        _exit(3); /* not reached if the overflow is caught */
-    }
-    close(fds[1]);
     char buf[4096];
-    size_t len = 0;
-    ssize_t n;
-    while ((n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(fds[0]);
-    int status;
-    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    int status = harness_run_child(overflow_child, NULL, buf, sizeof buf);
     /* ASan may take the SIGSEGV before tide's handler sees it. */
     if (HARNESS_ASAN && strstr(buf, "AddressSanitizer") &&
         !strstr(buf, "overflow-victim"))
