@@ -68,6 +68,8 @@ struct tide__coro_ops {
      * body returned, or why it never started (-ECANCELED, -ENOMEM). Drops
      * whatever the loop held for it. */
     void (*finish)(tide_loop *loop, struct tide__coro *co, int err);
+    /* Name it for debug reports and dumps ("task 'x' (created at f:l)"). */
+    void (*describe)(struct tide__coro *co, char *buf, size_t n);
 };
 
 /* Kept small: a million of these may be alive. The loop finds every
@@ -330,8 +332,8 @@ void tide__debug_poll(tide_loop *loop);  /* once per iteration */
 void tide__debug_open(tide_loop *loop);  /* TIDE_DEBUG in the environment */
 void tide__debug_close(tide_loop *loop); /* report tasks still pending */
 void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
-/* Describe a task for messages: name and creation site. */
-void tide__debug_describe(struct tide__coro *co, char *buf, size_t n);
+/* Hand a debug report to the loop's report handler (stderr by default). */
+void tide__loop_report(tide_loop *loop, const char *msg);
 
 /* call_at with a deadline in loop ns (INT64_MAX: never fires). */
 tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,

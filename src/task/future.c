@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 /* A user's done callback: on the future's list until completion, then a
  * call in the ready queue holding a reference to the future. */
@@ -232,6 +233,20 @@ int tide_future_add_done_callback(tide_future *f,
     return 0;
 }
 
+/* Debug mode: a failed future freed without anyone reading its error. */
+static void report_unretrieved(tide_loop *loop, tide_future *f)
+{
+    char who[256], msg[400];
+
+    if (f->kind == TIDE__FUTURE_TASK)
+        tide__task_describe(f, who, sizeof who);
+    else
+        snprintf(who, sizeof who, "future %p", (void *)f);
+    snprintf(msg, sizeof msg, "%s failed with %d (%s): error was never "
+             "retrieved", who, f->err, tide_strerror(f->err));
+    tide__loop_report(loop, msg);
+}
+
 tide_future *tide_future_retain(tide_future *f)
 {
     if (f)
@@ -259,7 +274,7 @@ void tide_future_release(tide_future *f)
     tide_loop *loop = f->loop;
     if (loop->debug && f->done && f->err && f->err != -ECANCELED &&
         !f->retrieved)
-        tide__debug_unretrieved(loop, f);
+        report_unretrieved(loop, f);
     const struct tide__future_ops *ops = ops_of(f);
     if (ops)
         ops->free(f);

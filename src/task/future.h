@@ -75,11 +75,9 @@ const struct tide__task_info *tide__task_info(tide_future *task);
 /* The task's info record, made if needed; NULL (ENOMEM) if it cannot be. */
 struct tide__task_info *tide__task_info_make(tide_future *task);
 tide_future *tide__task_of_coro(struct tide__coro *co);
-struct tide__coro *tide__coro_of_task(tide_future *task);
 
-/* Debug mode (src/debug/debug.c): a failed future freed without anyone
- * reading its error. */
-void tide__debug_unretrieved(tide_loop *loop, tide_future *f);
+/* Describe a task for reports: its name and, if known, creation site. */
+void tide__task_describe(tide_future *task, char *buf, size_t n);
 
 /* Per-kind hooks, defined by task.c and gather.c. */
 extern const struct tide__future_ops tide__task_ops;

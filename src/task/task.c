@@ -64,9 +64,27 @@ static void task_finish(tide_loop *loop, struct tide__coro *co, int err)
     tide_future_release(&t->fut);                  /* the loop's reference */
 }
 
+void tide__task_describe(tide_future *f, char *buf, size_t n)
+{
+    struct tide__task *t = task_of(f);
+    const char *name = tide_task_get_name(f);
+
+    if (t->info && t->info->file)
+        snprintf(buf, n, "task '%s' (created at %s:%d)", name ? name : "?",
+                 t->info->file, t->info->line);
+    else
+        snprintf(buf, n, "task '%s'", name ? name : "?");
+}
+
+static void describe_coro(struct tide__coro *co, char *buf, size_t n)
+{
+    tide__task_describe(&task_of_coro(co)->fut, buf, n);
+}
+
 static const struct tide__coro_ops task_coro_ops = {
     .body = task_body,
     .finish = task_finish,
+    .describe = describe_coro,
 };
 
 static bool task_cancel(tide_future *f)
@@ -269,10 +287,6 @@ tide_future *tide__task_of_coro(struct tide__coro *co)
     return &task_of_coro(co)->fut;
 }
 
-struct tide__coro *tide__coro_of_task(tide_future *f)
-{
-    return &task_of(f)->co;
-}
 
 int tide_task_cancelling(const tide_future *f)
 {

@@ -1,17 +1,19 @@
-/* Debug mode: slow steps, never-retrieved failures, pending tasks at
- * close, and the task dump (on demand and on SIGQUIT/SIGUSR1).
+/* Debug mode: slow steps, pending tasks at close, reports, and the task
+ * dump (on demand and on SIGQUIT/SIGUSR1).
  *
- * The core calls in here only when loop->debug is set, so a loop without
- * debug mode pays one predictable branch per step. Signals: the handler
+ * The loop core owns debug mode; the layer above only describes its
+ * coroutines (the describe op of struct tide__coro_ops: a task's name and
+ * creation site) and reports its own findings through tide__loop_report
+ * (the future layer: errors never retrieved). The scheduler calls in here
+ * only when loop->debug is set, so a loop without debug mode pays one
+ * predictable branch per step. Signals: the handler
  * only bumps a generation counter and writes the eventfd of every debug
  * loop (async-signal-safe); each loop dumps on its next iteration. So a
  * loop that is blocked inside a callback does not dump until it returns:
  * a hang where every task waits (the usual kind) dumps at once.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
-
-#include "core/alloc.h"
+#include "core/loop.h"
 
 #include <errno.h>
 #include <math.h>
@@ -65,7 +67,7 @@ static void install_handlers(void)
     sigaction(SIGUSR1, &sa, NULL);
 }
 
-static void report(tide_loop *loop, const char *msg)
+void tide__loop_report(tide_loop *loop, const char *msg)
 {
     if (loop->report)
         loop->report(loop, msg, loop->report_arg);
@@ -73,17 +75,13 @@ static void report(tide_loop *loop, const char *msg)
         fprintf(stderr, "tide: %s\n", msg);
 }
 
-void tide__debug_describe(struct tide__coro *co, char *buf, size_t n)
+static void describe(tide_loop *loop, struct tide__coro *co, char *buf,
+                     size_t n)
 {
-    tide_future *t = tide__task_of_coro(co);
-    const struct tide__task_info *info = tide__task_info(t);
-    const char *name = tide_task_get_name(t);
-
-    if (info && info->file)
-        snprintf(buf, n, "task '%s' (created at %s:%d)", name ? name : "?",
-                 info->file, info->line);
+    if (loop->coro_ops && loop->coro_ops->describe)
+        loop->coro_ops->describe(co, buf, n);
     else
-        snprintf(buf, n, "task '%s'", name ? name : "?");
+        snprintf(buf, n, "coroutine %p", (void *)co);
 }
 
 int tide_loop_set_debug(tide_loop *loop, bool on)
@@ -168,12 +166,12 @@ void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
     if (took < loop->slow_ns || !loop->step_start)
         return;
     if (co)
-        tide__debug_describe(co, who, sizeof who);
+        describe(loop, co, who, sizeof who);
     else
         snprintf(who, sizeof who, "callback %p", (void *)c);
     snprintf(msg, sizeof msg, "%s held the loop for %.3f s (slow step)", who,
              (double)took / 1e9);
-    report(loop, msg);
+    tide__loop_report(loop, msg);
     loop->step_start = tide__clock_ns();
 }
 
@@ -192,29 +190,16 @@ static void report_pending(tide_loop *loop, struct tide__coro *co, void *arg)
     char who[256], msg[400];
 
     (void)arg;
-    tide__debug_describe(co, who, sizeof who);
+    describe(loop, co, who, sizeof who);
     snprintf(msg, sizeof msg,
              "%s was still pending when the loop closed; it is cancelled",
              who);
-    report(loop, msg);
+    tide__loop_report(loop, msg);
 }
 
 void tide__debug_close(tide_loop *loop)
 {
     tide__loop_each_coro(loop, report_pending, NULL);
-}
-
-void tide__debug_unretrieved(tide_loop *loop, tide_future *f)
-{
-    char who[256], msg[400];
-
-    if (f->kind == TIDE__FUTURE_TASK)
-        tide__debug_describe(tide__coro_of_task(f), who, sizeof who);
-    else
-        snprintf(who, sizeof who, "future %p", (void *)f);
-    snprintf(msg, sizeof msg, "%s failed with %d (%s): error was never "
-             "retrieved", who, f->err, tide_strerror(f->err));
-    report(loop, msg);
 }
 
 /* ---- the dump ----------------------------------------------------------- */
@@ -258,7 +243,6 @@ static void dump_one(tide_loop *loop, struct tide__coro *co, void *arg)
     char who[256];
     const char *state;
 
-    (void)loop;
     switch (co->state) {
     case TIDE__CORO_NEW:
         state = "new";
@@ -269,7 +253,7 @@ static void dump_one(tide_loop *loop, struct tide__coro *co, void *arg)
     default:
         state = co->queued ? "ready" : "waiting";
     }
-    tide__debug_describe(co, who, sizeof who);
+    describe(loop, co, who, sizeof who);
     const char *what = co->state == TIDE__CORO_SUSPENDED && co->wait &&
                        !co->queued ? co->wait->what : NULL;
     size_t hw = co->stack ? high_water(co->stack) : 0;
