@@ -152,6 +152,17 @@ static inline uint64_t loop_iterations(tide_loop *loop)
 }
 
 /* A new loop on the virtual clock (every timer test uses it). */
+/* Run iterations until nothing is ready (at most 1000). */
+static inline void drain(tide_loop *loop)
+{
+    int i = 0;
+
+    do {
+        run_once(loop);
+        CHECK(++i < 1000);
+    } while (loop_stats(loop).ready > 0);
+}
+
 static inline tide_loop *new_virtual_loop(void)
 {
     tide_loop *loop = tide_loop_new();

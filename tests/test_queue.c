@@ -56,16 +56,6 @@ static void spawn(tide_loop *loop, struct op *o, const char *tag,
     CHECK_NOT_NULL(o->task);
 }
 
-static void drain(tide_loop *loop)
-{
-    int i = 0;
-
-    do {
-        run_once(loop);
-        CHECK(++i < 1000);
-    } while (loop_stats(loop).ready > 0);
-}
-
 static void release_ops(struct op *ops, int n)
 {
     for (int i = 0; i < n; i++)
