@@ -154,7 +154,7 @@ struct tide_loop {
     bool virtual_clock;
     unsigned refs;               /* 1 while open + 1 per live future */
 
-    /* debug mode (src/debug/debug.c) */
+    /* debug mode (src/core/debug.c) */
     bool debug;
     int64_t slow_ns;             /* a step longer than this is reported */
     int64_t step_start;          /* when the running step began */
