@@ -16,55 +16,22 @@
 #include "tide/sync.h"
 
 #include "core/alloc.h"
+#include "ops.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-static char order[128];
-
-struct op {
-    const char *tag;
-    int (*fn)(struct op *o);
-    tide_queue *q;
-    void *item;                  /* put: the item; get: what came out */
-    int rc;
-    bool done;
-    tide_future *task;
-};
-
-static void *op_main(void *arg)
-{
-    struct op *o = arg;
-
-    o->rc = o->fn(o);
-    o->done = true;
-    strcat(order, o->tag);
-    return NULL;
-}
 
 static void spawn(tide_loop *loop, struct op *o, const char *tag,
                   int (*fn)(struct op *), tide_queue *q, void *item)
 {
-    o->tag = tag;
-    o->fn = fn;
-    o->q = q;
-    o->item = item;
-    o->rc = 1;
-    o->done = false;
-    o->task = tide_create_task(loop, op_main, o);
-    CHECK_NOT_NULL(o->task);
+    op_start(loop, o, tag, fn, q, item);
 }
 
-static void release_ops(struct op *ops, int n)
-{
-    for (int i = 0; i < n; i++)
-        tide_future_release(ops[i].task);
-}
-
-static int do_get(struct op *o) { return tide_queue_get(o->q, &o->item); }
-static int do_put(struct op *o) { return tide_queue_put(o->q, o->item); }
-static int do_join(struct op *o) { return tide_queue_join(o->q); }
+static int do_get(struct op *o) { return tide_queue_get(o->obj, &o->item); }
+static int do_put(struct op *o) { return tide_queue_put(o->obj, o->item); }
+static int do_join(struct op *o) { return tide_queue_join(o->obj); }
 
 static void *get_now(tide_queue *q)
 {
@@ -409,11 +376,11 @@ static int do_consume(struct op *o)
 {
     void *item;
     for (;;) {
-        int rc = tide_queue_get(o->q, &item);
+        int rc = tide_queue_get(o->obj, &item);
         if (rc < 0)
             return rc;
         CHECK_EQ(tide_sleep(0.5), 0);    /* "work" */
-        CHECK_EQ(tide_queue_task_done(o->q), 0);
+        CHECK_EQ(tide_queue_task_done(o->obj), 0);
     }
 }
 

@@ -16,53 +16,19 @@
 #include "tide/sync.h"
 
 #include "core/alloc.h"
+#include "ops.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
-/* ---- a task running one call ----------------------------------------- */
-
-static char order[64];
-
-struct op {
-    const char *tag;             /* appended to order when the call returns */
-    int (*fn)(struct op *o);
-    void *obj;
-    int rc;
-    unsigned index;              /* barrier arrival index */
-    bool held;                   /* condition: lock held on return */
-    bool done;
-    tide_future *task;
-};
-
-static void *op_main(void *arg)
-{
-    struct op *o = arg;
-
-    o->rc = o->fn(o);
-    o->done = true;
-    strcat(order, o->tag);
-    return NULL;
-}
+/* ---- a task running one call (tests/ops.h) -------------------------- */
 
 static void spawn(tide_loop *loop, struct op *o, const char *tag,
                   int (*fn)(struct op *), void *obj)
 {
-    o->tag = tag;
-    o->fn = fn;
-    o->obj = obj;
-    o->rc = 1;                   /* not returned yet */
-    o->done = false;
-    o->task = tide_create_task(loop, op_main, o);
-    CHECK_NOT_NULL(o->task);
-}
-
-static void release_ops(struct op *ops, int n)
-{
-    for (int i = 0; i < n; i++)
-        tide_future_release(ops[i].task);
+    op_start(loop, o, tag, fn, obj, NULL);
 }
 
 static int do_lock(struct op *o) { return tide_lock_acquire(o->obj); }
