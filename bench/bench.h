@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <string.h>
 #include <time.h>
 
 /* Monotonic seconds (CLOCK_MONOTONIC, as Go's time.Now and perf_counter). */

@@ -9,12 +9,17 @@
  *   W3 tide wall_s=... s n=... rss_kib=... base_kib=... b_per_task=... B
  * and exits 1 if a sleep fails or the whole run took less than 1.0 s
  * (a sleep that returned early).
+ *
+ * `w3_sleepers N compact` makes the sleepers compact tasks (one shared
+ * stack, frames copied away while asleep; see src/core/compact.c) and
+ * prints "W3C" instead of "W3".
  */
 #include "bench.h"
 
 #include <tide.h>
 
 static long n_tasks;
+static bool compact;
 
 static void *sleeper(void *arg)
 {
@@ -29,12 +34,13 @@ static void *main_task(void *arg)
     long n = n_tasks;
     long base = bench_maxrss_kib();
 
+    tide_task_options opt = {.compact = compact};
     double t0 = bench_now();
     tide_future **tasks = malloc((size_t)n * sizeof *tasks);
     if (tasks == NULL)
         return tide_fail(-ENOMEM);
     for (long i = 0; i < n; i++) {
-        tasks[i] = tide_create_task(NULL, sleeper, NULL);
+        tasks[i] = tide_create_task_ex(NULL, sleeper, NULL, &opt);
         if (tasks[i] == NULL) {
             int err = -errno;
             fprintf(stderr, "w3_sleepers: tide_create_task #%ld failed: %s\n",
@@ -54,8 +60,8 @@ static void *main_task(void *arg)
         return tide_fail(err);
     }
 
-    printf("W3 tide wall_s=%.3f s n=%ld rss_kib=%ld base_kib=%ld b_per_task=%.0f B\n",
-           dt, n, rss, base, (double)(rss - base) * 1024.0 / (double)n);
+    printf("%s tide wall_s=%.3f s n=%ld rss_kib=%ld base_kib=%ld b_per_task=%.0f B\n",
+           compact ? "W3C" : "W3", dt, n, rss, base, (double)(rss - base) * 1024.0 / (double)n);
     fflush(stdout);
 
     for (long i = 0; i < n; i++)
@@ -72,6 +78,12 @@ static void *main_task(void *arg)
 int main(int argc, char **argv)
 {
     n_tasks = bench_arg_n(argc, argv, 100000);
+    if (argc > 2 && strcmp(argv[2], "compact") == 0)
+        compact = true;
+    else if (argc > 2) {
+        fprintf(stderr, "usage: w3_sleepers [N [compact]]\n");
+        return 2;
+    }
     tide_loop *loop = tide_loop_new();
     if (loop == NULL) {
         perror("w3_sleepers: tide_loop_new");

@@ -120,6 +120,13 @@ TIDE_API int tide_run(tide_fn main, void *arg, void **result);
  * bytes is below 16 KiB or above 1 GiB. */
 TIDE_API int tide_loop_set_stack_size(tide_loop *loop, size_t bytes);
 
+/* Make tasks created on `loop` from now on compact (see
+ * tide_task_options.compact), except those given a stack_size, which get
+ * a stack of their own. TIDE_COMPACT=1 in the environment turns it on for
+ * every new loop. Returns 0; -EINVAL if loop is closed. */
+TIDE_API int tide_loop_set_compact_tasks(tide_loop *loop, bool on);
+TIDE_API bool tide_loop_get_compact_tasks(tide_loop *loop);
+
 /* Switch `loop` to a virtual clock (on = true): time stands still while
  * anything is ready to run, and jumps to the next timer's deadline when
  * every task is waiting (Trio's autojump clock), so a 60 s timeout runs in
@@ -252,6 +259,14 @@ typedef struct tide_task_options {
                         * until its first suspension (asyncio 3.12's eager
                         * task factory); only where the loop is running
                         * (in a task or callback), else scheduled as usual */
+    bool compact;      /* share one stack with the loop's other compact
+                        * tasks: while suspended, the task's frames are
+                        * copied away, so a sleeping task costs the bytes
+                        * its frames use, not a page of stack. Its locals
+                        * must not be used by anyone else while it is
+                        * suspended; tasks it starts eagerly are
+                        * scheduled instead; stack_size must be 0. See
+                        * "Compact tasks" in the README. */
 } tide_task_options;
 
 /* tide_create_task with options (opt may be NULL). Errors as

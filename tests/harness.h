@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <tide.h>
@@ -137,6 +138,20 @@ int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
 #endif
 
 /* ---- tide helpers ---------------------------------------------------- */
+
+/* TIDE_COMPACT=1: every task is compact (CI runs the suite that way too).
+ * The few tests about a task's own stack skip then. */
+static inline bool harness_compact(void)
+{
+    const char *e = getenv("TIDE_COMPACT");
+
+    return e && e[0] == '1';
+}
+#define SKIP_IF_COMPACT(why)                                              \
+    do {                                                                  \
+        if (harness_compact())                                            \
+            SKIP("TIDE_COMPACT=1: " why);                                 \
+    } while (0)
 
 static inline void harness_stop_cb(void *loop)
 {

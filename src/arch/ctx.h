@@ -42,6 +42,17 @@ _Static_assert(offsetof(struct tide__ctx, sp) == 0, "ctx_*.S expects sp first");
 void tide__ctx_make(struct tide__ctx *c, void *stack, size_t size,
                     void (*entry)(void *), void *arg);
 
+/* The stack pointer a suspended context resumes with: what it needs of
+ * its stack is at and above it. NULL if this build cannot tell. */
+#if defined(TIDE_CTX_UCONTEXT)
+void *tide__ctx_sp(const struct tide__ctx *c);
+#else
+static inline void *tide__ctx_sp(const struct tide__ctx *c)
+{
+    return c->sp;
+}
+#endif
+
 /* Save the running context into *from and resume `to`. Returns when some
  * other context switches back to *from. */
 void tide__ctx_switch(struct tide__ctx *from, struct tide__ctx *to);

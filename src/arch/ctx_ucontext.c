@@ -32,6 +32,18 @@ void tide__ctx_make(struct tide__ctx *c, void *stack, size_t size,
                 (unsigned)(a >> 16 >> 16), (unsigned)a);
 }
 
+void *tide__ctx_sp(const struct tide__ctx *c)
+{
+#if defined(__x86_64__)
+    return (void *)c->uc.uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (void *)c->uc.uc_mcontext.sp;
+#else
+    (void)c;
+    return NULL;
+#endif
+}
+
 void tide__ctx_switch(struct tide__ctx *from, struct tide__ctx *to)
 {
     swapcontext(&from->uc, &to->uc);

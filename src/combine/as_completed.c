@@ -26,6 +26,8 @@ struct tide_as_completed {
     tide_future **fs;           /* retained */
     size_t *order;              /* indexes in completion order */
     struct ac_wait *waiter;     /* the task in next(), if any */
+    struct ac_wait slot;        /* its wait (not on its stack: a compact
+                                 * task's frames move while it waits) */
     struct tide__inline links[];
 };
 
@@ -114,11 +116,11 @@ int tide_as_completed_next(tide_as_completed *it, tide_future **next)
             return loop && loop->current ? -EINVAL : -EPERM;
         if (it->waiter)
             return -EBUSY;
-        struct ac_wait a = {.wait = {.cancel = ac_cancel,
-                                     .what = "as_completed"},
-                            .co = loop->current};
-        it->waiter = &a;
-        int err = tide__suspend(loop, &a.wait);
+        it->slot = (struct ac_wait){.wait = {.cancel = ac_cancel,
+                                             .what = "as_completed"},
+                                    .co = loop->current};
+        it->waiter = &it->slot;
+        int err = tide__suspend(loop, &it->slot.wait);
         if (err == -EBADF)
             return err; /* the iterator was freed meanwhile */
         it->waiter = NULL;

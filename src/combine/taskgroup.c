@@ -39,6 +39,8 @@ struct tide_task_group {
     bool aborting, exiting, ended;
     bool owner_cancelled;         /* the group cancelled its owner */
     struct tide__coro *waiter;    /* the owner, waiting in end() */
+    struct group_wait wait;       /* its wait (not on its stack: a compact
+                                   * task's frames move while it waits) */
 };
 
 static void abort_group(tide_task_group *g)
@@ -182,11 +184,11 @@ int tide_task_group_end(tide_task_group *g, int err)
         tide_task_uncancel(g->owner);
     }
     while (g->nchildren > 0) {
-        struct group_wait gw = {.wait = {.cancel = end_cancel,
-                                         .what = "task group end"},
-                                .g = g};
+        g->wait = (struct group_wait){.wait = {.cancel = end_cancel,
+                                               .what = "task group end"},
+                                      .g = g};
         g->waiter = loop->current;
-        int e = tide__suspend(loop, &gw.wait);
+        int e = tide__suspend(loop, &g->wait.wait);
         g->waiter = NULL;
         if (e == -ECANCELED)
             abort_group(g); /* delivered while queued: same meaning */

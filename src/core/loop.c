@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -61,6 +62,9 @@ tide_loop *tide_loop_new(void)
     if (err < 0)
         goto close_poller;
     loop->default_stack = DEFAULT_STACK;
+    tide__list_init(&loop->compact_saved);
+    const char *env = getenv("TIDE_COMPACT");
+    loop->compact_default = env && env[0] == '1';
     loop->now = tide__clock_ns();
     loop->refs = 1;
     loop->debug_slot = -1;
@@ -265,6 +269,7 @@ int tide_loop_close(tide_loop *loop)
     tide__remote_close(loop);
     tide__heap_free(&loop->timers);
     tide__handles_destroy(loop);
+    tide__compact_close(loop);
     for (unsigned i = 0; i < loop->npools; i++)
         tide__stack_pool_destroy(&loop->pools[i]);
     loop->poller.ops->close(&loop->poller);

@@ -23,6 +23,7 @@
 
 #include "tide.h"
 
+#include "core/alloc.h"
 #include "core/heap.h"
 #include "core/list.h"
 #include "poll/backend.h"
@@ -72,17 +73,26 @@ struct tide__coro_ops {
     void (*describe)(struct tide__coro *co, char *buf, size_t n);
 };
 
+/* co->pool of a compact coroutine (see compact.c): it runs on the loop's
+ * shared stack, and its frames are copied away while another compact
+ * coroutine runs there. */
+#define TIDE__POOL_COMPACT 0xFF
+
+struct tide__saved; /* compact.c */
+
 /* Kept small: a million of these may be alive. The loop finds every
  * unfinished coroutine without a list of them: one that has not started
- * is in the ready queue, one that has started owns a stack. */
+ * is in the ready queue, one that has started owns a stack (a compact one
+ * is on the shared stack or has its frames saved). */
 struct tide__coro {
     struct tide__node node;      /* ready-queue link, kind TIDE__NODE_CORO */
     struct tide__fiber fiber;    /* saved context while not running */
     struct tide__stack *stack;   /* NULL until it starts */
     struct tide__wait *wait;     /* what it is suspended on, else NULL */
-    int wake_err;                /* what tide__suspend returns */
+    struct tide__saved *saved;   /* compact: its frames, once copied away */
+    int16_t wake_err;            /* what tide__suspend returns (an errno) */
     uint8_t state;               /* enum tide__coro_state */
-    uint8_t pool;                /* index into loop->pools */
+    uint8_t pool;                /* index into loop->pools, or COMPACT */
     bool queued;                 /* in the ready queue now */
     bool must_cancel;            /* a cancel request not yet delivered */
     bool close_cancelled;        /* tide_loop_close already asked it */
@@ -130,6 +140,13 @@ struct tide_loop {
     size_t default_stack;        /* usable bytes for new tasks */
     struct tide__stack_pool pools[TIDE__MAX_POOLS]; /* one per stack size */
     unsigned npools;
+
+    /* compact coroutines (compact.c) */
+    struct tide__stack *compact_stack;   /* theirs, from the default pool */
+    unsigned compact_pool;               /* which pool it came from */
+    struct tide__coro *compact_occupant; /* whose frames are on it now */
+    struct tide__list compact_saved;     /* tide__saved of every one */
+    bool compact_default;                /* tide_loop_set_compact_tasks */
 
     struct tide__poller poller;
 
@@ -234,7 +251,8 @@ static inline bool tide__handoff(tide_loop *loop, struct tide__coro *self,
         (loop->extend == 0 || (loop->run_done && *loop->run_done)))
         return false;
     struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
-    if (co->state == TIDE__CORO_NEW)
+    if (co->state == TIDE__CORO_NEW ||
+        (co->pool == TIDE__POOL_COMPACT && co != loop->compact_occupant))
         return false;
     if (loop->ntodo > 0)
         loop->ntodo--;
@@ -284,10 +302,51 @@ static inline void tide__wake(tide_loop *loop, struct tide__coro *co, int err)
     if (co->state != TIDE__CORO_SUSPENDED || co->queued)
         return;
     co->wait = NULL;
-    co->wake_err = err;
+    co->wake_err = (int16_t)err;
     co->queued = true;
     tide__fifo_push(&loop->ready, &co->node);
 }
+
+/* Where the bookkeeping of a wait lives (its struct tide__wait and all
+ * that others reach through it while the coroutine is suspended): the
+ * waiting function's own frame, `local`, except in a compact coroutine,
+ * whose frames are copied away while it is suspended; there it is
+ * allocated, and NULL means -ENOMEM. Give it back with
+ * tide__wait_frame_end once the wait is over. */
+static inline void *tide__wait_frame(tide_loop *loop, void *local,
+                                     size_t size)
+{
+    if (__builtin_expect(loop->current->pool != TIDE__POOL_COMPACT, 1))
+        return local;
+    return tide__malloc(size);
+}
+
+static inline void tide__wait_frame_end(void *frame, void *local)
+{
+    if (frame != local)
+        tide__free(frame);
+}
+
+/* ---- compact coroutines (compact.c) ----------------------------------- */
+
+/* Put compact co's frames on the shared stack, first saving those of the
+ * coroutine there now (which must be suspended). Called off the shared
+ * stack. A coroutine that has not started only gets the stack: the caller
+ * makes its first frame. 0, or -ENOMEM with nothing changed. */
+int tide__compact_enter(tide_loop *loop, struct tide__coro *co);
+
+/* Compact co is over: drop its saved frames. */
+void tide__compact_forget(tide_loop *loop, struct tide__coro *co);
+
+/* Call fn on every started, unfinished compact coroutine. */
+void tide__compact_each(tide_loop *loop,
+                        void (*fn)(tide_loop *loop, struct tide__coro *co,
+                                   void *arg),
+                        void *arg);
+
+/* The loop is closing (no compact coroutine is left): return the shared
+ * stack to its pool. */
+void tide__compact_close(tide_loop *loop);
 
 /* Yield: requeue the current coroutine behind everything ready. Returns 0
  * or -ECANCELED. */

@@ -35,7 +35,10 @@ static inline void reap(tide_loop *loop)
     if (z) {
         loop->zombie = NULL;
         tide__fiber_destroy(&z->fiber);
-        tide__stack_put(&loop->pools[z->pool], z->stack);
+        if (z->pool == TIDE__POOL_COMPACT)
+            tide__compact_forget(loop, z);
+        else
+            tide__stack_put(&loop->pools[z->pool], z->stack);
         z->stack = NULL;
         loop->coro_ops->finish(loop, z, 0);
     }
@@ -64,29 +67,51 @@ static void coro_main(void *arg)
     loop = tide__running;
     co->state = TIDE__CORO_DONE;
     co->stack->owner = NULL;
+    if (co->pool == TIDE__POOL_COMPACT)
+        loop->compact_occupant = NULL; /* nothing left to save */
     loop->ncoros--;
     loop->zombie = co;
     tide__switch_away(loop, co, true);
     __builtin_unreachable();
 }
 
-/* Make co runnable for the first time; false if it ended instead. */
+/* Make co, just taken from the ready queue, ready to be switched to: give
+ * it a stack if it has not started (false if it ended instead), or put a
+ * compact one's frames back on the shared stack (false if that cannot be
+ * done now: it is queued again). Not on the shared stack. */
 static bool prepare(tide_loop *loop, struct tide__coro *co)
 {
     int err = 0;
+    bool compact = co->pool == TIDE__POOL_COMPACT;
 
+    if (co->state != TIDE__CORO_NEW) {
+        if (!compact || (err = tide__compact_enter(loop, co)) == 0)
+            return true;
+        co->queued = true; /* out of memory for the occupant's frames */
+        tide__fifo_push(&loop->ready, &co->node);
+        return false;
+    }
     if (co->must_cancel) {
         abandon(loop, co, -ECANCELED);
         return false;
     }
-    co->stack = tide__stack_get(&loop->pools[co->pool], &err);
-    if (!co->stack) {
-        abandon(loop, co, err);
+    if (compact)
+        err = tide__compact_enter(loop, co);
+    else if ((co->stack = tide__stack_get(&loop->pools[co->pool], &err)))
+        co->stack->owner = co;
+    if (err < 0 || !co->stack) {
+        abandon(loop, co, err < 0 ? err : -ENOMEM);
         return false;
     }
-    co->stack->owner = co;
     tide__fiber_make(&co->fiber, co->stack, coro_main, co);
     return true;
+}
+
+/* Whether `self` runs on the shared stack, where no compact coroutine but
+ * the occupant can be switched to: the copy must run elsewhere. */
+static inline bool on_shared_stack(const struct tide__coro *self)
+{
+    return self && self->pool == TIDE__POOL_COMPACT;
 }
 
 /* Leave the running coroutine `self`: hand off to the next coroutine of
@@ -126,6 +151,10 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
         return;
     }
     while ((n = loop->ready.head) && n->kind == TIDE__NODE_CORO) {
+        struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
+        if (co->pool == TIDE__POOL_COMPACT && co != loop->compact_occupant &&
+            on_shared_stack(self))
+            break; /* the loop's context copies the frames */
         if (loop->ntodo == 0) {
             /* Not past a stop (it zeroes extend), nor past the moment the
              * run is over. */
@@ -136,9 +165,9 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
             loop->ntodo--;
         }
         tide__fifo_pop(&loop->ready);
-        struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
         co->queued = false;
-        if (co->state == TIDE__CORO_NEW && !prepare(loop, co))
+        if ((co->state == TIDE__CORO_NEW || co->pool == TIDE__POOL_COMPACT) &&
+            !prepare(loop, co))
             continue;
         co->state = TIDE__CORO_RUNNING;
         loop->current = co;
@@ -195,6 +224,7 @@ void tide__coro_start(tide_loop *loop, struct tide__coro *co,
     loop->coro_ops = ops;
     co->node.kind = TIDE__NODE_CORO;
     co->stack = NULL;
+    co->saved = NULL;
     co->pool = (uint8_t)pool;
     co->wait = NULL;
     co->wake_err = 0;
@@ -214,11 +244,18 @@ void tide__coro_start(tide_loop *loop, struct tide__coro *co,
 
 void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co)
 {
+    struct tide__coro *creator = loop->current;
+
     if (co->queued || co->state != TIDE__CORO_NEW)
         return; /* not eager after all: it was scheduled normally */
+    if (on_shared_stack(creator)) {
+        /* Its frames must stay where they are meanwhile: see compact.c. */
+        co->queued = true;
+        tide__fifo_push(&loop->ready, &co->node);
+        return;
+    }
     if (!prepare(loop, co))
         return;
-    struct tide__coro *creator = loop->current;
     struct tide__coro *saved_co = loop->eager_co;
     struct tide__fiber *saved_back = loop->eager_back;
     struct tide__stack *saved_stack = loop->eager_back_stack;
@@ -270,6 +307,7 @@ void tide__loop_each_coro(tide_loop *loop,
     }
     for (unsigned i = 0; i < loop->npools; i++)
         tide__stack_pool_each(&loop->pools[i], each_owner, &e);
+    tide__compact_each(loop, fn, arg);
 }
 
 /* ---- sleeping ---------------------------------------------------------- */
@@ -303,13 +341,17 @@ static void sleep_cancel(tide_loop *loop, struct tide__wait *w)
 
 int tide__sleep_until(tide_loop *loop, int64_t deadline)
 {
-    struct sleeper s = {.wait = {.cancel = sleep_cancel, .what = "sleep"}};
+    struct sleeper local, *s = tide__wait_frame(loop, &local, sizeof local);
 
-    int err = tide__alarm_arm(loop, &s.alarm, deadline, 0);
-    if (err < 0)
-        return err;
-    err = tide__suspend(loop, &s.wait);
-    tide__alarm_disarm(loop, &s.alarm); /* cancelled while queued */
+    if (!s)
+        return -ENOMEM;
+    *s = (struct sleeper){.wait = {.cancel = sleep_cancel, .what = "sleep"}};
+    int err = tide__alarm_arm(loop, &s->alarm, deadline, 0);
+    if (err == 0) {
+        err = tide__suspend(loop, &s->wait);
+        tide__alarm_disarm(loop, &s->alarm); /* cancelled while queued */
+    }
+    tide__wait_frame_end(s, &local);
     return err;
 }
 
@@ -365,7 +407,8 @@ static void dispatch(tide_loop *loop, struct tide__node *n)
     }
     struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
     co->queued = false;
-    if (co->state == TIDE__CORO_NEW && !prepare(loop, co))
+    if ((co->state == TIDE__CORO_NEW || co->pool == TIDE__POOL_COMPACT) &&
+        !prepare(loop, co))
         return;
     co->state = TIDE__CORO_RUNNING;
     loop->current = co;
@@ -426,14 +469,15 @@ static void run_once(tide_loop *loop)
     loop->iterations++;
 }
 
-int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
-                   const bool *done_flag)
+/* Run iterations on the current stack; owner is the coroutine hosting a
+ * nested run, if any. */
+static int loop_run(tide_loop *loop, struct tide__coro *owner,
+                    bool (*done)(void *arg), void *arg, const bool *done_flag)
 {
     struct tide__fiber here;
     struct tide__fiber *saved_sched = loop->sched;
     struct tide__stack *saved_stack = loop->sched_stack;
     struct tide__coro *saved_owner = loop->sched_owner;
-    struct tide__coro *owner = loop->depth ? loop->current : NULL;
     tide_loop *saved_running = tide__running;
     const bool *saved_done = loop->run_done;
     int err = 0;
@@ -470,4 +514,83 @@ int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
     loop->ntodo = 0;
     loop->extend = 0;
     return err;
+}
+
+/* A nested run asked for by a compact coroutine (the host) runs on a
+ * stack borrowed from the pool, not on the shared stack: other compact
+ * coroutines need that one meanwhile, and the host is then just another
+ * suspended compact coroutine whose frames may be copied away. */
+struct borrowed_run {
+    tide_loop *loop;
+    struct tide__coro *host;
+    bool (*done)(void *arg);
+    void *arg;
+    const bool *done_flag;
+    struct tide__fiber fiber;   /* the borrowed stack's context */
+    int err;
+};
+
+static bool one_iteration(void *arg)
+{
+    bool *first = arg;
+    bool done = !*first;
+
+    *first = false;
+    return done;
+}
+
+static void borrowed_main(void *p)
+{
+#ifdef TIDE__ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    /* *b is on the host's frames: read it before anything can move them. */
+    struct borrowed_run *b = p;
+    struct borrowed_run r = *b;
+
+    r.err = loop_run(r.loop, r.host, r.done, r.arg, r.done_flag);
+    /* Back to the host: its frames go back onto the shared stack first.
+     * That may need memory for the occupant's frames; until there is
+     * some, keep the loop turning (tasks that end give memory back). */
+    while (tide__compact_enter(r.loop, r.host) < 0) {
+        bool first = true;
+        loop_run(r.loop, r.host, one_iteration, &first, NULL);
+    }
+    b->err = r.err;
+    r.loop->current = r.host;
+    tide__fiber_switch(&b->fiber, tide__stack_current, &r.host->fiber,
+                       r.loop->compact_stack, true);
+    __builtin_unreachable();
+}
+
+static int run_borrowed(tide_loop *loop, struct tide__coro *host,
+                        bool (*done)(void *arg), void *arg,
+                        const bool *done_flag)
+{
+    struct tide__stack_pool *pool = &loop->pools[loop->compact_pool];
+    int err = 0;
+    struct tide__stack *st = tide__stack_get(pool, &err);
+
+    if (!st)
+        return err;
+    struct borrowed_run b = {.loop = loop, .host = host, .done = done,
+                             .arg = arg, .done_flag = done_flag};
+    tide__fiber_make(&b.fiber, st, borrowed_main, &b);
+    tide__fiber_switch(&host->fiber, loop->compact_stack, &b.fiber, st,
+                       false);
+    if (__builtin_expect(loop->zombie != NULL, 0))
+        reap(loop);
+    tide__fiber_destroy(&b.fiber);
+    tide__stack_put(pool, st);
+    return b.err;
+}
+
+int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
+                   const bool *done_flag)
+{
+    struct tide__coro *owner = loop->depth ? loop->current : NULL;
+
+    if (on_shared_stack(owner))
+        return run_borrowed(loop, owner, done, arg, done_flag);
+    return loop_run(loop, owner, done, arg, done_flag);
 }

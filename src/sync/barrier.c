@@ -70,22 +70,19 @@ static void leave(tide_barrier *b)
     }
 }
 
-int tide_barrier_wait(tide_barrier *b, unsigned *index)
+static int wait_in(tide_loop *loop, tide_barrier *b, unsigned *index,
+                   struct tide__qwaiter *w)
 {
-    if (!b)
-        return -EINVAL;
-    tide_loop *loop = tide__sync_task_loop();
-    struct tide__qwaiter w;
     int rc;
 
     while (b->state == DRAINING || b->state == RESETTING) {
         if (!loop)
             return -EPERM;
         /* Woken with nothing granted: a woken waiter just looks again. */
-        rc = tide__syncq_wait(loop, &b->block, &w, NULL, "barrier");
-        if (tide__syncq_gone(&w))
+        rc = tide__syncq_wait(loop, &b->block, w, NULL, "barrier");
+        if (tide__syncq_gone(w))
             return rc;
-        tide__syncq_leave(&w);
+        tide__syncq_leave(w);
         if (rc < 0)
             return rc;
     }
@@ -106,11 +103,11 @@ int tide_barrier_wait(tide_barrier *b, unsigned *index)
     if (!loop)
         return -EPERM;
     b->count++;
-    rc = tide__syncq_wait(loop, &b->fill, &w, NULL, "barrier");
-    if (tide__syncq_gone(&w))
+    rc = tide__syncq_wait(loop, &b->fill, w, NULL, "barrier");
+    if (tide__syncq_gone(w))
         return rc;
-    tide__syncq_leave(&w);
-    if (!w.woken) {
+    tide__syncq_leave(w);
+    if (!w->woken) {
         /* Cancelled while filling: the rendezvous cannot happen. */
         b->state = BROKEN;
         tide__syncq_grant_all(&b->fill, -EPIPE);
@@ -119,6 +116,20 @@ int tide_barrier_wait(tide_barrier *b, unsigned *index)
     leave(b);
     if (rc == 0 && index)
         *index = idx;
+    return rc;
+}
+
+int tide_barrier_wait(tide_barrier *b, unsigned *index)
+{
+    if (!b)
+        return -EINVAL;
+    tide_loop *loop = tide__sync_task_loop();
+    struct tide__qwaiter local, *w = &local;
+
+    if (loop && !(w = tide__wait_frame(loop, &local, sizeof local)))
+        return -ENOMEM;
+    int rc = wait_in(loop, b, index, w);
+    tide__wait_frame_end(w, &local);
     return rc;
 }
 

@@ -74,21 +74,15 @@ static size_t notify(tide_condition *c, size_t n)
     return woken;
 }
 
-int tide_condition_wait(tide_condition *c)
+static int wait_in(tide_loop *loop, tide_condition *c,
+                   struct tide__qwaiter *w)
 {
-    if (!c || !tide_lock_locked(c->lock))
-        return -EINVAL;
-    tide_loop *loop = tide__sync_task_loop();
-    if (!loop)
-        return -EPERM;
-
     tide_lock *lock = c->lock;   /* c may be freed while we wait */
-    struct tide__qwaiter w;
     tide_lock_release(lock);
-    int rc = tide__syncq_wait(loop, &c->q, &w, NULL, "condition");
-    bool notified = w.woken && w.result == 0;
+    int rc = tide__syncq_wait(loop, &c->q, w, NULL, "condition");
+    bool notified = w->woken && w->result == 0;
     bool cancelled = rc == -ECANCELED;
-    if (tide__syncq_gone(&w))
+    if (tide__syncq_gone(w))
         return TIDE__GONE;       /* freed: its own lock may be gone too */
     for (;;) {
         int err = tide_lock_acquire(lock);
@@ -98,16 +92,33 @@ int tide_condition_wait(tide_condition *c)
             return err;          /* -EBADF: the lock was freed */
         cancelled = true;        /* delivered; keep trying for the lock */
     }
-    if (tide__syncq_gone(&w)) {
+    if (tide__syncq_gone(w)) {
         tide_lock_release(lock); /* freed meanwhile; the lock is borrowed */
         return TIDE__GONE;
     }
-    tide__syncq_leave(&w);
+    tide__syncq_leave(w);
     if (!cancelled)
         return rc;
     if (notified)
         notify(c, 1);            /* pass the notification on */
     return -ECANCELED;
+}
+
+int tide_condition_wait(tide_condition *c)
+{
+    if (!c || !tide_lock_locked(c->lock))
+        return -EINVAL;
+    tide_loop *loop = tide__sync_task_loop();
+    if (!loop)
+        return -EPERM;
+
+    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
+                                                      sizeof local);
+    if (!w)
+        return -ENOMEM;
+    int rc = wait_in(loop, c, w);
+    tide__wait_frame_end(w, &local);
+    return rc;
 }
 
 int tide_condition_wait_for(tide_condition *c, bool (*pred)(void *arg),

@@ -64,6 +64,11 @@ int tide_event_wait(tide_event *ev)
     if (!loop)
         return -EPERM;
 
-    struct tide__qwaiter w;
-    return tide__waitq_wait(loop, &ev->waiters, &w, NULL, "event");
+    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
+                                                      sizeof local);
+    if (!w)
+        return -ENOMEM;
+    int rc = tide__waitq_wait(loop, &ev->waiters, w, NULL, "event");
+    tide__wait_frame_end(w, &local);
+    return rc;
 }

@@ -285,6 +285,25 @@ int tide_queue_put_nowait(tide_queue *q, void *item)
     return do_put(q, item);
 }
 
+/* What a put that waited does next: use the granted slot, or pass it on. */
+static int put_waited(tide_queue *q, void *item, struct tide__qwaiter *w,
+                      int rc)
+{
+    if (tide__syncq_gone(w))
+        return rc;
+    tide__syncq_leave(w);
+    if (!w->woken || w->result != 0)
+        return rc;               /* cancelled while waiting; -ESHUTDOWN */
+    q->reserved--;               /* our slot: use it or pass it on */
+    if (rc == 0) {
+        rc = q->shutdown ? -ESHUTDOWN : do_put(q, item);
+        if (rc == 0)
+            return 0;
+    }
+    slot_freed(q);
+    return rc;
+}
+
 int tide_queue_put(tide_queue *q, void *item)
 {
     if (!q)
@@ -297,20 +316,13 @@ int tide_queue_put(tide_queue *q, void *item)
     if (!loop)
         return -EPERM;
 
-    struct tide__qwaiter w;
-    int rc = tide__syncq_wait(loop, &q->putters, &w, item, "queue put");
-    if (tide__syncq_gone(&w))
-        return rc;
-    tide__syncq_leave(&w);
-    if (!w.woken || w.result != 0)
-        return rc;               /* cancelled while waiting; -ESHUTDOWN */
-    q->reserved--;               /* our slot: use it or pass it on */
-    if (rc == 0) {
-        rc = q->shutdown ? -ESHUTDOWN : do_put(q, item);
-        if (rc == 0)
-            return 0;
-    }
-    slot_freed(q);
+    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
+                                                      sizeof local);
+    if (!w)
+        return -ENOMEM;
+    int rc = tide__syncq_wait(loop, &q->putters, w, item, "queue put");
+    rc = put_waited(q, item, w, rc);
+    tide__wait_frame_end(w, &local);
     return rc;
 }
 
@@ -333,6 +345,27 @@ int tide_queue_get_nowait(tide_queue *q, void **item)
     return q->shutdown ? -ESHUTDOWN : -EAGAIN;
 }
 
+/* What a get that waited does next: take the item handed to it, or give
+ * it back. */
+static int get_waited(tide_queue *q, void **item, struct tide__qwaiter *w,
+                      int rc)
+{
+    if (tide__syncq_gone(w))
+        return rc;
+    tide__syncq_leave(w);
+    if (!w->woken || w->result != 0)
+        return rc;               /* nothing handed: cancelled, shut down */
+    q->handed--;
+    if (rc == 0) {
+        *item = took(q, w->data);
+        return 0;
+    }
+    /* Handed an item, then cancelled before running: give it back. */
+    if (!hand(q, w->data))
+        store_front(q, w->data);
+    return rc;
+}
+
 int tide_queue_get(tide_queue *q, void **item)
 {
     if (!q || !item)
@@ -347,21 +380,13 @@ int tide_queue_get(tide_queue *q, void **item)
     if (!loop)
         return -EPERM;
 
-    struct tide__qwaiter w;
-    int rc = tide__syncq_wait(loop, &q->getters, &w, NULL, "queue get");
-    if (tide__syncq_gone(&w))
-        return rc;
-    tide__syncq_leave(&w);
-    if (!w.woken || w.result != 0)
-        return rc;               /* nothing handed: cancelled, shut down */
-    q->handed--;
-    if (rc == 0) {
-        *item = took(q, w.data);
-        return 0;
-    }
-    /* Handed an item, then cancelled before running: give it back. */
-    if (!hand(q, w.data))
-        store_front(q, w.data);
+    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
+                                                      sizeof local);
+    if (!w)
+        return -ENOMEM;
+    int rc = tide__syncq_wait(loop, &q->getters, w, NULL, "queue get");
+    rc = get_waited(q, item, w, rc);
+    tide__wait_frame_end(w, &local);
     return rc;
 }
 
@@ -412,8 +437,13 @@ int tide_queue_join(tide_queue *q)
     if (!loop)
         return -EPERM;
 
-    struct tide__qwaiter w;
-    return tide__waitq_wait(loop, &q->joiners, &w, NULL, "queue join");
+    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
+                                                      sizeof local);
+    if (!w)
+        return -ENOMEM;
+    int rc = tide__waitq_wait(loop, &q->joiners, w, NULL, "queue join");
+    tide__wait_frame_end(w, &local);
+    return rc;
 }
 
 int tide_queue_shutdown(tide_queue *q, bool immediate)

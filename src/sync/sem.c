@@ -72,13 +72,17 @@ int tide_semaphore_acquire(tide_semaphore *s)
     if (!loop)
         return -EPERM;
 
-    struct tide__qwaiter w;
-    int rc = tide__syncq_wait(loop, &s->q, &w, NULL, "semaphore");
-    if (tide__syncq_gone(&w))
-        return rc;
-    tide__syncq_leave(&w);
-    if (rc < 0 && w.woken && w.result == 0)
-        pass_on(s); /* granted, then cancelled before it ran */
+    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
+                                                      sizeof local);
+    if (!w)
+        return -ENOMEM;
+    int rc = tide__syncq_wait(loop, &s->q, w, NULL, "semaphore");
+    if (!tide__syncq_gone(w)) {
+        tide__syncq_leave(w);
+        if (rc < 0 && w->woken && w->result == 0)
+            pass_on(s); /* granted, then cancelled before it ran */
+    }
+    tide__wait_frame_end(w, &local);
     return rc;
 }
 

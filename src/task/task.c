@@ -163,6 +163,10 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
         return NULL;
     }
     int pool = tide__loop_pool(loop, opt ? opt->stack_size : 0);
+    if (pool >= 0 && opt && opt->compact)
+        pool = opt->stack_size ? -EINVAL : TIDE__POOL_COMPACT;
+    else if (pool >= 0 && loop->compact_default && !(opt && opt->stack_size))
+        pool = TIDE__POOL_COMPACT;
     if (pool < 0) {
         errno = -pool;
         return NULL;
@@ -371,15 +375,19 @@ int tide_await(tide_future *f, void **result)
     if (f->loop != loop || f == &self->fut)
         return -EINVAL;
 
-    struct await a = {.wait = {.cancel = await_cancel, .what = "await"},
-                      .f = f};
-    a.waiter.node.kind = TIDE__NODE_WAITER;
-    a.waiter.co = loop->current;
+    struct await local, *a = tide__wait_frame(loop, &local, sizeof local);
+    if (!a)
+        return -ENOMEM;
+    *a = (struct await){.wait = {.cancel = await_cancel, .what = "await"},
+                        .f = f};
+    a->waiter.node.kind = TIDE__NODE_WAITER;
+    a->waiter.co = loop->current;
     tide_future_retain(f);
-    tide__future_add_node(f, &a.waiter.node);
-    int err = tide__suspend(loop, &a.wait);
+    tide__future_add_node(f, &a->waiter.node);
+    int err = tide__suspend(loop, &a->wait);
     if (!f->done)
-        tide__future_remove_node(f, &a.waiter.node);
+        tide__future_remove_node(f, &a->waiter.node);
+    tide__wait_frame_end(a, &local);
     if (err == 0)
         err = tide_future_result(f, result);
     tide_future_release(f);
