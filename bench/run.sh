@@ -19,7 +19,9 @@
 #                     PIN_CPU= runs unpinned (and so do the peers).
 #   RUN_TIMEOUT=120   seconds allowed for any one program run.
 #   PEERS_TIMEOUT=3600  seconds allowed for the whole run-peers.sh.
-#   WORKLOADS="W1 W2 W3 W3M W4 W6 SWITCH"   tide workloads to run.
+#   WORKLOADS="W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH"   tide workloads to run
+#                     (W3C, W3MC: W3 and W3M with compact tasks, shown
+#                     beside the peers' W3 and W3M rows).
 #   PEERS="..."       peers for run-peers.sh -p (default: its own list).
 # Raw result lines go to stderr and to BUILD_DIR/bench/results.log; the
 # peers' own medians table is kept in BUILD_DIR/bench/peers-table.txt.
@@ -37,7 +39,7 @@ RUNS=${RUNS:-3}
 PIN_CPU=${PIN_CPU-1}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 PEERS_TIMEOUT=${PEERS_TIMEOUT:-3600}
-WORKLOADS=${WORKLOADS:-"W1 W2 W3 W3M W4 W6 SWITCH"}
+WORKLOADS=${WORKLOADS:-"W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH"}
 PEER_WORKLOADS=(W1 W2 W3 W3M W4 W6)
 export PIN_CPU RUN_TIMEOUT # run-peers.sh reads the same two
 
@@ -60,6 +62,8 @@ prog_of() { # prog_of W -> "program [N]"
     W2) echo w2_switch ;;
     W3) echo w3_sleepers ;;
     W3M) echo "w3_sleepers 1000000" ;;
+    W3C) echo "w3_sleepers 100000 compact" ;;
+    W3MC) echo "w3_sleepers 1000000 compact" ;;
     W4) echo w4_timers ;;
     W6) echo w6_queue ;;
     SWITCH) echo switch ;;
@@ -68,12 +72,21 @@ prog_of() { # prog_of W -> "program [N]"
 }
 
 # metrics shown per workload: those compared (with a ratio), then the rest
+# the peers' workload a tide row is compared with
+peer_workload_of() {
+    case $1 in
+    W3C) echo W3 ;;
+    W3MC) echo W3M ;;
+    *) echo "$1" ;;
+    esac
+}
+
 ratio_metrics_of() {
     case $1 in
     W1) echo ns_per_task ;;
     W2) echo ns_per_rt ;;
     W6) echo ns_per_item ;;
-    W3 | W3M) echo "wall_s b_per_task" ;;
+    W3 | W3M | W3C | W3MC) echo "wall_s b_per_task" ;;
     W4) echo "overhead_s wall_s" ;;
     SWITCH) echo ns_per_switch ;;
     esac
@@ -81,7 +94,7 @@ ratio_metrics_of() {
 extra_metrics_of() {
     case $1 in
     W1 | W2 | W6 | SWITCH) echo "wall_s rss_kib" ;;
-    W3 | W3M | W4) echo rss_kib ;;
+    W3 | W3M | W3C | W3MC | W4) echo rss_kib ;;
     esac
 }
 
@@ -102,8 +115,9 @@ for w in $WORKLOADS; do
         rc=0
         # shellcheck disable=SC2086
         out=$("${PIN[@]}" timeout "$RUN_TIMEOUT" "$BIN/$exe" $arg 2>"$errf") || rc=$?
-        line=$(grep -E "^(W[0-9]|SWITCH) tide " <<<"$out" | tail -n 1 || true)
+        line=$(grep -E "^(W[0-9]C?|SWITCH) tide " <<<"$out" | tail -n 1 || true)
         [[ $w == W3M ]] && line=${line/#W3 /W3M }
+        [[ $w == W3MC ]] && line=${line/#W3C /W3MC }
         if ((rc == 0)) && [[ -n $line ]]; then
             TIDE[$w]+="$line;"
             echo "$line" | tee -a "$LOG" >&2
@@ -191,7 +205,7 @@ for w in $WORKLOADS; do
     [[ -n ${ERRS[$w]:-} ]] && echo "       tide FAILED: ${ERRS[$w]}"
     for pr in "${PEER_ROWS[@]}"; do
         IFS='|' read -r pw peer kv <<<"$pr"
-        [[ $pw == "$w" ]] || continue
+        [[ $pw == "$(peer_workload_of "$w")" ]] || continue
         row=$(printf "%-6s %-8s" "$w" "$peer")
         for k in $(ratio_metrics_of "$w"); do
             v=$(peer_value "$k" "$kv")

@@ -313,12 +313,15 @@ static inline void tide__wake(tide_loop *loop, struct tide__coro *co, int err)
  * whose frames are copied away while it is suspended; there it is
  * allocated, and NULL means -ENOMEM. Give it back with
  * tide__wait_frame_end once the wait is over. */
+static inline bool tide__compact_running(const tide_loop *loop)
+{
+    return __builtin_expect(loop->current->pool == TIDE__POOL_COMPACT, 0);
+}
+
 static inline void *tide__wait_frame(tide_loop *loop, void *local,
                                      size_t size)
 {
-    if (__builtin_expect(loop->current->pool != TIDE__POOL_COMPACT, 1))
-        return local;
-    return tide__malloc(size);
+    return tide__compact_running(loop) ? tide__malloc(size) : local;
 }
 
 static inline void tide__wait_frame_end(void *frame, void *local)

@@ -285,10 +285,13 @@ int tide_queue_put_nowait(tide_queue *q, void *item)
     return do_put(q, item);
 }
 
-/* What a put that waited does next: use the granted slot, or pass it on. */
-static int put_waited(tide_queue *q, void *item, struct tide__qwaiter *w,
-                      int rc)
+/* Wait for room, then use the granted slot or pass it on. Inlined into
+ * tide_queue_put with w in its frame (the W2/W6 hot path), and into
+ * put_wait_compact with w allocated (tide__wait_frame). */
+static inline __attribute__((always_inline)) int
+put_wait(tide_loop *loop, tide_queue *q, void *item, struct tide__qwaiter *w)
 {
+    int rc = tide__syncq_wait(loop, &q->putters, w, item, "queue put");
     if (tide__syncq_gone(w))
         return rc;
     tide__syncq_leave(w);
@@ -304,6 +307,18 @@ static int put_waited(tide_queue *q, void *item, struct tide__qwaiter *w,
     return rc;
 }
 
+static __attribute__((noinline)) int
+put_wait_compact(tide_loop *loop, tide_queue *q, void *item)
+{
+    struct tide__qwaiter *w = tide__malloc(sizeof *w);
+
+    if (!w)
+        return -ENOMEM;
+    int rc = put_wait(loop, q, item, w);
+    tide__free(w);
+    return rc;
+}
+
 int tide_queue_put(tide_queue *q, void *item)
 {
     if (!q)
@@ -315,15 +330,10 @@ int tide_queue_put(tide_queue *q, void *item)
     tide_loop *loop = tide__sync_task_loop();
     if (!loop)
         return -EPERM;
-
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
-    if (!w)
-        return -ENOMEM;
-    int rc = tide__syncq_wait(loop, &q->putters, w, item, "queue put");
-    rc = put_waited(q, item, w, rc);
-    tide__wait_frame_end(w, &local);
-    return rc;
+    if (tide__compact_running(loop))
+        return put_wait_compact(loop, q, item);
+    struct tide__qwaiter w;
+    return put_wait(loop, q, item, &w);
 }
 
 /* An item was taken from storage by a get. */
@@ -345,11 +355,12 @@ int tide_queue_get_nowait(tide_queue *q, void **item)
     return q->shutdown ? -ESHUTDOWN : -EAGAIN;
 }
 
-/* What a get that waited does next: take the item handed to it, or give
- * it back. */
-static int get_waited(tide_queue *q, void **item, struct tide__qwaiter *w,
-                      int rc)
+/* Wait for an item, then take the one handed over or give it back (see
+ * put_wait). */
+static inline __attribute__((always_inline)) int
+get_wait(tide_loop *loop, tide_queue *q, void **item, struct tide__qwaiter *w)
 {
+    int rc = tide__syncq_wait(loop, &q->getters, w, NULL, "queue get");
     if (tide__syncq_gone(w))
         return rc;
     tide__syncq_leave(w);
@@ -366,6 +377,18 @@ static int get_waited(tide_queue *q, void **item, struct tide__qwaiter *w,
     return rc;
 }
 
+static __attribute__((noinline)) int
+get_wait_compact(tide_loop *loop, tide_queue *q, void **item)
+{
+    struct tide__qwaiter *w = tide__malloc(sizeof *w);
+
+    if (!w)
+        return -ENOMEM;
+    int rc = get_wait(loop, q, item, w);
+    tide__free(w);
+    return rc;
+}
+
 int tide_queue_get(tide_queue *q, void **item)
 {
     if (!q || !item)
@@ -379,15 +402,10 @@ int tide_queue_get(tide_queue *q, void **item)
     tide_loop *loop = tide__sync_task_loop();
     if (!loop)
         return -EPERM;
-
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
-    if (!w)
-        return -ENOMEM;
-    int rc = tide__syncq_wait(loop, &q->getters, w, NULL, "queue get");
-    rc = get_waited(q, item, w, rc);
-    tide__wait_frame_end(w, &local);
-    return rc;
+    if (tide__compact_running(loop))
+        return get_wait_compact(loop, q, item);
+    struct tide__qwaiter w;
+    return get_wait(loop, q, item, &w);
 }
 
 /* ---- state, join, shutdown ---------------------------------------------- */
