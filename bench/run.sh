@@ -19,9 +19,10 @@
 #                     PIN_CPU= runs unpinned (and so do the peers).
 #   RUN_TIMEOUT=120   seconds allowed for any one program run.
 #   PEERS_TIMEOUT=3600  seconds allowed for the whole run-peers.sh.
-#   WORKLOADS="W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH"   tide workloads to run
-#                     (W3C, W3MC: W3 and W3M with compact tasks, shown
-#                     beside the peers' W3 and W3M rows).
+#   WORKLOADS="W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH SWITCHC"   tide workloads
+#                     to run (W3C, W3MC: W3 and W3M with compact tasks,
+#                     shown beside the peers' W3 and W3M rows; SWITCHC:
+#                     SWITCH between two compact tasks).
 #   PEERS="..."       peers for run-peers.sh -p (default: its own list).
 # Raw result lines go to stderr and to BUILD_DIR/bench/results.log; the
 # peers' own medians table is kept in BUILD_DIR/bench/peers-table.txt.
@@ -39,7 +40,7 @@ RUNS=${RUNS:-3}
 PIN_CPU=${PIN_CPU-1}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 PEERS_TIMEOUT=${PEERS_TIMEOUT:-3600}
-WORKLOADS=${WORKLOADS:-"W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH"}
+WORKLOADS=${WORKLOADS:-"W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH SWITCHC"}
 PEER_WORKLOADS=(W1 W2 W3 W3M W4 W6)
 export PIN_CPU RUN_TIMEOUT # run-peers.sh reads the same two
 
@@ -67,6 +68,7 @@ prog_of() { # prog_of W -> "program [N]"
     W4) echo w4_timers ;;
     W6) echo w6_queue ;;
     SWITCH) echo switch ;;
+    SWITCHC) echo "switch 1000000 compact" ;;
     *) return 1 ;;
     esac
 }
@@ -88,12 +90,12 @@ ratio_metrics_of() {
     W6) echo ns_per_item ;;
     W3 | W3M | W3C | W3MC) echo "wall_s b_per_task" ;;
     W4) echo "overhead_s wall_s" ;;
-    SWITCH) echo ns_per_switch ;;
+    SWITCH | SWITCHC) echo ns_per_switch ;;
     esac
 }
 extra_metrics_of() {
     case $1 in
-    W1 | W2 | W6 | SWITCH) echo "wall_s rss_kib" ;;
+    W1 | W2 | W6 | SWITCH | SWITCHC) echo "wall_s rss_kib" ;;
     W3 | W3M | W3C | W3MC | W4) echo rss_kib ;;
     esac
 }
@@ -115,7 +117,7 @@ for w in $WORKLOADS; do
         rc=0
         # shellcheck disable=SC2086
         out=$("${PIN[@]}" timeout "$RUN_TIMEOUT" "$BIN/$exe" $arg 2>"$errf") || rc=$?
-        line=$(grep -E "^(W[0-9]C?|SWITCH) tide " <<<"$out" | tail -n 1 || true)
+        line=$(grep -E "^(W[0-9]C?|SWITCHC?) tide " <<<"$out" | tail -n 1 || true)
         [[ $w == W3M ]] && line=${line/#W3 /W3M }
         [[ $w == W3MC ]] && line=${line/#W3C /W3MC }
         if ((rc == 0)) && [[ -n $line ]]; then

@@ -35,6 +35,14 @@ static void *player(void *arg)
 int main(int argc, char **argv)
 {
     long n = bench_arg_n(argc, argv, 1000000);
+    /* `switch N compact`: the two are compact tasks (row SWITCHC): each
+     * hand-off copies their frames through the loop's context. */
+    bool compact = argc > 2 && strcmp(argv[2], "compact") == 0;
+    if (argc > 2 && !compact) {
+        fprintf(stderr, "usage: switch [N [compact]]\n");
+        return 2;
+    }
+    tide_task_options opt = {.compact = compact};
     n += n % 2;
     rounds = n / 2;
     tide_loop *loop = tide_loop_new();
@@ -46,7 +54,7 @@ int main(int argc, char **argv)
     double t0 = bench_now();
     tide_future *ts[2];
     for (int i = 0; i < 2; i++) {
-        ts[i] = tide_create_task(loop, player, (void *)(uintptr_t)i);
+        ts[i] = tide_create_task_ex(loop, player, (void *)(uintptr_t)i, &opt);
         if (ts[i] == NULL) {
             perror("switch: tide_create_task");
             return 1;
@@ -68,8 +76,9 @@ int main(int argc, char **argv)
     tide_future_release(both);
     tide_loop_close(loop);
 
-    printf("SWITCH tide ns_per_switch=%.1f ns wall_s=%.3f s n=%ld rss_kib=%ld\n",
-           dt * 1e9 / (double)n, dt, n, bench_maxrss_kib());
+    printf("%s tide ns_per_switch=%.1f ns wall_s=%.3f s n=%ld rss_kib=%ld\n",
+           compact ? "SWITCHC" : "SWITCH", dt * 1e9 / (double)n, dt, n,
+           bench_maxrss_kib());
     fflush(stdout);
     if (out_of_turn != 0) {
         fprintf(stderr, "switch: %ld hand-offs went back to the same task\n",

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -169,6 +170,22 @@ TEST(sleeping_compact_tasks_share_one_stack)
     CHECK_EQ(st.stacks_in_use, 1);
     /* All of them, found for all_tasks, though only one is on the stack. */
     CHECK_EQ(tide_all_tasks(loop, NULL, 0), N);
+    /* The dump lists each with the bytes its frames take. */
+    FILE *f = tmpfile();
+    CHECK_NOT_NULL(f);
+    CHECK_EQ(tide_loop_dump(loop, fileno(f)), N);
+    rewind(f);
+    char line[512];
+    int compact_lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t bytes = 0;
+        const char *c = strstr(line, "waiting on sleep, compact, frames ");
+        if (c && sscanf(c, "waiting on sleep, compact, frames %zu", &bytes) == 1 &&
+            bytes > 0 && bytes < 4096)
+            compact_lines++;
+    }
+    fclose(f);
+    CHECK_EQ(compact_lines, N);
     tide_future *all = tide_gather(ts, N, 0);
     CHECK_EQ(tide_run_until_complete(loop, all, NULL), 0);
     for (int i = 0; i < N; i++)

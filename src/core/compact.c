@@ -149,6 +149,16 @@ void tide__compact_forget(tide_loop *loop, struct tide__coro *co)
         tide__compact_close(loop);
 }
 
+size_t tide__compact_frames(tide_loop *loop, struct tide__coro *co)
+{
+    if (co->state != TIDE__CORO_SUSPENDED)
+        return 0;
+    if (co != loop->compact_occupant)
+        return co->saved ? co->saved->len : 0;
+    char *sp = tide__ctx_sp(&co->fiber.ctx);
+    return sp ? (size_t)(stack_top(loop->compact_stack) - sp) : 0;
+}
+
 void tide__compact_each(tide_loop *loop,
                         void (*fn)(tide_loop *loop, struct tide__coro *co,
                                    void *arg),

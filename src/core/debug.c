@@ -256,10 +256,18 @@ static void dump_one(tide_loop *loop, struct tide__coro *co, void *arg)
     describe(loop, co, who, sizeof who);
     const char *what = co->state == TIDE__CORO_SUSPENDED && co->wait &&
                        !co->queued ? co->wait->what : NULL;
-    size_t hw = co->stack ? high_water(co->stack) : 0;
-    if (dprintf(d->fd, "  %s: %s%s%s, stack %zu KiB of %zu KiB\n", who,
-                state, what ? " on " : "", what ? what : "", hw / 1024,
-                co->stack ? co->stack->size / 1024 : 0) < 0)
+    int rc;
+    if (co->pool == TIDE__POOL_COMPACT) {
+        rc = dprintf(d->fd, "  %s: %s%s%s, compact, frames %zu bytes\n",
+                     who, state, what ? " on " : "", what ? what : "",
+                     tide__compact_frames(loop, co));
+    } else {
+        size_t hw = co->stack ? high_water(co->stack) : 0;
+        rc = dprintf(d->fd, "  %s: %s%s%s, stack %zu KiB of %zu KiB\n", who,
+                     state, what ? " on " : "", what ? what : "", hw / 1024,
+                     co->stack ? co->stack->size / 1024 : 0);
+    }
+    if (rc < 0)
         d->err = -errno;
     d->n++;
 }

@@ -341,6 +341,9 @@ int tide__compact_enter(tide_loop *loop, struct tide__coro *co);
 /* Compact co is over: drop its saved frames. */
 void tide__compact_forget(tide_loop *loop, struct tide__coro *co);
 
+/* Bytes of live frames of suspended compact co (0 if running or new). */
+size_t tide__compact_frames(tide_loop *loop, struct tide__coro *co);
+
 /* Call fn on every started, unfinished compact coroutine. */
 void tide__compact_each(tide_loop *loop,
                         void (*fn)(tide_loop *loop, struct tide__coro *co,
