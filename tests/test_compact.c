@@ -716,3 +716,48 @@ TEST(overflow_of_the_shared_stack_names_the_task)
                      "\"%s\"", buf);
     LEAK_GATE();
 }
+
+/* ---- order ---------------------------------------------------------------- */
+
+static int last_player = -1;
+static long out_of_turn;
+
+static void *player(void *arg)
+{
+    int me = (int)PINT(arg);
+    volatile unsigned char frame[96];
+
+    fill(frame, sizeof frame, (unsigned)me);
+    for (int i = 0; i < 2000; i++) {
+        if (last_player != -1 && (last_player + 1) % 3 != me)
+            out_of_turn++;
+        last_player = me;
+        if (tide_sleep(0) != 0 || !intact(frame, sizeof frame, (unsigned)me))
+            return tide_fail(-EPROTO);
+    }
+    return NULL;
+}
+
+/* Hand-offs between compact tasks go through the loop's context, yet keep
+ * the ready queue's order exactly (three players: strict rotation), with
+ * an ordinary task among them, in debug mode as well. */
+TEST(hand_offs_keep_fifo_order)
+{
+    for (int debug = 0; debug < 2; debug++) {
+        tide_loop *loop = tide_loop_new();
+        CHECK_EQ(tide_loop_set_debug(loop, debug != 0), 0);
+        tide_future *ts[3];
+        last_player = -1;
+        out_of_turn = 0;
+        for (int i = 0; i < 3; i++)
+            ts[i] = spawn(loop, player, IPTR(i), i != 1);
+        tide_future *all = tide_gather(ts, 3, 0);
+        CHECK_EQ(tide_run_until_complete(loop, all, NULL), 0);
+        CHECK_EQ(out_of_turn, 0);
+        for (int i = 0; i < 3; i++)
+            tide_future_release(ts[i]);
+        tide_future_release(all);
+        CHECK_EQ(tide_loop_close(loop), 0);
+    }
+    LEAK_GATE();
+}

@@ -145,6 +145,8 @@ struct tide_loop {
     struct tide__stack *compact_stack;   /* theirs, from the default pool */
     unsigned compact_pool;               /* which pool it came from */
     struct tide__coro *compact_occupant; /* whose frames are on it now */
+    struct tide__coro *detour;           /* taken from the batch, to be
+                                          * switched to by loop->sched */
     struct tide__list compact_saved;     /* tide__saved of every one */
     bool compact_default;                /* tide_loop_set_compact_tasks */
 

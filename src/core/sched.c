@@ -152,9 +152,6 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
     }
     while ((n = loop->ready.head) && n->kind == TIDE__NODE_CORO) {
         struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
-        if (co->pool == TIDE__POOL_COMPACT && co != loop->compact_occupant &&
-            on_shared_stack(self))
-            break; /* the loop's context copies the frames */
         if (loop->ntodo == 0) {
             /* Not past a stop (it zeroes extend), nor past the moment the
              * run is over. */
@@ -166,6 +163,13 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
         }
         tide__fifo_pop(&loop->ready);
         co->queued = false;
+        if (co->pool == TIDE__POOL_COMPACT && co != loop->compact_occupant &&
+            on_shared_stack(self)) {
+            /* Its frames must be copied, and not from the shared stack:
+             * the loop's context does it and switches on (dispatch). */
+            loop->detour = co;
+            break;
+        }
         if ((co->state == TIDE__CORO_NEW || co->pool == TIDE__POOL_COMPACT) &&
             !prepare(loop, co))
             continue;
@@ -410,13 +414,23 @@ static void dispatch(tide_loop *loop, struct tide__node *n)
     if ((co->state == TIDE__CORO_NEW || co->pool == TIDE__POOL_COMPACT) &&
         !prepare(loop, co))
         return;
-    co->state = TIDE__CORO_RUNNING;
-    loop->current = co;
-    if (__builtin_expect(loop->debug, 0))
-        tide__debug_step_begin(loop);
-    tide__fiber_switch(loop->sched, loop->sched_stack, &co->fiber, co->stack,
-                       false);
-    reap(loop);
+    for (;;) {
+        co->state = TIDE__CORO_RUNNING;
+        loop->current = co;
+        if (__builtin_expect(loop->debug, 0))
+            tide__debug_step_begin(loop);
+        tide__fiber_switch(loop->sched, loop->sched_stack, &co->fiber,
+                           co->stack, false);
+        reap(loop);
+        /* A compact coroutine handed off to another through here: the
+         * batch goes on with it (see switch_away_slow). */
+        co = loop->detour;
+        if (!co)
+            break;
+        loop->detour = NULL;
+        if (!prepare(loop, co))
+            break;
+    }
     loop->current = loop->sched_owner;
 }
 
