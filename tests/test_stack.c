@@ -2,7 +2,9 @@
  * detection on both paths: a guard page (the first stacks of a process)
  * and the canary checked at every switch (stacks beyond the guard budget,
  * reached here with TIDE_STACK_GUARDS). The guard-page death test is in
- * test_task.c; this file covers the canary path and the bookkeeping.
+ * test_task.c; this file covers the canary path and the bookkeeping, and
+ * HAZARDS B39 (guard pages survive pooling) and B40 (sanitizers across
+ * the switch).
  */
 #include "harness.h"
 
@@ -173,5 +175,178 @@ TEST(overflow_without_guard_is_caught_at_the_next_switch)
                      status, buf);
     if (!strstr(buf, "stack overflow in task 'culprit'"))
         harness_fail(__FILE__, __LINE__, "stderr: \"%s\"", buf);
+    LEAK_GATE();
+}
+
+/* ---- HAZARDS B39: guard pages survive pooling ------------------------ */
+
+/* TSan and valgrind run tasks ~100 times slower: the two loads below are
+ * divided by this there (the property checked is the same). */
+static int slow_tool_divisor(void)
+{
+    return HARNESS_TSAN || HARNESS_VALGRIND ? 100 : 1;
+}
+
+#include "stack/stack.h"
+
+struct probe {
+    const char *lo;       /* the running stack's lowest usable byte */
+    bool guarded;
+};
+
+static void *probe_stack(void *arg)
+{
+    struct probe *p = arg;
+
+    p->lo = tide__stack_current->lo;
+    p->guarded = tide__stack_current->guarded;
+    return NULL;
+}
+
+/* The protection of the page holding `addr`, as /proc/self/maps says
+ * ("---p", "rw-p"), or "" if it is not mapped. */
+static void page_perms(const char *addr, char perms[5])
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+
+    perms[0] = '\0';
+    CHECK_NOT_NULL(f);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char p[5];
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, p) == 3 &&
+            (uintptr_t)addr >= lo && (uintptr_t)addr < hi) {
+            memcpy(perms, p, 5);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* A task uses 95% of its stack; then the same (pooled, LIFO) stack runs
+ * 10^6 more tasks (10^4 under TSan and valgrind): its guard page is still
+ * PROT_NONE, and a task on it can again use 95% of it. */
+TEST(b39_guard_page_survives_a_million_reuses)
+{
+    if (harness_compact())
+        SKIP("TIDE_COMPACT=1: tasks share one stack");
+    tide_loop *loop = tide_loop_new();
+    struct probe before = {0}, after = {0};
+    tide_future *t = tide_create_task(loop, probe_stack, &before);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK(before.guarded);
+    char perms[5];
+    page_perms(before.lo - 1, perms);
+    CHECK_STR_EQ(perms, "---p");
+
+    t = tide_create_task(loop, use_stack, IPTR(243)); /* 95% of 256 KiB */
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    enum { BATCH = 1000 };
+    static tide_future *ts[BATCH];
+    for (int round = 0; round < 1000 / slow_tool_divisor(); round++) {
+        for (int i = 0; i < BATCH; i++)
+            ts[i] = tide_create_task(loop, nothing, NULL);
+        tide_future *g = tide_gather(ts, BATCH, 0);
+        CHECK_EQ(tide_run_until_complete(loop, g, NULL), 0);
+        tide_future_release(g);
+        for (int i = 0; i < BATCH; i++)
+            tide_future_release(ts[i]);
+    }
+    t = tide_create_task(loop, probe_stack, &after);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK(after.lo == before.lo); /* the same, warmest stack */
+    page_perms(after.lo - 1, perms);
+    CHECK_STR_EQ(perms, "---p");
+    t = tide_create_task(loop, use_stack, IPTR(243));
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- HAZARDS B40: sanitizers across the switch ------------------------ */
+
+enum { B40_TASKS = 1000, B40_ROUNDS = 1000 };
+static long b40_shared[B40_TASKS];
+
+static int b40_rounds;
+
+static void *b40_worker(void *arg)
+{
+    long me = (long)PINT(arg);
+
+    for (int r = 0; r < b40_rounds; r++) {
+        b40_shared[(me + r) % B40_TASKS]++;
+        if (tide_sleep(0) != 0)
+            return tide_fail(-ECANCELED);
+    }
+    return NULL;
+}
+
+/* 10^6 switches among 1,000 tasks sharing one heap array (10^4 under TSan
+ * and valgrind): ASan, UBSan and TSan (CI runs this file under each) must
+ * stay silent. */
+TEST(b40_a_million_switches_under_the_sanitizers)
+{
+    tide_loop *loop = tide_loop_new();
+    static tide_future *ts[B40_TASKS];
+
+    memset(b40_shared, 0, sizeof b40_shared);
+    b40_rounds = B40_ROUNDS / slow_tool_divisor();
+    for (int i = 0; i < B40_TASKS; i++)
+        ts[i] = tide_create_task(loop, b40_worker, IPTR(i));
+    tide_future *g = tide_gather(ts, B40_TASKS, 0);
+    CHECK_EQ(tide_run_until_complete(loop, g, NULL), 0);
+    long sum = 0;
+    for (int i = 0; i < B40_TASKS; i++) {
+        sum += b40_shared[i];
+        tide_future_release(ts[i]);
+    }
+    tide_future_release(g);
+    CHECK_EQ(sum, (long)B40_TASKS * b40_rounds);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+__attribute__((noinline)) static void b40_planted_overflow(void)
+{
+    volatile char *p = malloc(16);
+    volatile size_t end = 16;
+
+    p[end] = 1; /* one byte past the end: the planted bug */
+    free((void *)p);
+}
+
+static void *b40_culprit(void *arg)
+{
+    (void)arg;
+    tide_sleep(0);
+    b40_planted_overflow();
+    return NULL;
+}
+
+static void b40_child(void *arg)
+{
+    (void)arg;
+    tide_loop *loop = tide_loop_new();
+    tide_future *t = tide_create_task(loop, b40_culprit, NULL);
+    tide_run_until_complete(loop, t, NULL);
+}
+
+/* A real heap overflow inside a task is reported, with a stack trace
+ * through the task's own frames. */
+TEST(b40_planted_heap_overflow_is_reported_from_the_task)
+{
+    if (!HARNESS_ASAN)
+        SKIP("needs AddressSanitizer");
+    char buf[8192];
+    harness_run_child(b40_child, NULL, buf, sizeof buf);
+    if (!strstr(buf, "heap-buffer-overflow") ||
+        !strstr(buf, "b40_planted_overflow") || !strstr(buf, "b40_culprit"))
+        harness_fail(__FILE__, __LINE__, "ASan report: %s", buf);
     LEAK_GATE();
 }

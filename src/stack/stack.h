@@ -128,11 +128,19 @@ _Noreturn void tide__stack_overflow(const struct tide__stack *st);
  * by the unguarded slot above, the only one that could reach it. */
 static inline void tide__stack_check(const struct tide__stack *st)
 {
-    char here;
-
     if (st->guarded)
         return;
-    if (__builtin_expect((const char *)&here < st->lo ||
+    /* The stack pointer itself: the address of a local would do, but
+     * under ASan's detect_stack_use_after_return locals live elsewhere. */
+    const char *sp;
+#if defined(__x86_64__)
+    __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+#else
+    sp = __builtin_frame_address(0);
+#endif
+    if (__builtin_expect(sp < st->lo ||
                          st->canary != TIDE__STACK_CANARY ||
                          *st->below != TIDE__STACK_CANARY, 0))
         tide__stack_overflow(st);
