@@ -8,6 +8,8 @@
  */
 #include "harness.h"
 
+#include "stack/stack.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
