@@ -108,6 +108,15 @@ TIDE_API int tide_loop_close(tide_loop *loop);
  * iteration (or virtual seconds, see tide_loop_set_virtual_clock). */
 TIDE_API double tide_loop_time(tide_loop *loop);
 
+/* Read the clock again now (libuv's uv_update_time). Delays count from
+ * the loop's time, so a step that has run long (a callback or a task's
+ * stretch of computation) and then sleeps or sets a timer should call
+ * this first, or the delay counts from the start of the iteration and
+ * ends early by the time already spent (HAZARDS B18). Debug mode reports
+ * such steps. No effect on the virtual clock. Returns 0; -EINVAL if the
+ * loop is closed (or NULL and there is no default loop). */
+TIDE_API int tide_loop_update_time(tide_loop *loop);
+
 /* asyncio.run: run main(arg) as a task on a new loop that is the thread's
  * loop meanwhile, then close that loop (cancelling leftover tasks and
  * letting them finish) and restore the previous default. Returns main's

@@ -374,6 +374,54 @@ TEST(time_is_read_once_per_iteration)
     LEAK_GATE();
 }
 
+struct long_step {
+    tide_loop *loop;
+    bool update;
+    double elapsed;
+};
+
+static void *busy_then_sleep(void *arg)
+{
+    struct long_step *s = arg;
+
+    harness_busy_wait(0.06); /* a long stretch of computation */
+    if (s->update)
+        CHECK_EQ(tide_loop_update_time(s->loop), 0);
+    double t0 = harness_now();
+    CHECK_EQ(tide_sleep(0.01), 0);
+    s->elapsed = harness_now() - t0;
+    return NULL;
+}
+
+/* HAZARDS B18, the documented choice (libuv's): a delay counts from the
+ * loop's time, read once per iteration, so after a long step a sleep ends
+ * early unless the step calls tide_loop_update_time first. */
+TEST(b18_long_step_then_sleep_with_and_without_update_time)
+{
+    for (int update = 0; update < 2; update++) {
+        tide_loop *loop = tide_loop_new();
+        struct long_step s = {loop, update != 0, -1};
+        tide_future *t = tide_create_task(loop, busy_then_sleep, &s);
+        CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+        if (update)
+            CHECK(s.elapsed >= 0.01 - 1e-4);
+        else
+            CHECK(s.elapsed < 0.01); /* its deadline had already passed */
+        tide_future_release(t);
+        CHECK_EQ(tide_loop_close(loop), 0);
+    }
+    tide_loop *v = new_virtual_loop();
+    double t0 = tide_loop_time(v);
+    harness_busy_wait(0.002);
+    CHECK_EQ(tide_loop_update_time(v), 0); /* the virtual clock stays */
+    CHECK(tide_loop_time(v) == t0);
+    tide_future *keep = tide_future_new(v);
+    CHECK_EQ(tide_loop_close(v), 0);
+    CHECK_EQ(tide_loop_update_time(v), -EINVAL);
+    tide_future_release(keep);
+    LEAK_GATE();
+}
+
 static void *sleep_and_time(void *loop)
 {
     double t0 = tide_loop_time(loop);

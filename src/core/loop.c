@@ -148,6 +148,19 @@ bool tide_loop_is_running(tide_loop *loop)
     return loop && loop->depth > 0;
 }
 
+int tide_loop_update_time(tide_loop *loop)
+{
+    loop = tide__loop_resolve(loop);
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (!loop->virtual_clock) {
+        int64_t now = tide__clock_ns();
+        if (now > loop->now)
+            loop->now = now; /* never back */
+    }
+    return 0;
+}
+
 double tide_loop_time(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);
