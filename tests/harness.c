@@ -120,6 +120,10 @@ int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
     while (len + 1 < cap && (n = read(fds[0], buf + len, cap - 1 - len)) > 0)
         len += (size_t)n;
     buf[len] = '\0';
+    /* Drain the rest, so that a chatty child does not die of SIGPIPE. */
+    char sink[4096];
+    while (read(fds[0], sink, sizeof sink) > 0)
+        ;
     close(fds[0]);
     waitpid(pid, &status, 0);
     return status;

@@ -37,7 +37,8 @@ double harness_now(void);           /* CLOCK_MONOTONIC, seconds */
 double harness_timeout_mult(void);  /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
 void harness_busy_wait(double seconds);
 /* Run fn(arg) in a forked child whose stderr is captured into buf (cap
- * bytes, NUL-terminated); the child exits 3 if fn returns. Returns the
+ * bytes, NUL-terminated; the rest is read and dropped); the child exits 3
+ * if fn returns. Returns the
  * child's wait status. For death tests (a stack overflow must kill). */
 int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
                       size_t cap);

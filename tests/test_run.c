@@ -11,7 +11,10 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void *return_arg(void *arg)
 {
@@ -261,5 +264,86 @@ TEST(fails_cleanly_without_memory)
     }
     CHECK(failures > 0);
     CHECK_EQ(tide_loop_close(prev), 0);
+    LEAK_GATE();
+}
+
+/* ---- HAZARDS B45: shutdown with live work ------------------------------ */
+
+static struct {
+    int cleaned;      /* kind 0: cleanup that awaits 10 ms more */
+    int cancelled;    /* kind 1: plain cancellation */
+    int failed;       /* kind 2: fails inside its cancel handler */
+    int timer_ran;
+} b45;
+
+static void *b45_worker(void *arg)
+{
+    int kind = (int)PINT(arg);
+    int rc = tide_sleep(1e9);
+
+    if (rc != -ECANCELED)
+        return tide_fail(-EPROTO);
+    switch (kind) {
+    case 0:
+        if (tide_sleep(0.01) == 0)
+            b45.cleaned++;
+        return tide_fail(rc);
+    case 1:
+        b45.cancelled++;
+        return tide_fail(rc);
+    default:
+        b45.failed++;
+        return tide_fail(-EIO); /* an error raised while cancelled */
+    }
+}
+
+static void b45_timer(void *arg)
+{
+    (void)arg;
+    b45.timer_ran = 1;
+}
+
+static void *b45_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++) {
+        tide_task_options o = {0};
+        o.name = i == 99 ? "b45-failing" : NULL;
+        tide_future *t = tide_create_task_ex(NULL, b45_worker,
+                                             IPTR(i == 99 ? 2 : i % 2), &o);
+        CHECK_NOT_NULL(t);
+        tide_future_release(t);
+    }
+    CHECK(tide_call_later(NULL, 10.0, b45_timer, NULL) != 0);
+    CHECK_EQ(tide_sleep(0), 0); /* every worker is now asleep */
+    return IPTR(45);
+}
+
+static void b45_child(void *arg)
+{
+    (void)arg;
+    setenv("TIDE_DEBUG", "1", 1);
+    void *r = NULL;
+    int err = tide_run(b45_main, NULL, &r);
+    /* Exit status tells the parent what run returned. */
+    if (err != 0 || PINT(r) != 45 || b45.cleaned != 50 ||
+        b45.cancelled != 49 || b45.failed != 1 || b45.timer_ran)
+        _exit(3);
+    _exit(0);
+}
+
+/* tide_run returns main's result while 100 tasks are still asleep: each is
+ * cancelled and finishes (50 with a cleanup that sleeps 10 ms more, one
+ * failing with another error inside its cancel handler), the pending
+ * timer is dropped, and the error nobody read is reported by name. */
+TEST(b45_run_returns_with_live_work_and_reports_errors)
+{
+    static char buf[1 << 16];
+    int status = harness_run_child(b45_child, NULL, buf, sizeof buf);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        harness_fail(__FILE__, __LINE__, "child status %#x, stderr: %s",
+                     status, buf);
+    if (!strstr(buf, "b45-failing") || !strstr(buf, "never retrieved"))
+        harness_fail(__FILE__, __LINE__, "no report of the error: %s", buf);
     LEAK_GATE();
 }
