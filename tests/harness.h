@@ -38,8 +38,9 @@ double harness_timeout_mult(void);  /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
 void harness_busy_wait(double seconds);
 /* Run fn(arg) in a forked child whose stderr is captured into buf (cap
  * bytes, NUL-terminated; the rest is read and dropped); the child exits 3
- * if fn returns. Returns the
- * child's wait status. For death tests (a stack overflow must kill). */
+ * if fn returns. Returns the child's wait status. For death tests (a
+ * stack overflow must kill) and runs that must start from a clean
+ * process. */
 int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
                       size_t cap);
 
