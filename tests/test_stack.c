@@ -352,3 +352,112 @@ TEST(b40_planted_heap_overflow_is_reported_from_the_task)
         harness_fail(__FILE__, __LINE__, "ASan report: %s", buf);
     LEAK_GATE();
 }
+
+/* ---- trimming the pool after a burst ------------------------------------ */
+
+static long count_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    long n = 0;
+    int c;
+
+    CHECK_NOT_NULL(f);
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+struct burst {
+    tide_event *hold;   /* wait for it instead of sleeping 1 ms */
+    unsigned seed;
+    bool frame_ok;
+};
+
+static void *burst_task(void *arg)
+{
+    struct burst *b = arg;
+    volatile unsigned char frame[512];
+
+    for (size_t i = 0; i < sizeof frame; i++)
+        frame[i] = (unsigned char)(b->seed + i);
+    if ((b->hold ? tide_event_wait(b->hold) : tide_sleep(0.001)) != 0)
+        return tide_fail(-ECANCELED);
+    b->frame_ok = true;
+    for (size_t i = 0; i < sizeof frame; i++)
+        if (frame[i] != (unsigned char)(b->seed + i))
+            b->frame_ok = false;
+    return NULL;
+}
+
+/* Start n tasks at once, each holding a stack while it waits. */
+static void run_burst(tide_loop *loop, struct burst *bs, tide_future **ts,
+                      int n)
+{
+    for (int i = 0; i < n; i++)
+        ts[i] = tide_create_task(loop, burst_task, &bs[i]);
+    run_once(loop); /* every one holds a stack now */
+}
+
+enum { BURST = 3000 };
+static struct burst bursts[BURST];
+static tide_future *burst_ts[BURST];
+
+/* A burst of 3000 tasks leaves 3000 pooled stacks; once the loop is idle
+ * it unmaps whole slabs down to what it keeps (256), never a stack in
+ * use: the tasks still asleep then (every 1000th) resume with their
+ * frames intact, and a second burst works. */
+TEST(an_idle_loop_unmaps_the_stacks_a_burst_left)
+{
+    if (harness_compact())
+        SKIP("TIDE_COMPACT=1: tasks share one stack");
+    tide_loop *loop = tide_loop_new();
+    tide_event *hold = tide_event_new();
+    for (int i = 0; i < BURST; i++)
+        bursts[i] = (struct burst){i % 1000 == 0 ? hold : NULL,
+                                   (unsigned)i, false};
+    long maps0 = count_mappings();
+    run_burst(loop, bursts, burst_ts, BURST);
+    CHECK_EQ(loop_stats(loop).stacks_in_use, BURST);
+    long maps_full = count_mappings();
+    CHECK(maps_full >= maps0 + BURST / 64);
+    /* Wait out the short sleeps. */
+    double t0 = harness_now();
+    while (loop_stats(loop).stacks_in_use > BURST / 1000 &&
+           harness_now() - t0 < 5.0 * harness_timeout_mult())
+        run_once(loop);
+    CHECK_EQ(loop_stats(loop).stacks_in_use, BURST / 1000);
+    /* Idle (waiting for a timer) with 2970 pooled: trims. */
+    CHECK_EQ(tide_loop_update_time(loop), 0); /* B18: from now */
+    CHECK(tide_call_later(loop, 0.01, harness_stop_cb, loop) != 0);
+    CHECK_EQ(tide_run_forever(loop), 0);
+    tide_loop_stats st = loop_stats(loop);
+    CHECK(st.stacks_pooled >= 256);
+    /* What stays: 256, the slabs of the 3 sleepers, the newest slab. */
+    CHECK(st.stacks_pooled <= 256 + 64 + 3 * 64 + 64);
+    CHECK(count_mappings() < maps_full - 10);
+    CHECK_EQ(tide_event_set(hold), 0);
+    tide_future *all = tide_gather(burst_ts, BURST, 0);
+    CHECK_EQ(tide_run_until_complete(loop, all, NULL), 0);
+    tide_future_release(all);
+    for (int i = 0; i < BURST; i++) {
+        CHECK(bursts[i].frame_ok);
+        tide_future_release(burst_ts[i]);
+    }
+    /* Again, on slabs mapped anew. */
+    for (int i = 0; i < BURST; i++)
+        bursts[i] = (struct burst){NULL, (unsigned)i * 7u, false};
+    run_burst(loop, bursts, burst_ts, BURST);
+    all = tide_gather(burst_ts, BURST, 0);
+    CHECK_EQ(tide_run_until_complete(loop, all, NULL), 0);
+    tide_future_release(all);
+    for (int i = 0; i < BURST; i++) {
+        CHECK(bursts[i].frame_ok);
+        tide_future_release(burst_ts[i]);
+    }
+    tide_event_free(hold);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    if (!HARNESS_ASAN && !HARNESS_TSAN && !HARNESS_VALGRIND)
+        CHECK(count_mappings() <= maps0 + 2); /* tools map as they go */
+    LEAK_GATE();
+}

@@ -148,6 +148,21 @@ bool tide_loop_is_running(tide_loop *loop)
     return loop && loop->depth > 0;
 }
 
+void tide__loop_trim(tide_loop *loop)
+{
+    for (unsigned i = 0; i < loop->npools; i++) {
+        struct tide__stack_pool *p = &loop->pools[i];
+        size_t keep = p->in_use > TIDE__POOL_KEEP ? p->in_use
+                                                  : TIDE__POOL_KEEP;
+        if (p->pooled > 2 * keep) {
+            tide__stack_pool_trim(p, keep);
+            /* A scan walks every pooled stack: not more than once a
+             * second. */
+            loop->next_trim = loop->now + 1000000000;
+        }
+    }
+}
+
 int tide_loop_update_time(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);

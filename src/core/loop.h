@@ -140,6 +140,7 @@ struct tide_loop {
     size_t default_stack;        /* usable bytes for new tasks */
     struct tide__stack_pool pools[TIDE__MAX_POOLS]; /* one per stack size */
     unsigned npools;
+    int64_t next_trim;           /* earliest loop time to trim the pools */
 
     /* compact coroutines (compact.c) */
     struct tide__stack *compact_stack;   /* theirs, from the default pool */
@@ -401,6 +402,12 @@ void tide__debug_close(tide_loop *loop); /* report tasks still pending */
 void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
 /* Hand a debug report to the loop's report handler (stderr by default). */
 void tide__loop_report(tide_loop *loop, const char *msg);
+
+/* The loop is about to wait: unmap pooled stacks beyond what it may soon
+ * need again (at least TIDE__POOL_KEEP per pool, and as many as are in
+ * use), at most once a second. */
+#define TIDE__POOL_KEEP 256
+void tide__loop_trim(tide_loop *loop);
 
 /* call_at with a deadline in loop ns (INT64_MAX: never fires). */
 tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,

@@ -450,6 +450,8 @@ static void run_once(tide_loop *loop)
     }
     /* The wake fd is always watched; other fds are polled every
      * iteration when idle, every BUSY_POLL_INTERVAL when busy. */
+    if (timeout != 0 && loop->now >= loop->next_trim)
+        tide__loop_trim(loop); /* idle: give back what a burst left */
     if (timeout != 0 || (loop->poller.watched > 1 &&
                          ++loop->busy_iterations >= BUSY_POLL_INTERVAL)) {
         loop->busy_iterations = 0;

@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -34,6 +35,7 @@ struct tide__slab {
     size_t map_size;
     size_t slot_size;
     unsigned fresh;    /* slots handed out at least once */
+    unsigned nfree;    /* tide__stack_pool_trim's count of pooled slots */
 };
 
 _Thread_local struct tide__stack *tide__stack_current
@@ -225,27 +227,75 @@ void tide__stack_pool_each(struct tide__stack_pool *p,
         }
 }
 
+/* Unmap slab s (none of its stacks in use) and give its guards back. */
+static void slab_release(struct tide__slab *s)
+{
+    for (unsigned i = 0; i < s->fresh; i++) {
+        struct tide__stack *st = slot_header(s, i);
+        if (st->guarded)
+            give_guard();
+#ifdef TIDE__VALGRIND
+        VALGRIND_STACK_DEREGISTER(st->vg_id);
+#endif
+    }
+    munmap(s->base, s->map_size);
+    tide__free(s);
+}
+
 void tide__stack_pool_destroy(struct tide__stack_pool *p)
 {
     struct tide__slab *s = p->slabs;
 
     while (s) {
         struct tide__slab *next = s->next;
-        for (unsigned i = 0; i < s->fresh; i++) {
-            struct tide__stack *st = slot_header(s, i);
-            if (st->guarded)
-                give_guard();
-#ifdef TIDE__VALGRIND
-            VALGRIND_STACK_DEREGISTER(st->vg_id);
-#endif
-        }
-        munmap(s->base, s->map_size);
-        tide__free(s);
+        slab_release(s);
         s = next;
     }
     p->slabs = NULL;
     p->free = NULL;
     p->pooled = p->in_use = 0;
+}
+
+size_t tide__stack_pool_trim(struct tide__stack_pool *p, size_t keep)
+{
+    if (p->pooled <= keep || !p->slabs)
+        return 0;
+    for (struct tide__slab *s = p->slabs; s; s = s->next)
+        s->nfree = 0;
+    for (struct tide__stack *st = p->free; st; st = st->next_free)
+        st->slab->nfree++;
+    /* Mark (nfree = UINT_MAX) the slabs to let go: every stack handed out
+     * is back, and the pool keeps `keep` stacks. The newest slab, which
+     * hands out fresh slots, stays. */
+    size_t pooled = p->pooled, released = 0;
+    for (struct tide__slab *s = p->slabs->next; s && pooled > keep;
+         s = s->next) {
+        if (s->nfree == s->fresh && pooled - s->fresh >= keep) {
+            pooled -= s->fresh;
+            released += s->fresh;
+            s->nfree = UINT_MAX;
+        }
+    }
+    if (!released)
+        return 0;
+    struct tide__stack **link = &p->free;
+    for (struct tide__stack *st = p->free; st; st = st->next_free)
+        if (st->slab->nfree != UINT_MAX) {
+            *link = st;
+            link = &st->next_free;
+        }
+    *link = NULL;
+    for (struct tide__slab **sl = &p->slabs; *sl;) {
+        struct tide__slab *s = *sl;
+        if (s->nfree == UINT_MAX) {
+            *sl = s->next;
+            slab_release(s);
+        } else {
+            sl = &s->next;
+        }
+    }
+    p->pooled = pooled;
+    return released;
 }
 
 void tide__fiber_make(struct tide__fiber *f, struct tide__stack *s,

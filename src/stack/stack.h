@@ -92,6 +92,12 @@ void tide__stack_pool_destroy(struct tide__stack_pool *p);
 /* A stack for a coroutine about to start; NULL and -ENOMEM in *err. */
 struct tide__stack *tide__stack_get(struct tide__stack_pool *p, int *err);
 void tide__stack_put(struct tide__stack_pool *p, struct tide__stack *s);
+/* Unmap whole slabs of the pool whose stacks are all pooled, as long as
+ * at least `keep` pooled stacks remain: a burst of tasks does not keep its
+ * stacks' memory forever. O(pooled stacks + slabs). Returns how many
+ * stacks went. */
+size_t tide__stack_pool_trim(struct tide__stack_pool *p, size_t keep);
+
 /* Call fn(owner, arg) for every stack of the pool that has an owner. fn
  * must not take or return stacks. */
 void tide__stack_pool_each(struct tide__stack_pool *p,
