@@ -431,14 +431,20 @@ TEST(an_idle_loop_unmaps_the_stacks_a_burst_left)
            harness_now() - t0 < 5.0 * harness_timeout_mult())
         run_once(loop);
     CHECK_EQ(loop_stats(loop).stacks_in_use, BURST / 1000);
-    /* Idle (waiting for a timer) with 2970 pooled: trims. */
-    CHECK_EQ(tide_loop_update_time(loop), 0); /* B18: from now */
-    CHECK(tide_call_later(loop, 0.01, harness_stop_cb, loop) != 0);
-    CHECK_EQ(tide_run_forever(loop), 0);
+    /* Idle (waiting for a timer) with 2997 pooled: trims. What stays: 256,
+     * the slabs of the 3 sleepers, the newest slab. (A loaded machine may
+     * take longer than the timer to get to the wait: then try again.) */
+    size_t most = 256 + 64 + 3 * 64 + 64;
+    t0 = harness_now();
+    do {
+        CHECK_EQ(tide_loop_update_time(loop), 0); /* B18: from now */
+        CHECK(tide_call_later(loop, 0.01, harness_stop_cb, loop) != 0);
+        CHECK_EQ(tide_run_forever(loop), 0);
+    } while (loop_stats(loop).stacks_pooled > most &&
+             harness_now() - t0 < 2.0 * harness_timeout_mult());
     tide_loop_stats st = loop_stats(loop);
     CHECK(st.stacks_pooled >= 256);
-    /* What stays: 256, the slabs of the 3 sleepers, the newest slab. */
-    CHECK(st.stacks_pooled <= 256 + 64 + 3 * 64 + 64);
+    CHECK(st.stacks_pooled <= most);
     CHECK(count_mappings() < maps_full - 10);
     CHECK_EQ(tide_event_set(hold), 0);
     tide_future *all = tide_gather(burst_ts, BURST, 0);
