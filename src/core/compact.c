@@ -18,16 +18,18 @@
  *   tide's own waits obey this through tide__wait_frame (loop.h); a
  *   program must too (no &local handed to another task);
  * - the copy happens off the shared stack, so a switch between two
- *   compact coroutines goes through the loop's own context;
- * - a compact coroutine cannot host a nested run, nor start a task
- *   eagerly (both would keep its frames live on the shared stack while
- *   others need it): the nested run fails with -EDEADLK, the eager task
- *   is simply scheduled.
+ *   compact coroutines goes through the loop's own context (sched.c:
+ *   loop->detour), without ending the batch;
+ * - nothing may keep a compact coroutine's frames live on the shared
+ *   stack while others need it: a nested run it asks for runs on a
+ *   borrowed stack (sched.c: run_borrowed), and a task it starts eagerly
+ *   is only scheduled.
  * The occupant's record, if it has one, keeps its capacity for the next
  * copy; records are freed when their coroutine ends, and the shared stack
- * goes back to its pool when no compact coroutine is left. The shared stack has
- * no owner in its pool's eyes: the loop finds compact coroutines through
- * their records and the occupant (tide__compact_each).
+ * goes back to its pool when no compact coroutine is left. The shared
+ * stack has no owner in its pool's eyes: the loop finds compact
+ * coroutines through their records and the occupant
+ * (tide__compact_each).
  * SPDX-License-Identifier: MIT
  */
 #include "core/loop.h"
