@@ -478,6 +478,8 @@ TIDE_API void tide_task_group_free(tide_task_group *g);
  * - at close, every task still pending (it is then cancelled), and every
  *   failed future freed without anyone reading its error ("error was
  *   never retrieved", with the task's name and creation site);
+ * - a compact task passing a pointer into its own stack as the arg of a
+ *   task or callback it creates (see tide_task_options.compact);
  * - on SIGQUIT or SIGUSR1 (handlers installed while a debug loop is
  *   open), a dump of every task, as tide_loop_dump writes it, on the next
  *   loop iteration. */

@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include "core/alloc.h"
+#include "stack/stack.h"
 #include "tide/sync.h"
 
 #include <errno.h>
@@ -759,5 +760,82 @@ TEST(hand_offs_keep_fifo_order)
         tide_future_release(all);
         CHECK_EQ(tide_loop_close(loop), 0);
     }
+    LEAK_GATE();
+}
+
+/* ---- debug mode catches the rule's most common break ----------------------- */
+
+static char reports[2048];
+
+static void collect(tide_loop *loop, const char *msg, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    strncat(reports, msg, sizeof reports - strlen(reports) - 2);
+    strcat(reports, "\n");
+}
+
+static void noop_cb(void *arg)
+{
+    (void)arg;
+}
+
+static bool locals_on_stack;
+
+static void *hands_out_locals(void *arg)
+{
+    int local = 1;
+    int *heap = arg;
+    tide_task_options o = {0};
+    o.compact = true;
+
+    /* Not so under ASan's detect_stack_use_after_return: locals then live
+     * on its fake stack, which stays put (and the pointer is safe). */
+    const struct tide__stack *st = tide__stack_current;
+    locals_on_stack = (const char *)&local >= st->lo &&
+                      (const char *)&local < st->lo + st->size;
+    /* Wrong: the child and the callback run while this task is away. */
+    tide_future *bad = tide_create_task_ex(NULL, return_arg, &local, &o);
+    tide_call_soon(NULL, noop_cb, &local);
+    /* Right: heap memory. */
+    tide_future *good = tide_create_task_ex(NULL, return_arg, heap, &o);
+    tide_call_soon(NULL, noop_cb, heap);
+    tide_await(bad, NULL);
+    tide_await(good, NULL);
+    tide_future_release(bad);
+    tide_future_release(good);
+    return NULL;
+}
+
+TEST(debug_mode_reports_a_compact_task_handing_out_its_locals)
+{
+    tide_loop *loop = tide_loop_new();
+    tide_set_event_loop(loop);
+    CHECK_EQ(tide_loop_set_debug(loop, true), 0);
+    CHECK_EQ(tide_loop_set_report_handler(loop, collect, NULL), 0);
+    reports[0] = '\0';
+    int *heap = malloc(sizeof *heap);
+    tide_task_options o = {0};
+    o.compact = true;
+    o.name = "leaky";
+    tide_future *t = tide_create_task_ex(loop, hands_out_locals, heap, &o);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    free(heap);
+    if (!locals_on_stack) {
+        tide_set_event_loop(NULL);
+        CHECK_EQ(tide_loop_close(loop), 0);
+        SKIP("locals live on ASan's fake stack here");
+    }
+    CHECK(strstr(reports, "'leaky' (created at") != NULL);
+    CHECK(strstr(reports, "own stack to a new task") != NULL);
+    CHECK(strstr(reports, "own stack to a callback") != NULL);
+    /* Exactly two reports: the heap pointers are fine. */
+    int lines = 0;
+    for (const char *p = reports; (p = strstr(p, "own stack")); p++)
+        lines++;
+    CHECK_EQ(lines, 2);
+    tide_set_event_loop(NULL);
+    CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }

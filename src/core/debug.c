@@ -202,6 +202,25 @@ void tide__debug_close(tide_loop *loop)
     tide__loop_each_coro(loop, report_pending, NULL);
 }
 
+/* ---- compact tasks' one rule --------------------------------------------- */
+
+void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to)
+{
+    struct tide__coro *co = loop->current;
+    const struct tide__stack *s = loop->compact_stack;
+    const char *p = arg;
+
+    if (!co || co->pool != TIDE__POOL_COMPACT || !s || p < s->lo ||
+        p >= s->lo + s->size)
+        return;
+    char who[256], msg[512];
+    describe(loop, co, who, sizeof who);
+    snprintf(msg, sizeof msg, "%s is compact and passed a pointer into its "
+             "own stack to %s: its frames are copied away while it is "
+             "suspended (pass heap memory instead)", who, to);
+    tide__loop_report(loop, msg);
+}
+
 /* ---- the dump ----------------------------------------------------------- */
 
 /* Bytes of the stack that have been touched: resident pages counted down

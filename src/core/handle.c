@@ -101,6 +101,8 @@ static tide_handle id_of(const struct tide__handle *h)
 static tide_handle schedule(tide_loop *loop, int64_t deadline, bool timed,
                             tide_callback cb, void *arg)
 {
+    if (__builtin_expect(loop->debug, 0))
+        tide__debug_check_arg(loop, arg, "a callback");
     struct tide__handle *h = handle_new(loop);
 
     if (!h) {

@@ -400,6 +400,9 @@ void tide__debug_poll(tide_loop *loop);  /* once per iteration */
 void tide__debug_open(tide_loop *loop);  /* TIDE_DEBUG in the environment */
 void tide__debug_close(tide_loop *loop); /* report tasks still pending */
 void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
+/* Report a compact task passing `arg`, a pointer into its own stack, to
+ * `to` ("a new task", "a callback"): README, "Compact tasks". */
+void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to);
 /* Hand a debug report to the loop's report handler (stderr by default). */
 void tide__loop_report(tide_loop *loop, const char *msg);
 
