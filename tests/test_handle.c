@@ -16,6 +16,7 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -934,5 +935,131 @@ TEST(b33_threadsafe_senders_then_drain_then_close)
         CHECK_EQ(tide_call_soon_threadsafe(loop, hammer_cb, NULL), 0);
     CHECK_EQ(tide_loop_close(loop), 0);
     CHECK_EQ(h.ran, before);
+    LEAK_GATE();
+}
+
+/* ---- HAZARDS B36: a signal storm --------------------------------------- */
+
+static volatile sig_atomic_t b36_signals;
+
+static void b36_handler(int sig)
+{
+    (void)sig;
+    b36_signals = b36_signals + 1;
+}
+
+struct b36 {
+    tide_loop *loop;
+    pthread_t loop_thread;
+    atomic_int stop;
+    atomic_long sent;
+    long ran;
+    int timers_fired, timers_early;
+    int sleeps_ok, sleeps_bad;
+};
+
+static struct b36 *b36_state;
+
+static void b36_remote_cb(void *arg)
+{
+    (void)arg;
+    b36_state->ran++;
+}
+
+static void *b36_storm(void *arg)
+{
+    struct b36 *s = arg;
+
+    for (long i = 0; !atomic_load(&s->stop); i++) {
+        pthread_kill(s->loop_thread, SIGUSR2);
+        if (i % 8 == 0 &&
+            tide_call_soon_threadsafe(s->loop, b36_remote_cb, NULL) == 0)
+            atomic_fetch_add(&s->sent, 1);
+        usleep(50);
+    }
+    return NULL;
+}
+
+struct b36_timer {
+    double deadline;
+};
+
+static void b36_timer_cb(void *arg)
+{
+    struct b36_timer *t = arg;
+
+    b36_state->timers_fired++;
+    if (tide_loop_time(b36_state->loop) < t->deadline - EARLY)
+        b36_state->timers_early++;
+}
+
+static void *b36_sleeper(void *arg)
+{
+    double d = (double)PINT(arg) / 1000.0;
+    double t0 = tide_loop_time(b36_state->loop);
+    int rc = tide_sleep(d);
+
+    if (rc == 0 && tide_loop_time(b36_state->loop) >= t0 + d - EARLY)
+        b36_state->sleeps_ok++;
+    else
+        b36_state->sleeps_bad++;
+    return NULL;
+}
+
+/* A helper thread sends SIGUSR2 (handler installed without SA_RESTART)
+ * every 50 us, and posts call_soon_threadsafe callbacks, while 1,000
+ * timers and 100 sleeping tasks run: no call returns EINTR, no timer or
+ * sleep ends early, every callback sent runs. */
+TEST(b36_signal_storm_changes_nothing)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = b36_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: interrupted calls fail with EINTR */
+    CHECK_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
+
+    static struct b36 s;
+    static struct b36_timer timers[1000];
+    memset(&s, 0, sizeof s);
+    b36_state = &s;
+    tide_loop *loop = tide_loop_new();
+    s.loop = loop;
+    s.loop_thread = pthread_self();
+    unsigned seed = 36;
+    for (int i = 0; i < 1000; i++) {
+        seed = seed * 1103515245u + 12345u;
+        double d = (double)(seed >> 16 & 0x3f) / 1000.0; /* 0-63 ms */
+        timers[i].deadline = tide_loop_time(loop) + d;
+        CHECK(tide_call_later(loop, d, b36_timer_cb, &timers[i]) != 0);
+    }
+    tide_future *ts[100];
+    for (int i = 0; i < 100; i++)
+        ts[i] = tide_create_task(loop, b36_sleeper, IPTR(i % 50));
+    tide_future *all = tide_gather(ts, 100, 0);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, b36_storm, &s), 0);
+    CHECK_EQ(tide_run_until_complete(loop, all, NULL), 0);
+    /* Past the last timer, still under the storm. */
+    CHECK_EQ(tide_loop_update_time(loop), 0);
+    CHECK(tide_call_later(loop, 0.07, harness_stop_cb, loop) != 0);
+    CHECK_EQ(tide_run_forever(loop), 0);
+    atomic_store(&s.stop, 1);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    /* Whatever was sent after the last iteration runs now. */
+    for (int i = 0; i < 100 && s.ran < atomic_load(&s.sent); i++)
+        run_once(loop);
+
+    CHECK(b36_signals > 10);
+    CHECK_EQ(s.timers_fired, 1000);
+    CHECK_EQ(s.timers_early, 0);
+    CHECK_EQ(s.sleeps_ok, 100);
+    CHECK_EQ(s.sleeps_bad, 0);
+    CHECK_EQ(s.ran, atomic_load(&s.sent));
+    for (int i = 0; i < 100; i++)
+        tide_future_release(ts[i]);
+    tide_future_release(all);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    signal(SIGUSR2, SIG_DFL);
     LEAK_GATE();
 }

@@ -63,8 +63,11 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
      * fd, so the fd is still open here. */
     if (!was) {
         uint64_t one = 1;
-        ssize_t n = write(loop->wake_fd, &one, sizeof one);
-        (void)n; /* EAGAIN: the counter is already nonzero, the loop wakes */
+        /* EAGAIN: the counter is already nonzero, the loop wakes. EINTR
+         * cannot happen on a nonblocking eventfd; were it to, the wake-up
+         * would be lost (later senders see remote_pending): retry. */
+        while (write(loop->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
     }
     pthread_mutex_unlock(&loop->remote_lock);
     return 0;
@@ -74,9 +77,10 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
 void tide__remote_drain(tide_loop *loop)
 {
     uint64_t v;
-    ssize_t n = read(loop->wake_fd, &v, sizeof v); /* clear before taking */
 
-    (void)n;
+    /* Clear before taking (EAGAIN: already clear). */
+    while (read(loop->wake_fd, &v, sizeof v) < 0 && errno == EINTR)
+        ;
     pthread_mutex_lock(&loop->remote_lock);
     struct tide__node *head = loop->remote_head;
     loop->remote_head = loop->remote_tail = NULL;
