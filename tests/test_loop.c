@@ -405,7 +405,7 @@ TEST(b18_long_step_then_sleep_with_and_without_update_time)
         CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
         if (update)
             CHECK(s.elapsed >= 0.01 - 1e-4);
-        else
+        else if (!HARNESS_VALGRIND && !HARNESS_TSAN) /* too slow to tell */
             CHECK(s.elapsed < 0.01); /* its deadline had already passed */
         tide_future_release(t);
         CHECK_EQ(tide_loop_close(loop), 0);
