@@ -190,11 +190,11 @@ echo "tide benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm)," \
     "$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) CPUs," \
     "pinned to CPU ${PIN_CPU:-none}, median of $RUNS runs"
 [[ -n $PEERS_DIR ]] && echo "ratio = peer / tide (above 1: tide is better; b_per_task and times alike)"
-printf "%-6s %-8s %-26s %-7s %-26s %-7s %s\n" work runtime metric ratio metric ratio other
+printf "%-7s %-8s %-26s %-7s %-26s %-7s %s\n" work runtime metric ratio metric ratio other
 for w in $WORKLOADS; do
     lines=${TIDE[$w]:-}
     declare -A tmed=()
-    row=$(printf "%-6s %-8s" "$w" tide)
+    row=$(printf "%-7s %-8s" "$w" tide)
     for k in $(ratio_metrics_of "$w"); do
         tmed[$k]=$(median_of "$k" "$lines")
         row+=$(printf " %-26s %-7s" "$k=${tmed[$k]}" "$(ratio "${tmed[$k]}" "${tmed[$k]}")")
@@ -208,7 +208,7 @@ for w in $WORKLOADS; do
     for pr in "${PEER_ROWS[@]}"; do
         IFS='|' read -r pw peer kv <<<"$pr"
         [[ $pw == "$(peer_workload_of "$w")" ]] || continue
-        row=$(printf "%-6s %-8s" "$w" "$peer")
+        row=$(printf "%-7s %-8s" "$w" "$peer")
         for k in $(ratio_metrics_of "$w"); do
             v=$(peer_value "$k" "$kv")
             row+=$(printf " %-26s %-7s" "$k=$v" "$(ratio "$v" "${tmed[$k]}")")
