@@ -71,7 +71,10 @@ TIDE_API tide_loop *tide_loop_new(void);
 
 /* The loop running on this thread if there is one, else this thread's
  * default loop, made on first use (freed at thread exit). Borrowed.
- * Returns NULL (errno set) only if making the default loop fails. */
+ * Returns NULL (errno set) only if making the default loop fails.
+ * After fork(), the child has no default loop (it gets a new one here):
+ * loops made before the fork share the parent's epoll instance and must
+ * not be used in the child. */
 TIDE_API tide_loop *tide_get_event_loop(void);
 
 /* Make `loop` this thread's default loop (NULL clears it). Borrows. */

@@ -15,7 +15,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- shared bodies ------------------------------------------------- */
 
@@ -1158,5 +1161,73 @@ TEST(loop_new_fails_cleanly_without_memory)
         CHECK_EQ(tide_loop_close(loop), 0);
     }
     CHECK(failures > 0); /* a loop allocates something */
+    LEAK_GATE();
+}
+
+/* ---- HAZARDS B37: fork with a live loop ---------------------------------- */
+
+static tide_loop *b37_parent_loop;
+static atomic_int b37_woken;
+
+static void *b37_child_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        if (tide_sleep(0.005) != 0)
+            return tide_fail(-EPROTO);
+    return IPTR(37);
+}
+
+static void b37_wake_cb(void *arg)
+{
+    (void)arg;
+    atomic_store(&b37_woken, 1);
+    tide_loop_stop(b37_parent_loop);
+}
+
+static void *b37_sender(void *arg)
+{
+    (void)arg;
+    usleep(20000);
+    tide_call_soon_threadsafe(b37_parent_loop, b37_wake_cb, NULL);
+    return NULL;
+}
+
+/* The child of a process with a live default loop gets a loop of its own
+ * from tide_get_event_loop() and runs it (100 ms of sleeps) while the
+ * parent waits for a cross-thread wake-up: the child takes none of the
+ * parent's events, the parent wakes at once. */
+TEST(b37_fork_child_gets_a_loop_of_its_own)
+{
+    tide_loop *loop = tide_get_event_loop();
+    CHECK_NOT_NULL(loop);
+    b37_parent_loop = loop;
+    atomic_store(&b37_woken, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        tide_loop *mine = tide_get_event_loop();
+        if (!mine || mine == b37_parent_loop)
+            _exit(4);
+        void *r = NULL;
+        if (tide_run_until_complete(mine, tide_create_task(mine,
+                b37_child_main, NULL), &r) != 0 || PINT(r) != 37)
+            _exit(5);
+        _exit(0);
+    }
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, b37_sender, NULL), 0);
+    double t0 = harness_now();
+    CHECK(tide_call_later(loop, 2.0, harness_stop_cb, loop) != 0);
+    CHECK_EQ(tide_run_forever(loop), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK(atomic_load(&b37_woken));
+    CHECK(harness_now() - t0 < 1.0);
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }

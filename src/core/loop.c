@@ -27,6 +27,7 @@ static _Thread_local tide_loop *owned_loop;   /* made by get_event_loop */
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static void make_exit_key(void); /* also installs the fork handler */
 
 int tide__remote_open(tide_loop *loop);
 void tide__remote_refuse(tide_loop *loop);
@@ -55,6 +56,7 @@ tide_loop *tide_loop_new(void)
     err = tide__stack_thread_setup();
     if (err < 0)
         goto free_loop;
+    pthread_once(&exit_once, make_exit_key); /* and the fork handler */
     err = tide__poller_open(&loop->poller);
     if (err < 0)
         goto free_loop;
@@ -86,9 +88,22 @@ static void close_at_thread_exit(void *arg)
         tide_loop_close(loop);
 }
 
+/* fork(): the child's copies of the parent's loops share the parent's
+ * epoll instance and eventfd, so running one would steal the parent's
+ * events (HAZARDS B37). The child forgets its thread's default loop, so
+ * tide_get_event_loop() there makes a new one; the copies are left alone
+ * (a child forked inside a running loop must exec or _exit). */
+static void forget_after_fork(void)
+{
+    default_loop = NULL;
+    owned_loop = NULL;
+    pthread_setspecific(exit_key, NULL);
+}
+
 static void make_exit_key(void)
 {
     pthread_key_create(&exit_key, close_at_thread_exit);
+    pthread_atfork(NULL, NULL, forget_after_fork);
 }
 
 tide_loop *tide_get_event_loop(void)
