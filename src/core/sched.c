@@ -75,34 +75,51 @@ static void coro_main(void *arg)
     __builtin_unreachable();
 }
 
-/* Make co, just taken from the ready queue, ready to be switched to: give
- * it a stack if it has not started (false if it ended instead), or put a
- * compact one's frames back on the shared stack (false if that cannot be
- * done now: it is queued again). Not on the shared stack. */
-static bool prepare(tide_loop *loop, struct tide__coro *co)
+/* prepare() for a compact coroutine: put its frames back on the shared
+ * stack (false if that cannot be done now: it is queued again), or give
+ * it the shared stack if it has not started (false if it ended instead). */
+static __attribute__((noinline)) bool prepare_compact(tide_loop *loop,
+                                                      struct tide__coro *co)
 {
-    int err = 0;
-    bool compact = co->pool == TIDE__POOL_COMPACT;
-
-    if (co->state != TIDE__CORO_NEW) {
-        if (!compact || (err = tide__compact_enter(loop, co)) == 0)
-            return true;
+    if (co->state == TIDE__CORO_NEW && co->must_cancel) {
+        abandon(loop, co, -ECANCELED);
+        return false;
+    }
+    int err = tide__compact_enter(loop, co);
+    if (err < 0 && co->state == TIDE__CORO_NEW) {
+        abandon(loop, co, err);
+        return false;
+    }
+    if (err < 0) {
         co->queued = true; /* out of memory for the occupant's frames */
         tide__fifo_push(&loop->ready, &co->node);
         return false;
     }
+    if (co->state == TIDE__CORO_NEW)
+        tide__fiber_make(&co->fiber, co->stack, coro_main, co);
+    return true;
+}
+
+/* Make co, just taken from the ready queue, ready to be switched to (the
+ * caller calls this for new and compact coroutines only): give it a stack
+ * if it has not started (false if it ended instead). Not on the shared
+ * stack. */
+static bool prepare(tide_loop *loop, struct tide__coro *co)
+{
+    int err = 0;
+
+    if (__builtin_expect(co->pool == TIDE__POOL_COMPACT, 0))
+        return prepare_compact(loop, co);
     if (co->must_cancel) {
         abandon(loop, co, -ECANCELED);
         return false;
     }
-    if (compact)
-        err = tide__compact_enter(loop, co);
-    else if ((co->stack = tide__stack_get(&loop->pools[co->pool], &err)))
-        co->stack->owner = co;
-    if (err < 0 || !co->stack) {
-        abandon(loop, co, err < 0 ? err : -ENOMEM);
+    co->stack = tide__stack_get(&loop->pools[co->pool], &err);
+    if (!co->stack) {
+        abandon(loop, co, err);
         return false;
     }
+    co->stack->owner = co;
     tide__fiber_make(&co->fiber, co->stack, coro_main, co);
     return true;
 }

@@ -163,10 +163,13 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
         return NULL;
     }
     int pool = tide__loop_pool(loop, opt ? opt->stack_size : 0);
-    if (pool >= 0 && opt && opt->compact)
-        pool = opt->stack_size ? -EINVAL : TIDE__POOL_COMPACT;
-    else if (pool >= 0 && loop->compact_default && !(opt && opt->stack_size))
-        pool = TIDE__POOL_COMPACT;
+    if (__builtin_expect(loop->compact_default || (opt && opt->compact), 0) &&
+        pool >= 0) {
+        if (opt && opt->compact)
+            pool = opt->stack_size ? -EINVAL : TIDE__POOL_COMPACT;
+        else if (!(opt && opt->stack_size))
+            pool = TIDE__POOL_COMPACT; /* the loop's default */
+    }
     if (pool < 0) {
         errno = -pool;
         return NULL;
