@@ -10,6 +10,7 @@
  * suite also runs with TIDE_COMPACT=1 (every task compact) in CI.
  */
 #include "harness.h"
+#include "overflow.h"
 
 #include "core/alloc.h"
 #include "stack/stack.h"
@@ -35,6 +36,16 @@ static tide_future *spawn(tide_loop *loop, tide_fn fn, void *arg,
 static tide_future *spawn_compact(tide_loop *loop, tide_fn fn, void *arg)
 {
     return spawn(loop, fn, arg, true);
+}
+
+/* Run t to its end: it must succeed with result `want`. Releases t. */
+static void finish_with(tide_loop *loop, tide_future *t, intptr_t want)
+{
+    void *r = (void *)~(uintptr_t)want;
+
+    CHECK_EQ(tide_run_until_complete(loop, t, &r), 0);
+    CHECK_EQ(PINT(r), want);
+    tide_future_release(t);
 }
 
 /* ---- frames survive ----------------------------------------------------- */
@@ -135,14 +146,9 @@ TEST(deep_frames_are_copied_whole)
     struct nester small = {.seed = 7, .depth = 2, .rounds = 6, .how = 0};
     tide_future *deep = spawn_compact(loop, deep_main, NULL);
     tide_future *other = spawn_compact(loop, nester_main, &small);
-    void *r = (void *)1;
 
-    CHECK_EQ(tide_run_until_complete(loop, deep, &r), 0);
-    CHECK_EQ(PINT(r), 0);
-    CHECK_EQ(tide_run_until_complete(loop, other, &r), 0);
-    CHECK_EQ(PINT(r), 0);
-    tide_future_release(deep);
-    tide_future_release(other);
+    finish_with(loop, deep, 0); /* no bad frame */
+    finish_with(loop, other, 0);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
@@ -433,12 +439,8 @@ static void *combine_main(void *arg)
 TEST(combinators_work_in_compact_tasks)
 {
     tide_loop *loop = new_virtual_loop();
-    tide_future *t = spawn_compact(loop, combine_main, loop);
-    void *bad = (void *)1;
 
-    CHECK_EQ(tide_run_until_complete(loop, t, &bad), 0);
-    CHECK_EQ(PINT(bad), 0);
-    tide_future_release(t);
+    finish_with(loop, spawn_compact(loop, combine_main, loop), 0);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
@@ -617,18 +619,11 @@ TEST(eager_starts_and_compact_tasks)
     tide_loop *loop = tide_loop_new();
     tide_set_event_loop(loop);
     CHECK_EQ(tide_loop_set_compact_tasks(loop, false), 0); /* TIDE_COMPACT */
-    void *seen = NULL;
 
-    /* A regular creator starts a compact task eagerly. */
-    tide_future *t = spawn(loop, eager_creator, IPTR(1), false);
-    CHECK_EQ(tide_run_until_complete(loop, t, &seen), 0);
-    CHECK_EQ(PINT(seen), 1);
-    tide_future_release(t);
-    /* A compact creator's eager task is only scheduled. */
-    t = spawn_compact(loop, eager_creator, NULL);
-    CHECK_EQ(tide_run_until_complete(loop, t, &seen), 0);
-    CHECK_EQ(PINT(seen), 0);
-    tide_future_release(t);
+    /* A regular creator starts a compact task eagerly (it saw it run)... */
+    finish_with(loop, spawn(loop, eager_creator, IPTR(1), false), 1);
+    /* ...a compact creator's eager task is only scheduled. */
+    finish_with(loop, spawn_compact(loop, eager_creator, NULL), 0);
     tide_set_event_loop(NULL);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -671,50 +666,12 @@ TEST(out_of_memory_at_every_allocation)
 
 /* ---- overflow ------------------------------------------------------------- */
 
-static long recurse(long depth)
+TEST(overflow_of_the_shared_stack_names_the_task)
 {
-    volatile char pad[1024];
-
-    pad[0] = (char)depth;
-    pad[sizeof pad - 1] = (char)depth;
-    if (depth <= 0)
-        return pad[0];
-    return recurse(depth - 1) + pad[sizeof pad - 1];
-}
-
-static void *overflow(void *arg)
-{
-    (void)arg;
-    recurse(1L << 40);
-    return NULL;
-}
-
-static void overflow_child(void *arg)
-{
-    (void)arg;
-    tide_loop *loop = tide_loop_new();
     tide_task_options o = {0};
     o.name = "compact-victim";
     o.compact = true;
-    tide_future *t = tide_create_task_ex(loop, overflow, NULL, &o);
-    tide_run_until_complete(loop, t, NULL);
-}
-
-TEST(overflow_of_the_shared_stack_names_the_task)
-{
-    if (HARNESS_VALGRIND)
-        SKIP("valgrind reports the overflow itself");
-    char buf[4096];
-    int status = harness_run_child(overflow_child, NULL, buf, sizeof buf);
-    if (HARNESS_ASAN && strstr(buf, "AddressSanitizer") &&
-        !strstr(buf, "compact-victim"))
-        SKIP("ASan handled the overflow itself");
-    if (!WIFSIGNALED(status))
-        harness_fail(__FILE__, __LINE__, "child status %#x, stderr: %s",
-                     status, buf);
-    if (!strstr(buf, "compact-victim"))
-        harness_fail(__FILE__, __LINE__, "stderr lacks the task's name: "
-                     "\"%s\"", buf);
+    check_overflow_death(&o, __FILE__, __LINE__);
     LEAK_GATE();
 }
 

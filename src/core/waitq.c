@@ -18,14 +18,19 @@ static void waiter_cancel(tide_loop *loop, struct tide__wait *wait)
 }
 
 int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
-                     struct tide__qwaiter *w, void *data, const char *what)
+                     const char *what)
 {
+    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
+                                                      sizeof local);
+
+    if (!w)
+        return -ENOMEM;
     w->wait.cancel = waiter_cancel;
     w->wait.what = what;
     w->loop = loop;
     w->co = loop->current;
     w->q = q;
-    w->data = data;
+    w->data = NULL;
     w->result = 0;
     w->woken = false;
     tide__list_push_back(&q->waiters, &w->link);
@@ -37,9 +42,10 @@ int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
         tide__list_remove(&w->link);
         q->count--;
     }
-    if (err < 0)
-        return err;
-    return w->result;
+    if (err == 0)
+        err = w->result;
+    tide__wait_frame_end(w, &local);
+    return err;
 }
 
 struct tide__qwaiter *tide__waitq_wake_one(struct tide__waitq *q, int result)

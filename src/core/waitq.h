@@ -52,11 +52,12 @@ static inline struct tide__qwaiter *tide__waitq_first(struct tide__waitq *q)
 }
 
 /* Wait on q from the current task of `loop` (the caller checked there is
- * one). Returns w->result once woken; -ECANCELED if cancelled (then
- * w->woken tells whether a wake-up came first). `what` names the wait in
- * task dumps ("lock", "queue get"). */
+ * one), with a waiter of its own (tide__wait_frame). Returns the waker's
+ * result once woken; -ECANCELED if cancelled; -ENOMEM (a compact task's
+ * waiter could not be allocated). `what` names the wait in task dumps
+ * ("event", "queue join"). */
 int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
-                     struct tide__qwaiter *w, void *data, const char *what);
+                     const char *what);
 
 /* Wake w (linked in its queue) with `result`. Callable from anywhere on
  * the loop's thread, inside a task or not. */

@@ -108,15 +108,12 @@ int tide_condition_wait(tide_condition *c)
 {
     if (!c || !tide_lock_locked(c->lock))
         return -EINVAL;
-    tide_loop *loop = tide__sync_task_loop();
-    if (!loop)
-        return -EPERM;
-
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
+    tide_loop *loop;
+    int rc;
+    struct tide__qwaiter local, *w = tide__sync_waiter(&loop, &local, &rc);
     if (!w)
-        return -ENOMEM;
-    int rc = wait_in(loop, c, w);
+        return rc;
+    rc = wait_in(loop, c, w);
     tide__wait_frame_end(w, &local);
     return rc;
 }

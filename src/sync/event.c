@@ -61,14 +61,5 @@ int tide_event_wait(tide_event *ev)
     if (ev->is_set)
         return 0;
     tide_loop *loop = tide__sync_task_loop();
-    if (!loop)
-        return -EPERM;
-
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
-    if (!w)
-        return -ENOMEM;
-    int rc = tide__waitq_wait(loop, &ev->waiters, w, NULL, "event");
-    tide__wait_frame_end(w, &local);
-    return rc;
+    return loop ? tide__waitq_wait(loop, &ev->waiters, "event") : -EPERM;
 }

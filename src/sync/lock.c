@@ -45,6 +45,11 @@ static void pass_on(tide_lock *lock)
         lock->locked = false;
 }
 
+static void pass_on_grant(void *lock)
+{
+    pass_on(lock);
+}
+
 int tide_lock_acquire(tide_lock *lock)
 {
     if (!lock)
@@ -53,22 +58,7 @@ int tide_lock_acquire(tide_lock *lock)
         lock->locked = true;
         return 0;
     }
-    tide_loop *loop = tide__sync_task_loop();
-    if (!loop)
-        return -EPERM;
-
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
-    if (!w)
-        return -ENOMEM;
-    int rc = tide__syncq_wait(loop, &lock->q, w, NULL, "lock");
-    if (!tide__syncq_gone(w)) {
-        tide__syncq_leave(w);
-        if (rc < 0 && w->woken && w->result == 0)
-            pass_on(lock); /* granted, then cancelled before it ran */
-    }
-    tide__wait_frame_end(w, &local);
-    return rc;
+    return tide__syncq_acquire(&lock->q, "lock", pass_on_grant, lock);
 }
 
 int tide_lock_release(tide_lock *lock)

@@ -452,16 +452,7 @@ int tide_queue_join(tide_queue *q)
     if (q->unfinished == 0)
         return 0;
     tide_loop *loop = tide__sync_task_loop();
-    if (!loop)
-        return -EPERM;
-
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
-    if (!w)
-        return -ENOMEM;
-    int rc = tide__waitq_wait(loop, &q->joiners, w, NULL, "queue join");
-    tide__wait_frame_end(w, &local);
-    return rc;
+    return loop ? tide__waitq_wait(loop, &q->joiners, "queue join") : -EPERM;
 }
 
 int tide_queue_shutdown(tide_queue *q, bool immediate)

@@ -60,6 +60,11 @@ static void pass_on(tide_semaphore *s)
         s->value++;
 }
 
+static void pass_on_grant(void *s)
+{
+    pass_on(s);
+}
+
 int tide_semaphore_acquire(tide_semaphore *s)
 {
     if (!s)
@@ -68,22 +73,7 @@ int tide_semaphore_acquire(tide_semaphore *s)
         s->value--;
         return 0;
     }
-    tide_loop *loop = tide__sync_task_loop();
-    if (!loop)
-        return -EPERM;
-
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
-    if (!w)
-        return -ENOMEM;
-    int rc = tide__syncq_wait(loop, &s->q, w, NULL, "semaphore");
-    if (!tide__syncq_gone(w)) {
-        tide__syncq_leave(w);
-        if (rc < 0 && w->woken && w->result == 0)
-            pass_on(s); /* granted, then cancelled before it ran */
-    }
-    tide__wait_frame_end(w, &local);
-    return rc;
+    return tide__syncq_acquire(&s->q, "semaphore", pass_on_grant, s);
 }
 
 int tide_semaphore_release(tide_semaphore *s)

@@ -123,6 +123,48 @@ static inline void tide__syncq_leave(struct tide__qwaiter *w)
     tide__list_remove(&w->link);
 }
 
+/* The running task's loop and a waiter for its wait on a primitive:
+ * `local` (the caller's frame), or for a compact task an allocation
+ * (tide__wait_frame; give it back with tide__wait_frame_end). NULL with
+ * *err -EPERM outside a task, -ENOMEM. */
+static inline struct tide__qwaiter *tide__sync_waiter(tide_loop **loop,
+                                                      struct tide__qwaiter *local,
+                                                      int *err)
+{
+    *loop = tide__sync_task_loop();
+    if (!*loop) {
+        *err = -EPERM;
+        return NULL;
+    }
+    struct tide__qwaiter *w = tide__wait_frame(*loop, local, sizeof *local);
+    if (!w)
+        *err = -ENOMEM;
+    return w;
+}
+
+/* Wait on s for a grant (a lock, a permit) from the running task: 0 once
+ * granted; -EPERM outside a task; -ECANCELED, and a grant that came
+ * before the cancellation goes to pass_on(obj); TIDE__GONE if the
+ * primitive was freed; -ENOMEM (a compact task's waiter). */
+static inline int tide__syncq_acquire(struct tide__syncq *s, const char *what,
+                                      void (*pass_on)(void *obj), void *obj)
+{
+    tide_loop *loop;
+    int rc;
+    struct tide__qwaiter local, *w = tide__sync_waiter(&loop, &local, &rc);
+
+    if (!w)
+        return rc;
+    rc = tide__syncq_wait(loop, s, w, NULL, what);
+    if (!tide__syncq_gone(w)) {
+        tide__syncq_leave(w);
+        if (rc < 0 && w->woken && w->result == 0)
+            pass_on(obj); /* granted, then cancelled before it ran */
+    }
+    tide__wait_frame_end(w, &local);
+    return rc;
+}
+
 /* The primitive is being freed: see the file comment. */
 static inline void tide__syncq_close(struct tide__syncq *s)
 {
