@@ -61,9 +61,12 @@ TIDE_API const char *tide_strerror(int err);
 
 /* ---- Event loop -----------------------------------------------------
  * A loop runs ready callbacks and tasks in FIFO order, fires timers in
- * deadline order (ties in the order they were set) and waits for I/O. It
- * reads its clock once per iteration; tide_loop_time and every deadline
- * set during that iteration use that reading. */
+ * deadline order (ties in the order they were set) and waits for I/O.
+ * Time: a delay counts from the moment of the call that sets it (the
+ * clock is read then), as in asyncio, Go and Tokio; the loop reads the
+ * clock once per iteration to decide what has fired. A timer that is due
+ * fires before any task that became ready after it was due: no run of
+ * hand-offs between tasks can starve it. */
 
 /* Make a new loop. Returns NULL and sets errno (ENOMEM, EMFILE) on
  * failure. The caller owns it and ends it with tide_loop_close(). */
@@ -102,22 +105,27 @@ TIDE_API bool tide_loop_is_running(tide_loop *loop);
 
 /* Close the loop: cancel every pending task, run the loop until they have
  * finished, drop pending callbacks and timers, release every resource and
- * free the loop. Futures of the loop stay valid, readable and releasable.
+ * free the loop. The cancel request counts (tide_task_cancelling) and is
+ * made again on every iteration, once the last was delivered, until the
+ * task has finished: no task outlives close by catching one cancellation,
+ * and a cleanup that waits is interrupted again (it still runs to its
+ * end). Gathers and shields still waiting on plain futures are let go.
+ * Futures of the loop stay valid, readable and releasable.
  * If it was this thread's default loop, the default is cleared.
  * Returns 0; -EBUSY if the loop is running (nothing changes). */
 TIDE_API int tide_loop_close(tide_loop *loop);
 
-/* The loop's time: monotonic seconds, as read at the start of the current
- * iteration (or virtual seconds, see tide_loop_set_virtual_clock). */
+/* The loop's time: the monotonic clock now, in seconds (asyncio's
+ * loop.time()), or virtual seconds (see tide_loop_set_virtual_clock). So
+ * call_at(tide_loop_time(l) + d) and call_later(d) set the same deadline. */
 TIDE_API double tide_loop_time(tide_loop *loop);
 
-/* Read the clock again now (libuv's uv_update_time). Delays count from
- * the loop's time, so a step that has run long (a callback or a task's
- * stretch of computation) and then sleeps or sets a timer should call
- * this first, or the delay counts from the start of the iteration and
- * ends early by the time already spent (HAZARDS B18). Debug mode reports
- * such steps. No effect on the virtual clock. Returns 0; -EINVAL if the
- * loop is closed (or NULL and there is no default loop). */
+/* Advance the reading the loop decides firing with to the clock now
+ * (libuv's uv_update_time): timers that came due during a long step fire
+ * on the next iteration either way, so this is rarely needed; delays do
+ * not depend on it (they count from their call). No effect on the
+ * virtual clock. Returns 0; -EINVAL if the loop is closed (or NULL and
+ * there is no default loop). */
 TIDE_API int tide_loop_update_time(tide_loop *loop);
 
 /* asyncio.run: run main(arg) as a task on a new loop that is the thread's
@@ -217,9 +225,27 @@ TIDE_API int tide_future_set_result(tide_future *f, void *value);
  * -ESHUTDOWN if f's loop is closed. */
 TIDE_API int tide_future_set_error(tide_future *f, int err);
 
-/* Request cancellation. A plain future or gather is done (cancelled) at
- * once; a task is asked to stop (see tide_create_task). Returns true if f
- * was pending and the request was made, false if f was done or NULL. */
+/* Request cancellation. A plain future is done (cancelled) at once; a
+ * gather cancels its children; a task is asked to stop. Returns true if f
+ * was pending and the request was made, false if f was done or NULL.
+ *
+ * The rule for tasks: an accepted request is never lost.
+ * - It counts (tide_task_cancelling) and is delivered once, as -ECANCELED
+ *   from a suspension point: the call the task is suspended in, or its
+ *   next one if it is running (a request made while the task is queued
+ *   to resume is delivered there; a lock or item granted meanwhile is
+ *   passed on, in order).
+ * - A task that awaits a future hands the request on to it (cancels it)
+ *   and returns when it is done, with its outcome. If that outcome is not
+ *   a cancellation (the awaited task swallowed the request, a gather
+ *   failed with a child's error), the call returns it, so nothing is
+ *   lost, and the request stays pending, to be delivered at the task's
+ *   next suspension.
+ * - A task whose body returns while a request is pending ends cancelled
+ *   (its value is dropped). One that got the request and then returned
+ *   normally is not cancelled.
+ * - tide_task_uncancel down to 0 withdraws a pending request; timeout
+ *   scopes withdraw and convert only their own. */
 TIDE_API bool tide_future_cancel(tide_future *f);
 
 TIDE_API bool tide_future_done(const tide_future *f);      /* false if NULL */
@@ -252,12 +278,13 @@ TIDE_API tide_loop *tide_future_get_loop(const tide_future *f);
  * loop holds a reference to every pending task, so a released task still
  * runs to its end.
  *
- * Cancellation is a request. A task that has not started ends cancelled
- * without running. A suspended task sees the call it is suspended in
- * return -ECANCELED (a request is delivered once); if it is awaiting a
- * future, that future is cancelled too and the await returns when it is
- * done, with its outcome. A body may clean up and return normally, in
- * which case the task is not cancelled. */
+ * Cancellation is a request (see tide_future_cancel for the whole rule).
+ * A task that has not started ends cancelled without running. A
+ * suspended task sees the call it is suspended in return -ECANCELED (a
+ * request is delivered once); if it is awaiting a future, that future is
+ * cancelled too and the await returns when it is done, with its outcome.
+ * A body may clean up and return normally, in which case the task is not
+ * cancelled. */
 
 /* Create a task running fn(arg) on `loop`. Returns a new reference; NULL
  * and errno (EINVAL if fn is NULL, ENOMEM). */
@@ -317,9 +344,11 @@ TIDE_API size_t tide_all_tasks(tide_loop *loop, tide_future **out,
                                size_t cap);
 
 /* Wait until f is done. Returns 0 and f's result in *result (if not NULL),
- * or f's error; -ECANCELED if the calling task was cancelled (f is then
- * cancelled too, and the call returns once f is done). Errors: -EINVAL (f
- * NULL, on another loop, or the caller itself); -EPERM outside a task
+ * or f's error. If the calling task is cancelled meanwhile, f is
+ * cancelled too and the call returns once f is done: -ECANCELED if f
+ * ended cancelled, else f's outcome, and the request stays pending for
+ * the caller's next suspension (see tide_future_cancel). Errors: -EINVAL
+ * (f NULL, on another loop, or the caller itself); -EPERM outside a task
  * unless f is already done. Suspends; borrows f. */
 TIDE_API int tide_await(tide_future *f, void **result);
 
@@ -345,7 +374,8 @@ TIDE_API void *tide_fail(int err);
  * is NULL. Cancelling the gather cancels its children. n == 0 gives a
  * future on tide_get_event_loop() done on its next step. Retains the
  * children. NULL and errno: EINVAL (fs NULL with n > 0, a NULL child,
- * children on different loops, unknown flags), ENOMEM. */
+ * children on different loops, unknown flags, the calling task among
+ * them: it would wait for itself), ENOMEM. */
 TIDE_API tide_future *tide_gather(tide_future *const *fs, size_t n,
                                   unsigned flags);
 
@@ -356,9 +386,12 @@ TIDE_API tide_as_completed *tide_as_completed_new(tide_future *const *fs,
                                                   size_t n);
 
 /* The next future to complete: returns 1 with *next set (borrowed, valid
- * until the iterator is freed), 0 once all were handed out; -ECANCELED if
- * the calling task was cancelled (the futures are not); -EINVAL if it or
- * next is NULL; -EPERM outside a task when none is done yet. Suspends. */
+ * until the iterator is freed), 0 once all were handed out (a future given
+ * more than once is handed out once, as asyncio's set does); -ECANCELED
+ * if the calling task was cancelled (the futures are not); -EINVAL if it
+ * or next is NULL, or if it would wait while the calling task is one of
+ * the futures (it would wait for itself); -EPERM outside a task when none
+ * is done yet. Suspends. */
 TIDE_API int tide_as_completed_next(tide_as_completed *it, tide_future **next);
 
 /* Free the iterator and release its futures. A task suspended in
@@ -380,9 +413,9 @@ TIDE_API void tide_as_completed_free(tide_as_completed *it);
  * pointers in fs order, and their counts. Returns 0 (also on timeout:
  * look at *npending); -ECANCELED if the calling task was cancelled (the
  * futures are not); -EINVAL (fs NULL or n == 0, as asyncio rejects an
- * empty set; a NULL or foreign
- * future, a bad return_when, NaN timeout); -EPERM outside a task unless
- * the condition already holds; -ENOMEM. Suspends. */
+ * empty set; a NULL or foreign future, the calling task itself, a bad
+ * return_when, NaN timeout); -EPERM outside a task unless the condition
+ * already holds; -ENOMEM. Suspends. */
 TIDE_API int tide_wait(tide_future *const *fs, size_t n, int return_when,
                        double timeout, tide_future **done, size_t *ndone,
                        tide_future **pending, size_t *npending);
@@ -390,17 +423,20 @@ TIDE_API int tide_wait(tide_future *const *fs, size_t n, int return_when,
 /* Await f for at most `timeout` seconds (INFINITY: no limit). On timeout
  * f is cancelled, the call waits until f has really finished, and returns
  * -ETIMEDOUT, unless f completed anyway, in which case its result wins. A
- * cancellation of the caller is never turned into anything else: it
- * returns -ECANCELED. Otherwise as tide_await. Suspends; borrows f. */
+ * cancellation of the caller is never turned into a timeout: it returns
+ * -ECANCELED, or f's outcome if f swallowed the request, which then stays
+ * pending (as tide_await). Otherwise as tide_await. Suspends; borrows f. */
 TIDE_API int tide_wait_for(tide_future *f, double timeout, void **result);
 
 typedef struct tide_timeout tide_timeout; /* opaque: a deadline scope */
 
 /* Open a timeout scope in the calling task: if the scope is still open
- * `delay` seconds from now (INFINITY: never, until rescheduled), the task
- * is cancelled, so the call it is suspended in returns -ECANCELED.
- * Close it with tide_timeout_end. Scopes nest. NULL and errno: EPERM
- * outside a task, EINVAL for NaN, ENOMEM. */
+ * `delay` seconds from now (INFINITY: never, until rescheduled; <= 0: on
+ * the next iteration), the task is cancelled, so the call it is suspended
+ * in returns -ECANCELED. Close it with tide_timeout_end; a body that
+ * returns with scopes open has them closed for it (debug mode reports
+ * it). Scopes nest. NULL and errno: EPERM outside a task, EINVAL for NaN,
+ * ENOMEM. */
 TIDE_API tide_timeout *tide_timeout_begin(double delay);
 /* The same with an absolute deadline on the loop's clock. */
 TIDE_API tide_timeout *tide_timeout_begin_at(double when);
@@ -425,8 +461,8 @@ TIDE_API bool tide_timeout_expired(const tide_timeout *t);
 
 /* asyncio.shield: a new future with f's outcome. Cancelling it (or
  * cancelling a task awaiting it) does not cancel f. If f is already done
- * returns f itself. Returns a new reference; NULL and errno (EINVAL,
- * ENOMEM). */
+ * returns f itself. Returns a new reference; NULL and errno (EINVAL: f
+ * NULL or the calling task itself; ENOMEM). */
 TIDE_API tide_future *tide_shield(tide_future *f);
 
 /* ---- Task groups -------------------------------------------------------

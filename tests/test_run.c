@@ -123,7 +123,7 @@ static void *leftover(void *arg)
     left.started++;
     int rc = tide_sleep(1e9);
     if (rc == -ECANCELED) {
-        left.cleanup_rc = tide_sleep(0.001); /* cleanup that suspends */
+        left.cleanup_rc = tide_sleep(1e9); /* cleanup that suspends */
         left.cleaned++;
     }
     return rc < 0 ? tide_fail(rc) : NULL;
@@ -159,7 +159,7 @@ TEST(cancels_leftovers_and_lets_them_finish)
     CHECK_EQ(PINT(r), 9);
     CHECK_EQ(left.started, 3);
     CHECK_EQ(left.cleaned, 3);
-    CHECK_EQ(left.cleanup_rc, 0);
+    CHECK_EQ(left.cleanup_rc, -ECANCELED); /* close asked again */
     CHECK_EQ(left.late_ran, 0);
     LEAK_GATE();
 }
@@ -270,7 +270,7 @@ TEST(fails_cleanly_without_memory)
 /* ---- HAZARDS B45: shutdown with live work ------------------------------ */
 
 static struct {
-    int cleaned;      /* kind 0: cleanup that awaits 10 ms more */
+    int cleaned;      /* kind 0: cleanup that tries to sleep 10 ms more */
     int cancelled;    /* kind 1: plain cancellation */
     int failed;       /* kind 2: fails inside its cancel handler */
     int timer_ran;
@@ -285,7 +285,9 @@ static void *b45_worker(void *arg)
         return tide_fail(-EPROTO);
     switch (kind) {
     case 0:
-        if (tide_sleep(0.01) == 0)
+        /* Close repeats its request until the task is done: the wait is
+         * cut short, the cleanup still runs to its end. */
+        if (tide_sleep(0.01) == -ECANCELED)
             b45.cleaned++;
         return tide_fail(rc);
     case 1:
@@ -333,7 +335,8 @@ static void b45_child(void *arg)
 }
 
 /* tide_run returns main's result while 100 tasks are still asleep: each is
- * cancelled and finishes (50 with a cleanup that sleeps 10 ms more, one
+ * cancelled and finishes (50 with a cleanup that tries to sleep 10 ms more
+ * and is cancelled again, one
  * failing with another error inside its cancel handler), the pending
  * timer is dropped, and the error nobody read is reported by name. */
 TEST(b45_run_returns_with_live_work_and_reports_errors)

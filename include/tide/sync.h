@@ -166,10 +166,11 @@ TIDE_API tide_semaphore *tide_bounded_semaphore_new(unsigned value);
 /* Free the semaphore; waiters are woken with -EBADF. NULL is ignored. */
 TIDE_API void tide_semaphore_free(tide_semaphore *sem);
 
-/* Take a permit, waiting in FIFO order while there is none. Returns 0;
- * -ECANCELED (no permit taken); -EPERM outside a task when the value is
- * 0; -EINVAL if sem is NULL; -EBADF if freed meanwhile. Suspends if the
- * value is 0. */
+/* Take a permit, waiting in FIFO order while there is none, or while a
+ * woken waiter has not run yet (asyncio 3.13: it goes first, even before
+ * a task that releases and re-acquires). Returns 0; -ECANCELED (no permit
+ * taken); -EPERM outside a task when it would wait; -EINVAL if sem is
+ * NULL; -EBADF if freed meanwhile. Suspends if locked. */
 TIDE_API int tide_semaphore_acquire(tide_semaphore *sem);
 
 /* Give a permit back: to the first waiter if there is one, else the
@@ -178,7 +179,8 @@ TIDE_API int tide_semaphore_acquire(tide_semaphore *sem);
  * (nothing changes); -EINVAL if sem is NULL. Never suspends. */
 TIDE_API int tide_semaphore_release(tide_semaphore *sem);
 
-/* True if an acquire would have to wait (the value is 0); false if NULL. */
+/* True if an acquire would have to wait (the value is 0, or a woken
+ * waiter has yet to run); false if NULL. */
 TIDE_API bool tide_semaphore_locked(const tide_semaphore *sem);
 
 /* The number of permits available now (0 if NULL). */

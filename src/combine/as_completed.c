@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 struct ac_wait {
     struct tide__wait wait;
@@ -26,6 +27,8 @@ struct tide_as_completed {
     tide_future **fs;           /* retained */
     size_t *order;              /* indexes in completion order */
     struct ac_wait *waiter;     /* the task in next(), if any */
+    struct tide__coro *checked; /* the last caller of next() that ... */
+    bool holds_checked;         /* ... is (true) or is not among fs */
     struct ac_wait slot;        /* its wait (not on its stack: a compact
                                  * task's frames move while it waits) */
     struct tide__inline links[];
@@ -45,6 +48,39 @@ static void on_done(struct tide__inline *in, tide_future *f)
     it->order[it->ndone++] = in->node.aux;
     if (it->waiter)
         tide__wake(it->loop, it->waiter->co, 0);
+}
+
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)**(tide_future *const *const *)a;
+    uintptr_t y = (uintptr_t)**(tide_future *const *const *)b;
+
+    if (x != y)
+        return x < y ? -1 : 1;
+    /* The same future: the earlier position first. */
+    return *(tide_future *const *const *)a < *(tide_future *const *const *)b
+               ? -1 : 1;
+}
+
+/* dup[j] = fs[j] appeared before j. O(n log n): a sorted array of
+ * pointers into fs (their own order breaks ties). */
+static void mark_duplicates(tide_future *const *fs, size_t n, bool *dup)
+{
+    tide_future *const **p = tide__malloc(n * sizeof *p);
+
+    if (!p) { /* quadratic, but no memory needed */
+        for (size_t j = 1; j < n; j++)
+            for (size_t i = 0; i < j && !dup[j]; i++)
+                dup[j] = fs[i] == fs[j];
+        return;
+    }
+    for (size_t j = 0; j < n; j++)
+        p[j] = &fs[j];
+    qsort(p, n, sizeof *p, by_address);
+    for (size_t k = 1; k < n; k++)
+        if (*p[k] == *p[k - 1])
+            dup[p[k] - fs] = true;
+    tide__free(p);
 }
 
 tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
@@ -77,19 +113,37 @@ tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
         return NULL;
     }
     it->loop = loop;
-    it->n = n;
     it->ndone = it->handed = 0;
     it->waiter = NULL;
-    for (size_t i = 0; i < n; i++) {
-        it->fs[i] = tide_future_retain(fs[i]);
+    it->checked = NULL;
+    it->holds_checked = false;
+    /* A future given twice is handed out once, as asyncio (which iterates
+     * a set) does: keep the first of each. */
+    size_t m = 0;
+    bool *dup = n > 1 ? tide__calloc(n, sizeof *dup) : NULL;
+    if (n > 1 && !dup) {
+        tide__free(it->fs);
+        tide__free(it->order);
+        tide__free(it);
+        return NULL;
+    }
+    if (dup)
+        mark_duplicates(fs, n, dup);
+    for (size_t j = 0; j < n; j++) {
+        if (dup && dup[j])
+            continue;
+        size_t i = m++;
+        it->fs[i] = tide_future_retain(fs[j]);
         it->links[i].node.kind = TIDE__NODE_INLINE;
         it->links[i].node.aux = (uint32_t)i;
         it->links[i].fn = on_done;
-        if (fs[i]->done)
+        if (fs[j]->done)
             it->order[it->ndone++] = i;
         else
-            tide__future_add_node(fs[i], &it->links[i].node);
+            tide__future_add_node(fs[j], &it->links[i].node);
     }
+    tide__free(dup);
+    it->n = m;
     return it;
 }
 
@@ -116,6 +170,16 @@ int tide_as_completed_next(tide_as_completed *it, tide_future **next)
             return loop && loop->current ? -EINVAL : -EPERM;
         if (it->waiter)
             return -EBUSY;
+        if (it->checked != loop->current) {
+            /* Waiting for itself would never end. */
+            tide_future *self = tide__task_of_coro(loop->current);
+            it->checked = loop->current;
+            it->holds_checked = false;
+            for (size_t i = 0; i < it->n; i++)
+                it->holds_checked |= it->fs[i] == self;
+        }
+        if (it->holds_checked)
+            return -EINVAL;
         it->slot = (struct ac_wait){.wait = {.cancel = ac_cancel,
                                              .what = "as_completed"},
                                     .co = loop->current};

@@ -19,6 +19,7 @@ struct gather {
     size_t n, pending;
     unsigned flags;
     bool cancel_requested;
+    struct tide__linger linger;   /* on the loop's list while self-held */
     struct tide__call empty_done; /* n == 0: completes on the next step */
     tide_future **children;
     void **results;
@@ -43,12 +44,26 @@ static void child_done(struct tide__inline *in, tide_future *child)
         tide__future_complete(&g->fut, child->err, NULL);
     if (--g->pending > 0)
         return;
+    tide__list_remove(&g->linger.link);
     if (!g->fut.done) {
         if (g->cancel_requested)
             tide__future_complete(&g->fut, -ECANCELED, NULL);
         else
             tide__future_complete(&g->fut, 0, g->results);
     }
+    tide_future_release(&g->fut); /* the self-reference */
+}
+
+/* The loop closes with children still pending (plain futures nobody can
+ * complete now): unlink from them and drop the self-reference. */
+static void gather_drop(struct tide__linger *l)
+{
+    struct gather *g = tide__container_of(l, struct gather, linger);
+
+    for (size_t i = 0; i < g->n; i++)
+        if (!g->children[i]->done)
+            tide__future_remove_node(g->children[i], &g->links[i].node);
+    g->pending = 0;
     tide_future_release(&g->fut); /* the self-reference */
 }
 
@@ -75,8 +90,11 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
             errno = EINVAL;
         return NULL;
     }
+    /* Made in a task, a gather of that task could only be awaited by
+     * someone else; the calling task would wait for itself: refused. */
+    tide_future *self = tide_current_task();
     for (size_t i = 0; i < n; i++) {
-        if (!fs[i] || fs[i]->loop != loop) {
+        if (!fs[i] || fs[i]->loop != loop || fs[i] == self) {
             errno = EINVAL;
             return NULL;
         }
@@ -111,6 +129,8 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
     /* One pass: children already done count at once, in order. The
      * pending count starts at n so no child can finish the gather early. */
     g->pending = n;
+    g->linger.drop = gather_drop;
+    tide__list_push_back(&loop->lingering, &g->linger.link);
     for (size_t i = 0; i < n; i++) {
         g->children[i] = tide_future_retain(fs[i]);
         g->links[i].node.kind = TIDE__NODE_INLINE;

@@ -11,6 +11,7 @@
 
 struct shield {
     struct tide__inline in;
+    struct tide__linger linger;  /* on the loop's list until then */
     tide_future *inner, *outer;  /* both retained until inner is done */
 };
 
@@ -19,6 +20,7 @@ static void on_inner_done(struct tide__inline *in, tide_future *f)
     struct shield *s = tide__container_of(in, struct shield, in);
 
     f->retrieved = true;
+    tide__list_remove(&s->linger.link);
     if (!s->outer->done && !s->outer->loop->closed)
         tide__future_complete(s->outer, f->err, f->result);
     tide_future_release(s->outer);
@@ -26,9 +28,21 @@ static void on_inner_done(struct tide__inline *in, tide_future *f)
     tide__free(s);
 }
 
+/* The loop closes with f pending (a plain future nobody can complete
+ * now): unlink and let both go. */
+static void shield_drop(struct tide__linger *l)
+{
+    struct shield *s = tide__container_of(l, struct shield, linger);
+
+    tide__future_remove_node(s->inner, &s->in.node);
+    tide_future_release(s->outer);
+    tide_future_release(s->inner);
+    tide__free(s);
+}
+
 tide_future *tide_shield(tide_future *f)
 {
-    if (!f) {
+    if (!f || f == tide_current_task()) { /* a task shielding itself */
         errno = EINVAL;
         return NULL;
     }
@@ -46,6 +60,8 @@ tide_future *tide_shield(tide_future *f)
     s->in.fn = on_inner_done;
     s->inner = tide_future_retain(f);
     s->outer = tide_future_retain(outer);
+    s->linger.drop = shield_drop;
+    tide__list_push_back(&f->loop->lingering, &s->linger.link);
     tide__future_add_node(f, &s->in.node);
     return outer;
 }

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 
 enum { T_OPEN, T_EXPIRING, T_EXPIRED };
 
@@ -56,6 +57,31 @@ static int64_t ns_of(double when)
     return ns >= 9.2e18 ? INT64_MAX : ns <= 0 ? 0 : (int64_t)(ns + 0.5);
 }
 
+/* The body returned with scopes still open: close them (innermost
+ * first), as if each ended with 0, and say so in debug mode. */
+static void drop_scopes(tide_future *task)
+{
+    struct tide__task_info *info = tide__task_info_make(task);
+    tide_timeout *t;
+
+    while ((t = info->scope)) {
+        info->scope = t->outer;
+        if (t->loop->debug) {
+            char who[256], msg[400];
+            tide__task_describe(task, who, sizeof who);
+            snprintf(msg, sizeof msg, "%s returned with a timeout scope "
+                     "still open (tide_timeout_end was not called)", who);
+            tide__loop_report(t->loop, msg);
+        }
+        if (t->timer)
+            tide_handle_cancel(t->loop, t->timer);
+        if (t->state == T_EXPIRING)
+            tide_task_uncancel(task);
+        tide_future_release(t->task);
+        tide__free(t);
+    }
+}
+
 static tide_timeout *begin(int64_t deadline)
 {
     tide_loop *loop = tide__running;
@@ -86,6 +112,7 @@ static tide_timeout *begin(int64_t deadline)
     tide_future_retain(t->task);
     t->outer = info->scope;
     info->scope = t;
+    info->drop_scopes = drop_scopes;
     return t;
 }
 

@@ -99,10 +99,11 @@ int tide_wait(tide_future *const *fs, size_t n, int return_when,
         return_when > TIDE_ALL_COMPLETED)
         return -EINVAL;
     tide_loop *loop = fs[0] ? fs[0]->loop : NULL;
+    tide_future *self = tide_current_task();
     size_t nd = 0, nf = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!fs[i] || fs[i]->loop != loop)
-            return -EINVAL;
+        if (!fs[i] || fs[i]->loop != loop || fs[i] == self)
+            return -EINVAL; /* waiting for itself would never end */
         nd += fs[i]->done;
         nf += failed(fs[i]);
     }

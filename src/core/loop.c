@@ -65,6 +65,7 @@ tide_loop *tide_loop_new(void)
         goto close_poller;
     loop->default_stack = DEFAULT_STACK;
     tide__list_init(&loop->compact_saved);
+    tide__list_init(&loop->lingering);
     const char *env = getenv("TIDE_COMPACT");
     loop->compact_default = env && env[0] == '1';
     loop->now = tide__clock_ns();
@@ -194,7 +195,7 @@ int tide_loop_update_time(tide_loop *loop)
 double tide_loop_time(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);
-    return loop ? (double)loop->now / 1e9 : 0.0;
+    return loop ? (double)tide__loop_now(loop) / 1e9 : 0.0;
 }
 
 int tide_loop_set_stack_size(tide_loop *loop, size_t bytes)
@@ -268,19 +269,24 @@ int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *st)
 
 /* ---- closing ------------------------------------------------------------ */
 
-static bool no_coros(void *arg)
+static bool second_round(void *arg)
 {
-    return ((tide_loop *)arg)->ncoros == 0;
+    bool *first = arg;
+    bool done = !*first;
+
+    *first = false;
+    return done;
 }
 
-/* Cancel a coroutine once, as the loop closes. */
+/* Closing asks every unfinished coroutine to stop, on every round until it
+ * has: a request counted like any other (tide_task_cancelling), made again
+ * once the last one was delivered, so no task outlives close by catching
+ * one cancellation. One not yet delivered is not repeated. */
 static void close_cancel(tide_loop *loop, struct tide__coro *co, void *arg)
 {
     (void)arg;
-    if (co->close_cancelled)
-        return;
-    co->close_cancelled = true;
-    tide__coro_cancel(loop, co);
+    if (!co->must_cancel)
+        loop->coro_ops->cancel(loop, co);
 }
 
 int tide_loop_close(tide_loop *loop)
@@ -294,18 +300,28 @@ int tide_loop_close(tide_loop *loop)
     tide__remote_refuse(loop);
     if (loop->debug)
         tide__debug_close(loop);
-    /* Cancel, and run until every task has finished its cleanup; tasks
-     * created meanwhile are cancelled on the next round. */
+    /* Cancel, run one iteration, and again, until every task has
+     * finished; tasks created meanwhile are cancelled on the next round
+     * (task creation cancels them at once while the loop closes). */
     while (loop->ncoros) {
         tide__loop_each_coro(loop, close_cancel, NULL);
+        bool first = true;
         loop->stopping = false;
-        tide__loop_run(loop, no_coros, loop, NULL);
+        tide__loop_run(loop, second_round, &first, NULL);
     }
     /* What is still scheduled is dropped, as asyncio's close() does. */
     struct tide__node *node;
     while ((node = tide__fifo_pop(&loop->ready))) {
         struct tide__call *c = tide__container_of(node, struct tide__call, node);
         c->run(loop, c, true);
+    }
+    /* Gathers and shields still waiting on plain futures that can no
+     * longer complete: let them go (see struct tide__linger). */
+    while (!tide__list_empty(&loop->lingering)) {
+        struct tide__linger *l = tide__container_of(loop->lingering.next,
+                                                    struct tide__linger, link);
+        tide__list_remove(&l->link);
+        l->drop(l);
     }
     if (loop->debug)
         tide__debug_forget(loop); /* leaves the signal registry */

@@ -71,6 +71,9 @@ struct tide__coro_ops {
     void (*finish)(tide_loop *loop, struct tide__coro *co, int err);
     /* Name it for debug reports and dumps ("task 'x' (created at f:l)"). */
     void (*describe)(struct tide__coro *co, char *buf, size_t n);
+    /* A counted cancel request (tide_future_cancel on its task), as
+     * tide_loop_close makes on every round. */
+    void (*cancel)(tide_loop *loop, struct tide__coro *co);
 };
 
 /* co->pool of a compact coroutine (see compact.c): it runs on the loop's
@@ -95,8 +98,18 @@ struct tide__coro {
     uint8_t pool;                /* index into loop->pools, or COMPACT */
     bool queued;                 /* in the ready queue now */
     bool must_cancel;            /* a cancel request not yet delivered */
-    bool close_cancelled;        /* tide_loop_close already asked it */
     bool in_cancel;              /* its wait's cancel hook is running */
+};
+
+/* A record that holds references to itself (or to futures) until a future
+ * of the loop completes: a gather's self-reference, a shield's link. A
+ * plain future may never complete, so tide_loop_close, once every task
+ * has finished, calls drop() on each still listed: it unlinks the record
+ * from the futures it waits on and lets go of what it holds. The record
+ * takes itself off the list when it no longer needs it. */
+struct tide__linger {
+    struct tide__list link;      /* loop->lingering */
+    void (*drop)(struct tide__linger *l);
 };
 
 /* ---- handles (call_soon / call_later / call_at) ------------------------ */
@@ -152,6 +165,7 @@ struct tide_loop {
     bool compact_default;                /* tide_loop_set_compact_tasks */
 
     struct tide__poller poller;
+    struct tide__list lingering; /* struct tide__linger */
 
     struct tide__handle **handle_chunks;
     uint32_t nchunks;
@@ -237,6 +251,18 @@ void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co);
 void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying);
 void tide__reap(tide_loop *loop);
 
+/* Whether the batch may grow by one more hand-off (its own entries are
+ * used up): not past a stop (it zeroes extend), nor past the end of the
+ * run, nor past a timer that is due (it must fire before anything that
+ * became ready after it was due). */
+static inline bool tide__may_extend(const tide_loop *loop)
+{
+    const struct tide__timer *t = tide__heap_min(&loop->timers);
+
+    return loop->extend != 0 && !(loop->run_done && *loop->run_done) &&
+           !(t && t->deadline <= loop->now);
+}
+
 /* The common case of leaving `self` (see tide__switch_away in sched.c):
  * the next ready entry is a started coroutine within the batch or its
  * extension, and no debug mode or eager start is in the way. Switches to
@@ -250,8 +276,7 @@ static inline bool tide__handoff(tide_loop *loop, struct tide__coro *self,
     if (__builtin_expect(loop->debug || self == loop->eager_co, 0) || !n ||
         n->kind != TIDE__NODE_CORO)
         return false;
-    if (loop->ntodo == 0 &&
-        (loop->extend == 0 || (loop->run_done && *loop->run_done)))
+    if (loop->ntodo == 0 && !tide__may_extend(loop))
         return false;
     struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
     if (co->state == TIDE__CORO_NEW ||
@@ -271,9 +296,10 @@ static inline bool tide__handoff(tide_loop *loop, struct tide__coro *self,
 }
 
 /* Suspend the current coroutine until tide__wake. `w` (may be NULL for a
- * plain yield) receives cancellation requests meanwhile. Returns the
- * wake's err, or -ECANCELED if a request arrived while it was queued.
- * Inline: it is half of every hand-off. */
+ * plain yield) receives cancellation requests meanwhile; one pending at
+ * the call goes to it first. Returns the wake's err, or -ECANCELED if a
+ * request arrived while it was queued. Inline: it is half of every
+ * hand-off. */
 static inline int tide__suspend(tide_loop *loop, struct tide__wait *w)
 {
     struct tide__coro *self = loop->current;
@@ -292,6 +318,9 @@ static inline int tide__suspend(tide_loop *loop, struct tide__wait *w)
         tide__reap(loop);
     int err = self->wake_err;
     if (__builtin_expect(self->must_cancel, 0)) {
+        /* Requested while queued to resume: delivered here. A wait that
+         * was satisfied meanwhile gives back what it was granted (a
+         * lock, an item: HAZARDS B19). */
         self->must_cancel = false;
         err = -ECANCELED;
     }
@@ -380,7 +409,12 @@ void tide__alarm_disarm(tide_loop *loop, struct tide__alarm *a);
 /* Sleep the current coroutine until loop time `deadline` (ns). */
 int tide__sleep_until(tide_loop *loop, int64_t deadline);
 
-/* The deadline `seconds` from now, saturated; -EINVAL for NaN. */
+/* The loop's clock now: a fresh reading (never behind loop->now, the
+ * iteration's), or the virtual time. */
+int64_t tide__loop_now(const tide_loop *loop);
+
+/* The deadline `seconds` from the moment of the call (<= 0: loop->now,
+ * due at once), saturated; -EINVAL for NaN. */
 int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline);
 
 /* Run iterations until done(arg) is true (NULL: until stopped). Returns 0,

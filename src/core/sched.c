@@ -170,9 +170,7 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
     while ((n = loop->ready.head) && n->kind == TIDE__NODE_CORO) {
         struct tide__coro *co = tide__container_of(n, struct tide__coro, node);
         if (loop->ntodo == 0) {
-            /* Not past a stop (it zeroes extend), nor past the moment the
-             * run is over. */
-            if (loop->extend == 0 || (loop->run_done && *loop->run_done))
+            if (!tide__may_extend(loop))
                 break;
             loop->extend--;
         } else {
@@ -250,10 +248,7 @@ void tide__coro_start(tide_loop *loop, struct tide__coro *co,
     co->wait = NULL;
     co->wake_err = 0;
     co->state = TIDE__CORO_NEW;
-    /* A task created while the loop closes starts cancelled: closing must
-     * end, and it can only end if no new work outlives it. */
-    co->must_cancel = loop->closing;
-    co->close_cancelled = loop->closing;
+    co->must_cancel = false;
     co->in_cancel = false;
     co->queued = false;
     loop->ncoros++;
@@ -376,19 +371,31 @@ int tide__sleep_until(tide_loop *loop, int64_t deadline)
     return err;
 }
 
+int64_t tide__loop_now(const tide_loop *loop)
+{
+    if (loop->virtual_clock)
+        return loop->now;
+    int64_t now = tide__clock_ns();
+    return now > loop->now ? now : loop->now;
+}
+
 int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline)
 {
     if (isnan(seconds))
         return -EINVAL;
     if (seconds <= 0) {
+        /* Due already: on the next iteration, before anything that
+         * becomes ready after this call (see tide__handoff). */
         *deadline = loop->now;
         return 0;
     }
+    /* From the moment of the call, not the iteration's start. */
+    int64_t now = tide__loop_now(loop);
     double ns = seconds * 1e9;
-    if (ns >= (double)(INT64_MAX - loop->now))
+    if (ns >= (double)(INT64_MAX - now))
         *deadline = INT64_MAX;
     else
-        *deadline = loop->now + (int64_t)(ns + 0.5);
+        *deadline = now + (int64_t)(ns + 0.5);
     return 0;
 }
 

@@ -58,7 +58,7 @@ int tide_lock_acquire(tide_lock *lock)
         lock->locked = true;
         return 0;
     }
-    return tide__syncq_acquire(&lock->q, "lock", pass_on_grant, lock);
+    return tide__syncq_acquire(&lock->q, "lock", pass_on_grant, NULL, lock);
 }
 
 int tide_lock_release(tide_lock *lock)

@@ -1,12 +1,13 @@
 /* Semaphore and BoundedSemaphore: asyncio's, with a direct hand-off.
  *
- * Invariant: value > 0 only when nobody waits. release() with waiters
- * grants the permit to the first waiter without raising the value (as
- * asyncio 3.13's _wake_up_next lowers it at the wake-up), so a newcomer
- * never takes a permit promised to a waiter and the bound check of a
- * bounded semaphore (value >= bound) is asyncio's. A waiter cancelled
- * after the grant, before it ran, releases the permit again (HAZARDS
- * B19, B21).
+ * release() with waiters grants the permit to the first waiter without
+ * raising the value (as asyncio 3.13's _wake_up_next lowers it at the
+ * wake-up), so the bound check of a bounded semaphore (value >= bound) is
+ * asyncio's. FIFO as in 3.13: while a woken waiter has not run yet
+ * (granted > 0), a newcomer waits even if a permit is free (a task that
+ * releases and re-acquires included); each waiter leaving acquire hands
+ * free permits on to those queued. A waiter cancelled after the grant,
+ * before it ran, releases the permit again (HAZARDS B19, B21).
  * SPDX-License-Identifier: MIT
  */
 #include "sync/sync.h"
@@ -17,6 +18,7 @@ struct tide_semaphore {
     struct tide__syncq q;        /* acquirers; `inside`: granted, not run */
     unsigned value;              /* permits available now */
     unsigned bound;              /* UINT_MAX unless bounded */
+    unsigned granted;            /* woken waiters that have not run yet */
 };
 
 static tide_semaphore *sem_new(unsigned value, unsigned bound)
@@ -28,6 +30,7 @@ static tide_semaphore *sem_new(unsigned value, unsigned bound)
     tide__syncq_init(&s->q);
     s->value = value;
     s->bound = bound;
+    s->granted = 0;
     return s;
 }
 
@@ -54,26 +57,47 @@ static void pass_on(tide_semaphore *s)
 {
     struct tide__qwaiter *w = tide__syncq_first(&s->q);
 
-    if (w)
+    if (w) {
+        s->granted++;
         tide__syncq_grant(&s->q, w, 0);
-    else
+    } else {
         s->value++;
+    }
 }
 
-static void pass_on_grant(void *s)
+/* Granted, then cancelled before it ran: the permit goes on. */
+static void pass_on_grant(void *p)
 {
+    tide_semaphore *s = p;
+
+    s->granted--;
     pass_on(s);
+}
+
+/* A waiter is out of acquire (granted, or cancelled): permits freed
+ * while woken waiters were still to run go to those queued behind them
+ * meanwhile (asyncio 3.13's `finally` in acquire). */
+static void left(void *p, int rc)
+{
+    tide_semaphore *s = p;
+
+    if (rc == 0)
+        s->granted--;
+    while (s->value > 0 && tide__syncq_first(&s->q)) {
+        s->value--;
+        pass_on(s);
+    }
 }
 
 int tide_semaphore_acquire(tide_semaphore *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->value > 0) {
+    if (s->value > 0 && s->granted == 0) {
         s->value--;
         return 0;
     }
-    return tide__syncq_acquire(&s->q, "semaphore", pass_on_grant, s);
+    return tide__syncq_acquire(&s->q, "semaphore", pass_on_grant, left, s);
 }
 
 int tide_semaphore_release(tide_semaphore *s)
@@ -88,7 +112,7 @@ int tide_semaphore_release(tide_semaphore *s)
 
 bool tide_semaphore_locked(const tide_semaphore *s)
 {
-    return s && s->value == 0;
+    return s && (s->value == 0 || s->granted > 0);
 }
 
 unsigned tide_semaphore_value(const tide_semaphore *s)

@@ -145,9 +145,12 @@ static inline struct tide__qwaiter *tide__sync_waiter(tide_loop **loop,
 /* Wait on s for a grant (a lock, a permit) from the running task: 0 once
  * granted; -EPERM outside a task; -ECANCELED, and a grant that came
  * before the cancellation goes to pass_on(obj); TIDE__GONE if the
- * primitive was freed; -ENOMEM (a compact task's waiter). */
+ * primitive was freed; -ENOMEM (a compact task's waiter). Unless it was
+ * freed, left(obj, rc) (if not NULL) runs last, once the waiter is out. */
 static inline int tide__syncq_acquire(struct tide__syncq *s, const char *what,
-                                      void (*pass_on)(void *obj), void *obj)
+                                      void (*pass_on)(void *obj),
+                                      void (*left)(void *obj, int rc),
+                                      void *obj)
 {
     tide_loop *loop;
     int rc;
@@ -160,6 +163,8 @@ static inline int tide__syncq_acquire(struct tide__syncq *s, const char *what,
         tide__syncq_leave(w);
         if (rc < 0 && w->woken && w->result == 0)
             pass_on(obj); /* granted, then cancelled before it ran */
+        if (left)
+            left(obj, rc);
     }
     tide__wait_frame_end(w, &local);
     return rc;

@@ -69,6 +69,10 @@ struct tide__task_info {
     const char *file;           /* creation site, or NULL */
     int line;
     tide_timeout *scope;        /* innermost open timeout scope */
+    /* Set by the timeout layer with the first scope: frees the scopes
+     * still open when the body returns (a misuse, reported in debug
+     * mode). */
+    void (*drop_scopes)(tide_future *task);
 };
 
 const struct tide__task_info *tide__task_info(tide_future *task);

@@ -51,7 +51,13 @@ static void task_body(struct tide__coro *co)
 
     t->fut.err = 0;
     void *r = t->fn(t->arg);
-    tide__future_complete(&t->fut, t->fut.err, r);
+    if (t->info && t->info->scope)
+        t->info->drop_scopes(&t->fut);
+    /* A request still pending (made while it ran, or returned to pending
+     * by a wait that completed anyway) is never lost: the task ends
+     * cancelled and its value is dropped. */
+    tide__future_complete(&t->fut, co->must_cancel ? -ECANCELED : t->fut.err,
+                          r);
 }
 
 static void task_finish(tide_loop *loop, struct tide__coro *co, int err)
@@ -81,10 +87,17 @@ static void describe_coro(struct tide__coro *co, char *buf, size_t n)
     tide__task_describe(&task_of_coro(co)->fut, buf, n);
 }
 
+static void cancel_coro(tide_loop *loop, struct tide__coro *co)
+{
+    (void)loop;
+    tide_future_cancel(&task_of_coro(co)->fut);
+}
+
 static const struct tide__coro_ops task_coro_ops = {
     .body = task_body,
     .finish = task_finish,
     .describe = describe_coro,
+    .cancel = cancel_coro,
 };
 
 static bool task_cancel(tide_future *f)
@@ -203,6 +216,12 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
     t->id = ++loop->next_task_id;
     tide__coro_start(loop, &t->co, &task_coro_ops, (unsigned)pool,
                      opt && opt->eager);
+    if (__builtin_expect(loop->closing, 0)) {
+        /* Made while the loop closes: cancelled at once (a counted
+         * request), so that closing ends. */
+        t->fut.aux = 1;
+        t->co.must_cancel = true;
+    }
     if (opt && opt->eager)
         tide__coro_run_eagerly(loop, &t->co);
     return &t->fut;
@@ -355,6 +374,7 @@ struct await {
     struct tide__wait wait;
     struct tide__waiter waiter;
     tide_future *f;
+    bool forwarded;             /* a cancel request went on to f */
 };
 
 /* Cancelling a task that awaits f cancels f; the await then returns when
@@ -363,7 +383,9 @@ static void await_cancel(tide_loop *loop, struct tide__wait *w)
 {
     struct await *a = tide__container_of(w, struct await, wait);
 
-    if (!tide_future_cancel(a->f))
+    if (tide_future_cancel(a->f))
+        a->forwarded = true;
+    else
         tide__wake(loop, a->waiter.co, -ECANCELED);
 }
 
@@ -390,12 +412,17 @@ int tide_await(tide_future *f, void **result)
     tide_future_retain(f);
     tide__future_add_node(f, &a->waiter.node);
     int err = tide__suspend(loop, &a->wait);
+    bool forwarded = a->forwarded;
     if (!f->done)
         tide__future_remove_node(f, &a->waiter.node);
     tide__wait_frame_end(a, &local);
     if (err == 0)
         err = tide_future_result(f, result);
     tide_future_release(f);
+    if (err == -ECANCELED)
+        self->co.must_cancel = false; /* delivered, with any pending one */
+    else if (forwarded && self->fut.aux > 0)
+        self->co.must_cancel = true;  /* f swallowed it: still pending */
     return err;
 }
 
