@@ -64,7 +64,11 @@ TIDE_API const char *tide_strerror(int err);
  * deadline order (ties in the order they were set) and waits for I/O.
  * Time: a delay counts from the moment of the call that sets it (the
  * clock is read then), as in asyncio, Go and Tokio; the loop reads the
- * clock once per iteration to decide what has fired. A timer that is due
+ * clock once per iteration to decide what has fired. A relative delay
+ * may fire late by a timer slack of under 1/128 of itself, at most 1 ms
+ * (so timers set close together share one deadline), never early;
+ * absolute deadlines (tide_call_at) and the virtual clock are exact.
+ * Equal deadlines fire in the order they were set. A timer that is due
  * fires before any task that became ready after it was due: no run of
  * hand-offs between tasks can starve it. */
 

@@ -675,3 +675,32 @@ TEST(nested_run_restores_the_outer_completion_flag)
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
+
+/* ---- timer slack ----------------------------------------------------------- */
+
+/* White box: a relative deadline is rounded up by less than 1/128 of the
+ * delay and at most 2^20 ns, never down; short delays and the virtual
+ * clock are exact. */
+TEST(timer_slack_is_bounded_and_never_early)
+{
+    tide_loop *loop = tide_loop_new();
+    static const double delays[] = {50e-6, 1e-4, 1e-3, 0.01, 0.1, 1.0, 60.0};
+    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+        int64_t before = tide__loop_now(loop), d = 0;
+        CHECK_EQ(tide__deadline_in(loop, delays[i], &d), 0);
+        int64_t after = tide__loop_now(loop);
+        int64_t want = (int64_t)(delays[i] * 1e9 + 0.5);
+        CHECK(d >= before + want);
+        int64_t slack = want / 128 < (1 << 20) ? want / 128 : (1 << 20);
+        CHECK(d <= after + want + slack);
+        if (delays[i] <= 1e-4)
+            CHECK(d <= after + want); /* exact */
+    }
+    CHECK_EQ(tide_loop_close(loop), 0);
+    tide_loop *v = new_virtual_loop();
+    int64_t d = 0, now = tide__loop_now(v);
+    CHECK_EQ(tide__deadline_in(v, 1.0, &d), 0);
+    CHECK_EQ(d, now + 1000000000);
+    CHECK_EQ(tide_loop_close(v), 0);
+    LEAK_GATE();
+}

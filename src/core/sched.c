@@ -17,6 +17,13 @@
  * not starved by tasks that keep yielding (Go and Tokio do the same). */
 #define BUSY_POLL_INTERVAL 16
 
+/* Timer slack (see tide__deadline_in): a delay of d ns may end up to
+ * 2^floor(log2(d / 128)) ns late (under 0.8 %), never more than 2^20 ns
+ * (~1 ms); delays under 128 us are exact. */
+#define SLACK_SHIFT 7
+#define SLACK_MAX_SHIFT 20
+#define SLACK_MAX ((int64_t)1 << SLACK_MAX_SHIFT)
+
 /* Hand-offs a batch may be extended by (see tide__switch_away). */
 #define EXTEND_BUDGET 64
 
@@ -392,10 +399,24 @@ int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline)
     /* From the moment of the call, not the iteration's start. */
     int64_t now = tide__loop_now(loop);
     double ns = seconds * 1e9;
-    if (ns >= (double)(INT64_MAX - now))
+    if (ns >= (double)(INT64_MAX - now - SLACK_MAX)) {
         *deadline = INT64_MAX;
-    else
-        *deadline = now + (int64_t)(ns + 0.5);
+        return 0;
+    }
+    int64_t d = (int64_t)(ns + 0.5);
+    *deadline = now + d;
+    if (!loop->virtual_clock && d >= 1024 << SLACK_SHIFT) {
+        /* Timer slack: round up to a power of two of at most 1/128 of
+         * the delay (1 ms at most), so that timers set close together
+         * with similar delays share a deadline, and one heap entry
+         * (W3's sleepers, W4's timers: without it every deadline is
+         * distinct and W4 pays a cache-missing heap walk per timer).
+         * Never early; equal deadlines still fire in set order. */
+        int shift = 63 - __builtin_clzll((uint64_t)d >> SLACK_SHIFT);
+        int64_t g = (int64_t)1 << (shift < SLACK_MAX_SHIFT ? shift
+                                                          : SLACK_MAX_SHIFT);
+        *deadline = (*deadline + g - 1) & ~(g - 1);
+    }
     return 0;
 }
 
