@@ -64,6 +64,7 @@ tide_loop *tide_loop_new(void)
     if (err < 0)
         goto close_poller;
     loop->default_stack = DEFAULT_STACK;
+    loop->default_pool = -1;
     tide__list_init(&loop->compact_saved);
     tide__list_init(&loop->lingering);
     const char *env = getenv("TIDE_COMPACT");
@@ -204,13 +205,24 @@ int tide_loop_set_stack_size(tide_loop *loop, size_t bytes)
     if (!loop || loop->closed || bytes < MIN_STACK || bytes > MAX_STACK)
         return -EINVAL;
     loop->default_stack = tide__stack_round(bytes);
+    loop->default_pool = -1; /* looked up again on next use */
     return 0;
 }
 
+static int find_pool(tide_loop *loop, size_t size);
+
 int tide__loop_pool(tide_loop *loop, size_t size)
 {
-    if (size == 0)
-        size = loop->default_stack;
+    if (size != 0)
+        return find_pool(loop, size);
+    /* The default, asked for by nearly every task: remembered. */
+    if (loop->default_pool < 0)
+        loop->default_pool = find_pool(loop, loop->default_stack);
+    return loop->default_pool;
+}
+
+static int find_pool(tide_loop *loop, size_t size)
+{
     if (size < MIN_STACK || size > MAX_STACK)
         return -EINVAL;
     size = tide__stack_round(size);

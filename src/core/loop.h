@@ -151,6 +151,7 @@ struct tide_loop {
     const struct tide__coro_ops *coro_ops; /* the task layer's */
     size_t ncoros;               /* unfinished coroutines */
     size_t default_stack;        /* usable bytes for new tasks */
+    int default_pool;            /* its pool's index, -1: not looked up */
     struct tide__stack_pool pools[TIDE__MAX_POOLS]; /* one per stack size */
     unsigned npools;
     int64_t next_trim;           /* earliest loop time to trim the pools */
