@@ -100,10 +100,13 @@ TIDE_API void tide_loop_stop(tide_loop *loop);
 /* True while a run (any nesting depth) is in progress on `loop`. */
 TIDE_API bool tide_loop_is_running(tide_loop *loop);
 
-/* Close the loop: cancel every pending task, run the loop until they have
- * finished, drop pending callbacks and timers, release every resource and
- * free the loop. Futures of the loop stay valid, readable and releasable.
- * If it was this thread's default loop, the default is cleared.
+/* Close the loop: refuse further tide_call_soon_threadsafe calls, cancel
+ * every pending task, run the loop until the tasks have finished and every
+ * callback tide_call_soon_threadsafe accepted before has run (entries
+ * ready before those run too, in order), then drop the callbacks and
+ * timers still pending, release every resource and free the loop.
+ * Futures of the loop stay valid, readable and releasable. If it was this
+ * thread's default loop, the default is cleared.
  * Returns 0; -EBUSY if the loop is running (nothing changes). */
 TIDE_API int tide_loop_close(tide_loop *loop);
 
@@ -192,9 +195,18 @@ TIDE_API tide_handle tide_call_at(tide_loop *loop, double when,
 TIDE_API bool tide_handle_cancel(tide_loop *loop, tide_handle h);
 
 /* From any thread: run cb(arg) on `loop` soon, waking it if it waits.
- * Callbacks from one thread run in the order they were sent. The caller
- * must keep `loop` from being closed concurrently. Returns 0; -EINVAL if
- * loop or cb is NULL or the loop is closing; -ENOMEM. */
+ * Callbacks from one thread run in the order they were sent. Returns 0;
+ * -EINVAL if loop or cb is NULL; -ESHUTDOWN once tide_loop_close(loop)
+ * has begun (or is over); -ENOMEM.
+ * With close, every call has one of two outcomes, even when it races
+ * tide_loop_close on another thread: it returns 0 and cb runs exactly
+ * once, on the loop's thread, before tide_loop_close returns; or it
+ * returns an error and cb never runs. A call may overlap
+ * tide_loop_close, but the loop record must still exist: it lives until
+ * close returns, and after that for as long as a future of the loop is
+ * alive. So if other threads may still call once close is over, keep a
+ * future of the loop (tide_future_new) until they have stopped, and
+ * release it on the loop's thread afterwards. */
 TIDE_API int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb,
                                        void *arg);
 

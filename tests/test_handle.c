@@ -6,7 +6,8 @@
  * a third cancelled, past-deadline timers made during a pass run on the
  * next one), B16 (a timer cancelled by another due in the same pass never
  * runs), B33/B34 (call_soon_threadsafe from several threads: FIFO per
- * thread, nothing lost, bounded stress, wakeup of a blocked loop).
+ * thread, nothing lost, bounded stress, wakeup of a blocked loop; while
+ * the loop closes, every call runs or is refused with -ESHUTDOWN).
  * Timer tests run on the virtual clock.
  * SPDX-License-Identifier: MIT
  */
@@ -16,6 +17,7 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -773,13 +775,13 @@ static void *send_during_close(void *loop)
     return NULL;
 }
 
-TEST(threadsafe_on_a_closing_loop_is_einval)
+TEST(threadsafe_on_a_closing_loop_is_eshutdown)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *t = tide_create_task(loop, send_during_close, loop);
     run_once(loop);
     CHECK_EQ(tide_loop_close(loop), 0);
-    CHECK_EQ(closing_rc, -EINVAL);
+    CHECK_EQ(closing_rc, -ESHUTDOWN);
     CHECK_EQ(closing_n, 0);
     tide_future_release(t);
     LEAK_GATE();
@@ -929,12 +931,113 @@ TEST(b33_threadsafe_senders_then_drain_then_close)
     run_once(loop);
     CHECK_EQ(h.ran, atomic_load(&h.sent));
     CHECK(h.ran > 0);
-    /* Queued at close: dropped and freed, never run. */
+    /* Accepted before close: they run inside close, none is dropped. */
     long before = h.ran;
     for (int i = 0; i < 1000; i++)
         CHECK_EQ(tide_call_soon_threadsafe(loop, hammer_cb, NULL), 0);
     CHECK_EQ(tide_loop_close(loop), 0);
-    CHECK_EQ(h.ran, before);
+    CHECK_EQ(h.ran, before + 1000);
+    LEAK_GATE();
+}
+
+/* HAZARDS B33: senders keep calling while the loop thread closes the
+ * loop. Every call returns 0 and its callback runs, or returns
+ * -ESHUTDOWN; nothing accepted is dropped. Half the rounds close with a
+ * task pending (close then runs iterations for its cleanup), and the
+ * number of iterations between the senders' start and close varies. */
+#define B33_SENDERS 4
+
+struct b33 {
+    tide_loop *loop;
+    atomic_int waiting;   /* senders at the start line */
+    atomic_int go;        /* set once every sender waits */
+    atomic_int started;   /* senders with a call accepted */
+    atomic_long accepted; /* calls that returned 0 */
+    atomic_int bad_rc;    /* returns other than 0 and -ESHUTDOWN */
+    long ran;             /* callbacks run (loop thread only) */
+};
+
+static struct b33 *b33;
+
+static void b33_cb(void *arg)
+{
+    (void)arg;
+    b33->ran++;
+}
+
+static void *b33_sender(void *arg)
+{
+    struct b33 *s = arg;
+    bool counted = false;
+
+    atomic_fetch_add(&s->waiting, 1);
+    while (!atomic_load(&s->go))
+        sched_yield();
+    for (;;) {
+        int rc = tide_call_soon_threadsafe(s->loop, b33_cb, NULL);
+        if (rc == -ESHUTDOWN)
+            break;
+        if (rc != 0) {
+            atomic_fetch_add(&s->bad_rc, 1);
+            break;
+        }
+        atomic_fetch_add(&s->accepted, 1);
+        if (!counted) {
+            counted = true;
+            atomic_fetch_add(&s->started, 1);
+        }
+    }
+    return NULL;
+}
+
+static void *b33_sleep_forever(void *arg)
+{
+    (void)arg;
+    return tide_fail(tide_sleep(1e9) == -ECANCELED ? -ECANCELED : -EPROTO);
+}
+
+TEST(b33_threadsafe_senders_race_close_nothing_accepted_is_lost)
+{
+    double budget = 1.5 * harness_timeout_mult();
+    double t0 = harness_now();
+    int rounds = 0;
+
+    while (rounds < 200 && (rounds < 20 || harness_now() - t0 < budget)) {
+        struct b33 s = { .loop = tide_loop_new() };
+        CHECK_NOT_NULL(s.loop);
+        b33 = &s;
+        /* Holds the loop record for senders that call after close. */
+        tide_future *keep = tide_future_new(s.loop);
+        CHECK_NOT_NULL(keep);
+        tide_future *task = NULL;
+        if (rounds % 2)
+            CHECK_NOT_NULL(task = tide_create_task(s.loop, b33_sleep_forever,
+                                                   NULL));
+        pthread_t th[B33_SENDERS];
+        for (int t = 0; t < B33_SENDERS; t++)
+            CHECK_EQ(pthread_create(&th[t], NULL, b33_sender, &s), 0);
+        while (atomic_load(&s.waiting) < B33_SENDERS)
+            sched_yield();
+        atomic_store(&s.go, 1);
+        /* Close while every sender is sending. */
+        while (atomic_load(&s.started) < B33_SENDERS)
+            run_once(s.loop);
+        for (int i = 0; i < rounds % 3; i++)
+            run_once(s.loop);
+        CHECK_EQ(tide_loop_close(s.loop), 0);
+        long ran_at_close = s.ran;
+        for (int t = 0; t < B33_SENDERS; t++)
+            CHECK_EQ(pthread_join(th[t], NULL), 0);
+        CHECK_EQ(atomic_load(&s.bad_rc), 0);
+        CHECK_EQ(s.ran, ran_at_close); /* nothing runs after close */
+        CHECK_EQ(s.ran, atomic_load(&s.accepted));
+        if (task) {
+            CHECK(tide_future_cancelled(task));
+            tide_future_release(task);
+        }
+        tide_future_release(keep);
+        rounds++;
+    }
     LEAK_GATE();
 }
 

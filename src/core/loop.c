@@ -268,9 +268,13 @@ int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *st)
 
 /* ---- closing ------------------------------------------------------------ */
 
-static bool no_coros(void *arg)
+/* Close may end once every task has finished and every callback that
+ * call_soon_threadsafe accepted has run. */
+static bool close_done(void *arg)
 {
-    return ((tide_loop *)arg)->ncoros == 0;
+    tide_loop *loop = arg;
+
+    return loop->ncoros == 0 && loop->remote_unrun == 0;
 }
 
 /* Cancel a coroutine once, as the loop closes. */
@@ -291,15 +295,18 @@ int tide_loop_close(tide_loop *loop)
     if (loop->depth)
         return -EBUSY;
     loop->closing = true;
+    /* From here on call_soon_threadsafe refuses; what it accepted before
+     * is now in the ready queue and must run (HAZARDS B33). */
     tide__remote_refuse(loop);
     if (loop->debug)
         tide__debug_close(loop);
-    /* Cancel, and run until every task has finished its cleanup; tasks
-     * created meanwhile are cancelled on the next round. */
-    while (loop->ncoros) {
+    /* Cancel, and run until every task has finished its cleanup and every
+     * accepted threadsafe callback has run; tasks created meanwhile are
+     * cancelled on the next round. */
+    while (!close_done(loop)) {
         tide__loop_each_coro(loop, close_cancel, NULL);
         loop->stopping = false;
-        tide__loop_run(loop, no_coros, loop, NULL);
+        tide__loop_run(loop, close_done, loop, NULL);
     }
     /* What is still scheduled is dropped, as asyncio's close() does. */
     struct tide__node *node;
