@@ -471,7 +471,9 @@ TIDE_API int tide_task_group_cancel(tide_task_group *g);
  * Returns -ECANCELED if the owning task was cancelled from outside; else
  * the block's own failure, else the first child failure; else 0. Call it
  * once, from the owning task. -EINVAL (NULL, ended, another task);
- * -EPERM outside a task. Suspends. */
+ * -EPERM outside a task; -EBADF if the group was freed while this call
+ * waited (see tide_task_group_free: the group is gone, do not use or
+ * free it again). Suspends. */
 TIDE_API int tide_task_group_end(tide_task_group *g, int err);
 
 /* The children's failures in the order they happened (not counting
@@ -480,7 +482,12 @@ TIDE_API size_t tide_task_group_errors(const tide_task_group *g, int *errs,
                                        size_t cap);
 
 /* Free an ended group (or one never used) and release its children.
- * Freeing a group that has unfinished children cancels them first. */
+ * Freeing a group that has unfinished children cancels them first (they
+ * finish on their own, outside the group). Freeing it while its owner
+ * waits in tide_task_group_end is misuse, yet safe, as with every other
+ * waitable object: the children are cancelled and let go, and that
+ * tide_task_group_end returns -EBADF without touching the group again.
+ * NULL is ignored. */
 TIDE_API void tide_task_group_free(tide_task_group *g);
 
 /* ---- Debug mode ---------------------------------------------------------
