@@ -55,9 +55,24 @@ typedef void (*tide_callback)(void *arg);           /* a loop callback */
  * "ucontext". Never NULL. */
 TIDE_API const char *tide_switch_method(void);
 
-/* A static, human-readable message for a negative errno returned by tide
- * ("operation canceled" for -ECANCELED). Never NULL. */
+/* A human-readable message for an errno: err is a negative errno as tide
+ * returns it, or a positive one as a constructor leaves in errno (both
+ * read the same). tide's own wording for the errors it returns
+ * ("operation canceled" for -ECANCELED); the C library's for any other
+ * errno ("Connection refused" for -ECONNREFUSED); "success" for 0;
+ * "unknown error" for a value that is no errno (INT_MIN included). Never
+ * NULL. The string is static, and the call safe from any thread and in a
+ * signal handler, with glibc 2.32 or later; with other C libraries the
+ * C library's messages (and its wording for values that are no errno)
+ * come from a per-thread copy, valid until the thread's next call. */
 TIDE_API const char *tide_strerror(int err);
+
+/* The symbolic name of an errno, read as tide_strerror reads err:
+ * "ECANCELED" for -ECANCELED or ECANCELED, "OK" for 0, "UNKNOWN" for a
+ * value that is no errno. Names of errnos tide does not return itself
+ * come from the C library (glibc 2.32 or later; "UNKNOWN" elsewhere).
+ * Static, never NULL, safe from any thread and in a signal handler. */
+TIDE_API const char *tide_err_name(int err);
 
 /* ---- Event loop -----------------------------------------------------
  * A loop runs ready callbacks and tasks in FIFO order, fires timers in
