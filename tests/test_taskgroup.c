@@ -3,7 +3,8 @@
  * every child; the first failure cancels the siblings and the owner's
  * current wait; every child error is kept; a cancel from outside cancels
  * the children and is reported, never swallowed (HAZARDS B22); spawning
- * into an aborting or ended group fails cleanly.
+ * into an aborting or ended group fails cleanly; freeing a group while
+ * its owner waits in end() gives the owner -EBADF (misuse, yet safe).
  */
 #include "harness.h"
 
@@ -267,6 +268,118 @@ TEST(group_bad_input_and_free_with_running_children)
     tide_loop *loop = new_virtual_loop();
     tide_future *t = tide_create_task(loop, free_unended, NULL);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* Freeing a group while its owner waits in end(): misuse, yet safe. The
+ * owner's end() returns -EBADF, the children are cancelled, and nothing
+ * touches the freed group (ASan). */
+struct freed_group {
+    tide_task_group *g;      /* published once the owner is in end() */
+    int end_rc;
+    int after_rc;            /* the owner's next wait, after end() */
+    bool cancel_owner;       /* the freer also cancels the owner */
+    tide_future *owner;
+};
+
+static void *owner_waits_in_end(void *arg)
+{
+    struct freed_group *fg = arg;
+    tide_task_group *g = tide_task_group_new();
+    CHECK_NOT_NULL(g);
+    for (long ms = 1000; ms <= 2000; ms += 1000)
+        tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(ms),
+                                                  NULL));
+    fg->g = g;
+    fg->end_rc = tide_task_group_end(g, 0);
+    /* g is gone now: not freed again. */
+    fg->after_rc = tide_sleep(0.01);
+    return NULL;
+}
+
+static void *frees_the_group(void *arg)
+{
+    struct freed_group *fg = arg;
+    CHECK_EQ(tide_sleep(0.1), 0); /* the owner is in end() by now */
+    CHECK_NOT_NULL(fg->g);
+    tide_task_group_free(fg->g);
+    if (fg->cancel_owner)
+        CHECK(tide_future_cancel(fg->owner));
+    return NULL;
+}
+
+static void free_while_owner_waits(bool cancel_owner)
+{
+    tide_loop *loop = new_virtual_loop();
+    struct freed_group fg = { .cancel_owner = cancel_owner };
+    finished = cancelled_children = 0;
+    fg.owner = tide_create_task(loop, owner_waits_in_end, &fg);
+    tide_future *freer = tide_create_task(loop, frees_the_group, &fg);
+    CHECK_EQ(tide_run_until_complete(loop, fg.owner, NULL), 0);
+    CHECK_EQ(fg.end_rc, -EBADF);
+    /* A cancel that came with the free reaches the owner's next wait. */
+    CHECK_EQ(fg.after_rc, cancel_owner ? -ECANCELED : 0);
+    CHECK_EQ(tide_run_until_complete(loop, freer, NULL), 0);
+    double t0 = tide_loop_time(loop);
+    drain(loop);
+    CHECK_EQ(cancelled_children, 2);
+    CHECK_EQ(finished, 0);
+    CHECK(tide_loop_time(loop) - t0 < 0.5); /* nobody slept it out */
+    tide_future_release(fg.owner);
+    tide_future_release(freer);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+TEST(group_freed_while_owner_waits_in_end_gives_ebadf)
+{
+    free_while_owner_waits(false);
+}
+
+TEST(group_freed_and_owner_cancelled_in_one_step_keeps_the_cancel)
+{
+    free_while_owner_waits(true);
+}
+
+/* The last child is done and the owner is woken, but not yet run, when
+ * the group is freed: still -EBADF, and the group is freed once. */
+static void free_group_cb(void *arg)
+{
+    struct freed_group *fg = arg;
+    tide_task_group_free(fg->g);
+}
+
+static void *child_frees_group_after_its_end(void *arg)
+{
+    struct freed_group *fg = arg;
+    CHECK_EQ(tide_sleep(0.1), 0);
+    /* Queued now, so it runs after this child's end has woken the owner
+     * but before the owner runs. */
+    CHECK(tide_call_soon(NULL, free_group_cb, fg) != 0);
+    return NULL;
+}
+
+static void *owner_of_one_child(void *arg)
+{
+    struct freed_group *fg = arg;
+    tide_task_group *g = tide_task_group_new();
+    CHECK_NOT_NULL(g);
+    fg->g = g;
+    tide_future_release(tide_task_group_spawn(
+        g, child_frees_group_after_its_end, fg, NULL));
+    fg->end_rc = tide_task_group_end(g, 0);
+    return NULL;
+}
+
+TEST(group_freed_after_owner_was_woken_gives_ebadf)
+{
+    tide_loop *loop = new_virtual_loop();
+    struct freed_group fg = {0};
+    tide_future *t = tide_create_task(loop, owner_of_one_child, &fg);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    CHECK_EQ(fg.end_rc, -EBADF);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();

@@ -7,6 +7,9 @@
  * the owner waiting in tide_task_group_end when the last child is done.
  * The owner's own cancel requested by the group is withdrawn (uncancel) at
  * the end, so only a cancellation from outside is reported as one.
+ * Freeing the group while the owner waits in end() is misuse, yet safe:
+ * the owner's wait lives in the group, so free only marks it `freed` and
+ * wakes the owner with -EBADF; end() then frees it and returns -EBADF.
  * SPDX-License-Identifier: MIT
  */
 #include "task/future.h"
@@ -38,10 +41,19 @@ struct tide_task_group {
     int base_cancelling;          /* owner's cancel requests at creation */
     bool aborting, exiting, ended;
     bool owner_cancelled;         /* the group cancelled its owner */
+    bool freed;                   /* free() ran while the owner waited in
+                                   * end(): end() frees it */
     struct tide__coro *waiter;    /* the owner, waiting in end() */
     struct group_wait wait;       /* its wait (not on its stack: a compact
                                    * task's frames move while it waits) */
 };
+
+static void destroy(tide_task_group *g)
+{
+    tide_future_release(g->owner);
+    tide__free(g->errors);
+    tide__free(g);
+}
 
 static void abort_group(tide_task_group *g)
 {
@@ -190,6 +202,14 @@ int tide_task_group_end(tide_task_group *g, int err)
         g->waiter = loop->current;
         int e = tide__suspend(loop, &g->wait.wait);
         g->waiter = NULL;
+        if (g->freed) {
+            /* A cancel request that came with the free is not lost: the
+             * next suspension gets it. */
+            if (e == -ECANCELED)
+                tide__coro_cancel(loop, loop->current);
+            destroy(g);
+            return -EBADF;
+        }
         if (e == -ECANCELED)
             abort_group(g); /* delivered while queued: same meaning */
     }
@@ -227,7 +247,13 @@ void tide_task_group_free(tide_task_group *g)
         tide_future_release(c->task);
         tide__free(c);
     }
-    tide_future_release(g->owner);
-    tide__free(g->errors);
-    tide__free(g);
+    g->nchildren = 0;
+    if (g->waiter) {
+        /* The owner waits in end() (maybe already woken, not yet run), on
+         * g->wait: g must outlive that wait, so end() frees it. */
+        g->freed = true;
+        tide__wake(g->loop, g->waiter, -EBADF);
+        return;
+    }
+    destroy(g);
 }

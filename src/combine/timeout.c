@@ -75,8 +75,9 @@ static void drop_scopes(tide_future *task)
         }
         if (t->timer)
             tide_handle_cancel(t->loop, t->timer);
-        if (t->state == T_EXPIRING)
-            tide_task_uncancel(task);
+        if (t->state == T_EXPIRING &&
+            tide_task_uncancel(task) <= t->cancelling)
+            tide__task_withdraw_pending(task);
         tide_future_release(t->task);
         tide__free(t);
     }
@@ -157,9 +158,13 @@ int tide_timeout_end(tide_timeout *t, int err)
         tide_handle_cancel(t->loop, t->timer);
     if (t->state == T_EXPIRING) {
         t->state = T_EXPIRED;
-        if (tide_task_uncancel(t->task) <= t->cancelling &&
-            err == -ECANCELED)
-            err = -ETIMEDOUT;
+        if (tide_task_uncancel(t->task) <= t->cancelling) {
+            /* Only ours was made since begin: withdrawn, delivered or not
+             * (an await may have handed it back as pending). */
+            tide__task_withdraw_pending(t->task);
+            if (err == -ECANCELED)
+                err = -ETIMEDOUT;
+        }
     }
     tide_future_release(t->task);
     tide__free(t);

@@ -111,7 +111,10 @@ static tide_handle schedule(tide_loop *loop, int64_t deadline, bool timed,
     }
     h->cb = cb;
     h->arg = arg;
-    if (timed) {
+    /* Due already (a delay <= 0, a deadline the loop's time has passed):
+     * queued now, so it runs before anything that becomes ready after
+     * this call, as the contract wants of a due timer. */
+    if (timed && deadline > loop->now) {
         if (tide__heap_push(&loop->timers, &h->timer, deadline) < 0) {
             handle_free(loop, h);
             errno = ENOMEM;

@@ -281,6 +281,16 @@ int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *st)
 
 /* ---- closing ------------------------------------------------------------ */
 
+/* Close may end once every task has finished and every callback that
+ * call_soon_threadsafe accepted has run. */
+static bool close_done(void *arg)
+{
+    tide_loop *loop = arg;
+
+    return loop->ncoros == 0 && loop->remote_unrun == 0;
+}
+
+/* One iteration of close: true from the second look on. */
 static bool second_round(void *arg)
 {
     bool *first = arg;
@@ -309,13 +319,16 @@ int tide_loop_close(tide_loop *loop)
     if (loop->depth)
         return -EBUSY;
     loop->closing = true;
+    /* From here on call_soon_threadsafe refuses; what it accepted before
+     * is now in the ready queue and must run (HAZARDS B33). */
     tide__remote_refuse(loop);
     if (loop->debug)
         tide__debug_close(loop);
     /* Cancel, run one iteration, and again, until every task has
-     * finished; tasks created meanwhile are cancelled on the next round
-     * (task creation cancels them at once while the loop closes). */
-    while (loop->ncoros) {
+     * finished and every accepted threadsafe callback has run; tasks
+     * created meanwhile are cancelled at once (task creation does it
+     * while the loop closes). */
+    while (!close_done(loop)) {
         tide__loop_each_coro(loop, close_cancel, NULL);
         bool first = true;
         loop->stopping = false;

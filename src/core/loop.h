@@ -179,6 +179,8 @@ struct tide_loop {
     struct tide__node *remote_head, *remote_tail; /* tide__call nodes */
     atomic_bool remote_pending;  /* release: the list was appended to */
     bool remote_closed;          /* under remote_lock */
+    size_t remote_unrun;         /* taken into the ready queue, not yet
+                                  * run (loop thread only) */
     int wake_fd;
     struct tide__io wake_io;
 

@@ -6,6 +6,12 @@
  * costs one wake-up. The loop clears the eventfd before it takes the list,
  * so a send that lands after the take always leaves the eventfd readable:
  * no wake-up is lost. Callbacks from one thread keep their order.
+ *
+ * Closing (HAZARDS B33): every send either is refused or runs. Refusing
+ * and taking the list happen under one hold of remote_lock, so a send
+ * that got in before is in the ready queue when close starts running the
+ * loop, and close keeps running it until loop->remote_unrun, the count of
+ * taken callbacks not yet run, is back to zero.
  * SPDX-License-Identifier: MIT
  */
 #include "core/loop.h"
@@ -27,7 +33,7 @@ static void remote_run(tide_loop *loop, struct tide__call *c, bool cancel)
 {
     struct remote *r = tide__container_of(c, struct remote, call);
 
-    (void)loop;
+    loop->remote_unrun--;
     if (!cancel)
         r->cb(r->arg);
     tide__free(r);
@@ -50,7 +56,7 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
     if (loop->remote_closed) {
         pthread_mutex_unlock(&loop->remote_lock);
         tide__free(r);
-        return -EINVAL;
+        return -ESHUTDOWN;
     }
     if (loop->remote_tail)
         loop->remote_tail->next = &r->call.node;
@@ -73,6 +79,17 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
     return 0;
 }
 
+/* Queue a taken list of sent callbacks (loop thread). */
+static void queue_taken(tide_loop *loop, struct tide__node *head)
+{
+    while (head) {
+        struct tide__node *next = head->next;
+        tide__ready_push(loop, head);
+        loop->remote_unrun++;
+        head = next;
+    }
+}
+
 /* Move every sent callback to the ready queue (loop thread). */
 void tide__remote_drain(tide_loop *loop)
 {
@@ -86,11 +103,7 @@ void tide__remote_drain(tide_loop *loop)
     loop->remote_head = loop->remote_tail = NULL;
     atomic_store_explicit(&loop->remote_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&loop->remote_lock);
-    while (head) {
-        struct tide__node *next = head->next;
-        tide__ready_push(loop, head);
-        head = next;
-    }
+    queue_taken(loop, head);
 }
 
 static void on_wake(struct tide__io *io, uint32_t revents)
@@ -126,31 +139,28 @@ int tide__remote_open(tide_loop *loop)
     return err;
 }
 
-/* Closing has begun: refuse further sends (-EINVAL). */
+/* Closing has begun: refuse further sends (-ESHUTDOWN) and queue every
+ * send accepted so far, in one hold of the lock, so that no send can be
+ * accepted and then left behind. The caller runs the loop until
+ * loop->remote_unrun is zero. */
 void tide__remote_refuse(tide_loop *loop)
-{
-    pthread_mutex_lock(&loop->remote_lock);
-    loop->remote_closed = true;
-    pthread_mutex_unlock(&loop->remote_lock);
-}
-
-/* Drop what was sent but never taken, and stop watching the wake fd. */
-void tide__remote_close(tide_loop *loop)
 {
     pthread_mutex_lock(&loop->remote_lock);
     loop->remote_closed = true;
     struct tide__node *head = loop->remote_head;
     loop->remote_head = loop->remote_tail = NULL;
+    atomic_store_explicit(&loop->remote_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&loop->remote_lock);
-    while (head) {
-        struct tide__node *next = head->next;
-        struct tide__call *c = tide__container_of(head, struct tide__call, node);
-        c->run(loop, c, true);
-        head = next;
-    }
+    queue_taken(loop, head);
+}
+
+/* Stop watching the wake fd and close it. Nothing can be left in the
+ * list: tide__remote_refuse took it and refused every later send. */
+void tide__remote_close(tide_loop *loop)
+{
     loop->poller.ops->watch(&loop->poller, &loop->wake_io, 0);
     close(loop->wake_fd);
     loop->wake_fd = -1;
     /* remote_lock lives until the loop record is freed: a late sender
-     * still finds remote_closed set and gets -EINVAL. */
+     * still finds remote_closed set and gets -ESHUTDOWN. */
 }

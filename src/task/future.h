@@ -80,6 +80,12 @@ const struct tide__task_info *tide__task_info(tide_future *task);
 struct tide__task_info *tide__task_info_make(tide_future *task);
 tide_future *tide__task_of_coro(struct tide__coro *co);
 
+/* A timeout scope withdraws its own request (after tide_task_uncancel):
+ * if it had not been delivered, or came back pending from an await whose
+ * future swallowed it, it is dropped. Only when no other request was made
+ * since the scope began (the caller checks the count). */
+void tide__task_withdraw_pending(tide_future *task);
+
 /* Describe a task for reports: its name and, if known, creation site. */
 void tide__task_describe(tide_future *task, char *buf, size_t n);
 

@@ -316,6 +316,11 @@ tide_future *tide__task_of_coro(struct tide__coro *co)
 }
 
 
+void tide__task_withdraw_pending(tide_future *f)
+{
+    task_of(f)->co.must_cancel = false;
+}
+
 int tide_task_cancelling(const tide_future *f)
 {
     if (!tide_future_is_task(f))
