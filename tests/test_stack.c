@@ -180,6 +180,277 @@ TEST(overflow_without_guard_is_caught_at_the_next_switch)
     LEAK_GATE();
 }
 
+/* ---- issue 7: no overflow corrupts silently ------------------------------
+ * Each test below is a death test in a child whose stacks are 64 KiB: a
+ * victim on the slot below, the culprit on the slot above it. The writes
+ * named "unprobed" stand for the low end of a frame wider than the write
+ * skips, from code built without -fstack-clash-protection: they write
+ * below the stack pointer directly, so what they show does not depend on
+ * this file's own compiler flags. */
+
+#define SMALL_STACK (64 * 1024)
+
+static void *wait_forever_on(void *ev)
+{
+    tide_event_wait(ev);
+    return NULL;
+}
+
+static void *yield_a_while(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++)
+        tide_sleep(0);
+    return NULL;
+}
+
+/* The culprit's check at a switch comes after the loop has moved on to
+ * the next task; a bystander that is always ready makes sure the report
+ * still names the stack's own task. */
+static tide_future *start_bystander(tide_loop *loop)
+{
+    return tide_create_task(loop, yield_a_while, NULL);
+}
+
+/* Each frame holds about 512 bytes, written at both ends; the sum
+ * defeats tail calls. Recurses until its frame is below `floor`. */
+__attribute__((noinline)) static long dive(const char *floor, long depth)
+{
+    volatile char pad[512];
+
+    pad[0] = (char)depth;
+    pad[sizeof pad - 1] = (char)depth;
+    if ((const char *)__builtin_frame_address(0) < floor)
+        return pad[0];
+    return dive(floor, depth + 1) + pad[sizeof pad - 1];
+}
+
+struct culprit_plan {
+    int yields_first;    /* switches before the overflow (warms the slot) */
+    int kib_below;       /* how far below its stack the recursion goes */
+};
+
+static void *recurse_into_the_red_zone(void *arg)
+{
+    const struct culprit_plan *plan = arg;
+
+    for (int i = 0; i < plan->yields_first; i++)
+        tide_sleep(0);
+    dive(tide__stack_current->lo - plan->kib_below * 1024, 0);
+    tide_sleep(0); /* back within its stack: only the red zone tells */
+    return NULL;
+}
+
+static void red_zone_child(void *arg)
+{
+    setenv("TIDE_STACK_GUARDS", "0", 1);
+    tide_loop *loop = tide_loop_new();
+    tide_event *never = tide_event_new();
+    tide_task_options o = {0};
+    o.stack_size = SMALL_STACK;
+    tide_create_task_ex(loop, wait_forever_on, never, &o); /* the victim */
+    run_once(loop);
+    start_bystander(loop);
+    o.name = "culprit";
+    tide_future *t = tide_create_task_ex(loop, recurse_into_the_red_zone,
+                                         arg, &o);
+    tide_run_until_complete(loop, t, NULL);
+}
+
+static void expect_overflow_report(void (*child)(void *), void *arg,
+                                   const char *want, int line)
+{
+    if (HARNESS_VALGRIND)
+        SKIP("valgrind reports the overflow itself");
+    char buf[4096];
+    int status = harness_run_child(child, arg, buf, sizeof buf);
+    if (HARNESS_ASAN && strstr(buf, "AddressSanitizer") && !strstr(buf, want))
+        SKIP("ASan handled the overflow itself");
+    if (!WIFSIGNALED(status))
+        harness_fail(__FILE__, line, "child status %#x, stderr: %s", status,
+                     buf);
+    if (!strstr(buf, want))
+        harness_fail(__FILE__, line, "stderr lacks \"%s\": \"%s\"", want,
+                     buf);
+}
+
+/* A recursion 8 KiB into the red zone, back, then a switch: the sp is
+ * fine again and no canary was reached; the red zone says it. First on a
+ * cold slot (checked by residency), then on one warmed by more switches
+ * than TIDE__STACK_COLD_CHECKS (checked by reading every word). */
+TEST(recursion_into_the_red_zone_is_caught_at_the_next_switch)
+{
+    struct culprit_plan plan = {0, 8};
+    expect_overflow_report(red_zone_child, &plan,
+                           "stack overflow in task 'culprit': it wrote into "
+                           "the red zone", __LINE__);
+    LEAK_GATE();
+}
+
+TEST(recursion_into_the_red_zone_of_a_warm_slot_is_caught)
+{
+    struct culprit_plan plan = {TIDE__STACK_COLD_CHECKS + 4, 8};
+    expect_overflow_report(red_zone_child, &plan,
+                           "stack overflow in task 'culprit': it wrote into "
+                           "the red zone", __LINE__);
+    LEAK_GATE();
+}
+
+/* Unprobed: the low end of a frame that spans this stack's whole zone
+ * lands at the top of the slot below, on its header (only there: the
+ * task below keeps its frames intact, so what follows is the check's
+ * doing, not a crash of that task). */
+static void unprobed_write_onto_the_slot_below(void)
+{
+    volatile char *top = (char *)(uintptr_t)(tide__stack_current->below + 1);
+
+    for (size_t i = 1; i <= sizeof(struct tide__stack); i++)
+        top[-(ptrdiff_t)i] = 0x5a;
+}
+
+static void *jump_the_red_zone(void *arg)
+{
+    (void)arg;
+    unprobed_write_onto_the_slot_below();
+    tide_sleep(0);
+    return NULL;
+}
+
+static void canary_below_child(void *arg)
+{
+    (void)arg;
+    setenv("TIDE_STACK_GUARDS", "0", 1);
+    tide_loop *loop = tide_loop_new();
+    tide_event *never = tide_event_new();
+    tide_task_options o = {0};
+    o.stack_size = SMALL_STACK;
+    tide_create_task_ex(loop, wait_forever_on, never, &o);
+    run_once(loop);
+    start_bystander(loop);
+    o.name = "culprit";
+    tide_future *t = tide_create_task_ex(loop, jump_the_red_zone, NULL, &o);
+    tide_run_until_complete(loop, t, NULL);
+}
+
+/* Unguarded, a write that skips the red zone and lands on the stack
+ * below is caught by the canary of the slot below (the check's canary
+ * term: without it this overflow goes unseen). */
+TEST(a_write_past_the_red_zone_is_caught_by_the_canary_below)
+{
+    expect_overflow_report(canary_below_child, NULL,
+                           "stack overflow in task 'culprit': it overwrote "
+                           "the canary of the stack below", __LINE__);
+    LEAK_GATE();
+}
+
+static void *overflow_from_a_guarded_slot(void *ev)
+{
+    CHECK(tide__stack_current->guarded);
+    unprobed_write_onto_the_slot_below();
+    tide_event_set(ev); /* the victim wakes, then switches away */
+    return NULL;
+}
+
+static void own_canary_child(void *arg)
+{
+    (void)arg;
+    /* One guard for the process. Another loop takes it, the victim's
+     * slot has none, the other loop gives it back, and the culprit's
+     * slot, just above the victim's, gets it: a guarded stack above an
+     * unguarded one, as after a trim or a loop's close. */
+    setenv("TIDE_STACK_GUARDS", "1", 1);
+    tide_loop *other = tide_loop_new();
+    tide_future *t = tide_create_task(other, nothing, NULL);
+    tide_run_until_complete(other, t, NULL);
+    tide_future_release(t);
+    tide_loop *loop = tide_loop_new();
+    tide_event *ev = tide_event_new();
+    tide_task_options o = {0};
+    o.stack_size = SMALL_STACK;
+    o.name = "victim";
+    tide_future *victim = tide_create_task_ex(loop, wait_forever_on, ev, &o);
+    run_once(loop);
+    tide_loop_close(other);
+    o.name = "culprit";
+    tide_create_task_ex(loop, overflow_from_a_guarded_slot, ev, &o);
+    tide_run_until_complete(loop, victim, NULL);
+}
+
+/* A guarded stack needs no check of its own, but the stack below it
+ * does: an overflow that jumps the guard onto the header below is caught
+ * by that stack's own canary when its task switches away. */
+TEST(a_guarded_stack_jumping_its_guard_is_caught_by_the_canary_below_it)
+{
+    expect_overflow_report(own_canary_child, NULL,
+                           "stack overflow into the stack of the task "
+                           "switching away", __LINE__);
+    LEAK_GATE();
+}
+
+static void *unprobed_frame_of_32_kib(void *arg)
+{
+    (void)arg;
+    CHECK(tide__stack_current->guarded);
+    volatile char *low = (char *)(uintptr_t)tide__stack_current->lo -
+                         32 * 1024;
+    *low = 1; /* the old 4 KiB guard would not see it: the slot below */
+    tide_sleep(0);
+    return NULL;
+}
+
+/* Probed: a real variable-length frame 80 KiB deeper than the stack,
+ * written only at its low end. -fstack-clash-protection probes each of
+ * its pages as it grows, so the first probe below the stack faults in
+ * the guard; without it the write would land in the victim's stack. */
+static void *alloca_beyond_the_guard(void *arg)
+{
+    (void)arg;
+    const char *fp = __builtin_frame_address(0);
+    size_t n = (size_t)(fp - tide__stack_current->lo) + 80 * 1024;
+    volatile char *buf = __builtin_alloca(n);
+
+    buf[0] = 1;
+    tide_sleep(0);
+    return (void *)(uintptr_t)buf[0];
+}
+
+static void guarded_child(void *arg)
+{
+    const tide_fn *body = arg;
+    setenv("TIDE_STACK_GUARDS", "64", 1); /* even if the suite runs with 0 */
+    tide_loop *loop = tide_loop_new();
+    tide_event *never = tide_event_new();
+    tide_task_options o = {0};
+    o.stack_size = SMALL_STACK;
+    tide_create_task_ex(loop, wait_forever_on, never, &o);
+    run_once(loop);
+    o.name = "culprit";
+    tide_future *t = tide_create_task_ex(loop, *body, NULL, &o);
+    tide_run_until_complete(loop, t, NULL);
+}
+
+/* The guard is TIDE__STACK_ZONE (64 KiB) wide, not one page. */
+TEST(a_frame_wider_than_a_page_faults_in_the_wide_guard)
+{
+    static const tide_fn body = unprobed_frame_of_32_kib;
+    expect_overflow_report(guarded_child, (void *)&body,
+                           "stack overflow in task 'culprit': it touched "
+                           "the guard", __LINE__);
+    LEAK_GATE();
+}
+
+TEST(a_frame_wider_than_the_guard_is_probed_into_it)
+{
+#ifndef TIDE_TEST_STACK_CLASH
+    SKIP("built without -fstack-clash-protection");
+#endif
+    static const tide_fn body = alloca_beyond_the_guard;
+    expect_overflow_report(guarded_child, (void *)&body,
+                           "stack overflow in task 'culprit': it touched "
+                           "the guard", __LINE__);
+    LEAK_GATE();
+}
+
 /* ---- HAZARDS B39: guard pages survive pooling ------------------------ */
 
 /* TSan, valgrind and ASan with its fake stacks (detect_stack_use_after_
@@ -234,6 +505,7 @@ TEST(b39_guard_page_survives_a_million_reuses)
 {
     if (harness_compact())
         SKIP("TIDE_COMPACT=1: tasks share one stack");
+    setenv("TIDE_STACK_GUARDS", "64", 1); /* even if the suite runs with 0 */
     tide_loop *loop = tide_loop_new();
     struct probe before = {0}, after = {0};
     tide_future *t = tide_create_task(loop, probe_stack, &before);

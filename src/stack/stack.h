@@ -1,19 +1,31 @@
-/* Coroutine stacks: slabs, pooling, guard pages, overflow detection, and
+/* Coroutine stacks: slabs, pooling, guard zones, overflow detection, and
  * the fiber-aware context switch.
  *
  * A stack is one slot of a slab: one mmap holding TIDE__SLAB_SLOTS stacks
  * (MAP_NORESERVE: a page costs memory only once touched). Linux caps a
- * process at vm.max_map_count mappings (65530 by default) and a guard page
+ * process at vm.max_map_count mappings (65530 by default) and a guard
  * splits a mapping, so only the first stacks of the process get a
- * PROT_NONE guard page each (a budget of max_map_count / 8); later stacks
- * keep the same layout with an unprotected red zone, and overflow into it
- * is caught by a canary check at every switch away from a stack. Either
- * way an overflow ends the process with a message naming the task.
+ * PROT_NONE guard zone each (a budget of max_map_count / 8); later stacks
+ * keep the same layout with the zone unprotected, a red zone checked at
+ * every switch away from the stack. Either way an overflow that is caught
+ * ends the process with a message naming the task (README, "Stack
+ * overflow" says which ones can be caught).
  *
- * Slot layout, low to high: [guard or red zone: 1 page][usable stack]
- * [struct tide__stack header, 64 bytes at the very top]. The header's
- * canary is its highest word, the first thing an overflow of the slot
- * above would hit.
+ * Slot layout, low to high: [zone: TIDE__STACK_ZONE bytes][usable stack]
+ * [struct tide__stack header, 64 bytes at the very top]. The zone is one
+ * mprotect, whatever its width, so a wide guard costs no more map entries
+ * than a page. Unguarded, its top TIDE__STACK_REDZONE bytes (just below
+ * lo) are the red zone, never touched by a task that stays in its stack;
+ * every page of it is checked whenever the task switches away. While the
+ * slot is cold (its first TIDE__STACK_COLD_CHECKS checks) the check asks
+ * the kernel whether any red-zone page is resident (mincore: one system
+ * call, and the pages stay unmapped); after that it reads every word,
+ * which must be zero (the pages then map the kernel's shared zero page: no
+ * memory, but one page-table entry each, which is why a cold slot, as
+ * each of a million new tasks has, does not read them). The rest of the
+ * zone is slack that nothing checks. The header's canary is its highest
+ * word, the first thing an overflow out of the slot above would hit past
+ * that slot's zone.
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_STACK_H
@@ -43,6 +55,15 @@
 
 #define TIDE__SLAB_SLOTS 64
 #define TIDE__STACK_CANARY 0x7469646563616e61ull /* "tidecana" */
+/* The zone below every stack: 64 KiB, the guard GCC's stack clash
+ * protection assumes on AArch64 (on x86-64 it probes every 4 KiB), and
+ * a frame up to that size that skips its probes (code built without
+ * -fstack-clash-protection) still faults in it. Rounded up to a page. */
+#define TIDE__STACK_ZONE (64 * 1024)
+/* The part of an unguarded zone checked at every switch: 4 pages. */
+#define TIDE__STACK_REDZONE (16 * 1024)
+/* Checks of a slot's red zone made by residency before it is read. */
+#define TIDE__STACK_COLD_CHECKS 16
 
 struct tide__slab;
 
@@ -55,7 +76,9 @@ struct tide__stack {
     const uint64_t *below;         /* canary of the slot below (or a
                                     * constant one for a slab's first) */
     unsigned vg_id;                /* valgrind stack id */
-    bool guarded;                  /* the page below lo is PROT_NONE */
+    bool guarded;                  /* the zone below lo is PROT_NONE */
+    uint8_t cold_checks;           /* red-zone checks by residency so far,
+                                    * up to TIDE__STACK_COLD_CHECKS */
     uint64_t canary;               /* TIDE__STACK_CANARY; highest word */
 };
 _Static_assert(sizeof(struct tide__stack) == 64 &&
@@ -116,25 +139,44 @@ void tide__fiber_destroy(struct tide__fiber *f);
 extern _Thread_local struct tide__stack *tide__stack_current
     __attribute__((tls_model("initial-exec")));
 
-/* How to describe the running task in an overflow message (set by the
- * task layer; must be async-signal-safe). Threads may set it at once. */
-void tide__stack_set_describe(void (*fn)(char *buf, size_t n));
+/* How to describe the task on stack `st` (NULL: the running one) in an
+ * overflow message (set by the task layer; must be async-signal-safe).
+ * Threads may set it at once. */
+void tide__stack_set_describe(void (*fn)(const struct tide__stack *st,
+                                         char *buf, size_t n));
 
 /* Install the overflow handler (SIGSEGV/SIGBUS on an alternate stack) for
  * the calling thread. Idempotent. Returns 0 or a negative errno. */
 int tide__stack_thread_setup(void);
 
-/* Print the overflow message for the running task and abort. */
-_Noreturn void tide__stack_overflow(const struct tide__stack *st);
+/* What a check found (tide__stack_overflow's message says it). */
+enum tide__overflow {
+    TIDE__OVERFLOW_SP,       /* the stack pointer is below the stack */
+    TIDE__OVERFLOW_REDZONE,  /* a word of the red zone is not zero */
+    TIDE__OVERFLOW_BELOW,    /* the canary of the slot below is broken */
+    TIDE__OVERFLOW_OWN,      /* this slot's own canary is broken */
+};
+
+/* Print the overflow message for the task on `st` and abort. */
+_Noreturn void tide__stack_overflow(const struct tide__stack *st,
+                                    enum tide__overflow why);
+
+/* The unguarded half of tide__stack_check (out of line: it reads the
+ * whole red zone). `sp` is the stack pointer of the switching code. */
+void tide__stack_check_unguarded(struct tide__stack *st, const char *sp);
 
 /* Die with the overflow message if `st` (the stack being left) has
- * overflowed: sp below its bottom, its own canary or the canary of the
- * slot below it broken. A guarded stack needs no check: its overflow
- * faults on the guard page at once, and the canary at its top is checked
- * by the unguarded slot above, the only one that could reach it. */
-static inline void tide__stack_check(const struct tide__stack *st)
+ * overflowed, or been overflowed into: its own canary broken (every
+ * stack: the slot above may be guarded and have jumped its guard, and a
+ * broken header is not to be trusted, `guarded` included), and for an
+ * unguarded stack also sp below its bottom, a page of its red zone
+ * written, or the canary of the slot below broken. A guarded stack needs
+ * no more: its overflow faults on the guard zone at once. */
+static inline void tide__stack_check(struct tide__stack *st)
 {
-    if (st->guarded)
+    if (__builtin_expect(st->canary != TIDE__STACK_CANARY, 0))
+        tide__stack_overflow(st, TIDE__OVERFLOW_OWN);
+    if (__builtin_expect(st->guarded, 1))
         return;
     /* The stack pointer itself: the address of a local would do, but
      * under ASan's detect_stack_use_after_return locals live elsewhere. */
@@ -146,10 +188,7 @@ static inline void tide__stack_check(const struct tide__stack *st)
 #else
     sp = __builtin_frame_address(0);
 #endif
-    if (__builtin_expect(sp < st->lo ||
-                         st->canary != TIDE__STACK_CANARY ||
-                         *st->below != TIDE__STACK_CANARY, 0))
-        tide__stack_overflow(st);
+    tide__stack_check_unguarded(st, sp);
 }
 
 /* Switch from the running fiber to `to`, which runs on stack `to_stack`

@@ -129,18 +129,31 @@ const struct tide__future_ops tide__task_ops = {
     .free = task_free,
 };
 
-/* For the stack overflow message: async-signal-safe, no allocation. */
-static void describe_current(char *buf, size_t n)
+/* For the stack overflow message: async-signal-safe, no allocation. The
+ * task on `st`: its owner; the task that just ended on it (its last
+ * switch is checked too); on the shared compact stack, the occupant;
+ * else (a borrowed stack, or st NULL) the running one. A check at a
+ * switch runs after loop->current names the next task, hence the order. */
+static void describe_stack(const struct tide__stack *st, char *buf,
+                           size_t n)
 {
     tide_loop *loop = tide__running;
+    struct tide__coro *co = loop ? loop->current : NULL;
     struct tide__task *t;
     size_t len = 0;
 
-    if (!loop || !loop->current || n < 32) {
+    if (st && st->owner)
+        co = st->owner;
+    else if (st && loop && loop->zombie && loop->zombie->stack == st)
+        co = loop->zombie;
+    else if (st && loop && st == loop->compact_stack &&
+             loop->compact_occupant)
+        co = loop->compact_occupant;
+    if (!co || n < 32) {
         memcpy(buf, "a coroutine", sizeof "a coroutine");
         return;
     }
-    t = task_of_coro(loop->current);
+    t = task_of_coro(co);
     const char *pre = "task '";
     while (*pre && len + 1 < n)
         buf[len++] = *pre++;
@@ -206,7 +219,7 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
         t->info->file = file;
         t->info->line = line;
     }
-    tide__stack_set_describe(describe_current);
+    tide__stack_set_describe(describe_stack);
     if (__builtin_expect(loop->debug, 0))
         tide__debug_check_arg(loop, arg, "a new task");
     tide__future_init(&t->fut, loop, TIDE__FUTURE_TASK);
