@@ -704,3 +704,48 @@ TEST(timer_slack_is_bounded_and_never_early)
     CHECK_EQ(tide_loop_close(v), 0);
     LEAK_GATE();
 }
+
+/* ---- a wait whose object was freed, then a cancel before it ran ---------- */
+
+struct freed_it {
+    tide_as_completed *it;
+    tide_future *task;
+    int next_rc, later_rc;
+};
+
+static void free_then_cancel(void *arg)
+{
+    struct freed_it *f = arg;
+
+    tide_as_completed_free(f->it); /* wakes the waiter with -EBADF */
+    CHECK(tide_future_cancel(f->task)); /* while it is queued */
+}
+
+static void *next_on_freed(void *arg)
+{
+    struct freed_it *f = arg;
+    tide_future *next = NULL;
+
+    f->next_rc = tide_as_completed_next(f->it, &next);
+    f->later_rc = tide_sleep(1.0);
+    return NULL;
+}
+
+/* -EBADF wins (the iterator is gone: the caller must not touch it) and
+ * the request stays pending for the next suspension. */
+TEST(freed_wait_then_cancel_reports_ebadf_and_keeps_the_request)
+{
+    tide_loop *loop = new_virtual_loop();
+    tide_future *p = tide_future_new(loop);
+    struct freed_it f = {tide_as_completed_new(&p, 1), NULL, 1, 1};
+    f.task = tide_create_task(loop, next_on_freed, &f);
+    run_once(loop);
+    CHECK(tide_call_soon(loop, free_then_cancel, &f));
+    CHECK_EQ(tide_run_until_complete(loop, f.task, NULL), 0);
+    CHECK_EQ(f.next_rc, -EBADF);
+    CHECK_EQ(f.later_rc, -ECANCELED);
+    tide_future_release(f.task);
+    tide_future_release(p);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}

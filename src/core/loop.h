@@ -320,10 +320,12 @@ static inline int tide__suspend(tide_loop *loop, struct tide__wait *w)
     if (__builtin_expect(loop->zombie != NULL, 0))
         tide__reap(loop);
     int err = self->wake_err;
-    if (__builtin_expect(self->must_cancel, 0)) {
+    if (__builtin_expect(self->must_cancel, 0) && err != -EBADF) {
         /* Requested while queued to resume: delivered here. A wait that
          * was satisfied meanwhile gives back what it was granted (a
-         * lock, an item: HAZARDS B19). */
+         * lock, an item: HAZARDS B19). One woken with -EBADF (what it
+         * waited on was freed) must say so, or its caller would touch
+         * freed memory: the request stays pending for the next one. */
         self->must_cancel = false;
         err = -ECANCELED;
     }
