@@ -63,17 +63,13 @@ static int by_address(const void *a, const void *b)
 }
 
 /* dup[j] = fs[j] appeared before j. O(n log n): a sorted array of
- * pointers into fs (their own order breaks ties). */
-static void mark_duplicates(tide_future *const *fs, size_t n, bool *dup)
+ * pointers into fs (their own order breaks ties). False: no memory. */
+static bool mark_duplicates(tide_future *const *fs, size_t n, bool *dup)
 {
     tide_future *const **p = tide__malloc(n * sizeof *p);
 
-    if (!p) { /* quadratic, but no memory needed */
-        for (size_t j = 1; j < n; j++)
-            for (size_t i = 0; i < j && !dup[j]; i++)
-                dup[j] = fs[i] == fs[j];
-        return;
-    }
+    if (!p)
+        return false;
     for (size_t j = 0; j < n; j++)
         p[j] = &fs[j];
     qsort(p, n, sizeof *p, by_address);
@@ -81,6 +77,7 @@ static void mark_duplicates(tide_future *const *fs, size_t n, bool *dup)
         if (*p[k] == *p[k - 1])
             dup[p[k] - fs] = true;
     tide__free(p);
+    return true;
 }
 
 tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
@@ -121,14 +118,14 @@ tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
      * a set) does: keep the first of each. */
     size_t m = 0;
     bool *dup = n > 1 ? tide__calloc(n, sizeof *dup) : NULL;
-    if (n > 1 && !dup) {
+    if (n > 1 && (!dup || !mark_duplicates(fs, n, dup))) {
+        tide__free(dup);
         tide__free(it->fs);
         tide__free(it->order);
         tide__free(it);
+        errno = ENOMEM;
         return NULL;
     }
-    if (dup)
-        mark_duplicates(fs, n, dup);
     for (size_t j = 0; j < n; j++) {
         if (dup && dup[j])
             continue;

@@ -290,16 +290,6 @@ static bool close_done(void *arg)
     return loop->ncoros == 0 && loop->remote_unrun == 0;
 }
 
-/* One iteration of close: true from the second look on. */
-static bool second_round(void *arg)
-{
-    bool *first = arg;
-    bool done = !*first;
-
-    *first = false;
-    return done;
-}
-
 /* Closing asks every unfinished coroutine to stop, on every round until it
  * has: a request counted like any other (tide_task_cancelling), made again
  * once the last one was delivered, so no task outlives close by catching
@@ -332,7 +322,7 @@ int tide_loop_close(tide_loop *loop)
         tide__loop_each_coro(loop, close_cancel, NULL);
         bool first = true;
         loop->stopping = false;
-        tide__loop_run(loop, second_round, &first, NULL);
+        tide__loop_run(loop, tide__one_iteration, &first, NULL);
     }
     /* What is still scheduled is dropped, as asyncio's close() does. */
     struct tide__node *node;

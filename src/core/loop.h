@@ -429,6 +429,10 @@ int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline);
 int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
                    const bool *done_flag);
 
+/* A done() for tide__loop_run that ends it after one iteration: arg is a
+ * bool, true at the call ("first"). */
+bool tide__one_iteration(void *arg);
+
 int64_t tide__clock_ns(void);
 
 /* Debug mode hooks, called only when loop->debug is set. */

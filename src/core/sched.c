@@ -591,7 +591,7 @@ struct borrowed_run {
     int err;
 };
 
-static bool one_iteration(void *arg)
+bool tide__one_iteration(void *arg)
 {
     bool *first = arg;
     bool done = !*first;
@@ -615,7 +615,7 @@ static void borrowed_main(void *p)
      * some, keep the loop turning (tasks that end give memory back). */
     while (tide__compact_enter(r.loop, r.host) < 0) {
         bool first = true;
-        loop_run(r.loop, r.host, one_iteration, &first, NULL);
+        loop_run(r.loop, r.host, tide__one_iteration, &first, NULL);
     }
     b->err = r.err;
     r.loop->current = r.host;
