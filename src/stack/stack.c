@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -63,10 +64,57 @@ static size_t page_size(void)
     return p;
 }
 
-/* Guard pages left in this process's budget (see stack.h). */
-static atomic_long guards_left = -1;
+/* Guard markers (madvise MADV_GUARD_INSTALL, Linux 6.13): a guard that
+ * lives in the page table and does not split the mapping, so it costs no
+ * map budget. Earlier kernels refuse the advice with EINVAL. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
 
-static bool take_guard(void)
+/* 1 if guard markers work here, 0 if not, -1 before the first probe. */
+static atomic_int markers_work = -1;
+
+/* Install a marker on a scratch page and see whether the kernel really
+ * refuses to read it: an emulator (QEMU user mode) may accept the advice
+ * and ignore it. */
+static bool probe_markers(void)
+{
+    size_t page = page_size();
+    char *p = mmap(NULL, page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int fds[2];
+    bool works = false;
+
+    if (p == MAP_FAILED)
+        return false;
+    if (madvise(p, page, MADV_GUARD_INSTALL) == 0 &&
+        pipe2(fds, O_CLOEXEC) == 0) {
+        works = write(fds[1], p, 1) < 0 && errno == EFAULT;
+        close(fds[0]);
+        close(fds[1]);
+    }
+    munmap(p, page);
+    return works;
+}
+
+static bool markers(void)
+{
+    int v = atomic_load_explicit(&markers_work, memory_order_relaxed);
+
+    if (v < 0) {
+        v = probe_markers();
+        atomic_store_explicit(&markers_work, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+/* Guards left in this process's budget (see stack.h): mprotect guards
+ * only, unless TIDE_STACK_GUARDS caps every kind. */
+static atomic_long guards_left = -1;
+static atomic_bool budget_capped;
+
+/* Read the budget's settings, once per process. */
+static long budget(void)
 {
     long v = atomic_load_explicit(&guards_left, memory_order_relaxed);
 
@@ -79,16 +127,26 @@ static bool take_guard(void)
             fclose(f);
         }
         long want = max / 8, expect = -1;
-        /* TIDE_STACK_GUARDS=n overrides the budget (tests use 0 to reach
-         * the canary path). */
+        /* TIDE_STACK_GUARDS=n caps guarded stacks of both kinds (tests
+         * use 0 to reach the red-zone path). */
         const char *env = getenv("TIDE_STACK_GUARDS");
-        if (env && *env)
+        if (env && *env) {
             want = strtol(env, NULL, 10);
+            atomic_store_explicit(&budget_capped, true,
+                                  memory_order_relaxed);
+        }
         if (want < 0)
             want = 0;
         atomic_compare_exchange_strong(&guards_left, &expect, want);
         v = atomic_load_explicit(&guards_left, memory_order_relaxed);
     }
+    return v;
+}
+
+static bool take_guard(void)
+{
+    long v = budget();
+
     while (v > 0) {
         if (atomic_compare_exchange_weak_explicit(&guards_left, &v, v - 1,
                 memory_order_relaxed, memory_order_relaxed))
@@ -100,6 +158,25 @@ static bool take_guard(void)
 static void give_guard(void)
 {
     atomic_fetch_add_explicit(&guards_left, 1, memory_order_relaxed);
+}
+
+static size_t zone_size(void);
+
+/* Guard the zone at the bottom of `slot`; returns how (enum tide__guard). */
+static uint8_t guard_zone(char *slot)
+{
+    budget();
+    bool capped = atomic_load_explicit(&budget_capped, memory_order_relaxed);
+    if (!capped && markers() &&
+        madvise(slot, zone_size(), MADV_GUARD_INSTALL) == 0)
+        return TIDE__GUARD_MARKER;
+    if (!take_guard())
+        return TIDE__GUARD_NONE;
+    if ((markers() && madvise(slot, zone_size(), MADV_GUARD_INSTALL) == 0) ||
+        mprotect(slot, zone_size(), PROT_NONE) == 0)
+        return TIDE__GUARD_COUNTED;
+    give_guard();
+    return TIDE__GUARD_NONE;
 }
 
 size_t tide__stack_round(size_t bytes)
@@ -176,19 +253,13 @@ static struct tide__stack *slot_init(struct tide__slab *slab,
     st->slab = slab;
     st->lo = slot + zone_size();
     st->size = (size_t)((char *)st - st->lo);
-    st->guarded = false;
     st->cold_checks = 0;
     st->canary = TIDE__STACK_CANARY;
     /* Slots are handed out in order, so the slot below is initialized. */
     st->below = i == 0 ? &slab_floor_canary
                        : &((struct tide__stack *)(void *)(slot - sizeof *st))
                               ->canary;
-    if (take_guard()) {
-        if (mprotect(slot, zone_size(), PROT_NONE) == 0)
-            st->guarded = true;
-        else
-            give_guard();
-    }
+    st->guarded = guard_zone(slot);
 
 #ifdef TIDE__VALGRIND
     st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
@@ -249,7 +320,7 @@ static void slab_release(struct tide__slab *s)
 {
     for (unsigned i = 0; i < s->fresh; i++) {
         struct tide__stack *st = slot_header(s, i);
-        if (st->guarded)
+        if (st->guarded == TIDE__GUARD_COUNTED)
             give_guard();
 #ifdef TIDE__VALGRIND
         VALGRIND_STACK_DEREGISTER(st->vg_id);

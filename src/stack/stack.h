@@ -2,19 +2,22 @@
  * the fiber-aware context switch.
  *
  * A stack is one slot of a slab: one mmap holding TIDE__SLAB_SLOTS stacks
- * (MAP_NORESERVE: a page costs memory only once touched). Linux caps a
- * process at vm.max_map_count mappings (65530 by default) and a guard
- * splits a mapping, so only the first stacks of the process get a
- * PROT_NONE guard zone each (a budget of max_map_count / 8); later stacks
- * keep the same layout with the zone unprotected, a red zone checked at
- * every switch away from the stack. Either way an overflow that is caught
- * ends the process with a message naming the task (README, "Stack
- * overflow" says which ones can be caught).
+ * (MAP_NORESERVE: a page costs memory only once touched). Below each
+ * stack lies a guard zone. Where the kernel has guard markers (Linux
+ * 6.13, madvise MADV_GUARD_INSTALL: kept in the page table, the mapping
+ * is not split) every stack gets one. Elsewhere a guard is an mprotect,
+ * which splits the mapping, and Linux caps a process at
+ * vm.max_map_count mappings (65530 by default), so only the first stacks
+ * of the process are guarded (a budget of max_map_count / 8); later
+ * stacks keep the same layout with the zone unprotected, a red zone
+ * checked at every switch away from the stack. Either way an overflow
+ * that is caught ends the process with a message naming the task
+ * (README, "Stack overflow" says which ones can be caught).
  *
  * Slot layout, low to high: [zone: TIDE__STACK_ZONE bytes][usable stack]
  * [struct tide__stack header, 64 bytes at the very top]. The zone is one
- * mprotect, whatever its width, so a wide guard costs no more map entries
- * than a page. Unguarded, its top TIDE__STACK_REDZONE bytes (just below
+ * madvise or mprotect, whatever its width, so a wide guard costs no more
+ * map entries than a page. Unguarded, its top TIDE__STACK_REDZONE bytes (just below
  * lo) are the red zone, never touched by a task that stays in its stack;
  * every page of it is checked whenever the task switches away. While the
  * slot is cold (its first TIDE__STACK_COLD_CHECKS checks) the check asks
@@ -67,6 +70,12 @@
 
 struct tide__slab;
 
+enum tide__guard {
+    TIDE__GUARD_NONE,    /* the red zone is checked at every switch */
+    TIDE__GUARD_MARKER,  /* guard markers, outside the budget */
+    TIDE__GUARD_COUNTED, /* a guard taken from the budget */
+};
+
 struct tide__stack {
     struct tide__stack *next_free; /* pool free list */
     struct tide__slab *slab;
@@ -76,7 +85,8 @@ struct tide__stack {
     const uint64_t *below;         /* canary of the slot below (or a
                                     * constant one for a slab's first) */
     unsigned vg_id;                /* valgrind stack id */
-    bool guarded;                  /* the zone below lo is PROT_NONE */
+    uint8_t guarded;               /* enum tide__guard: how the zone
+                                    * below lo is guarded */
     uint8_t cold_checks;           /* red-zone checks by residency so far,
                                     * up to TIDE__STACK_COLD_CHECKS */
     uint64_t canary;               /* TIDE__STACK_CANARY; highest word */
