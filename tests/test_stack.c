@@ -565,6 +565,8 @@ TEST(with_guard_markers_every_stack_is_guarded)
 {
     if (!kernel_has_guard_markers())
         SKIP("this kernel has no guard markers (MADV_GUARD_INSTALL)");
+    if (HARNESS_TSAN)
+        SKIP("TSan: a fiber per task, and at most 8128 of them");
     if (harness_compact())
         SKIP("TIDE_COMPACT=1: tasks share one stack");
     unsetenv("TIDE_STACK_GUARDS");
