@@ -620,3 +620,43 @@ TEST(debug_mode_fails_cleanly_when_the_watchdog_cannot_start)
     CHECK_EQ(watchdogs_settled(0), 0);
     LEAK_GATE();
 }
+
+/* ---- naming frames (core/symbols.c) ----------------------------------- */
+
+#include "core/symbols.h"
+
+#include <sys/mman.h>
+
+__attribute__((noinline)) static int named_static(int x)
+{
+    return x * 3 + 1;
+}
+
+TEST(frames_are_named_from_the_symbol_table_or_given_as_offsets)
+{
+    char *code = (char *)(uintptr_t)named_static;
+    void *anon = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                      0);
+    CHECK(anon != MAP_FAILED);
+    void *frames[] = {code + 1, code + 2, anon};
+    char buf[1024], want[64];
+
+    size_t n = tide__symbols_format(frames, 3, buf, sizeof buf);
+    CHECK_EQ(n, strlen(buf));
+    /* A static function, named without -rdynamic; a return address is
+     * named by the call before it, and keeps its own offset. */
+    if (!strstr(buf, "    #0 named_static+0x1 (test_watchdog)\n") ||
+        !strstr(buf, "    #1 named_static+0x2 (test_watchdog)\n"))
+        harness_fail(__FILE__, __LINE__, "frames: %s", buf);
+    snprintf(want, sizeof want, "    #2 %p\n", anon); /* in no file */
+    CHECK(strstr(buf, want) != NULL);
+    /* Cut to fit, and still a string. */
+    n = tide__symbols_format(frames, 3, buf, 20);
+    CHECK(n < 20);
+    CHECK_EQ(n, strlen(buf));
+    CHECK_EQ(tide__symbols_format(frames, 0, buf, sizeof buf), 0);
+    CHECK_STR_EQ(buf, "");
+    munmap(anon, 4096);
+    CHECK_EQ(named_static(1), 4);
+    LEAK_GATE();
+}
