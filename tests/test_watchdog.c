@@ -59,8 +59,8 @@ static bool err_has(const char *want)
     pthread_mutex_lock(&err.lock);
     ssize_t n;
     while (err.len + 1 < sizeof err.buf &&
-           (n = read(err.rd, err.buf + err.len,
-                     sizeof err.buf - 1 - err.len)) > 0)
+           (n = read(err.rd, err.buf + err.len, sizeof err.buf - 1 - err.len)) >
+               0)
         err.len += (size_t)n;
     err.buf[err.len] = '\0';
     bool has = strstr(err.buf, want) != NULL;
@@ -246,14 +246,13 @@ TEST(a_blocked_step_is_reported_while_it_blocks_with_its_backtrace)
         harness_fail(__FILE__, __LINE__, "no report in %.2f s: %s", s.took,
                      out);
     CHECK(s.seen < s.took);
-    snprintf(want, sizeof want, "task 'spinner' (created at %s:%d)",
-             __FILE__, spinner_line);
+    snprintf(want, sizeof want, "task 'spinner' (created at %s:%d)", __FILE__,
+             spinner_line);
     report_of(out, want, one, sizeof one);
     if (!strstr(one, "has held the loop for 0.") ||
         !strstr(one, "and still holds it; it is at:\n    #0 ") ||
         !strstr(one, " spin_until_reported+0x") || !strstr(one, " spinner+0x"))
-        harness_fail(__FILE__, __LINE__, "report: \"%s\" in \"%s\"", one,
-                     out);
+        harness_fail(__FILE__, __LINE__, "report: \"%s\" in \"%s\"", one, out);
     double age = 0;
     CHECK(sscanf(strstr(one, "has held the loop for "),
                  "has held the loop for %lf", &age) == 1);
@@ -264,8 +263,9 @@ TEST(a_blocked_step_is_reported_while_it_blocks_with_its_backtrace)
     /* At its end, the report handler gets it all: the slow step and
      * where the watchdog caught it. */
     CHECK_EQ(nmsgs, 1);
-    if (!strstr(msgs, want) || !strstr(msgs, "(slow step); the watchdog "
-                                             "caught it at:\n    #") ||
+    if (!strstr(msgs, want) ||
+        !strstr(msgs, "(slow step); the watchdog "
+                      "caught it at:\n    #") ||
         !strstr(msgs, " spin_until_reported+0x"))
         harness_fail(__FILE__, __LINE__, "report handler got: %s", msgs);
     CHECK_EQ(watchdogs_settled(0), 0);
@@ -370,15 +370,15 @@ TEST(closing_the_loop_stops_the_watchdog_and_its_signals)
     CHECK_EQ(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
     struct spin s = {.max = 3, .sig = sig};
     const char *out = run_spinner("masked", 0.02, &s);
-    CHECK_STR_EQ(out, "");        /* blocked: the handler never ran */
-    CHECK(s.seen > 0);            /* but the watchdog asked */
+    CHECK_STR_EQ(out, ""); /* blocked: the handler never ran */
+    CHECK(s.seen > 0);     /* but the watchdog asked */
     CHECK(signal_pending(sig));
     err_begin();
     CHECK_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0); /* delivered */
     CHECK(!signal_pending(sig));
     harness_busy_wait(0.1);
     out = err_end();
-    CHECK_STR_EQ(out, "");        /* the loop is gone: nothing to say */
+    CHECK_STR_EQ(out, ""); /* the loop is gone: nothing to say */
     CHECK_EQ(watchdogs(), 1);
 
     /* The last debug loop closes: the thread is joined, and a step that
@@ -635,8 +635,8 @@ __attribute__((noinline)) static int named_static(int x)
 TEST(frames_are_named_from_the_symbol_table_or_given_as_offsets)
 {
     char *code = (char *)(uintptr_t)named_static;
-    void *anon = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                      0);
+    void *anon =
+        mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(anon != MAP_FAILED);
     void *frames[] = {code + 1, code + 2, anon};
     char buf[1024], want[64];

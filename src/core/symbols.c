@@ -27,16 +27,18 @@
 #define OUR_CLASS ELFCLASS32
 #endif
 
+typedef ElfW(Sym) elf_sym;
+
 /* The mapped file and its symbol table. */
 struct object {
-    const char *path;           /* as dladdr names it (NULL: none mapped) */
+    const char *path; /* as dladdr names it (NULL: none mapped) */
     const unsigned char *map;
     size_t size;
-    const ElfW(Sym) *syms;
+    const elf_sym *syms;
     size_t nsyms;
     const char *strs;
     size_t strs_size;
-    bool absolute;              /* ET_EXEC: symbols hold run-time addresses */
+    bool absolute; /* ET_EXEC: symbols hold run-time addresses */
 };
 
 static bool in_file(const struct object *o, uint64_t off, uint64_t len)
@@ -63,7 +65,7 @@ static void find_symtab(struct object *o)
             !in_file(o, str->sh_offset, str->sh_size))
             return;
         o->syms = (const void *)(o->map + sh[i].sh_offset);
-        o->nsyms = sh[i].sh_size / sizeof(ElfW(Sym));
+        o->nsyms = sh[i].sh_size / sizeof(elf_sym);
         o->strs = (const char *)o->map + str->sh_offset;
         o->strs_size = str->sh_size;
         o->absolute = eh->e_type == ET_EXEC;
@@ -84,17 +86,15 @@ static void object_open(struct object *o, const char *path)
 {
     object_drop(o);
     o->path = path;
-    const char *file = strcmp(path, program_invocation_name) == 0
-                           ? "/proc/self/exe"
-                           : path;
+    const char *file =
+        strcmp(path, program_invocation_name) == 0 ? "/proc/self/exe" : path;
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
 
     if (fd < 0)
         return;
     if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd,
-                       0);
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m != MAP_FAILED) {
             o->map = m;
             o->size = (size_t)st.st_size;
@@ -105,10 +105,10 @@ static void object_open(struct object *o, const char *path)
 }
 
 /* The function symbol holding file address `addr`, or NULL. */
-static const ElfW(Sym) *symtab_find(const struct object *o, uintptr_t addr)
+static const elf_sym *symtab_find(const struct object *o, uintptr_t addr)
 {
     for (size_t i = 0; i < o->nsyms; i++) {
-        const ElfW(Sym) *s = &o->syms[i];
+        const elf_sym *s = &o->syms[i];
         if (SYM_TYPE(s->st_info) == STT_FUNC && s->st_name &&
             s->st_name < o->strs_size && addr >= s->st_value &&
             addr - s->st_value < (s->st_size ? s->st_size : 1) &&
@@ -139,16 +139,14 @@ static int format_frame(struct object *o, int i, const void *pc, char *buf,
     const char *file = base_name(info.dli_fname);
     uintptr_t base = (uintptr_t)info.dli_fbase;
     if (info.dli_sname && info.dli_saddr)
-        return snprintf(buf, cap, "    #%d %s+%#lx (%s)\n", i,
-                        info.dli_sname,
-                        (unsigned long)((uintptr_t)pc -
-                                        (uintptr_t)info.dli_saddr),
-                        file);
+        return snprintf(
+            buf, cap, "    #%d %s+%#lx (%s)\n", i, info.dli_sname,
+            (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_saddr), file);
     if (o->path != info.dli_fname &&
         (!o->path || strcmp(o->path, info.dli_fname) != 0))
         object_open(o, info.dli_fname);
     uintptr_t rel = o->absolute ? at : at - base;
-    const ElfW(Sym) *s = symtab_find(o, rel);
+    const elf_sym *s = symtab_find(o, rel);
     if (s)
         return snprintf(buf, cap, "    #%d %s+%#lx (%s)\n", i,
                         o->strs + s->st_name,
@@ -158,8 +156,7 @@ static int format_frame(struct object *o, int i, const void *pc, char *buf,
                     (unsigned long)((uintptr_t)pc - (o->absolute ? 0 : base)));
 }
 
-size_t tide__symbols_format(void *const *frames, int n, char *buf,
-                            size_t cap)
+size_t tide__symbols_format(void *const *frames, int n, char *buf, size_t cap)
 {
     struct object o = {0};
     size_t len = 0;

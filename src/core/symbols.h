@@ -18,7 +18,6 @@
  * "    #i file+0xoff\n" where no name is known. frames[0] is the exact
  * address of an instruction, the others return addresses (named by the
  * call before them). NUL-terminated, cut at cap; returns the length. */
-size_t tide__symbols_format(void *const *frames, int n, char *buf,
-                            size_t cap);
+size_t tide__symbols_format(void *const *frames, int n, char *buf, size_t cap);
 
 #endif

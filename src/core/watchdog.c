@@ -49,22 +49,22 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define MAX_WATCHED 64                 /* loops watched at once */
+#define MAX_WATCHED 64 /* loops watched at once */
 #define MAX_FRAMES 48
-#define IDLE_TICK_NS 250000000         /* the longest sleep */
-#define MIN_TICK_NS 2000000            /* the shortest tick */
-#define DEFAULT_SIGNAL_OFFSET 8        /* SIGRTMIN+8 */
-#define TRACE_MAX 4096                 /* a slow step's report, frames too */
+#define IDLE_TICK_NS 250000000  /* the longest sleep */
+#define MIN_TICK_NS 2000000     /* the shortest tick */
+#define DEFAULT_SIGNAL_OFFSET 8 /* SIGRTMIN+8 */
+#define TRACE_MAX 4096          /* a slow step's report, frames too */
 
 struct tide__watch {
     /* The loop owning the slot, NULL: free. Stored last (release) when a
      * loop claims it, after the fields below are reset. */
     tide_loop *_Atomic loop;
     /* Published by the loop's thread at every step. */
-    _Atomic int64_t start;        /* when the running step began, 0: none */
-    _Atomic int tid;              /* kernel id of the thread running it */
+    _Atomic int64_t start;           /* when the running step began, 0: none */
+    _Atomic int tid;                 /* kernel id of the thread running it */
     struct tide__coro *_Atomic task; /* its coroutine, NULL: a callback */
-    _Atomic int64_t slow_ns;      /* the loop's threshold */
+    _Atomic int64_t slow_ns;         /* the loop's threshold */
     /* The watchdog asks with a token: the step's start, times two, plus
      * one at ten times the threshold. The handler answers with the same
      * token (release) once it has filled in the capture below; the
@@ -72,8 +72,8 @@ struct tide__watch {
      * capture before the handler's next writing of it. */
     _Atomic uint64_t request;
     _Atomic uint64_t answered;
-    int64_t age_ns;               /* the capture: how long the step ran */
-    int nframes, first;           /* frames[first] is where it was */
+    int64_t age_ns;     /* the capture: how long the step ran */
+    int nframes, first; /* frames[first] is where it was */
     void *frames[MAX_FRAMES];
     char who[192];
 };
@@ -82,9 +82,9 @@ static struct tide__watch slots[MAX_WATCHED];
 
 /* What only the watchdog thread knows of each slot. */
 static struct {
-    int64_t step;                 /* start of the step it last saw */
-    int reports;                  /* requests made for it: 0, 1 or 2 */
-    uint64_t asked, printed;      /* tokens */
+    int64_t step;            /* start of the step it last saw */
+    int reports;             /* requests made for it: 0, 1 or 2 */
+    uint64_t asked, printed; /* tokens */
 } seen[MAX_WATCHED];
 
 /* A capture copied out of its slot, to be printed. */
@@ -103,12 +103,12 @@ static struct report pending[MAX_WATCHED]; /* the watchdog thread's */
  * that may have seen it. */
 static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned nwatched;          /* under life_lock */
-static pthread_t watchdog;         /* running while nwatched > 0 */
-static int watch_signal;           /* 0: not chosen yet, -1: none */
-static bool handler_installed;     /* for watch_signal, never removed */
+static unsigned nwatched;      /* under life_lock */
+static pthread_t watchdog;     /* running while nwatched > 0 */
+static int watch_signal;       /* 0: not chosen yet, -1: none */
+static bool handler_installed; /* for watch_signal, never removed */
 static struct sigaction prev_action;
-static atomic_int wake_fd = -1;    /* eventfd: the handler and stop */
+static atomic_int wake_fd = -1; /* eventfd: the handler and stop */
 static atomic_bool stopping;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
@@ -177,16 +177,14 @@ char *tide__watch_trace(tide_loop *loop, const char *msg)
     char *buf = tide__malloc(TRACE_MAX);
     if (!buf)
         return NULL;
-    int len = snprintf(buf, TRACE_MAX, "%s; the watchdog caught it at:\n",
-                       msg);
+    int len = snprintf(buf, TRACE_MAX, "%s; the watchdog caught it at:\n", msg);
     if (len < 0 || len >= TRACE_MAX) {
         tide__free(buf);
         return NULL;
     }
     size_t n = (size_t)len +
-               tide__symbols_format(w->frames + w->first,
-                                    w->nframes - w->first, buf + len,
-                                    TRACE_MAX - (size_t)len);
+               tide__symbols_format(w->frames + w->first, w->nframes - w->first,
+                                    buf + len, TRACE_MAX - (size_t)len);
     if (buf[n - 1] == '\n')
         buf[n - 1] = '\0'; /* a report is a message, not a line */
     return buf;
@@ -214,8 +212,8 @@ static void capture(struct tide__watch *w, uint64_t token, void *uctx)
      * coroutine are alive (this thread is inside that step). */
     if (!loop || atomic_load_explicit(&w->start, memory_order_relaxed) != start)
         return;
-    struct tide__coro *co = atomic_load_explicit(&w->task,
-                                                 memory_order_relaxed);
+    struct tide__coro *co =
+        atomic_load_explicit(&w->task, memory_order_relaxed);
     if (co && loop->coro_ops && loop->coro_ops->describe)
         loop->coro_ops->describe(co, w->who, sizeof w->who);
     else
@@ -260,8 +258,8 @@ static void on_signal(int sig, siginfo_t *si, void *uctx)
             struct tide__watch *w = &slots[i];
             if (atomic_load_explicit(&w->tid, memory_order_relaxed) != me)
                 continue;
-            uint64_t token = atomic_exchange_explicit(&w->request, 0,
-                                                      memory_order_acquire);
+            uint64_t token =
+                atomic_exchange_explicit(&w->request, 0, memory_order_acquire);
             if (token)
                 capture(w, token, uctx);
         }
@@ -306,8 +304,8 @@ static int64_t scan(int64_t now, int *n)
         int64_t tick = slow / 4 < MIN_TICK_NS ? MIN_TICK_NS : slow / 4;
         if (tick < wait)
             wait = tick;
-        uint64_t answered = atomic_load_explicit(&w->answered,
-                                                 memory_order_acquire);
+        uint64_t answered =
+            atomic_load_explicit(&w->answered, memory_order_acquire);
         if (answered && answered == seen[i].asked &&
             answered != seen[i].printed) {
             struct report *r = &pending[(*n)++];
@@ -329,9 +327,10 @@ static int64_t scan(int64_t now, int *n)
         }
         if (seen[i].reports >= 2)
             continue;
-        int64_t due = add_sat(start, seen[i].reports == 0 ? slow
-                                     : slow > INT64_MAX / 10 ? INT64_MAX
-                                                             : slow * 10);
+        int64_t limit = slow; /* then ten times it */
+        if (seen[i].reports == 1)
+            limit = slow > INT64_MAX / 10 ? INT64_MAX : slow * 10;
+        int64_t due = add_sat(start, limit);
         if (now < due) {
             if (due - now < wait)
                 wait = due - now;
@@ -374,9 +373,9 @@ static void print(const struct report *r)
         return;
     if ((size_t)len >= sizeof buf)
         len = sizeof buf - 1;
-    size_t n = (size_t)len + tide__symbols_format(r->frames, r->nframes,
-                                                  buf + len,
-                                                  sizeof buf - (size_t)len);
+    size_t n =
+        (size_t)len + tide__symbols_format(r->frames, r->nframes, buf + len,
+                                           sizeof buf - (size_t)len);
     write_all(STDERR_FILENO, buf, n);
 }
 
@@ -417,7 +416,8 @@ static int choose_signal(void)
         return -1;
     if (*end == '\0' && (v == SIGUSR2 || (v >= SIGRTMIN && v <= SIGRTMAX)))
         return (int)v;
-    fprintf(stderr, "tide: TIDE_WATCHDOG_SIGNAL=%s is neither 0, SIGUSR2 "
+    fprintf(stderr,
+            "tide: TIDE_WATCHDOG_SIGNAL=%s is neither 0, SIGUSR2 "
             "(%d) nor a real-time signal (%d to %d): the watchdog is off\n",
             env, SIGUSR2, SIGRTMIN, SIGRTMAX);
     return -1;
@@ -450,8 +450,8 @@ static int start_thread(void)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&watchdog, NULL, watchdog_main,
-                            (void *)(intptr_t)fd);
+    int rc =
+        pthread_create(&watchdog, NULL, watchdog_main, (void *)(intptr_t)fd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc == 0)
         pthread_setname_np(watchdog, "tide-watchdog"); /* ps, gdb, tests */
