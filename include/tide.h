@@ -552,7 +552,12 @@ TIDE_API void tide_task_group_free(tide_task_group *g);
  * by default):
  * - a callback or task step that holds the loop longer than the slow
  *   callback duration (0.1 s by default), with the task's name and the
- *   file:line where it was created;
+ *   file:line where it was created, when it ends, and, while it still
+ *   holds the loop, on stderr: the task and a backtrace of where it is,
+ *   once at the threshold and once more at ten times it (the watchdog;
+ *   README, "Debug mode", says how it works and what a backtrace needs
+ *   to show function names). The report at the step's end then carries
+ *   that backtrace too;
  * - at close, every task still pending (it is then cancelled), and every
  *   failed future freed without anyone reading its error ("error was
  *   never retrieved", with the task's name and creation site);
@@ -562,7 +567,11 @@ TIDE_API void tide_task_group_free(tide_task_group *g);
  *   open), a dump of every task, as tide_loop_dump writes it, on the next
  *   loop iteration. */
 
-/* Turn debug mode on or off. Returns 0; -EINVAL if the loop is closed. */
+/* Turn debug mode on or off. The first loop to turn it on starts the
+ * watchdog thread (one per process), the last to turn it off or close
+ * stops it. Returns 0; -EINVAL if the loop is closed; -EAGAIN, -EMFILE or
+ * -ENOMEM if the watchdog thread cannot be started (debug mode stays
+ * off). */
 TIDE_API int tide_loop_set_debug(tide_loop *loop, bool on);
 TIDE_API bool tide_loop_get_debug(tide_loop *loop);
 

@@ -452,6 +452,93 @@ TEST(a_frame_wider_than_the_guard_is_probed_into_it)
     LEAK_GATE();
 }
 
+/* ---- one frame far wider than the guard ---------------------------------
+ * Unprobed: the prologue of a function with a local array of `size`
+ * bytes, from code built without -fstack-clash-protection, moves the
+ * stack pointer that far down at once, past the guard and the slab, and
+ * its first write lands there. Written as that prologue (what a compiler
+ * emits depends on its flags). The child exits 77 if the address is
+ * mapped, by something that such a write would silently corrupt. */
+
+#define MAPPED_BELOW 77
+
+static void *unprobed_huge_frame(void *arg)
+{
+    size_t size = *(const size_t *)arg;
+    char *target = tide__stack_current->lo - size;
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char resident;
+
+    if (mincore((void *)((uintptr_t)target & ~(uintptr_t)(page - 1)),
+                (size_t)page, &resident) == 0 || errno != ENOMEM)
+        _exit(MAPPED_BELOW);
+#if defined(__x86_64__)
+    __asm__ volatile("mov %%rsp, %%rbx\n\t"
+                     "mov %0, %%rsp\n\t"
+                     "movb $1, (%%rsp)\n\t"
+                     "mov %%rbx, %%rsp"
+                     :
+                     : "r"(target)
+                     : "rbx", "memory");
+#elif defined(__aarch64__)
+    __asm__ volatile("mov x9, sp\n\t"
+                     "mov sp, %0\n\t"
+                     "strb wzr, [sp]\n\t"
+                     "mov sp, x9"
+                     :
+                     : "r"(target)
+                     : "x9", "memory");
+#endif
+    return NULL;
+}
+
+static void huge_frame_child(void *arg)
+{
+    tide_loop *loop = tide_loop_new();
+    tide_task_options o = {0};
+    o.stack_size = SMALL_STACK;
+    o.name = "culprit";
+    tide_future *t = tide_create_task_ex(loop, unprobed_huge_frame, arg, &o);
+    tide_run_until_complete(loop, t, NULL);
+}
+
+static void expect_huge_frame_report(size_t size, int line)
+{
+#if !defined(__x86_64__) && !defined(__aarch64__)
+    SKIP("no unprobed frame written for this architecture");
+#endif
+    if (HARNESS_VALGRIND)
+        SKIP("valgrind reports the overflow itself");
+    char buf[4096];
+    int status = harness_run_child(huge_frame_child, &size, buf, sizeof buf);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == MAPPED_BELOW)
+        SKIP("something is mapped where the frame would end");
+    const char *want = "stack overflow in task 'culprit': its stack pointer "
+                       "is ";
+    if (HARNESS_ASAN && strstr(buf, "AddressSanitizer") && !strstr(buf, want))
+        SKIP("ASan handled the overflow itself");
+    if (!WIFSIGNALED(status) || !strstr(buf, want) ||
+        !strstr(buf, " KiB below its stack (a frame wider than the guard"))
+        harness_fail(__FILE__, line, "child status %#x, stderr: %s", status,
+                     buf);
+    char kib[64];
+    snprintf(kib, sizeof kib, "is %zu KiB below", size / 1024);
+    if (!strstr(buf, kib))
+        harness_fail(__FILE__, line, "stderr lacks \"%s\": %s", kib, buf);
+}
+
+TEST(a_frame_of_one_mib_is_reported_as_an_overflow)
+{
+    expect_huge_frame_report((size_t)1 << 20, __LINE__);
+    LEAK_GATE();
+}
+
+TEST(a_frame_of_64_mib_is_reported_as_an_overflow)
+{
+    expect_huge_frame_report((size_t)64 << 20, __LINE__);
+    LEAK_GATE();
+}
+
 /* ---- HAZARDS B39: guard pages survive pooling ------------------------ */
 
 /* TSan, valgrind and ASan with its fake stacks (detect_stack_use_after_

@@ -15,9 +15,9 @@
 #define TIDE_ARCH_CTX_H
 
 #include <stddef.h>
+#include <ucontext.h>
 
 #if defined(TIDE_CTX_UCONTEXT)
-#include <ucontext.h>
 struct tide__ctx {
     ucontext_t uc;
 };
@@ -52,6 +52,33 @@ static inline void *tide__ctx_sp(const struct tide__ctx *c)
     return c->sp;
 }
 #endif
+
+/* From the context a signal handler is given (its third argument): the
+ * stack pointer, and the address of the instruction interrupted. NULL
+ * where this file does not know the architecture's registers. */
+static inline void *tide__signal_sp(void *uctx)
+{
+#if defined(__x86_64__)
+    return (void *)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (void *)((ucontext_t *)uctx)->uc_mcontext.sp;
+#else
+    (void)uctx;
+    return NULL;
+#endif
+}
+
+static inline void *tide__signal_pc(void *uctx)
+{
+#if defined(__x86_64__)
+    return (void *)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (void *)((ucontext_t *)uctx)->uc_mcontext.pc;
+#else
+    (void)uctx;
+    return NULL;
+#endif
+}
 
 /* Save the running context into *from and resume `to`. Returns when some
  * other context switches back to *from. */

@@ -14,6 +14,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "core/loop.h"
+#include "core/watchdog.h"
 
 #include <errno.h>
 #include <math.h>
@@ -92,6 +93,9 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
     if (on && !loop->debug) {
         if (!loop->slow_ns)
             loop->slow_ns = DEFAULT_SLOW_NS;
+        int err = tide__watch_open(loop);
+        if (err < 0)
+            return err;
         loop->dump_seen = atomic_load(&dump_requests);
         for (int i = 0; i < MAX_DEBUG_LOOPS; i++) {
             int expect = 0;
@@ -111,6 +115,7 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
 
 void tide__debug_forget(tide_loop *loop)
 {
+    tide__watch_close(loop);
     if (loop->debug_slot >= 0)
         atomic_store(&registry[loop->debug_slot], 0);
     loop->debug_slot = -1;
@@ -130,6 +135,7 @@ int tide_loop_set_slow_callback_duration(tide_loop *loop, double seconds)
     loop->slow_ns = seconds >= 9e9 ? INT64_MAX : (int64_t)(seconds * 1e9);
     if (!loop->slow_ns)
         loop->slow_ns = 1;
+    tide__watch_set_slow(loop);
     return 0;
 }
 
@@ -155,6 +161,7 @@ void tide__debug_open(tide_loop *loop)
 void tide__debug_step_begin(tide_loop *loop)
 {
     loop->step_start = tide__clock_ns();
+    tide__watch_begin(loop);
 }
 
 void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
@@ -163,6 +170,7 @@ void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
     int64_t took = tide__clock_ns() - loop->step_start;
     char who[256], msg[400];
 
+    tide__watch_end(loop);
     if (took < loop->slow_ns || !loop->step_start)
         return;
     if (co)
@@ -171,7 +179,9 @@ void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
         snprintf(who, sizeof who, "callback %p", (void *)c);
     snprintf(msg, sizeof msg, "%s held the loop for %.3f s (slow step)", who,
              (double)took / 1e9);
-    tide__loop_report(loop, msg);
+    char *caught = tide__watch_trace(loop, msg); /* + where it was */
+    tide__loop_report(loop, caught ? caught : msg);
+    tide__free(caught);
     loop->step_start = tide__clock_ns();
 }
 

@@ -69,7 +69,9 @@ struct tide__coro_ops {
      * body returned, or why it never started (-ECANCELED, -ENOMEM). Drops
      * whatever the loop held for it. */
     void (*finish)(tide_loop *loop, struct tide__coro *co, int err);
-    /* Name it for debug reports and dumps ("task 'x' (created at f:l)"). */
+    /* Name it for debug reports and dumps ("task 'x' (created at f:l)").
+     * Async-signal-safe: the watchdog's signal handler calls it on the
+     * coroutine running under it. */
     void (*describe)(struct tide__coro *co, char *buf, size_t n);
     /* A counted cancel request (tide_future_cancel on its task), as
      * tide_loop_close makes on every round. */
@@ -199,6 +201,7 @@ struct tide_loop {
     void *report_arg;
     unsigned dump_seen;          /* dump requests handled so far */
     int debug_slot;              /* in the signal registry, or -1 */
+    struct tide__watch *watch;   /* its watchdog slot (watchdog.c), or NULL */
     uint64_t next_task_id;
 };
 

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #if defined(__has_include)
@@ -551,6 +550,7 @@ void tide__stack_check_unguarded(struct tide__stack *st, const char *sp)
 #define ALTSTACK_SIZE (64 * 1024)
 
 static _Thread_local void *altstack;
+static _Thread_local size_t altstack_size;
 static pthread_key_t altstack_key;
 static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
 
@@ -570,18 +570,37 @@ static void make_altstack_key(void)
 static struct sigaction prev_segv, prev_bus;
 static atomic_int handler_installed;
 
-/* The stack pointer at the fault, from the signal's saved context. */
-static char *fault_sp(void *uctx)
+/* True if sp is on this thread's alternate signal stack (a handler that
+ * faults there has not overflowed the task under it). */
+static bool on_altstack(const char *sp)
 {
-    ucontext_t *uc = uctx;
-#if defined(__x86_64__)
-    return (char *)uc->uc_mcontext.gregs[REG_RSP];
-#elif defined(__aarch64__)
-    return (char *)uc->uc_mcontext.sp;
-#else
-    (void)uc;
-    return NULL;
-#endif
+    return altstack && sp >= (char *)altstack &&
+           sp < (char *)altstack + altstack_size;
+}
+
+/* "its stack pointer is N KiB below its stack", N in decimal, written
+ * without the C library's formatting (this runs in a signal handler). */
+static const char *sp_below(char *buf, size_t n, size_t kib)
+{
+    static const char head[] = "its stack pointer is ";
+    static const char tail[] = " KiB below its stack (a frame wider than "
+                               "the guard zone)";
+    char digits[24];
+    int d = 0;
+    size_t len = 0;
+
+    do {
+        digits[d++] = (char)('0' + kib % 10);
+        kib /= 10;
+    } while (kib);
+    if (n < sizeof head + sizeof digits + sizeof tail)
+        return "its stack pointer is below its stack";
+    memcpy(buf, head, sizeof head - 1);
+    len = sizeof head - 1;
+    while (d > 0)
+        buf[len++] = digits[--d];
+    memcpy(buf + len, tail, sizeof tail);
+    return buf;
 }
 
 static void on_fault(int sig, siginfo_t *si, void *uctx)
@@ -589,14 +608,25 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
     struct tide__stack *st = tide__stack_current;
 
     if (st) {
-        char *addr = si->si_addr, *sp = fault_sp(uctx);
-        /* Below this task's stack, within its slab (the red zone, the
-         * slots below, the slab's guard page), or sp itself below it. */
-        if ((addr >= st->slab->base && addr < st->lo) ||
-            (sp && sp < st->lo && sp >= st->slab->base - page_size())) {
-            die_overflow(st, addr >= st->slab->base && addr < st->lo
-                                 ? "it touched the guard below its stack"
-                                 : "its stack pointer is below its stack");
+        char *addr = si->si_addr, *sp = tide__signal_sp(uctx);
+        size_t page = page_size();
+        /* Below this task's stack within its slab (the red zone, the
+         * slots below, the slab's guard page), or sp itself below it:
+         * within the slab, or by any amount when the fault lies between
+         * sp (less a page for a push) and the stack, so that one huge
+         * frame, which leaves the slab far behind, is still an overflow. */
+        bool in_slab = addr >= st->slab->base && addr < st->lo;
+        bool sp_low = sp && sp < st->lo && !on_altstack(sp) &&
+                      (sp >= st->slab->base - page ||
+                       ((uintptr_t)addr + page >= (uintptr_t)sp &&
+                        addr < st->lo));
+        if (in_slab || sp_low) {
+            char why[160];
+            die_overflow(st, in_slab ? "it touched the guard below its stack"
+                             : sp >= st->slab->base - page
+                                 ? "its stack pointer is below its stack"
+                                 : sp_below(why, sizeof why,
+                                            (size_t)(st->lo - sp) / 1024));
             signal(sig, SIG_DFL);
             raise(sig);
             return;
@@ -630,11 +660,13 @@ int tide__stack_thread_setup(void)
         if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE)) {
             munmap(mem, size);
             altstack = old.ss_sp;
+            altstack_size = old.ss_size;
         } else if (sigaltstack(&ss, NULL) < 0) {
             munmap(mem, size);
             return -errno;
         } else {
             altstack = mem;
+            altstack_size = size;
             pthread_once(&altstack_once, make_altstack_key);
             pthread_setspecific(altstack_key, mem);
         }

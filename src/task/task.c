@@ -70,21 +70,73 @@ static void task_finish(tide_loop *loop, struct tide__coro *co, int err)
     tide_future_release(&t->fut);                  /* the loop's reference */
 }
 
+/* Descriptions are written without the C library's formatting, which is
+ * not async-signal-safe: the stack overflow handler and the watchdog's
+ * signal handler call them. put() and put_uint() append to buf (n > 0
+ * bytes), keep it NUL-terminated and return the new length. */
+static size_t put(char *buf, size_t n, size_t len, const char *s)
+{
+    while (*s && len + 1 < n)
+        buf[len++] = *s++;
+    buf[len] = '\0';
+    return len;
+}
+
+static size_t put_uint(char *buf, size_t n, size_t len, uint64_t v)
+{
+    char digits[24];
+    int d = 0;
+
+    do {
+        digits[d++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (d > 0 && len + 1 < n)
+        buf[len++] = digits[--d];
+    buf[len] = '\0';
+    return len;
+}
+
+/* "task 'name'", "task 'Task-<id>'" if it has none; the closing quote
+ * always fits. */
+static size_t put_name(char *buf, size_t n, const struct tide__task *t)
+{
+    size_t len = put(buf, n - 1, 0, "task '");
+
+    if (t->info && t->info->name) {
+        len = put(buf, n - 1, len, t->info->name);
+    } else {
+        len = put(buf, n - 1, len, "Task-");
+        len = put_uint(buf, n - 1, len, t->id);
+    }
+    return put(buf, n, len, "'");
+}
+
+/* "task 'name' (created at file:line)", the site where it is known. */
+static void describe_task(const struct tide__task *t, char *buf, size_t n)
+{
+    if (n < 32) {
+        put(buf, n, 0, "a task");
+        return;
+    }
+    size_t len = put_name(buf, n, t);
+    if (t->info && t->info->file) {
+        len = put(buf, n, len, " (created at ");
+        len = put(buf, n, len, t->info->file);
+        len = put(buf, n, len, ":");
+        len = put_uint(buf, n, len, (uint64_t)(unsigned)t->info->line);
+        put(buf, n, len, ")");
+    }
+}
+
 void tide__task_describe(tide_future *f, char *buf, size_t n)
 {
-    struct tide__task *t = task_of(f);
-    const char *name = tide_task_get_name(f);
-
-    if (t->info && t->info->file)
-        snprintf(buf, n, "task '%s' (created at %s:%d)", name ? name : "?",
-                 t->info->file, t->info->line);
-    else
-        snprintf(buf, n, "task '%s'", name ? name : "?");
+    describe_task(task_of(f), buf, n);
 }
 
 static void describe_coro(struct tide__coro *co, char *buf, size_t n)
 {
-    tide__task_describe(&task_of_coro(co)->fut, buf, n);
+    describe_task(task_of_coro(co), buf, n);
 }
 
 static void cancel_coro(tide_loop *loop, struct tide__coro *co)
@@ -139,8 +191,6 @@ static void describe_stack(const struct tide__stack *st, char *buf,
 {
     tide_loop *loop = tide__running;
     struct tide__coro *co = loop ? loop->current : NULL;
-    struct tide__task *t;
-    size_t len = 0;
 
     if (st && st->owner)
         co = st->owner;
@@ -153,28 +203,7 @@ static void describe_stack(const struct tide__stack *st, char *buf,
         memcpy(buf, "a coroutine", sizeof "a coroutine");
         return;
     }
-    t = task_of_coro(co);
-    const char *pre = "task '";
-    while (*pre && len + 1 < n)
-        buf[len++] = *pre++;
-    if (t->info && t->info->name) {
-        for (const char *s = t->info->name; *s && len + 3 < n; s++)
-            buf[len++] = *s;
-    } else {
-        char digits[24];
-        int d = 0;
-        uint64_t id = t->id;
-        do {
-            digits[d++] = (char)('0' + id % 10);
-            id /= 10;
-        } while (id);
-        for (const char *s = "Task-"; *s && len + 3 < n; s++)
-            buf[len++] = *s;
-        while (d > 0 && len + 3 < n)
-            buf[len++] = digits[--d];
-    }
-    buf[len++] = '\'';
-    buf[len] = '\0';
+    put_name(buf, n, task_of_coro(co));
 }
 
 tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
