@@ -196,6 +196,65 @@ typedef struct tide_loop_stats {
 /* Fill *stats. Returns 0; -EINVAL if stats is NULL. */
 TIDE_API int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *stats);
 
+/* ---- Driving a loop from another loop --------------------------------
+ * A program with a loop of its own (GLib, Qt, a game loop, plain poll())
+ * runs tide inside it, as libuv's uv_backend_fd, uv_backend_timeout and
+ * UV_RUN_NOWAIT allow: it watches tide_loop_backend_fd for readability,
+ * waits no longer than tide_loop_backend_timeout says, then calls
+ * tide_loop_run_once(loop, 0), and again until that returns 0:
+ *
+ *     int fd = tide_loop_backend_fd(loop);
+ *     do {
+ *         double t;
+ *         tide_loop_backend_timeout(loop, &t);
+ *         struct pollfd p = {.fd = fd, .events = POLLIN};
+ *         poll(&p, 1, isinf(t) ? -1 : (int)fmin(ceil(t * 1e3), 1e9));
+ *     } while (tide_loop_run_once(loop, 0) == 1);
+ *
+ * The fd is readable whenever the loop has something to do that it would
+ * wake for: a tide_call_soon_threadsafe from another thread, a dump
+ * signal in debug mode, and I/O once there is some; all else (ready
+ * callbacks and tasks, timers) is in the timeout. Ask for the timeout
+ * before every wait: work the outer loop's own callbacks schedule on
+ * tide changes it. Between the calls the loop is not running
+ * (tide_loop_is_running is false, suspending calls return -EPERM). The
+ * rule for the fd holds for every backend, whatever it waits with (an
+ * io_uring backend would hand out its ring fd, readable while
+ * completions are pending), except the poll() fallback, which has no
+ * such fd: there, let tide do the waiting with tide_loop_run_once(loop,
+ * t), or run it in a thread of its own. */
+
+/* Run one iteration of the loop, as tide_run_forever runs them: wait up
+ * to `timeout` seconds for something to happen (0: never block;
+ * INFINITY: until something does; no wait if anything is ready already),
+ * fire the timers that are due, then run every callback and task step
+ * ready at that point; what they schedule waits for the next call.
+ * Returns 1 if anything is left to do (an unfinished task, a ready
+ * callback, an armed timer, a threadsafe callback not yet taken in), 0
+ * if not (another thread may still send one); -EINVAL if the loop is
+ * closed or timeout is NaN or negative. Nests as tide_run_until_complete
+ * does: called from a task or callback of the loop, it runs one
+ * iteration right there, other tasks running meanwhile. tide_loop_stop,
+ * tide_loop_close (-EBUSY meanwhile) and debug mode behave as with the
+ * other runs; a stop made during the iteration is spent on it, so the
+ * next call is not stopped. */
+TIDE_API int tide_loop_run_once(tide_loop *loop, double timeout);
+
+/* The fd to watch for readability (see above), owned by the loop: do not
+ * read it or close it. epoll's own fd today. Returns the fd; -ENOTSUP on
+ * the poll() backend; -EINVAL if the loop is closed. */
+TIDE_API int tide_loop_backend_fd(tide_loop *loop);
+
+/* How long the outer loop may wait before it calls tide_loop_run_once,
+ * in seconds, stored in *seconds: 0 if anything is ready; the time until
+ * the earliest timer fires (its slack included, so a wait that long finds
+ * it due); INFINITY if no timer will ever fire (wait for the fd alone).
+ * On the virtual clock 0 while a timer is armed: the next iteration
+ * jumps to it. Round up when converting (to milliseconds, say), or the
+ * outer loop wakes before the timer is due and comes back for nothing.
+ * Returns 0; -EINVAL if seconds is NULL or the loop is closed. */
+TIDE_API int tide_loop_backend_timeout(tide_loop *loop, double *seconds);
+
 /* ---- Callbacks ------------------------------------------------------
  * A handle names a scheduled callback. It is a value, not a pointer:
  * cancelling a handle whose callback already ran (or was cancelled) is

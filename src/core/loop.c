@@ -71,6 +71,7 @@ tide_loop *tide_loop_new(void)
     loop->compact_default = env && env[0] == '1';
     loop->now = tide__clock_ns();
     loop->refs = 1;
+    loop->embed_wait = -1;
     loop->debug_slot = -1;
     tide__debug_open(loop);
     return loop;

@@ -187,6 +187,9 @@ struct tide_loop {
     struct tide__io wake_io;
 
     unsigned depth;              /* runs in progress (nesting) */
+    int64_t embed_wait;          /* tide_loop_run_once, for its one
+                                  * iteration: poll, waiting at most this
+                                  * (ns; INT64_MAX: no limit); else -1 */
     bool stopping;
     bool closing;
     bool closed;
@@ -431,6 +434,13 @@ int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline);
  * to stop extending a batch past the end of the run. */
 int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
                    const bool *done_flag);
+
+/* How long the next iteration may wait for I/O, in ns: 0 if anything is
+ * ready (or the run is stopping), the time left to the earliest timer
+ * (its slack included: it fires then), or -1 if no timer will ever fire.
+ * On the virtual clock 0 while a timer is armed: the iteration jumps to
+ * it. What run_once waits and what tide_loop_backend_timeout reports. */
+int64_t tide__loop_wait_ns(const tide_loop *loop);
 
 /* A done() for tide__loop_run that ends it after one iteration: arg is a
  * bool, true at the call ("first"). */

@@ -479,25 +479,39 @@ static void dispatch(tide_loop *loop, struct tide__node *n)
     loop->current = loop->sched_owner;
 }
 
-static void run_once(tide_loop *loop)
+int64_t tide__loop_wait_ns(const tide_loop *loop)
 {
-    int64_t timeout = -1;
-    struct tide__timer *t = tide__heap_min(&loop->timers);
+    const struct tide__timer *t = tide__heap_min(&loop->timers);
 
     if (loop->ready.count || loop->stopping)
-        timeout = 0;
-    else if (t && loop->virtual_clock)
-        timeout = 0;
-    else if (t) {
-        timeout = t->deadline - tide__clock_ns();
-        if (timeout < 0)
-            timeout = 0;
+        return 0;
+    if (!t || t->deadline == INT64_MAX)
+        return -1; /* no timer will ever fire: wait for an fd */
+    if (loop->virtual_clock)
+        return 0; /* the iteration jumps to the timer */
+    int64_t left = t->deadline - tide__clock_ns();
+    return left > 0 ? left : 0;
+}
+
+static void run_once(tide_loop *loop)
+{
+    int64_t timeout = tide__loop_wait_ns(loop);
+    int64_t cap = loop->embed_wait;
+    struct tide__timer *t;
+
+    if (timeout != 0 && loop->now >= loop->next_trim)
+        tide__loop_trim(loop); /* idle: give back what a burst left */
+    if (__builtin_expect(cap >= 0, 0)) {
+        /* tide_loop_run_once: for this iteration only, not for runs
+         * nested in it. It polls even when something is ready: it is
+         * called because the backend fd is readable, and must clear it. */
+        loop->embed_wait = -1;
+        if (timeout < 0 ? cap != INT64_MAX : timeout > cap)
+            timeout = cap;
     }
     /* The wake fd is always watched; other fds are polled every
      * iteration when idle, every BUSY_POLL_INTERVAL when busy. */
-    if (timeout != 0 && loop->now >= loop->next_trim)
-        tide__loop_trim(loop); /* idle: give back what a burst left */
-    if (timeout != 0 || (loop->poller.watched > 1 &&
+    if (timeout != 0 || cap >= 0 || (loop->poller.watched > 1 &&
                          ++loop->busy_iterations >= BUSY_POLL_INTERVAL)) {
         loop->busy_iterations = 0;
         loop->poller.ops->wait(&loop->poller, timeout);

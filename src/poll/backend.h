@@ -41,7 +41,15 @@ struct tide__backend_ops {
 
 struct tide__poller {
     const struct tide__backend_ops *ops;
-    int fd;                   /* epoll: the epoll fd */
+    /* One fd that stands for the whole backend, or -1 if it has none
+     * (poll). tide_loop_backend_fd hands it to programs that drive the
+     * loop from their own, so every backend keeps this rule: it is
+     * readable whenever wait(0) would dispatch something, and only then
+     * (epoll: the epoll fd; an io_uring backend: the ring fd, readable
+     * while completions are pending: one that holds completions back
+     * until the loop enters the kernel must make the ring fd show them;
+     * check IORING_SETUP_DEFER_TASKRUN against this). */
+    int fd;
     struct tide__io **ios;    /* poll: watched ios, dense */
     void *pfds;               /* poll: struct pollfd[], parallel to ios */
     uint32_t count, cap;
