@@ -29,13 +29,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tide/version.h" /* TIDE_VERSION_STRING, TIDE_VERSION_NUMBER, ... */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define TIDE_VERSION_MAJOR 0
-#define TIDE_VERSION_MINOR 1
-#define TIDE_VERSION_PATCH 0
 
 #if defined(__GNUC__) && !defined(TIDE_STATIC_BUILD)
 #define TIDE_API __attribute__((visibility("default")))
@@ -50,6 +48,15 @@ typedef void *(*tide_fn)(void *arg);                /* a coroutine body */
 typedef void (*tide_callback)(void *arg);           /* a loop callback */
 
 /* ---- Library -------------------------------------------------------- */
+
+/* The version of the library the program runs with, "major.minor.patch"
+ * (TIDE_VERSION_STRING is that of the headers it was compiled with).
+ * Static, never NULL. */
+TIDE_API const char *tide_version(void);
+
+/* The same as one number, 0xMMmmpp (TIDE_VERSION_NUMBER for the
+ * headers): 0x000200 for 0.2.0. */
+TIDE_API unsigned tide_version_number(void);
 
 /* The context-switch method compiled in: "asm-x86_64", "asm-aarch64" or
  * "ucontext". Never NULL. */
