@@ -111,7 +111,7 @@ function process(line) {
     else if (line ~ /^typedef[ \t]/)
         begin_item(line, line ~ /\{/ ? "struct" : "typedef")
     else if (line ~ /^[A-Za-z_]/)
-        begin_item(line, line ~ /\{/ ? "block" : "other")
+        begin_item(line, "other")
     else
         warn("not understood (see the top of cmake/man.awk): " line)
 }
@@ -232,27 +232,36 @@ function begin_item(line, kind) {
     ikind[ngrp, gn[ngrp]] = kind
     icode[ngrp, gn[ngrp]] = ""
     inote[ngrp, gn[ngrp]] = ""
+    idepth = 0
+    iopened = 0
     initem = 1
     item_line(line)
 }
 
 # Adds one line to the item being read and ends the item at its last
 # line: a ';' for functions and typedefs (the closing "} name;" for a
-# struct), the line without a trailing backslash for a #define.
-function item_line(line,   i, code, note, done, k) {
+# struct), the line without a trailing backslash for a #define, and for
+# any other declaration the ';' or, once it has opened a brace, the line
+# that closes the last one (a struct, an enum, a static inline body).
+function item_line(line,   i, code, note, done, k, t) {
     i = gn[ngrp]
     k = ikind[ngrp, i]
     code = line
     note = ""
-    if (k == "struct" || k == "block") {
+    if (k == "struct") {
         done = (line ~ /^}.*;/)
+    } else if (k == "other") {
+        t = line
+        iopened += gsub(/\{/, "", t)
+        idepth += gsub(/\{/, "{", line) - gsub(/\}/, "}", line)
+        done = idepth <= 0 && (iopened ? line ~ /\}/ : line ~ /;/)
     } else if (k == "macro") {
         done = (line !~ /\\$/)
     } else {
         done = (line ~ /;/)
     }
     # A comment after the code on the item's last line is its note.
-    if (done && k != "struct" && k != "block" && match(code, /[ \t]*\/\*/)) {
+    if (done && k != "struct" && k != "other" && match(code, /[ \t]*\/\*/)) {
         note = substr(code, RSTART)
         code = substr(code, 1, RSTART - 1)
     }
@@ -262,7 +271,7 @@ function item_line(line,   i, code, note, done, k) {
     initem = 0
     last_was_code = 1
     iname[ngrp, i] = item_name(icode[ngrp, i], k)
-    if (iname[ngrp, i] == "" && k != "other" && k != "block")
+    if (iname[ngrp, i] == "" && k != "other")
         warn("no name found in: " icode[ngrp, i])
     if (note != "")
         begin_comment(note, "note")
