@@ -23,14 +23,15 @@
 #                     to run (W3C, W3MC: W3 and W3M with compact tasks,
 #                     shown beside the peers' W3 and W3M rows; SWITCHC:
 #                     SWITCH between two compact tasks).
-#   PEERS="..."       peers for run-peers.sh -p (default: its own list).
+#   PEER_NAMES="..."  peers for run-peers.sh -p (default: its own list; not
+#                     PEERS, which is `make bench`'s name for PEERS_DIR).
 # Raw result lines go to stderr and to BUILD_DIR/bench/results.log; the
 # peers' own medians table is kept in BUILD_DIR/bench/peers-table.txt.
 # Exits 1 if any tide run failed (crash, timeout, wrong sum or count).
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 || $1 == -h || $1 == --help ]]; then
-    sed -n '2,26p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
 fi
 BUILD=$1
@@ -144,7 +145,7 @@ declare -a PEER_ROWS=() # "W|peer|key=val key=val ..."
 peers_note=""
 if [[ -n $PEERS_DIR ]]; then
     popt=()
-    [[ -n ${PEERS:-} ]] && popt=(-p "$PEERS")
+    [[ -n ${PEER_NAMES:-} ]] && popt=(-p "$PEER_NAMES")
     rc=0
     ptable=$(timeout "$PEERS_TIMEOUT" "$PEERS_DIR/run-peers.sh" -r "$RUNS" "${popt[@]}" \
         "${PEER_WORKLOADS[@]}") || rc=$?
@@ -155,7 +156,7 @@ if [[ -n $PEERS_DIR ]]; then
         kv=$(grep -oE '[a-z_]+=[^ ]+' <<<"$rest" | tr '\n' ' ')
         PEER_ROWS+=("$w|$peer|$kv")
     done <<<"$ptable"
-    for peer in ${PEERS:-asyncio uvloop node go libuv}; do
+    for peer in ${PEER_NAMES:-asyncio uvloop node go libuv}; do
         if ! printf '%s\n' "${PEER_ROWS[@]}" | grep -q "^[^|]*|$peer|"; then
             peers_note+="${peers_note:+; }no $peer rows (not installed, or no program for these workloads)"
         fi

@@ -13,7 +13,10 @@
  *   caller input.
  * - A NULL loop argument means tide_get_event_loop().
  * - Suspending calls are made from inside a task. Made anywhere else they
- *   return -EPERM at once, unless the result is already there.
+ *   return -EPERM at once, unless the result is already there. A
+ *   suspending call may also return -ENOMEM (a timer, or a compact task's
+ *   wait record, that cannot be allocated), even where its comment does
+ *   not list it.
  * - Every tide_future * a function returns is a new reference, released
  *   with tide_future_release(), unless its comment says "borrowed".
  * - Public time is seconds as a double, on the loop's monotonic clock.
@@ -29,13 +32,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tide/version.h" /* TIDE_VERSION_STRING, TIDE_VERSION_NUMBER, ... */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define TIDE_VERSION_MAJOR 0
-#define TIDE_VERSION_MINOR 1
-#define TIDE_VERSION_PATCH 0
 
 #if defined(__GNUC__) && !defined(TIDE_STATIC_BUILD)
 #define TIDE_API __attribute__((visibility("default")))
@@ -50,6 +51,15 @@ typedef void *(*tide_fn)(void *arg);                /* a coroutine body */
 typedef void (*tide_callback)(void *arg);           /* a loop callback */
 
 /* ---- Library -------------------------------------------------------- */
+
+/* The version of the library the program runs with, "major.minor.patch"
+ * (TIDE_VERSION_STRING is that of the headers it was compiled with).
+ * Static, never NULL. */
+TIDE_API const char *tide_version(void);
+
+/* The same as one number, 0xMMmmpp (TIDE_VERSION_NUMBER for the
+ * headers): 0x000200 for 0.2.0. */
+TIDE_API unsigned tide_version_number(void);
 
 /* The context-switch method compiled in: "asm-x86_64", "asm-aarch64" or
  * "ucontext". Never NULL. */
@@ -339,6 +349,8 @@ TIDE_API int tide_future_set_error(tide_future *f, int err);
  *   scopes withdraw and convert only their own. */
 TIDE_API bool tide_future_cancel(tide_future *f);
 
+/* Whether f is done (with a result, an error or cancelled), and whether
+ * it is cancelled (done with -ECANCELED). */
 TIDE_API bool tide_future_done(const tide_future *f);      /* false if NULL */
 TIDE_API bool tide_future_cancelled(const tide_future *f); /* false if NULL */
 
@@ -480,9 +492,11 @@ TIDE_API tide_as_completed *tide_as_completed_new(tide_future *const *fs,
  * until the iterator is freed), 0 once all were handed out (a future given
  * more than once is handed out once, as asyncio's set does); -ECANCELED
  * if the calling task was cancelled (the futures are not); -EINVAL if it
- * or next is NULL, or if it would wait while the calling task is one of
- * the futures (it would wait for itself); -EPERM outside a task when none
- * is done yet. Suspends. */
+ * or next is NULL, if the calling task is on another loop, or if it would
+ * wait while the calling task is one of the futures (it would wait for
+ * itself); -EBUSY if another task is already waiting on it; -EBADF if the
+ * iterator was freed while this call waited (it is gone: do not use it
+ * again); -EPERM outside a task when none is done yet. Suspends. */
 TIDE_API int tide_as_completed_next(tide_as_completed *it, tide_future **next);
 
 /* Free the iterator and release its futures. A task suspended in

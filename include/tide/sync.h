@@ -105,10 +105,11 @@ TIDE_API int tide_event_wait(tide_event *ev);
  * asyncio.Condition: a lock plus a FIFO of tasks waiting to be notified.
  * wait() always returns with the lock held, whatever the outcome (even
  * -ECANCELED): cancellation while re-acquiring is remembered and the
- * re-acquisition is retried (HAZARDS B20). A notification given to a
- * waiter that is cancelled before it runs is passed on to the next
- * waiter, never lost (CPython #112202). Spurious wake-ups do not happen
- * otherwise, but the wait_for loop is the robust pattern. */
+ * re-acquisition is retried, so a cancelled wait never returns without
+ * the lock. A notification given to a waiter that is cancelled before it
+ * runs is passed on to the next waiter, never lost (CPython #112202).
+ * Spurious wake-ups do not happen otherwise, but the wait_for loop is the
+ * robust pattern. */
 
 /* A new condition on `lock` (borrowed: it must outlive the condition),
  * or on a lock of its own if lock is NULL. NULL and errno (ENOMEM). */
@@ -155,7 +156,9 @@ TIDE_API int tide_condition_notify_all(tide_condition *cond);
  * hands a permit straight to the first waiter (the value does not go up
  * then), so the value is never negative, a newcomer never takes a permit
  * a waiter was promised, and a waiter cancelled just after being granted
- * one passes it on (HAZARDS B19, B21). */
+ * one passes it on to the next waiter: a cancellation neither loses a
+ * permit (leaving the others waiting forever) nor lets two tasks take
+ * the same one. */
 
 /* A semaphore with `value` permits. NULL and errno (ENOMEM). */
 TIDE_API tide_semaphore *tide_semaphore_new(unsigned value);
@@ -245,10 +248,11 @@ TIDE_API bool tide_barrier_broken(const tide_barrier *b);
  * the first of them: full() stays true meanwhile. If such a getter is
  * cancelled before it runs, its item goes back to the front of the queue
  * (the next get returns it); a putter cancelled so passes its slot on and
- * its item is not put. So a cancelled get never loses an item and a
- * cancelled put never duplicates one (HAZARDS B19, B23). Items live in a
- * ring buffer (a binary heap for a priority queue) that grows by
- * doubling, up to maxsize; steady state allocates nothing. */
+ * its item is not put. So a cancelled get never loses an item, a
+ * cancelled put never duplicates one, and no other waiter is left
+ * hanging by either. Items live in a ring buffer (a binary heap for a
+ * priority queue) that grows by doubling, up to maxsize; steady state
+ * allocates nothing. */
 
 /* A FIFO queue holding at most `maxsize` items (0: unbounded). NULL and
  * errno (ENOMEM). Free with tide_queue_free. */
