@@ -24,6 +24,14 @@ _Thread_local tide_loop *tide__running
     __attribute__((tls_model("initial-exec")));
 static _Thread_local tide_loop *default_loop; /* tide_set_event_loop */
 static _Thread_local tide_loop *owned_loop;   /* made by get_event_loop */
+static _Thread_local struct tide__list thread_loops; /* open loops made here */
+
+struct tide__list *tide__thread_loops(void)
+{
+    if (!thread_loops.next)
+        tide__list_init(&thread_loops);
+    return &thread_loops;
+}
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
@@ -71,6 +79,7 @@ tide_loop *tide_loop_new(void)
     loop->now = tide__clock_ns();
     loop->refs = 1;
     loop->debug_slot = -1;
+    tide__list_push_back(tide__thread_loops(), &loop->thread_link);
     tide__debug_open(loop);
     return loop;
 close_backend:
@@ -347,6 +356,7 @@ int tide_loop_close(tide_loop *loop)
     loop->backend.ops->close(&loop->backend);
     tide__ops_destroy(loop);
     loop->closed = true;
+    tide__list_remove(&loop->thread_link);
     if (default_loop == loop)
         default_loop = NULL;
     if (owned_loop == loop) {

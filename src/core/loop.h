@@ -82,6 +82,7 @@ struct tide__coro_ops {
 #define TIDE__POOL_COMPACT 0xFF
 
 struct tide__saved; /* compact.c */
+struct tide__watchers; /* io/watch.c */
 
 /* Kept small: a million of these may be alive. The loop finds every
  * unfinished coroutine without a list of them: one that has not started
@@ -235,6 +236,8 @@ struct tide_loop {
     struct tide__opslot *free_ops;
     size_t ops_live;             /* slots not free */
     uint64_t ops_stale;          /* completions dropped by their token */
+    struct tide__watchers *watchers; /* reader/writer callbacks (io/watch.c) */
+    struct tide__list thread_link; /* tide__thread_loops() of its maker */
     struct tide__list lingering; /* struct tide__linger */
 
     struct tide__handle **handle_chunks;
@@ -275,6 +278,10 @@ extern _Thread_local tide_loop *tide__running
 
 /* This thread's default loop if one is set; never makes one. */
 tide_loop *tide__default_loop(void);
+
+/* The open loops made on this thread (tide_loop.thread_link), oldest
+ * first: what tide_close tells about the fd outside a running loop. */
+struct tide__list *tide__thread_loops(void);
 
 /* loop, or tide_get_event_loop() if loop is NULL. */
 tide_loop *tide__loop_resolve(tide_loop *loop);
