@@ -1158,3 +1158,65 @@ TEST(loop_close_cancels_blocked_io)
     close(sv[1]);
     LEAK_GATE();
 }
+
+/* ---- a number closed behind tide's back and reused -------------------- */
+
+struct reuse {
+    int l, expect;
+    ssize_t got;
+};
+
+static void *accept_then_recv(void *arg)
+{
+    struct reuse *r = arg;
+    int fd = tide_sock_accept(r->l, NULL, NULL);
+    if (fd < 0)
+        return tide_fail(fd);
+    CHECK_EQ(fd, r->expect); /* the number of the fd closed with close(2) */
+    char c;
+    r->got = tide_sock_recv(fd, &c, 1, 0);
+    CHECK_EQ(tide_close(fd), 0);
+    return NULL;
+}
+
+/* An fd tide waited on, closed with close(2) (behind tide's back), whose
+ * number tide_sock_accept hands out again: the new connection's waits
+ * are woken (the backend's record of the number is renewed), in a
+ * compact task as in a plain one. */
+TEST(accepted_number_reused_after_plain_close)
+{
+    for (int compact = 0; compact < 2; compact++) {
+        tide_loop *loop = tide_loop_new();
+        tide_task_options opt = {.compact = compact == 1};
+        int sv[2], err;
+        struct io_args a = {.len = 8};
+        struct sockaddr_in addr;
+
+        CHECK_NOT_NULL(loop);
+        pair(sv);
+        a.fd = sv[0];
+        tide_future *t = tide_create_task_ex(loop, recv_body, &a, &opt);
+        CHECK_NOT_NULL(t);
+        steps(loop, 2); /* waiting: sv[0] is now watched */
+        CHECK_EQ(write(sv[1], "x", 1), 1);
+        CHECK_EQ(run_task(loop, t, &err), 1);
+        int l = listener(&addr, 4);
+        int c = tcp_socket();
+        CHECK(connect(c, (struct sockaddr *)&addr, sizeof addr) == 0 ||
+              errno == EINPROGRESS);
+        struct reuse r = {.l = l, .expect = sv[0]};
+        close(sv[0]); /* behind tide's back */
+        t = tide_create_task_ex(loop, accept_then_recv, &r, &opt);
+        CHECK_NOT_NULL(t);
+        steps(loop, 4);
+        CHECK_EQ(send(c, "y", 1, MSG_NOSIGNAL), 1);
+        run_task(loop, t, &err);
+        CHECK_EQ(err, 0);
+        CHECK_EQ(r.got, 1);
+        CHECK_EQ(tide_close(c), 0);
+        CHECK_EQ(tide_close(l), 0);
+        CHECK_EQ(tide_close(sv[1]), 0);
+        CHECK_EQ(tide_loop_close(loop), 0);
+    }
+    LEAK_GATE();
+}

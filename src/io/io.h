@@ -18,6 +18,10 @@
  * `what` names the wait in task dumps. */
 ssize_t tide__io_run(struct tide__op *req, const char *what);
 
+/* Tell loop's backend about fd with a CLOSE op of `flags`
+ * (TIDE__CLOSE_DETACH, TIDE__CLOSE_FRESH); never closes it. */
+void tide__io_fd_op(tide_loop *loop, int fd, int flags);
+
 /* fd is being closed or detached on `loop`: drop its reader and writer
  * callbacks (their ops are dropped, nothing scheduled runs). */
 void tide__watch_forget(tide_loop *loop, int fd);

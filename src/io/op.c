@@ -101,14 +101,36 @@ static bool writes(const struct tide__op *op)
            op->kind == TIDE__OP_CONNECT || op->kind == TIDE__OP_WRITE;
 }
 
+void tide__io_fd_op(tide_loop *loop, int fd, int flags)
+{
+    struct tide__opslot *s = tide__op_new(loop);
+
+    if (!s)
+        return; /* ENOMEM: only a registration is left behind */
+    s->op.kind = TIDE__OP_CLOSE;
+    s->op.fd = fd;
+    s->op.flags = flags;
+    if (tide__op_submit(loop, s) == 0)
+        tide__op_drop(loop, s); /* a completion backend finishes later */
+    else
+        tide__op_free(loop, s);
+}
+
 /* Make req's call here, waiting for readiness in between. */
 static ssize_t run_here(tide_loop *loop, struct tide__op *req,
                         const char *what)
 {
+    /* A call of its own gives a number a new file: the backend must not
+     * take it for the old one (see TIDE__CLOSE_FRESH). */
+    if (loop && req->kind == TIDE__OP_CONNECT)
+        tide__io_fd_op(loop, req->fd, TIDE__CLOSE_FRESH);
     for (;;) {
         ssize_t r;
-        if (tide__op_attempt(req, &r))
+        if (tide__op_attempt(req, &r)) {
+            if (loop && req->kind == TIDE__OP_ACCEPT && r >= 0)
+                tide__io_fd_op(loop, (int)r, TIDE__CLOSE_FRESH);
             return r;
+        }
         if (!loop || !loop->current)
             return -EPERM;
         struct tide__op poll = {.kind = TIDE__OP_POLL, .fd = req->fd,

@@ -130,20 +130,10 @@ ssize_t tide_sock_sendmsg(int fd, const struct msghdr *msg, int flags)
  * backend stops watching it. */
 static void detach_on(tide_loop *loop, int fd)
 {
-    struct tide__opslot *s;
-
     if (loop->closed)
         return;
     tide__watch_forget(loop, fd);
-    if (!(s = tide__op_new(loop)))
-        return; /* ENOMEM: nothing of fd is left but its registration */
-    s->op.kind = TIDE__OP_CLOSE;
-    s->op.fd = fd;
-    s->op.flags = TIDE__CLOSE_DETACH;
-    if (tide__op_submit(loop, s) == 0)
-        tide__op_drop(loop, s); /* a completion backend finishes later */
-    else
-        tide__op_free(loop, s);
+    tide__io_fd_op(loop, fd, TIDE__CLOSE_DETACH);
 }
 
 /* Every loop of this thread forgets fd (the running one, and those made

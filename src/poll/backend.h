@@ -78,6 +78,11 @@ enum tide__op_kind {
 };
 
 #define TIDE__CLOSE_DETACH 1
+/* CLOSE flag: fd's number now names a new file (a compact task accepted
+ * it, or starts a connect on it, with its own system call): forget what
+ * was known of an old file of that number if no op waits on it, and
+ * neither close nor stop watching anything else. */
+#define TIDE__CLOSE_FRESH 2
 
 /* Every send and sendmsg a backend makes adds MSG_NOSIGNAL: a peer that
  * went away gives -EPIPE, never SIGPIPE. */

@@ -281,6 +281,11 @@ static int submit_close(struct tide__backend *b, struct tide__op *op,
 {
     struct tide__fdent *e = tide__ready_ent(b, op->fd);
 
+    if (op->flags & TIDE__CLOSE_FRESH) {
+        fresh_fd(b, op->fd, w);
+        op->result = 0;
+        return 1;
+    }
     if (e)
         let_go(b, op->fd, e, true, w);
     op->result = 0;
