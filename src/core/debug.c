@@ -100,7 +100,7 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
         for (int i = 0; i < MAX_DEBUG_LOOPS; i++) {
             int expect = 0;
             if (atomic_compare_exchange_strong(&registry[i], &expect,
-                                               loop->wake_fd + 1)) {
+                                               loop->backend.wake_fd + 1)) {
                 loop->debug_slot = i;
                 break;
             }

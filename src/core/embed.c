@@ -59,7 +59,7 @@ int tide_loop_backend_fd(tide_loop *loop)
 
     if (err < 0)
         return err;
-    return loop->poller.fd >= 0 ? loop->poller.fd : -ENOTSUP;
+    return loop->backend.ops->fd(&loop->backend);
 }
 
 int tide_loop_backend_timeout(tide_loop *loop, double *seconds)

@@ -24,6 +24,14 @@ _Thread_local tide_loop *tide__running
     __attribute__((tls_model("initial-exec")));
 static _Thread_local tide_loop *default_loop; /* tide_set_event_loop */
 static _Thread_local tide_loop *owned_loop;   /* made by get_event_loop */
+static _Thread_local struct tide__list thread_loops; /* open loops made here */
+
+struct tide__list *tide__thread_loops(void)
+{
+    if (!thread_loops.next)
+        tide__list_init(&thread_loops);
+    return &thread_loops;
+}
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
@@ -31,7 +39,6 @@ static void make_exit_key(void); /* also installs the fork handler */
 
 int tide__remote_open(tide_loop *loop);
 void tide__remote_refuse(tide_loop *loop);
-void tide__remote_close(tide_loop *loop);
 void tide__handles_destroy(tide_loop *loop);
 
 static void free_record(tide_loop *loop)
@@ -57,12 +64,12 @@ tide_loop *tide_loop_new(void)
     if (err < 0)
         goto free_loop;
     pthread_once(&exit_once, make_exit_key); /* and the fork handler */
-    err = tide__poller_open(&loop->poller);
+    err = tide__backend_open(&loop->backend);
     if (err < 0)
         goto free_loop;
     err = tide__remote_open(loop);
     if (err < 0)
-        goto close_poller;
+        goto close_backend;
     loop->default_stack = DEFAULT_STACK;
     loop->default_pool = -1;
     tide__list_init(&loop->compact_saved);
@@ -73,10 +80,11 @@ tide_loop *tide_loop_new(void)
     loop->refs = 1;
     loop->embed_wait = -1;
     loop->debug_slot = -1;
+    tide__list_push_back(tide__thread_loops(), &loop->thread_link);
     tide__debug_open(loop);
     return loop;
-close_poller:
-    loop->poller.ops->close(&loop->poller);
+close_backend:
+    loop->backend.ops->close(&loop->backend);
 free_loop:
     tide__free(loop);
     errno = -err;
@@ -259,7 +267,7 @@ int tide_loop_set_virtual_clock(tide_loop *loop, bool on)
 const char *tide_loop_backend(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);
-    return loop && !loop->closed ? loop->poller.ops->name : "closed";
+    return loop && !loop->closed ? loop->backend.ops->name : "closed";
 }
 
 int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *st)
@@ -341,14 +349,15 @@ int tide_loop_close(tide_loop *loop)
     }
     if (loop->debug)
         tide__debug_forget(loop); /* leaves the signal registry */
-    tide__remote_close(loop);
     tide__heap_free(&loop->timers);
     tide__handles_destroy(loop);
     tide__compact_close(loop);
     for (unsigned i = 0; i < loop->npools; i++)
         tide__stack_pool_destroy(&loop->pools[i]);
-    loop->poller.ops->close(&loop->poller);
+    loop->backend.ops->close(&loop->backend);
+    tide__ops_destroy(loop);
     loop->closed = true;
+    tide__list_remove(&loop->thread_link);
     if (default_loop == loop)
         default_loop = NULL;
     if (owned_loop == loop) {

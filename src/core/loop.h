@@ -84,6 +84,7 @@ struct tide__coro_ops {
 #define TIDE__POOL_COMPACT 0xFF
 
 struct tide__saved; /* compact.c */
+struct tide__watchers; /* io/watch.c */
 
 /* Kept small: a million of these may be alive. The loop finds every
  * unfinished coroutine without a list of them: one that has not started
@@ -130,6 +131,69 @@ struct tide__handle {
 #define TIDE__HANDLE_CHUNK 256
 #define TIDE__MAX_POOLS 8
 
+/* ---- I/O operation slots (opslot.c) ------------------------------------
+ * Every op handed to the backend lives in one of these loop-owned slots
+ * (chunked, so a slot never moves; a free list, so steady state allocates
+ * nothing), never in a task's frames: a compact task's frames are copied
+ * away while it is suspended. op.token is the slot's index and its
+ * generation (bumped at every free), and a completion reaches the slot
+ * only if its token still matches (a completion for a freed or reused
+ * slot is dropped and counted in loop->ops_stale). */
+
+enum tide__opslot_state {
+    TIDE__OPSLOT_FREE,
+    TIDE__OPSLOT_IDLE,     /* allocated, not in flight */
+    TIDE__OPSLOT_INFLIGHT, /* submitted; complete() runs at its completion */
+    TIDE__OPSLOT_DROPPED,  /* in flight, owner gone: freed at completion */
+};
+
+struct tide__opslot {
+    struct tide__op op;          /* what the backend sees */
+    struct tide__wait wait;      /* a task waiting on it (the I/O layer) */
+    /* Called once at the op's completion (op.result set), from the loop's
+     * dispatch or inside tide__op_cancel: wakes or queues, runs no user
+     * code. */
+    void (*complete)(tide_loop *loop, struct tide__opslot *s);
+    void *owner;                 /* complete's: a coroutine, a watcher */
+    struct tide__opslot *next_free;
+    uint8_t state;               /* enum tide__opslot_state */
+    bool cancelled;              /* tide__op_cancel was asked */
+};
+
+#define TIDE__OP_CHUNK 256
+
+/* A fresh slot, IDLE, its op zeroed but for the token (and fd -1,
+ * offset -1); NULL if a chunk cannot be allocated (ENOMEM). */
+struct tide__opslot *tide__op_new(tide_loop *loop);
+
+/* Hand s->op to the backend. 1: done inline (s->op.result; s stays
+ * IDLE); 0: in flight, s->complete runs at its completion; -errno:
+ * refused, s stays IDLE. */
+int tide__op_submit(tide_loop *loop, struct tide__opslot *s);
+
+/* Ask for an early end of in-flight s (once; later calls do nothing).
+ * complete() still runs exactly once, maybe inside this call, with
+ * -ECANCELED or the real result if the op raced to its end. */
+void tide__op_cancel(tide_loop *loop, struct tide__opslot *s);
+
+/* Give back an IDLE slot. */
+void tide__op_free(tide_loop *loop, struct tide__opslot *s);
+
+/* The owner is done with s: free it now if idle; if in flight, cancel it
+ * and free it at its completion, without calling complete(). */
+void tide__op_drop(tide_loop *loop, struct tide__opslot *s);
+
+/* Hand completions to their slots (stale ones are dropped). */
+void tide__op_dispatch(tide_loop *loop, const struct tide__completion *c,
+                       int n);
+
+/* Wait up to timeout_ns (-1: no limit) for completions and dispatch
+ * them. */
+void tide__loop_poll(tide_loop *loop, int64_t timeout_ns);
+
+/* Free every slot (the loop is closing, the backend already closed). */
+void tide__ops_destroy(tide_loop *loop);
+
 /* ---- the loop --------------------------------------------------------- */
 
 struct tide_loop {
@@ -167,7 +231,15 @@ struct tide_loop {
     struct tide__list compact_saved;     /* tide__saved of every one */
     bool compact_default;                /* tide_loop_set_compact_tasks */
 
-    struct tide__poller poller;
+    struct tide__backend backend;
+    /* I/O op slots (opslot.c) */
+    struct tide__opslot **op_chunks; /* TIDE__OP_CHUNK slots each, never move */
+    uint32_t op_nchunks;
+    struct tide__opslot *free_ops;
+    size_t ops_live;             /* slots not free */
+    uint64_t ops_stale;          /* completions dropped by their token */
+    struct tide__watchers *watchers; /* reader/writer callbacks (io/watch.c) */
+    struct tide__list thread_link; /* tide__thread_loops() of its maker */
     struct tide__list lingering; /* struct tide__linger */
 
     struct tide__handle **handle_chunks;
@@ -176,15 +248,13 @@ struct tide_loop {
     size_t live_handles;
 
     /* call_soon_threadsafe: other threads append under remote_lock and
-     * write the eventfd; the loop swaps the list out under the lock. */
+     * wake the backend; the loop swaps the list out under the lock. */
     pthread_mutex_t remote_lock;
     struct tide__node *remote_head, *remote_tail; /* tide__call nodes */
     atomic_bool remote_pending;  /* release: the list was appended to */
     bool remote_closed;          /* under remote_lock */
     size_t remote_unrun;         /* taken into the ready queue, not yet
                                   * run (loop thread only) */
-    int wake_fd;
-    struct tide__io wake_io;
 
     unsigned depth;              /* runs in progress (nesting) */
     int64_t embed_wait;          /* tide_loop_run_once, for its one
@@ -214,6 +284,10 @@ extern _Thread_local tide_loop *tide__running
 
 /* This thread's default loop if one is set; never makes one. */
 tide_loop *tide__default_loop(void);
+
+/* The open loops made on this thread (tide_loop.thread_link), oldest
+ * first: what tide_close tells about the fd outside a running loop. */
+struct tide__list *tide__thread_loops(void);
 
 /* loop, or tide_get_event_loop() if loop is NULL. */
 tide_loop *tide__loop_resolve(tide_loop *loop);

@@ -509,14 +509,15 @@ static void run_once(tide_loop *loop)
         if (timeout < 0 ? cap != INT64_MAX : timeout > cap)
             timeout = cap;
     }
-    /* The wake fd is always watched; other fds are polled every
-     * iteration when idle, every BUSY_POLL_INTERVAL when busy. */
-    if (timeout != 0 || cap >= 0 || (loop->poller.watched > 1 &&
+    /* The backend is waited on every iteration when idle (and by
+     * tide_loop_run_once); when busy, every BUSY_POLL_INTERVAL
+     * iterations while ops are in flight. */
+    if (timeout != 0 || cap >= 0 || (loop->backend.inflight > 0 &&
                          ++loop->busy_iterations >= BUSY_POLL_INTERVAL)) {
         loop->busy_iterations = 0;
-        loop->poller.ops->wait(&loop->poller, timeout);
+        tide__loop_poll(loop, timeout);
     } else if (timeout == 0 && loop->virtual_clock && !loop->ready.count) {
-        loop->poller.ops->wait(&loop->poller, 0);
+        tide__loop_poll(loop, 0);
     }
     if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
         tide__remote_drain(loop);

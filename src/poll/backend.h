@@ -1,12 +1,54 @@
-/* The one small interface between the loop and an I/O backend.
+/* The interface between the loop core and an I/O backend: the one place a
+ * backend author reads.
  *
- * Readiness style: the loop (and later the I/O layer) watches an fd for
- * read and/or write readiness through a struct tide__io it owns; wait()
- * blocks up to a timeout and calls io->ready(io, revents) for each ready
- * fd. Every backend implements every op (epoll.c, poll.c; io_uring will
- * come through the same interface). HUP and ERR are reported as both
- * readable and writable, so whoever waits is woken and sees the error
- * from its own system call.
+ * Operations. The core hands the backend a struct tide__op: a kind (recv,
+ * send, accept, connect, poll, close, ...), an fd, a buffer or msghdr,
+ * flags, and a 64-bit token. The backend runs it and reports its result
+ * (bytes, a new fd, revents, or -errno) either at once (submit returns 1,
+ * the result in op->result) or later, as a completion {token, result,
+ * flags} out of wait(). The op's memory belongs to the core (a loop-owned
+ * slot that never moves, never a task's stack) and stays valid, unchanged,
+ * from submit until its completion is reported: the backend may keep the
+ * pointer and read the op meanwhile (the buffer too), and must not touch
+ * it after reporting it.
+ *
+ * Completions carry the token, never a pointer: the core finds the slot
+ * from the token's index, checks the generation, and drops a completion
+ * whose slot was freed or reused (HAZARDS B01-B04, B06-B08). The backend
+ * never calls into the core; the core dispatches what wait() returned.
+ *
+ * Exactly one completion per submitted op, inline or from wait():
+ * - cancel(op) asks for an early end. The completion still follows,
+ *   exactly once, with -ECANCELED or, if the op raced to its end, with its
+ *   real result (data received, a connection accepted): the caller must
+ *   honour it (HAZARDS B41). cancel returns 1 if it completed the op at
+ *   once (op->result set, nothing more will come), 0 if the completion
+ *   comes out of a later wait().
+ * - A CLOSE op completes every op still queued on its fd with -EBADF
+ *   (out of a later wait), stops watching the fd, then closes it; its own
+ *   result is close's. A backend that watches fds must stop watching one
+ *   before it is closed (libuv #1099: a dup'd description keeps epoll
+ *   reporting it).
+ *
+ * Readiness backends (epoll.c, poll.c, sharing ready.c) try the op's
+ * system call at submit and complete it inline unless it would block;
+ * then they queue it on its fd and retry it when the fd is reported
+ * ready, in submission order per fd and direction. HUP and ERR count as
+ * both readable and writable, so every queued op is retried and meets the
+ * error or EOF in its own system call (B05). A completion backend
+ * (io_uring, issue 11) submits natively; it may complete nothing inline.
+ *
+ * Other verbs: wait(timeout_ns, out, cap) blocks at most timeout_ns (-1:
+ * no limit, 0: only look; never returns early unless it has completions
+ * or was woken) and returns how many completions it wrote, or -errno;
+ * wake() makes a wait in progress, or the next one, return soon: callable
+ * from any thread and from a signal handler; fd() is one file descriptor
+ * that is readable whenever wait(0) would find work (for embedding tide
+ * in another loop; it may also be readable when a wait then finds
+ * nothing), or -ENOTSUP.
+ *
+ * Every system call goes through the seam in core/sys.h, so tests can
+ * fault it.
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_POLL_BACKEND_H
@@ -14,32 +56,103 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
-#define TIDE__IO_READ 1u
-#define TIDE__IO_WRITE 2u
-
-struct tide__io {
-    int fd;
-    uint32_t events;  /* TIDE__IO_READ | TIDE__IO_WRITE now watched */
-    uint32_t slot;    /* the backend's bookkeeping (poll: index + 1) */
-    void (*ready)(struct tide__io *io, uint32_t revents);
+enum tide__op_kind {
+    TIDE__OP_POLL,    /* flags: POLLIN and/or POLLOUT wanted; result:
+                       * revents (POLLIN, POLLOUT, POLLHUP, POLLERR,
+                       * POLLRDHUP) once any wanted one or HUP/ERR holds */
+    TIDE__OP_ACCEPT,  /* addr, addrlen (out, may be NULL); flags: accept4's;
+                       * result: the new fd */
+    TIDE__OP_CONNECT, /* addr, addr_len; result: 0 once connected */
+    TIDE__OP_RECV,    /* buf, len, flags; addr/addrlen given: recvfrom */
+    TIDE__OP_SEND,    /* buf, len, flags; addr given: sendto */
+    TIDE__OP_RECVMSG, /* msg, flags */
+    TIDE__OP_SENDMSG, /* msg, flags */
+    TIDE__OP_READ,    /* buf, len, offset (< 0: the file position) */
+    TIDE__OP_WRITE,   /* buf, len, offset (< 0: the file position) */
+    TIDE__OP_CLOSE,   /* see above; flags TIDE__CLOSE_DETACH: stop
+                       * watching the fd and complete its ops, but leave
+                       * it open */
 };
 
-struct tide__poller;
+#define TIDE__CLOSE_DETACH 1
+/* CLOSE flag: fd's number now names a new file (a compact task accepted
+ * it, or starts a connect on it, with its own system call): forget what
+ * was known of an old file of that number if no op waits on it, and
+ * neither close nor stop watching anything else. */
+#define TIDE__CLOSE_FRESH 2
+
+/* Every send and sendmsg a backend makes adds MSG_NOSIGNAL: a peer that
+ * went away gives -EPIPE, never SIGPIPE. */
+
+struct tide__op {
+    /* Set by the core before submit; read-only to the backend. */
+    uint8_t kind;                /* enum tide__op_kind */
+    int fd;
+    int flags;
+    void *buf;
+    size_t len;
+    struct msghdr *msg;
+    struct sockaddr *addr;       /* RECV/ACCEPT: out; SEND/CONNECT: in */
+    socklen_t *addrlen;          /* RECV/ACCEPT: in-out */
+    socklen_t addr_len;          /* SEND/CONNECT: length of *addr */
+    int64_t offset;
+    uint64_t token;              /* slot index | generation << 32 */
+    /* Inline results land here; the core fills it from a completion. */
+    ssize_t result;
+    /* The backend's own while the op is in flight. */
+    struct tide__op *bnext, *bprev; /* readiness: fd queue or done list */
+    uint8_t bstate;              /* readiness: where it is (ready.h) */
+    uint8_t bflags;              /* readiness: connect started, ... */
+};
+
+/* A completion reported by wait(). flags are for multishot backends
+ * (TIDE__COMP_MORE: more completions follow for the same token). */
+struct tide__completion {
+    uint64_t token;
+    ssize_t result;
+    uint32_t flags;
+};
+
+#define TIDE__COMP_MORE 1u
+
+struct tide__backend;
 
 struct tide__backend_ops {
     const char *name;
-    int (*open)(struct tide__poller *p);
-    void (*close)(struct tide__poller *p);
-    /* Watch io->fd for `events` (0 stops watching). Returns 0 or -errno
-     * (EPERM for an unpollable fd, EBADF, ENOMEM). */
-    int (*watch)(struct tide__poller *p, struct tide__io *io, uint32_t events);
-    /* Block up to timeout_ns (-1: forever, 0: just look), dispatch ready
-     * fds. Returns the number dispatched or -errno (EINTR is 0). */
-    int (*wait)(struct tide__poller *p, int64_t timeout_ns);
+    int (*open)(struct tide__backend *b);
+    /* Free everything; ops still in flight are forgotten, not completed. */
+    void (*close)(struct tide__backend *b);
+    /* 1: done inline (op->result set); 0: in flight; -errno: refused
+     * (-ENOMEM), nothing submitted and no completion will come. */
+    int (*submit)(struct tide__backend *b, struct tide__op *op);
+    /* op is in flight. 1: completed inline (op->result set); 0: its one
+     * completion comes out of a later wait(). */
+    int (*cancel)(struct tide__backend *b, struct tide__op *op);
+    int (*wait)(struct tide__backend *b, int64_t timeout_ns,
+                struct tide__completion *out, int cap);
+    void (*wake)(struct tide__backend *b);
+    int (*fd)(struct tide__backend *b);
 };
 
-struct tide__poller {
+/* The readiness backends' per-fd record (ready.c): the ops queued on the
+ * fd, and what the backend knows of its readiness. */
+struct tide__fdent {
+    struct tide__op *rq, *rq_tail; /* read side: recv, accept, POLLIN */
+    struct tide__op *wq, *wq_tail; /* write side: send, connect, POLLOUT */
+    uint32_t gen;                /* bumped when the fd is let go */
+    uint32_t slot;               /* poll: index + 1 in pfds; 0: none */
+    uint8_t registered;          /* epoll: in the interest list */
+    uint8_t ready;               /* epoll: TIDE__READY_* seen, not yet
+                                  * used up (edge-triggered) */
+};
+
+#define TIDE__READY_IN 1u
+#define TIDE__READY_OUT 2u
+
+struct tide__backend {
     const struct tide__backend_ops *ops;
     /* One fd that stands for the whole backend, or -1 if it has none
      * (poll). tide_loop_backend_fd hands it to programs that drive the
@@ -50,16 +163,26 @@ struct tide__poller {
      * until the loop enters the kernel must make the ring fd show them;
      * check IORING_SETUP_DEFER_TASKRUN against this). */
     int fd;
-    struct tide__io **ios;    /* poll: watched ios, dense */
-    void *pfds;               /* poll: struct pollfd[], parallel to ios */
-    uint32_t count, cap;
-    uint32_t watched;         /* fds watched now */
+    int wake_fd;                 /* eventfd wake() writes; a signal
+                                  * handler may write it too */
+    size_t inflight;             /* ops submitted, not yet reported */
+    /* Readiness backends (ready.c). */
+    struct tide__fdent *fds;     /* indexed by fd number */
+    uint32_t nfds;
+    struct tide__op *done, *done_tail; /* completed, not yet reported */
+    void *pfds;                  /* poll: struct pollfd[] */
+    uint32_t npfds, cap_pfds;
 };
 
 extern const struct tide__backend_ops tide__backend_epoll;
 extern const struct tide__backend_ops tide__backend_poll;
 
-/* Open the backend named by TIDE_BACKEND (epoll|poll), else the best one. */
-int tide__poller_open(struct tide__poller *p);
+/* Open the backend named by TIDE_BACKEND (epoll|poll), else the best one
+ * (epoll, falling back to poll if epoll cannot be opened). */
+int tide__backend_open(struct tide__backend *b);
+
+/* Open a given backend (tests run the contract against each). */
+int tide__backend_open_with(struct tide__backend *b,
+                            const struct tide__backend_ops *ops);
 
 #endif

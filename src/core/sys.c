@@ -1,0 +1,203 @@
+/* The system-call seam: counting and fault injection (see sys.h).
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/sys.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Counters and countdowns are read only for their own values: nothing
+ * else is published through them, so relaxed ordering is enough. */
+static atomic_uint_least64_t counts[TIDE__SYS_COUNT];
+static atomic_long countdown[TIDE__SYS_COUNT];
+static int fault_err[TIDE__SYS_COUNT];
+static size_t fault_len[TIDE__SYS_COUNT];
+static atomic_int armed; /* faults armed, any kind: the fast-path test */
+
+/* Count a call of `kind`; true if an armed fault fires on it now, with
+ * *err the errno to fail with (0: make the call, cut to *len). */
+static bool enter(enum tide__sys_kind kind, int *err, size_t *len)
+{
+    atomic_fetch_add_explicit(&counts[kind], 1, memory_order_relaxed);
+    if (__builtin_expect(!atomic_load_explicit(&armed,
+                                               memory_order_relaxed), 1))
+        return false;
+    if (atomic_load_explicit(&countdown[kind], memory_order_relaxed) <= 0 ||
+        atomic_fetch_sub_explicit(&countdown[kind], 1,
+                                  memory_order_relaxed) != 1)
+        return false;
+    atomic_fetch_sub_explicit(&armed, 1, memory_order_relaxed);
+    *err = fault_err[kind];
+    if (len && *len > fault_len[kind])
+        *len = fault_len[kind];
+    return true;
+}
+
+/* The common shape: a fault with an errno fails the call unmade. */
+#define ENTER(kind, lenp)                                                 \
+    do {                                                                  \
+        int err_;                                                         \
+        if (enter((kind), &err_, (lenp)) && err_) {                       \
+            errno = err_;                                                 \
+            return -1;                                                    \
+        }                                                                 \
+    } while (0)
+
+ssize_t tide__sys_recv(int fd, void *buf, size_t len, int flags)
+{
+    ENTER(TIDE__SYS_RECV, &len);
+    return recv(fd, buf, len, flags);
+}
+
+ssize_t tide__sys_recvfrom(int fd, void *buf, size_t len, int flags,
+                           struct sockaddr *addr, socklen_t *addrlen)
+{
+    ENTER(TIDE__SYS_RECV, &len);
+    return recvfrom(fd, buf, len, flags, addr, addrlen);
+}
+
+ssize_t tide__sys_send(int fd, const void *buf, size_t len, int flags)
+{
+    ENTER(TIDE__SYS_SEND, &len);
+    return send(fd, buf, len, flags);
+}
+
+ssize_t tide__sys_sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *addr, socklen_t addrlen)
+{
+    ENTER(TIDE__SYS_SEND, &len);
+    return sendto(fd, buf, len, flags, addr, addrlen);
+}
+
+ssize_t tide__sys_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    ENTER(TIDE__SYS_RECVMSG, NULL);
+    return recvmsg(fd, msg, flags);
+}
+
+ssize_t tide__sys_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    ENTER(TIDE__SYS_SENDMSG, NULL);
+    return sendmsg(fd, msg, flags);
+}
+
+ssize_t tide__sys_read(int fd, void *buf, size_t len)
+{
+    ENTER(TIDE__SYS_READ, &len);
+    return read(fd, buf, len);
+}
+
+ssize_t tide__sys_write(int fd, const void *buf, size_t len)
+{
+    ENTER(TIDE__SYS_WRITE, &len);
+    return write(fd, buf, len);
+}
+
+ssize_t tide__sys_pread(int fd, void *buf, size_t len, off_t off)
+{
+    ENTER(TIDE__SYS_READ, &len);
+    return pread(fd, buf, len, off);
+}
+
+ssize_t tide__sys_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    ENTER(TIDE__SYS_WRITE, &len);
+    return pwrite(fd, buf, len, off);
+}
+
+int tide__sys_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen,
+                      int flags)
+{
+    ENTER(TIDE__SYS_ACCEPT, NULL);
+    return accept4(fd, addr, addrlen, flags);
+}
+
+int tide__sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    ENTER(TIDE__SYS_CONNECT, NULL);
+    return connect(fd, addr, len);
+}
+
+int tide__sys_close(int fd)
+{
+    ENTER(TIDE__SYS_CLOSE, NULL);
+    return close(fd);
+}
+
+int tide__sys_getsockopt(int fd, int level, int name, void *val,
+                         socklen_t *len)
+{
+    ENTER(TIDE__SYS_GETSOCKOPT, NULL);
+    return getsockopt(fd, level, name, val, len);
+}
+
+int tide__sys_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts)
+{
+    ENTER(TIDE__SYS_POLL, NULL);
+    return ppoll(fds, n, ts, NULL);
+}
+
+int tide__sys_epoll_create1(int flags)
+{
+    ENTER(TIDE__SYS_EPOLL_CREATE, NULL);
+    return epoll_create1(flags);
+}
+
+int tide__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    ENTER(TIDE__SYS_EPOLL_CTL, NULL);
+    return epoll_ctl(epfd, op, fd, ev);
+}
+
+int tide__sys_epoll_wait(int epfd, struct epoll_event *evs, int n,
+                         const struct timespec *ts, int ms)
+{
+    ENTER(TIDE__SYS_EPOLL_WAIT, NULL);
+    if (!ts)
+        return epoll_wait(epfd, evs, n, ms);
+    return epoll_pwait2(epfd, evs, n, ts, NULL);
+}
+
+int tide__sys_eventfd(unsigned initval, int flags)
+{
+    ENTER(TIDE__SYS_EVENTFD, NULL);
+    return eventfd(initval, flags);
+}
+
+ssize_t tide__sys_wake(int fd)
+{
+    uint64_t one = 1;
+
+    ENTER(TIDE__SYS_WAKE, NULL);
+    return write(fd, &one, sizeof one);
+}
+
+uint64_t tide__sys_count(enum tide__sys_kind kind)
+{
+    return atomic_load_explicit(&counts[kind], memory_order_relaxed);
+}
+
+void tide__sys_fault(enum tide__sys_kind kind, long n, int err,
+                     size_t short_len)
+{
+    bool was = atomic_exchange_explicit(&countdown[kind], 0,
+                                        memory_order_relaxed) > 0;
+    if (was)
+        atomic_fetch_sub_explicit(&armed, 1, memory_order_relaxed);
+    if (n <= 0)
+        return;
+    fault_err[kind] = err;
+    fault_len[kind] = short_len;
+    atomic_fetch_add_explicit(&armed, 1, memory_order_relaxed);
+    atomic_store_explicit(&countdown[kind], n, memory_order_relaxed);
+}
+
+void tide__sys_fault_clear(void)
+{
+    for (int k = 0; k < TIDE__SYS_COUNT; k++)
+        tide__sys_fault((enum tide__sys_kind)k, 0, 0, 0);
+}

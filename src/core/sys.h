@@ -1,0 +1,90 @@
+/* The system-call seam: every system call of the I/O layer and of the
+ * poll backends goes through one of these wrappers.
+ *
+ * Each wrapper is the plain call plus two things tests and benchmarks
+ * need: a count of calls per kind (relaxed atomics: the wake-up is
+ * written from other threads), and faults a test arms for the n-th next
+ * call of a kind: fail it with an errno (EAGAIN, EINTR, ENOMEM, EMFILE,
+ * ...) without making it, or make it with its length cut short (a short
+ * read or write). An armed fault fires once. Failures return -1 with
+ * errno set, exactly as the system call would, so callers handle an
+ * injected fault and a real one by the same code. When no fault is armed
+ * a wrapper costs one relaxed load and one relaxed add beside the call.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TIDE_CORE_SYS_H
+#define TIDE_CORE_SYS_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+
+enum tide__sys_kind {
+    TIDE__SYS_RECV,       /* recv, recvfrom */
+    TIDE__SYS_SEND,       /* send, sendto */
+    TIDE__SYS_RECVMSG,
+    TIDE__SYS_SENDMSG,
+    TIDE__SYS_READ,
+    TIDE__SYS_WRITE,
+    TIDE__SYS_ACCEPT,     /* accept4 */
+    TIDE__SYS_CONNECT,
+    TIDE__SYS_CLOSE,
+    TIDE__SYS_GETSOCKOPT,
+    TIDE__SYS_POLL,       /* poll(2), also the poll backend's wait */
+    TIDE__SYS_EPOLL_CTL,
+    TIDE__SYS_EPOLL_WAIT, /* epoll_wait, epoll_pwait2 */
+    TIDE__SYS_EPOLL_CREATE,
+    TIDE__SYS_EVENTFD,    /* eventfd creation */
+    TIDE__SYS_WAKE,       /* the 8-byte write that wakes a loop */
+    TIDE__SYS_COUNT
+};
+
+ssize_t tide__sys_recv(int fd, void *buf, size_t len, int flags);
+ssize_t tide__sys_recvfrom(int fd, void *buf, size_t len, int flags,
+                           struct sockaddr *addr, socklen_t *addrlen);
+ssize_t tide__sys_send(int fd, const void *buf, size_t len, int flags);
+ssize_t tide__sys_sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *addr, socklen_t addrlen);
+ssize_t tide__sys_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t tide__sys_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t tide__sys_read(int fd, void *buf, size_t len);
+ssize_t tide__sys_write(int fd, const void *buf, size_t len);
+ssize_t tide__sys_pread(int fd, void *buf, size_t len, off_t off);
+ssize_t tide__sys_pwrite(int fd, const void *buf, size_t len, off_t off);
+int tide__sys_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen,
+                      int flags);
+int tide__sys_connect(int fd, const struct sockaddr *addr, socklen_t len);
+int tide__sys_close(int fd);
+int tide__sys_getsockopt(int fd, int level, int name, void *val,
+                         socklen_t *len);
+/* ppoll: ts NULL waits without limit. */
+int tide__sys_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts);
+int tide__sys_epoll_create1(int flags);
+int tide__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+/* epoll_pwait2 when ts is not NULL, else epoll_wait(..., ms). */
+int tide__sys_epoll_wait(int epfd, struct epoll_event *evs, int n,
+                         const struct timespec *ts, int ms);
+int tide__sys_eventfd(unsigned initval, int flags);
+/* Write 1 to an eventfd; async-signal-safe and callable from any thread
+ * (the fault check and counter are lock-free). */
+ssize_t tide__sys_wake(int fd);
+
+/* Calls of `kind` made so far in this process (faulted ones included). */
+uint64_t tide__sys_count(enum tide__sys_kind kind);
+
+/* Arm a fault for the n-th next call of `kind` (n = 1: the next one):
+ * with err > 0 that call fails with errno = err and is not made; with
+ * err == 0 it is made with its length cut to `short_len` bytes (calls
+ * with no length are made unchanged). n <= 0 disarms. For tests; not
+ * thread-safe against itself (arm from one thread). */
+void tide__sys_fault(enum tide__sys_kind kind, long n, int err,
+                     size_t short_len);
+
+/* Disarm every fault. */
+void tide__sys_fault_clear(void);
+
+#endif
