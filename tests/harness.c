@@ -8,7 +8,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <dirent.h>
 #include <errno.h>

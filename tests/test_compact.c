@@ -12,7 +12,7 @@
 #include "harness.h"
 #include "overflow.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 #include "stack/stack.h"
 #include "tide/sync.h"
 

@@ -9,7 +9,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -10,7 +10,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* The timer heap (src/core/heap.c) against a reference model.
+/* The timer heap (src/base/heap.c) against a reference model.
  *
  * Random sequences of arm / disarm / pop over few distinct deadlines (so
  * leaders, followers, promotions and recent-table evictions all happen)
@@ -9,8 +9,8 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
-#include "core/heap.h"
+#include "base/alloc.h"
+#include "base/heap.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>

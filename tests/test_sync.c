@@ -15,7 +15,7 @@
 
 #include "tide/sync.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 #include "ops.h"
 
 #include <errno.h>

@@ -10,7 +10,7 @@
  */
 #include "task/future.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 

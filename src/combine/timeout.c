@@ -11,7 +11,7 @@
  */
 #include "task/future.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <math.h>

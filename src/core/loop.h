@@ -23,9 +23,9 @@
 
 #include "tide.h"
 
-#include "core/alloc.h"
-#include "core/heap.h"
-#include "core/list.h"
+#include "base/alloc.h"
+#include "base/heap.h"
+#include "base/list.h"
 #include "poll/backend.h"
 #include "stack/stack.h"
 

@@ -7,7 +7,7 @@
  */
 #include "poll/backend.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <poll.h>

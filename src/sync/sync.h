@@ -20,7 +20,7 @@
 #include "tide.h"
 #include "tide/sync.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 #include "core/waitq.h"
 
 #include <errno.h>

@@ -10,8 +10,8 @@
  */
 #include "task/future.h"
 
-#include "core/alloc.h"
-#include "core/block.h"
+#include "base/alloc.h"
+#include "base/block.h"
 
 #include <errno.h>
 #include <math.h>

@@ -14,8 +14,8 @@
  * the same key: O(1), no sifting.
  * SPDX-License-Identifier: MIT
  */
-#ifndef TIDE_CORE_HEAP_H
-#define TIDE_CORE_HEAP_H
+#ifndef TIDE_BASE_HEAP_H
+#define TIDE_BASE_HEAP_H
 
 #include <stddef.h>
 #include <stdint.h>

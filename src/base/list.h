@@ -7,8 +7,8 @@
  * sit in one FIFO at a time.
  * SPDX-License-Identifier: MIT
  */
-#ifndef TIDE_CORE_LIST_H
-#define TIDE_CORE_LIST_H
+#ifndef TIDE_BASE_LIST_H
+#define TIDE_BASE_LIST_H
 
 #include <stddef.h>
 #include <stdint.h>
