@@ -58,7 +58,7 @@ static void run_model(uint64_t seed, int distinct, int steps)
 
     rng_state = seed;
     for (int i = 0; i < NT; i++)
-        tide__timer_init(&m->t[i], TIDE__TIMER_HANDLE);
+        tide__timer_init(&m->t[i], 0);
     for (int s = 0; s < steps; s++) {
         int i = (int)(rnd() % NT);
         uint32_t op = rnd() % 10;
@@ -135,7 +135,7 @@ TEST(leader_removed_promotes_first_follower)
     struct tide__timer t[4];
 
     for (int i = 0; i < 4; i++) {
-        tide__timer_init(&t[i], TIDE__TIMER_HANDLE);
+        tide__timer_init(&t[i], 0);
         CHECK_EQ(tide__heap_push(h, &t[i], 50), 0);
     }
     CHECK_EQ(h->count, 1);          /* one leader, three followers */
@@ -154,7 +154,7 @@ TEST(push_fails_cleanly_when_the_array_cannot_grow)
     struct tide__heap *h = calloc(1, sizeof *h);
     struct tide__timer t;
 
-    tide__timer_init(&t, TIDE__TIMER_HANDLE);
+    tide__timer_init(&t, 0);
     tide__alloc_fail_after(1);
     CHECK_EQ(tide__heap_push(h, &t, 5), -ENOMEM);
     tide__alloc_fail_after(0);

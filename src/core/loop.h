@@ -36,6 +36,13 @@
 
 /* ---- ready-queue entries ---------------------------------------------- */
 
+/* What a tide__node in the ready queue stands for. */
+enum tide__node_kind {
+    TIDE__NODE_CORO,     /* a coroutine to resume (struct tide__coro) */
+    TIDE__NODE_CALL,     /* a callback to run (struct tide__call) */
+    TIDE__NODE_CORE_KINDS /* the future layer's kinds follow (future.h) */
+};
+
 /* A callback in the ready queue. run() either runs it (cancel false) or
  * only releases what it holds (cancel true: the loop is closing). */
 struct tide__call {
@@ -113,6 +120,12 @@ struct tide__linger {
 };
 
 /* ---- handles (call_soon / call_later / call_at) ------------------------ */
+
+/* What a loop timer (struct tide__timer) stands for. */
+enum tide__timer_kind {
+    TIDE__TIMER_HANDLE, /* a call_later/call_at handle: queue it */
+    TIDE__TIMER_WAKE,   /* a sleeping coroutine (tide__alarm): wake it */
+};
 
 struct tide__handle {
     struct tide__call call;

@@ -15,6 +15,14 @@
 
 #include "core/loop.h"
 
+/* What a tide__node on a future's callback list stands for. */
+enum tide__future_node_kind {
+    TIDE__NODE_WAITER = TIDE__NODE_CORE_KINDS, /* wake a coroutine
+                                                * (struct tide__waiter) */
+    TIDE__NODE_INLINE,   /* internal bookkeeping run at completion */
+    TIDE__NODE_DONE_CB,  /* a user's done callback: becomes a CALL */
+};
+
 enum tide__future_kind {
     TIDE__FUTURE_PLAIN,
     TIDE__FUTURE_TASK,
