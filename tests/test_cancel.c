@@ -8,6 +8,7 @@
  */
 #include "harness.h"
 
+#include "core/timer.h"  /* white box: deadlines */
 #include "task/future.h" /* white box: the run's completion flag */
 
 #include <errno.h>

@@ -9,6 +9,7 @@
 #include "task/future.h"
 
 #include "base/alloc.h"
+#include "core/timer.h"
 
 #include <errno.h>
 #include <math.h>

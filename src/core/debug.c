@@ -13,7 +13,7 @@
  * a hang where every task waits (the usual kind) dumps at once.
  * SPDX-License-Identifier: MIT
  */
-#include "core/loop.h"
+#include "core/timer.h"
 
 #include <errno.h>
 #include <math.h>

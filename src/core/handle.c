@@ -7,7 +7,7 @@
  * simply misses: harmless by construction.
  * SPDX-License-Identifier: MIT
  */
-#include "core/loop.h"
+#include "core/timer.h"
 
 #include "base/alloc.h"
 

@@ -12,6 +12,7 @@
 
 #include "base/alloc.h"
 #include "base/block.h"
+#include "core/timer.h"
 
 #include <errno.h>
 #include <math.h>
