@@ -124,8 +124,8 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
 {
     struct tide__node *n;
 
-    if (__builtin_expect(loop->debug, 0))
-        tide__debug_step_end(loop, self, NULL);
+    if (__builtin_expect(loop->debug != NULL, 0))
+        loop->debug->step_end(loop, self, NULL);
 
     if (self == loop->eager_co) {
         /* First suspension (or end) of an eager start: back to its
@@ -158,8 +158,8 @@ static void switch_away_slow(tide_loop *loop, struct tide__coro *self,
             continue;
         co->state = TIDE__CORO_RUNNING;
         loop->current = co;
-        if (__builtin_expect(loop->debug, 0))
-            tide__debug_step_begin(loop);
+        if (__builtin_expect(loop->debug != NULL, 0))
+            loop->debug->step_begin(loop);
         tide__fiber_switch(&self->fiber, self->stack, &co->fiber, co->stack,
                            dying);
         return;
@@ -178,8 +178,8 @@ void tide__coro_resume(tide_loop *loop, struct tide__coro *co)
     for (;;) {
         co->state = TIDE__CORO_RUNNING;
         loop->current = co;
-        if (__builtin_expect(loop->debug, 0))
-            tide__debug_step_begin(loop);
+        if (__builtin_expect(loop->debug != NULL, 0))
+            loop->debug->step_begin(loop);
         tide__fiber_switch(loop->sched, loop->sched_stack, &co->fiber,
                            co->stack, false);
         tide__reap(loop);
@@ -272,8 +272,8 @@ void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co)
     loop->eager_back_stack = tide__stack_current;
     co->state = TIDE__CORO_RUNNING;
     loop->current = co;
-    if (__builtin_expect(loop->debug, 0))
-        tide__debug_step_begin(loop);
+    if (__builtin_expect(loop->debug != NULL, 0))
+        loop->debug->step_begin(loop);
     tide__fiber_switch(&here, tide__stack_current, &co->fiber, co->stack,
                        false);
     tide__reap(loop);

@@ -5,12 +5,13 @@
  * coroutines (the describe op of struct tide__coro_ops: a task's name and
  * creation site) and reports its own findings through tide__loop_report
  * (the future layer: errors never retrieved). The scheduler calls in here
- * only when loop->debug is set, so a loop without debug mode pays one
- * predictable branch per step. Signals: the handler
- * only bumps a generation counter and writes the eventfd of every debug
- * loop (async-signal-safe); each loop dumps on its next iteration. So a
- * loop that is blocked inside a callback does not dump until it returns:
- * a hang where every task waits (the usual kind) dumps at once.
+ * only through loop->debug, the hooks set while debug mode is on, so a
+ * loop without debug mode pays one predictable branch per step. Signals:
+ * the handler only bumps a generation counter and writes the eventfd of
+ * every debug loop (async-signal-safe); each loop dumps on its next
+ * iteration. So a loop that is blocked inside a callback does not dump
+ * until it returns: a hang where every task waits (the usual kind) dumps
+ * at once.
  * SPDX-License-Identifier: MIT
  */
 #include "core/timer.h"
@@ -84,6 +85,18 @@ static void describe(tide_loop *loop, struct tide__coro *co, char *buf,
         snprintf(buf, n, "coroutine %p", (void *)co);
 }
 
+/* What the scheduler calls while debug mode is on (see loop.h). */
+static void step_begin(tide_loop *loop);
+static void step_end(tide_loop *loop, struct tide__coro *co,
+                     struct tide__call *c);
+static void poll_dump(tide_loop *loop);
+
+static const struct tide__debug_hooks hooks = {
+    .step_begin = step_begin,
+    .step_end = step_end,
+    .poll = poll_dump,
+};
+
 int tide_loop_set_debug(tide_loop *loop, bool on)
 {
     loop = tide__loop_resolve(loop);
@@ -105,7 +118,7 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
     } else if (!on && loop->debug) {
         tide__debug_forget(loop);
     }
-    loop->debug = on;
+    loop->debug = on ? &hooks : NULL;
     return 0;
 }
 
@@ -152,13 +165,13 @@ void tide__debug_open(tide_loop *loop)
         tide_loop_set_debug(loop, true);
 }
 
-void tide__debug_step_begin(tide_loop *loop)
+static void step_begin(tide_loop *loop)
 {
     loop->step_start = tide__clock_ns();
 }
 
-void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
-                          struct tide__call *c)
+static void step_end(tide_loop *loop, struct tide__coro *co,
+                     struct tide__call *c)
 {
     int64_t took = tide__clock_ns() - loop->step_start;
     char who[256], msg[400];
@@ -175,7 +188,7 @@ void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
     loop->step_start = tide__clock_ns();
 }
 
-void tide__debug_poll(tide_loop *loop)
+static void poll_dump(tide_loop *loop)
 {
     unsigned req = atomic_load_explicit(&dump_requests, memory_order_relaxed);
 

@@ -16,8 +16,8 @@
 
 enum {
     H_FREE,
-    H_TIMER,     /* armed in the timer heap */
-    H_READY,     /* in the ready queue */
+    H_PENDING,   /* armed in the timer heap (its timer is armed), or in the
+                  * ready queue (the timer fired, or there was none) */
     H_CANCELLED, /* cancelled while in the ready queue: skipped when popped */
 };
 
@@ -101,7 +101,7 @@ static tide_handle id_of(const struct tide__handle *h)
 static tide_handle schedule(tide_loop *loop, int64_t deadline, bool timed,
                             tide_callback cb, void *arg)
 {
-    if (__builtin_expect(loop->debug, 0))
+    if (__builtin_expect(loop->debug != NULL, 0))
         tide__debug_check_arg(loop, arg, "a callback");
     struct tide__handle *h = handle_new(loop);
 
@@ -120,11 +120,10 @@ static tide_handle schedule(tide_loop *loop, int64_t deadline, bool timed,
             errno = ENOMEM;
             return 0;
         }
-        h->state = H_TIMER;
     } else {
-        h->state = H_READY;
         tide__call_schedule(loop, &h->call);
     }
+    h->state = H_PENDING;
     return id_of(h);
 }
 
@@ -175,13 +174,6 @@ tide_handle tide_call_at(tide_loop *loop, double when, tide_callback cb,
     return schedule(loop, deadline, true, cb, arg);
 }
 
-/* A call_later/call_at timer expired: the handle is now queued. */
-void tide__handle_fired(tide_loop *loop, struct tide__handle *h)
-{
-    h->state = H_READY;
-    tide__call_schedule(loop, &h->call);
-}
-
 bool tide_handle_cancel(tide_loop *loop, tide_handle id)
 {
     uint32_t index = (uint32_t)(id >> 32), gen = (uint32_t)id;
@@ -190,15 +182,13 @@ bool tide_handle_cancel(tide_loop *loop, tide_handle id)
     if (!loop || loop->closed || index >= loop->nchunks * TIDE__HANDLE_CHUNK)
         return false;
     struct tide__handle *h = handle_at(loop, index);
-    if (h->gen != gen || h->state == H_FREE)
+    if (h->gen != gen || h->state != H_PENDING)
         return false;
-    if (h->state == H_TIMER) {
+    if (tide__timer_armed(&h->timer)) {
         tide__heap_remove(&loop->timers, &h->timer);
         handle_free(loop, h);
         return true;
     }
-    if (h->state != H_READY)
-        return false;
     /* Queued: leave it where it is (the batch count stays right) and let
      * handle_run drop it when it comes up. */
     h->state = H_CANCELLED;

@@ -17,13 +17,17 @@
  * called from a task or callback runs iterations on that stack (nesting):
  * loop->sched then points at the nested context.
  *
- * The core's files: pools.c (the loop's stacks), compact.c (compact
- * coroutines), coro.c (coroutines and hand-offs), remote.c
- * (call_soon_threadsafe), timer.c (the clock and timers, timer.h),
- * waitq.c (the wait queue, waitq.h), debug.c (debug mode), handle.c
- * (call_soon/call_later/call_at), sched.c (iterations), loop.c (the loop
- * record), default.c (this thread's loops); errors.c stands alone. The
- * declarations below are grouped by the file that defines them.
+ * The core's files, each calling only those before it: pools.c (the
+ * loop's stacks), compact.c (compact coroutines), coro.c (coroutines and
+ * hand-offs), remote.c (call_soon_threadsafe), timer.c (the clock and
+ * timers, timer.h), waitq.c (the wait queue, waitq.h), debug.c (debug
+ * mode), handle.c (call_soon/call_later/call_at), sched.c (iterations),
+ * loop.c (the loop record), default.c (this thread's loops); errors.c
+ * stands alone. Only two kinds of call go back: into default.c, for a
+ * public function's NULL loop (tide__loop_resolve, which may make one)
+ * and a closing loop (tide__default_forget); and into debug mode, through
+ * the hooks it sets (loop->debug). The declarations below are grouped by
+ * the file that defines them.
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_CORE_LOOP_H
@@ -136,7 +140,7 @@ struct tide__handle {
     void *arg;
     uint32_t gen;               /* bumped on every reuse: stale ids miss */
     uint32_t index;             /* slot in loop->handle_chunks */
-    uint8_t state;              /* handle.c: FREE, TIMER, READY */
+    uint8_t state;              /* handle.c: FREE, PENDING, CANCELLED */
     struct tide__handle *next_free;
 };
 
@@ -144,6 +148,8 @@ struct tide__handle {
 #define TIDE__MAX_POOLS 8
 
 /* ---- the loop --------------------------------------------------------- */
+
+struct tide__debug_hooks; /* debug.c's, below */
 
 struct tide_loop {
     struct tide__fifo ready;     /* nodes of kind CORO or CALL, FIFO */
@@ -207,7 +213,7 @@ struct tide_loop {
     unsigned refs;               /* 1 while open + 1 per live future */
 
     /* debug mode (src/core/debug.c) */
-    bool debug;
+    const struct tide__debug_hooks *debug; /* NULL: debug mode is off */
     int64_t slow_ns;             /* a step longer than this is reported */
     int64_t step_start;          /* when the running step began */
     void (*report)(tide_loop *loop, const char *msg, void *arg);
@@ -506,19 +512,22 @@ void tide__remote_close(tide_loop *loop);
 tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,
                              tide_callback cb, void *arg);
 
-/* A call_later/call_at timer expired: queue the handle's call. */
-void tide__handle_fired(tide_loop *loop, struct tide__handle *h);
-
 /* Loop close: free the handle records. */
 void tide__handles_destroy(tide_loop *loop);
 
 /* ---- debug mode (debug.c) ---------------------------------------------- */
 
-/* Debug mode hooks, called only when loop->debug is set. */
-void tide__debug_step_begin(tide_loop *loop);
-void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
-                          struct tide__call *c);
-void tide__debug_poll(tide_loop *loop);  /* once per iteration */
+/* What the scheduler calls while debug mode is on (loop->debug): through
+ * these pointers, so that debug.c, which walks the coroutines to report
+ * on them, sits above the scheduler instead of beside it. */
+struct tide__debug_hooks {
+    void (*step_begin)(tide_loop *loop);
+    /* A step ends: a coroutine's (co) or a callback's (c). */
+    void (*step_end)(tide_loop *loop, struct tide__coro *co,
+                     struct tide__call *c);
+    void (*poll)(tide_loop *loop);  /* once per iteration */
+};
+
 void tide__debug_open(tide_loop *loop);  /* TIDE_DEBUG in the environment */
 void tide__debug_close(tide_loop *loop); /* report tasks still pending */
 void tide__debug_forget(tide_loop *loop); /* leave the signal registry */

@@ -25,10 +25,10 @@ static void dispatch(tide_loop *loop, struct tide__node *n)
     if (n->kind == TIDE__NODE_CALL) {
         struct tide__call *c = tide__container_of(n, struct tide__call, node);
         loop->current = NULL;
-        if (__builtin_expect(loop->debug, 0)) {
-            tide__debug_step_begin(loop);
+        if (__builtin_expect(loop->debug != NULL, 0)) {
+            loop->debug->step_begin(loop);
             c->run(loop, c, false);
-            tide__debug_step_end(loop, NULL, c);
+            loop->debug->step_end(loop, NULL, c);
         } else {
             c->run(loop, c, false);
         }
@@ -65,8 +65,8 @@ static void run_once(tide_loop *loop)
     }
     if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
         tide__remote_drain(loop);
-    if (__builtin_expect(loop->debug, 0))
-        tide__debug_poll(loop);
+    if (__builtin_expect(loop->debug != NULL, 0))
+        loop->debug->poll(loop);
 
     if (!loop->virtual_clock)
         loop->now = tide__clock_ns();

@@ -118,9 +118,11 @@ static void fire_timer(tide_loop *loop, struct tide__timer *t)
                                                    timer);
         tide__wake(loop, a->co, a->result);
     } else {
+        /* A handle whose timer has fired is queued; handle.c tells the
+         * two apart by whether the timer is armed. */
         struct tide__handle *h = tide__container_of(t, struct tide__handle,
                                                     timer);
-        tide__handle_fired(loop, h);
+        tide__call_schedule(loop, &h->call);
     }
 }
 

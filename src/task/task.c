@@ -221,7 +221,7 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
         t->info->line = line;
     }
     tide__stack_set_describe(describe_stack);
-    if (__builtin_expect(loop->debug, 0))
+    if (__builtin_expect(loop->debug != NULL, 0))
         tide__debug_check_arg(loop, arg, "a new task");
     tide__future_init(&t->fut, loop, TIDE__FUTURE_TASK);
     t->fut.refs = 2; /* the caller's and the loop's */
