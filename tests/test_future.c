@@ -1,5 +1,6 @@
 /* Futures: states and outcomes, setting twice (-EINVAL, nothing changes),
- * result on a pending future (-EAGAIN), cancel semantics, done callbacks
+ * setting a task or a gather by hand (-EINVAL), result on a pending
+ * future (-EAGAIN), cancel semantics, done callbacks
  * (scheduled, never inline: B26; in the order added, waiters included;
  * added after done: still scheduled; B25: a callback adds callbacks and
  * drops the last reference), reference counts, futures after their loop
@@ -146,6 +147,40 @@ TEST(cancel_plain_future)
     run_once(loop);
     CHECK_EQ(l.calls, 1);
     tide_future_release(f);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+static void *return_arg(void *arg)
+{
+    return arg;
+}
+
+/* Only a plain future is completed by hand: a task's outcome is its
+ * body's, a gather's its children's (each kind of future has its ops). */
+TEST(only_plain_futures_are_set_by_hand)
+{
+    tide_loop *loop = tide_loop_new();
+    tide_future *t = tide_create_task(loop, return_arg, IPTR(7));
+    tide_future *f = tide_future_new(loop);
+    tide_future *g = tide_gather(&f, 1, 0);
+    CHECK_NOT_NULL(t);
+    CHECK_NOT_NULL(g);
+    CHECK_EQ(tide_future_set_result(t, IPTR(1)), -EINVAL);
+    CHECK_EQ(tide_future_set_error(t, -EIO), -EINVAL);
+    CHECK_EQ(tide_future_set_result(g, IPTR(1)), -EINVAL);
+    CHECK_EQ(tide_future_set_error(g, -EIO), -EINVAL);
+    CHECK(!tide_future_done(t));
+    CHECK(!tide_future_done(g));
+    void *v = NULL;
+    CHECK_EQ(tide_run_until_complete(loop, t, &v), 0);
+    CHECK_EQ(PINT(v), 7);
+    CHECK_EQ(tide_future_set_result(f, IPTR(3)), 0);
+    CHECK_EQ(tide_run_until_complete(loop, g, &v), 0);
+    CHECK_EQ(PINT(((void **)v)[0]), 3);
+    tide_future_release(g);
+    tide_future_release(f);
+    tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }

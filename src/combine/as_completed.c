@@ -7,7 +7,7 @@
  * wakes a waiter with -EBADF, which then returns without touching it.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
 #include "base/alloc.h"
 

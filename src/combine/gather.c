@@ -14,6 +14,8 @@
 
 #include <errno.h>
 
+static const struct tide__future_ops gather_ops; /* below */
+
 struct gather {
     struct tide_future fut;
     size_t n, pending;
@@ -115,7 +117,7 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
         tide__free(g);
         return NULL;
     }
-    tide__future_init(&g->fut, loop, TIDE__FUTURE_GATHER);
+    tide__future_init(&g->fut, loop, &gather_ops);
     g->n = n;
     g->pending = 0;
     g->flags = flags;
@@ -173,7 +175,8 @@ static void gather_free(tide_future *f)
     tide__free(g);
 }
 
-const struct tide__future_ops tide__gather_ops = {
+static const struct tide__future_ops gather_ops = {
     .cancel = gather_cancel,
     .free = gather_free,
+    .describe = tide__future_describe_plain,
 };

@@ -12,7 +12,7 @@
  * wakes the owner with -EBADF; end() then frees it and returns -EBADF.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
 #include "base/alloc.h"
 

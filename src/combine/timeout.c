@@ -9,7 +9,7 @@
  * design), so the races of the old wait_for cannot exist here.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
 #include "base/alloc.h"
 #include "core/timer.h"

@@ -1,9 +1,11 @@
-/* Futures: states, results, done callbacks, reference counts.
+/* Futures: states, results, done callbacks, reference counts, and the
+ * plain kind (tide_future_new).
  *
  * Completing a future never runs user code: waiters are queued on the
  * loop, user callbacks are queued as calls, in the order they were added.
- * Only INLINE nodes (the library's own gather/as_completed bookkeeping)
- * run inside the completing call.
+ * Only INLINE nodes (the library's own bookkeeping: the combinators')
+ * run inside the completing call. What differs between kinds of future
+ * (cancelling, freeing, naming) goes through f->ops.
  * SPDX-License-Identifier: MIT
  */
 #include "task/future.h"
@@ -22,22 +24,11 @@ struct done_cb {
     void *arg;
 };
 
-static const struct tide__future_ops *ops_of(const tide_future *f)
-{
-    switch (f->kind) {
-    case TIDE__FUTURE_TASK:
-        return &tide__task_ops;
-    case TIDE__FUTURE_GATHER:
-        return &tide__gather_ops;
-    default:
-        return NULL;
-    }
-}
-
-void tide__future_init(tide_future *f, tide_loop *loop, uint8_t kind)
+void tide__future_init(tide_future *f, tide_loop *loop,
+                       const struct tide__future_ops *ops)
 {
     f->refs = 1;
-    f->kind = kind;
+    f->ops = ops;
     f->done = false;
     f->retrieved = false;
     f->err = 0;
@@ -60,7 +51,7 @@ tide_future *tide_future_new(tide_loop *loop)
     tide_future *f = tide__malloc(sizeof *f);
     if (!f)
         return NULL;
-    tide__future_init(f, loop, TIDE__FUTURE_PLAIN);
+    tide__future_init(f, loop, &tide__future_plain_ops);
     return f;
 }
 
@@ -151,7 +142,7 @@ void tide__future_complete(tide_future *f, int err, void *result)
 
 int tide_future_set_result(tide_future *f, void *value)
 {
-    if (!f || f->done || f->kind != TIDE__FUTURE_PLAIN)
+    if (!f || f->done || f->ops != &tide__future_plain_ops)
         return -EINVAL;
     if (f->loop->closed)
         return -ESHUTDOWN;
@@ -161,7 +152,7 @@ int tide_future_set_result(tide_future *f, void *value)
 
 int tide_future_set_error(tide_future *f, int err)
 {
-    if (!f || f->done || err >= 0 || f->kind != TIDE__FUTURE_PLAIN)
+    if (!f || f->done || err >= 0 || f->ops != &tide__future_plain_ops)
         return -EINVAL;
     if (f->loop->closed)
         return -ESHUTDOWN;
@@ -177,12 +168,27 @@ bool tide__future_cancel_plain(tide_future *f)
     return true;
 }
 
+static void free_plain(tide_future *f)
+{
+    tide__free(f);
+}
+
+void tide__future_describe_plain(tide_future *f, char *buf, size_t n)
+{
+    snprintf(buf, n, "future %p", (void *)f);
+}
+
+const struct tide__future_ops tide__future_plain_ops = {
+    .cancel = tide__future_cancel_plain,
+    .free = free_plain,
+    .describe = tide__future_describe_plain,
+};
+
 bool tide_future_cancel(tide_future *f)
 {
     if (!f || f->done)
         return false;
-    const struct tide__future_ops *ops = ops_of(f);
-    return ops ? ops->cancel(f) : tide__future_cancel_plain(f);
+    return f->ops->cancel(f);
 }
 
 bool tide_future_done(const tide_future *f)
@@ -238,10 +244,7 @@ static void report_unretrieved(tide_loop *loop, tide_future *f)
 {
     char who[256], msg[400];
 
-    if (f->kind == TIDE__FUTURE_TASK)
-        tide__task_describe(f, who, sizeof who);
-    else
-        snprintf(who, sizeof who, "future %p", (void *)f);
+    f->ops->describe(f, who, sizeof who);
     snprintf(msg, sizeof msg, "%s failed with %d (%s): error was never "
              "retrieved", who, f->err, tide_strerror(f->err));
     tide__loop_report(loop, msg);
@@ -275,11 +278,7 @@ void tide_future_release(tide_future *f)
     if (loop->debug && f->done && f->err && f->err != -ECANCELED &&
         !f->retrieved)
         report_unretrieved(loop, f);
-    const struct tide__future_ops *ops = ops_of(f);
-    if (ops)
-        ops->free(f);
-    else
-        tide__free(f);
+    f->ops->free(f);
     tide__loop_unref(loop);
 }
 

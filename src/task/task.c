@@ -8,7 +8,7 @@
  * task's suspension point through that point's cancel hook.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
 #include "base/alloc.h"
 #include "base/block.h"
@@ -125,9 +125,10 @@ static void task_free(tide_future *f)
         tide__free(t);
 }
 
-const struct tide__future_ops tide__task_ops = {
+static const struct tide__future_ops task_ops = {
     .cancel = task_cancel,
     .free = task_free,
+    .describe = tide__task_describe,
 };
 
 /* For the stack overflow message: async-signal-safe, no allocation. The
@@ -223,7 +224,7 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
     tide__stack_set_describe(describe_stack);
     if (__builtin_expect(loop->debug != NULL, 0))
         tide__debug_check_arg(loop, arg, "a new task");
-    tide__future_init(&t->fut, loop, TIDE__FUTURE_TASK);
+    tide__future_init(&t->fut, loop, &task_ops);
     t->fut.refs = 2; /* the caller's and the loop's */
     t->fn = fn;
     t->arg = arg;
@@ -273,7 +274,7 @@ tide_future *tide_current_task(void)
 
 bool tide_future_is_task(const tide_future *f)
 {
-    return f && f->kind == TIDE__FUTURE_TASK;
+    return f && f->ops == &task_ops;
 }
 
 static struct tide__task_info *info_of(struct tide__task *t)
@@ -312,11 +313,6 @@ const char *tide_task_get_name(tide_future *f)
         info->name = tide__strdup(buf);
     }
     return info ? info->name : NULL;
-}
-
-const struct tide__task_info *tide__task_info(tide_future *f)
-{
-    return task_of(f)->info;
 }
 
 struct tide__task_info *tide__task_info_make(tide_future *f)
