@@ -33,9 +33,8 @@ void tide__future_init(tide_future *f, tide_loop *loop,
     f->retrieved = false;
     f->err = 0;
     f->aux = 0;
-    f->result = NULL;
-    f->loop = loop;
     f->cb_tail = NULL;
+    f->loop = loop;
     tide__loop_ref(loop);
 }
 
@@ -70,7 +69,7 @@ void tide__future_remove_node(tide_future *f, struct tide__node *n)
 {
     struct tide__node *tail = f->cb_tail, *prev = tail;
 
-    if (!tail)
+    if (f->done || !tail)
         return;
     do {
         if (prev->next == n) {
@@ -102,12 +101,11 @@ static void done_cb_run(tide_loop *loop, struct tide__call *c, bool cancel)
 void tide__future_complete(tide_future *f, int err, void *result)
 {
     tide_loop *loop = f->loop;
-    struct tide__node *tail = f->cb_tail, *n;
+    struct tide__node *tail = f->cb_tail, *n; /* detached: result's now */
 
     f->done = true;
     f->err = err;
     f->result = err ? NULL : result;
-    f->cb_tail = NULL;
     if (!tail)
         return;
     /* An inline node may drop the last reference it holds: keep f alive
@@ -264,7 +262,7 @@ void tide_future_release(tide_future *f)
     /* Pending with callbacks nobody will ever run: free the records. Only
      * user callbacks can remain here: waiters and inline nodes hold a
      * reference to the future. */
-    struct tide__node *tail = f->cb_tail;
+    struct tide__node *tail = f->done ? NULL : f->cb_tail;
     if (tail) {
         struct tide__node *n = tail->next;
         tail->next = NULL;

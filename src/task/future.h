@@ -36,6 +36,8 @@ struct tide__future_ops {
     void (*describe)(tide_future *f, char *buf, size_t n);
 };
 
+/* Kept at 40 bytes, so that a task still fits in a block (base/block.h):
+ * a future's callbacks and its result are never there at once. */
 struct tide_future {
     uint32_t refs;
     bool done;
@@ -44,9 +46,11 @@ struct tide_future {
                                  * running task's tide_fail value */
     uint32_t aux;               /* the kind's: a task's cancel count */
     const struct tide__future_ops *ops; /* its kind */
-    void *result;               /* when done without error */
+    union {
+        struct tide__node *cb_tail; /* while pending: callbacks, above */
+        void *result;           /* once done: its value (NULL if failed) */
+    };
     tide_loop *loop;            /* referenced; resources gone once closed */
-    struct tide__node *cb_tail; /* callbacks, see above */
 };
 
 /* A waiter on a future's list: wakes `co` when the future completes. */
@@ -74,6 +78,8 @@ void tide__future_init(tide_future *f, tide_loop *loop,
 /* Complete f (err 0: with result) and schedule its callbacks. f must be
  * pending. */
 void tide__future_complete(tide_future *f, int err, void *result);
+/* Add n to pending f's callbacks; take it off again (harmless if it is
+ * not there, or f is done: the list is gone). */
 void tide__future_add_node(tide_future *f, struct tide__node *n);
 void tide__future_remove_node(tide_future *f, struct tide__node *n);
 

@@ -33,6 +33,9 @@ struct tide__task {
 /* Tasks come from the block allocator when they fit (they do, except in
  * sanitizer builds, where a context carries more). */
 #define TASK_IN_BLOCK (sizeof(struct tide__task) <= TIDE__BLOCK_SIZE)
+#if !defined(TIDE__ASAN) && !defined(TIDE__TSAN) && !defined(TIDE_CTX_UCONTEXT)
+_Static_assert(TASK_IN_BLOCK, "a task no longer fits in a block (W1, W3)");
+#endif
 
 static struct tide__task *task_of(tide_future *f)
 {
