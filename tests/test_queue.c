@@ -413,6 +413,30 @@ TEST(queue_join_waits_for_task_done)
     LEAK_GATE();
 }
 
+/* The last task_done releases the joiners: one that has not run yet when
+ * the queue is freed still returns 0, as an event's woken waiter does;
+ * one still waiting then would get -EBADF. */
+TEST(queue_freed_after_join_released_before_the_joiner_runs)
+{
+    tide_loop *loop = new_virtual_loop();
+    tide_queue *q = tide_queue_new(0);
+    struct op w[1] = {{0}};
+    order[0] = '\0';
+    CHECK_EQ(tide_queue_put_nowait(q, IPTR(1)), 0);
+    spawn(loop, &w[0], "j", do_join, q, NULL);
+    drain(loop);
+    CHECK(!w[0].done);
+    void *item = NULL;
+    CHECK_EQ(tide_queue_get_nowait(q, &item), 0);
+    CHECK_EQ(tide_queue_task_done(q), 0);    /* releases the joiner */
+    tide_queue_free(q);
+    drain(loop);
+    CHECK_EQ(w[0].rc, 0);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    release_ops(w, 1);
+    LEAK_GATE();
+}
+
 /* ---- shutdown ------------------------------------------------------------ */
 
 TEST(queue_shutdown_graceful)

@@ -26,7 +26,7 @@ void tide_event_free(tide_event *ev)
 {
     if (!ev)
         return;
-    tide__waitq_wake_all(&ev->waiters, TIDE__GONE);
+    tide__waitq_close(&ev->waiters, false); /* the woken keep their 0 */
     tide__free(ev);
 }
 
@@ -60,6 +60,5 @@ int tide_event_wait(tide_event *ev)
         return -EINVAL;
     if (ev->is_set)
         return 0;
-    tide_loop *loop = tide__sync_task_loop();
-    return loop ? tide__waitq_wait(loop, &ev->waiters, "event") : -EPERM;
+    return tide__waitq_acquire(&ev->waiters, "event", NULL, NULL, ev);
 }
