@@ -446,9 +446,10 @@ TIDE_API void tide_as_completed_free(tide_as_completed *it);
  * pointers in fs order, and their counts. Returns 0 (also on timeout:
  * look at *npending); -ECANCELED if the calling task was cancelled (the
  * futures are not); -EINVAL (fs NULL or n == 0, as asyncio rejects an
- * empty set; a NULL or foreign future, the calling task itself, a bad
- * return_when, NaN timeout); -EPERM outside a task unless the condition
- * already holds; -ENOMEM. Suspends. */
+ * empty set; a NULL or foreign future, futures of a loop other than the
+ * calling task's, the calling task itself, a bad return_when, NaN
+ * timeout); -EPERM outside a task unless the condition already holds;
+ * -ENOMEM. Suspends. */
 TIDE_API int tide_wait(tide_future *const *fs, size_t n, int return_when,
                        double timeout, tide_future **done, size_t *ndone,
                        tide_future **pending, size_t *npending);

@@ -3,8 +3,9 @@
  * result wins when the future completes anyway, a cancel of the caller is
  * never swallowed: CPython bpo-42130 / #86296), timeout scopes (expire,
  * nest, reschedule, only the innermost expired one reports, cleanup after
- * a timeout is not interrupted again: HAZARDS B22, B24) and tide_shield.
- * Time is virtual throughout.
+ * a timeout is not interrupted again: HAZARDS B22, B24) and tide_shield;
+ * every wait on another loop's futures from a task is -EINVAL. Time is
+ * virtual throughout.
  */
 #include "harness.h"
 
@@ -163,6 +164,46 @@ TEST(wait_cancelled_returns_ecanceled_and_leaves_the_futures)
     tide_future_release(t);
     tide_future_release(c);
     finish(loop, &w);
+    LEAK_GATE();
+}
+
+/* Every wait on futures of one loop, made from a task of another: -EINVAL
+ * (it is in a task, but not one that can wait on them), the same for
+ * tide_wait, tide_wait_for, tide_await and tide_as_completed_next. */
+static tide_future *foreign;              /* pending, on the other loop */
+
+static void *wait_on_foreign(void *arg)
+{
+    tide_future *fs[1] = {foreign};
+    tide_as_completed *it = tide_as_completed_new(fs, 1);
+    tide_future *next = NULL;
+
+    (void)arg;
+    CHECK_NOT_NULL(it);
+    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
+             -EINVAL);
+    CHECK_EQ(tide_wait_for(foreign, 1, NULL), -EINVAL);
+    CHECK_EQ(tide_wait_for(foreign, 0, NULL), -EINVAL);
+    CHECK_EQ(tide_await(foreign, NULL), -EINVAL);
+    CHECK_EQ(tide_as_completed_next(it, &next), -EINVAL);
+    CHECK_NULL(next);
+    tide_as_completed_free(it);
+    return NULL;
+}
+
+TEST(waits_on_another_loops_futures_are_refused)
+{
+    tide_loop *mine = new_virtual_loop();
+    tide_loop *other = new_virtual_loop();
+    foreign = tide_future_new(other);
+    tide_future *t = tide_create_task(mine, wait_on_foreign, NULL);
+    CHECK_NOT_NULL(t);
+    CHECK_EQ(tide_run_until_complete(mine, t, NULL), 0);
+    CHECK(!tide_future_done(foreign));      /* nothing touched it */
+    tide_future_release(t);
+    tide_future_release(foreign);
+    CHECK_EQ(tide_loop_close(mine), 0);
+    CHECK_EQ(tide_loop_close(other), 0);
     LEAK_GATE();
 }
 

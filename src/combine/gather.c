@@ -28,15 +28,9 @@ struct gather {
     struct tide__inline links[];  /* one per child */
 };
 
-static struct gather *gather_of_link(struct tide__inline *in)
-{
-    struct tide__inline *first = in - in->node.aux;
-    return tide__container_of(first, struct gather, links[0]);
-}
-
 static void child_done(struct tide__inline *in, tide_future *child)
 {
-    struct gather *g = gather_of_link(in);
+    struct gather *g = tide__link_owner(in, struct gather, links);
     size_t i = in->node.aux;
 
     child->retrieved = true;

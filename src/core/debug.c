@@ -140,7 +140,7 @@ int tide_loop_set_slow_callback_duration(tide_loop *loop, double seconds)
     loop = tide__loop_resolve(loop);
     if (!loop || loop->closed || isnan(seconds) || seconds < 0)
         return -EINVAL;
-    loop->slow_ns = seconds >= 9e9 ? INT64_MAX : (int64_t)(seconds * 1e9);
+    loop->slow_ns = tide__ns_of(seconds);
     if (!loop->slow_ns)
         loop->slow_ns = 1;
     return 0;

@@ -165,13 +165,7 @@ tide_handle tide_call_at(tide_loop *loop, double when, tide_callback cb,
         errno = loop ? EINVAL : errno;
         return 0;
     }
-    /* Rounded, not truncated: call_at(time() + d) must tie exactly with
-     * call_later(d) set in the same iteration. */
-    double ns = when * 1e9;
-    int64_t deadline = ns >= 9.2e18 ? INT64_MAX
-                     : ns <= 0     ? 0
-                                   : (int64_t)(ns + 0.5);
-    return schedule(loop, deadline, true, cb, arg);
+    return schedule(loop, tide__ns_of(when), true, cb, arg);
 }
 
 bool tide_handle_cancel(tide_loop *loop, tide_handle id)

@@ -290,6 +290,24 @@ void tide__compact_close(tide_loop *loop);
 extern _Thread_local tide_loop *tide__running
     __attribute__((tls_model("initial-exec")));
 
+/* The loop whose task is running now (its coroutine is on the CPU), or
+ * NULL outside any task: in a callback, or outside every loop. */
+static inline tide_loop *tide__task_loop(void)
+{
+    tide_loop *loop = tide__running;
+
+    return loop && loop->current ? loop : NULL;
+}
+
+/* Whether the caller may wait on something of `loop`: 0 in a task of
+ * loop; -EPERM outside any task; -EINVAL in a task of another loop. */
+static inline int tide__in_task_of(const tide_loop *loop)
+{
+    tide_loop *running = tide__task_loop();
+
+    return !running ? -EPERM : running == loop ? 0 : -EINVAL;
+}
+
 static inline void tide__ready_push(tide_loop *loop, struct tide__node *n)
 {
     tide__fifo_push(&loop->ready, n);

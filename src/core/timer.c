@@ -42,12 +42,11 @@ int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline)
     }
     /* From the moment of the call, not the iteration's start. */
     int64_t now = tide__loop_now(loop);
-    double ns = seconds * 1e9;
-    if (ns >= (double)(INT64_MAX - now - SLACK_MAX)) {
+    int64_t d = tide__ns_of(seconds);
+    if (d >= INT64_MAX - now - SLACK_MAX) {
         *deadline = INT64_MAX;
         return 0;
     }
-    int64_t d = (int64_t)(ns + 0.5);
     *deadline = now + d;
     if (!loop->virtual_clock && d >= 1024 << SLACK_SHIFT) {
         /* Timer slack: round up to a power of two of at most 1/128 of

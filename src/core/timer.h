@@ -27,6 +27,17 @@ static inline int64_t tide__clock_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* `seconds` (not NaN) in ns: rounded to the nearest (call_at(time() + d)
+ * must tie exactly with call_later(d) set in the same iteration), 0 for
+ * anything <= 0, INT64_MAX from 9.2e9 s (292 years) on, infinity
+ * included. Inline: every delay and deadline goes through it. */
+static inline int64_t tide__ns_of(double seconds)
+{
+    double ns = seconds * 1e9;
+
+    return ns >= 9.2e18 ? INT64_MAX : ns <= 0 ? 0 : (int64_t)(ns + 0.5);
+}
+
 /* The loop's clock now: a fresh reading (never behind loop->now, the
  * iteration's), or the virtual time. */
 int64_t tide__loop_now(const tide_loop *loop);

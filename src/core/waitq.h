@@ -131,8 +131,8 @@ static inline struct tide__qwaiter *tide__waitq_waiter(tide_loop **loop,
                                                        struct tide__qwaiter *local,
                                                        int *err)
 {
-    *loop = tide__running;
-    if (!*loop || !(*loop)->current) {
+    *loop = tide__task_loop();
+    if (!*loop) {
         *err = -EPERM;
         return NULL;
     }

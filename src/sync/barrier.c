@@ -15,7 +15,12 @@
  * (see tide/sync.h); one cancelled after being released just leaves.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
+
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 
 enum { FILLING, DRAINING, RESETTING, BROKEN };
 
@@ -123,7 +128,7 @@ int tide_barrier_wait(tide_barrier *b, unsigned *index)
 {
     if (!b)
         return -EINVAL;
-    tide_loop *loop = tide__sync_task_loop();
+    tide_loop *loop = tide__task_loop();
     struct tide__qwaiter local, *w = &local;
 
     if (loop && !(w = tide__wait_frame(loop, &local, sizeof local)))

@@ -11,8 +11,12 @@
  * cause is allowed by the condition-variable protocol.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
 
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 #include <limits.h>
 
 struct tide_condition {

@@ -4,7 +4,12 @@
  * the wake-up: its wait just returns -ECANCELED.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
+
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 
 struct tide_event {
     struct tide__waitq waiters;  /* tide__qwaiter.link, FIFO */

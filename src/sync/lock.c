@@ -8,7 +8,12 @@
  * nobody (HAZARDS B19, B21).
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
+
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 
 struct tide_lock {
     struct tide__waitq q;        /* acquirers; `inside`: granted, not run */

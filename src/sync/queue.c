@@ -14,8 +14,12 @@
  * so a handed item a cancelled getter gives back always fits.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
 
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -327,7 +331,7 @@ int tide_queue_put(tide_queue *q, void *item)
         return -ESHUTDOWN;
     if (!is_full(q))
         return do_put(q, item);
-    tide_loop *loop = tide__sync_task_loop();
+    tide_loop *loop = tide__task_loop();
     if (!loop)
         return -EPERM;
     if (tide__compact_running(loop))
@@ -399,7 +403,7 @@ int tide_queue_get(tide_queue *q, void **item)
     }
     if (q->shutdown)
         return -ESHUTDOWN;
-    tide_loop *loop = tide__sync_task_loop();
+    tide_loop *loop = tide__task_loop();
     if (!loop)
         return -EPERM;
     if (tide__compact_running(loop))

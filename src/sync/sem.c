@@ -10,8 +10,12 @@
  * before it ran, releases the permit again (HAZARDS B19, B21).
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
 
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 #include <limits.h>
 
 struct tide_semaphore {

@@ -65,6 +65,11 @@ struct tide__inline {
     void (*fn)(struct tide__inline *in, tide_future *f);
 };
 
+/* The record of `type` whose array of links, member `links`, holds `in`
+ * at index in->node.aux (a combinator's one link per future). */
+#define tide__link_owner(in, type, links)                               \
+    tide__container_of((in) - (in)->node.aux, type, links[0])
+
 /* A plain future's ops: cancel completes it with -ECANCELED, free frees
  * the record, describe says "future <address>". */
 extern const struct tide__future_ops tide__future_plain_ops;

@@ -261,11 +261,9 @@ tide_future *tide_create_task(tide_loop *loop, tide_fn fn, void *arg)
 
 static struct tide__task *current_task(void)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
 
-    if (!loop || !loop->current)
-        return NULL;
-    return task_of_coro(loop->current);
+    return loop ? task_of_coro(loop->current) : NULL;
 }
 
 tide_future *tide_current_task(void)
@@ -413,11 +411,12 @@ int tide_await(tide_future *f, void **result)
         return -EINVAL;
     if (f->done)
         return tide_future_result(f, result);
-    tide_loop *loop = tide__running;
-    if (!loop || !loop->current)
-        return -EPERM;
+    int err = tide__in_task_of(f->loop);
+    if (err < 0)
+        return err;
+    tide_loop *loop = f->loop;
     struct tide__task *self = task_of_coro(loop->current);
-    if (f->loop != loop || f == &self->fut)
+    if (f == &self->fut)
         return -EINVAL;
 
     struct await local, *a = tide__wait_frame(loop, &local, sizeof local);
@@ -429,7 +428,7 @@ int tide_await(tide_future *f, void **result)
     a->waiter.co = loop->current;
     tide_future_retain(f);
     tide__future_add_node(f, &a->waiter.node);
-    int err = tide__suspend(loop, &a->wait);
+    err = tide__suspend(loop, &a->wait);
     bool forwarded = a->forwarded;
     if (!f->done)
         tide__future_remove_node(f, &a->waiter.node);
@@ -446,12 +445,12 @@ int tide_await(tide_future *f, void **result)
 
 int tide_sleep(double seconds)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
     int64_t deadline;
 
     if (isnan(seconds))
         return -EINVAL;
-    if (!loop || !loop->current)
+    if (!loop)
         return -EPERM;
     if (seconds <= 0)
         return tide__yield(loop);
