@@ -156,7 +156,7 @@ TEST(push_fails_cleanly_when_the_array_cannot_grow)
 
     tide__timer_init(&t, 0);
     tide__alloc_fail_after(1);
-    CHECK_EQ(tide__heap_push(h, &t, 5), -ENOMEM);
+    CHECK_ERR(tide__heap_push(h, &t, 5), -ENOMEM);
     tide__alloc_fail_after(0);
     CHECK(!tide__timer_armed(&t));
     CHECK_EQ(h->armed, 0);

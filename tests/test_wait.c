@@ -158,7 +158,7 @@ TEST(wait_cancelled_returns_ecanceled_and_leaves_the_futures)
     tide_future *t = tide_create_task(loop, do_wait, &w);
     tide_future *c = tide_create_task(loop, cancel_later, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(w.rc, -ECANCELED);
+    CHECK_ERR(w.rc, -ECANCELED);
     for (int i = 0; i < 3; i++)
         CHECK(!tide_future_done(w.fs[i]));
     tide_future_release(t);
@@ -180,12 +180,12 @@ static void *wait_on_foreign(void *arg)
 
     (void)arg;
     CHECK_NOT_NULL(it);
-    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
-             -EINVAL);
-    CHECK_EQ(tide_wait_for(foreign, 1, NULL), -EINVAL);
-    CHECK_EQ(tide_wait_for(foreign, 0, NULL), -EINVAL);
-    CHECK_EQ(tide_await(foreign, NULL), -EINVAL);
-    CHECK_EQ(tide_as_completed_next(it, &next), -EINVAL);
+    CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
+              -EINVAL);
+    CHECK_ERR(tide_wait_for(foreign, 1, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(foreign, 0, NULL), -EINVAL);
+    CHECK_ERR(tide_await(foreign, NULL), -EINVAL);
+    CHECK_ERR(tide_as_completed_next(it, &next), -EINVAL);
     CHECK_NULL(next);
     tide_as_completed_free(it);
     return NULL;
@@ -214,17 +214,17 @@ TEST(wait_bad_input_and_outside_a_task)
     tide_future *fs[2] = {f, NULL};
     size_t nd = 9, np = 9;
 
-    CHECK_EQ(tide_wait(NULL, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL,
-                       NULL), -EINVAL);
-    CHECK_EQ(tide_wait(fs, 0, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
-             -EINVAL);
-    CHECK_EQ(tide_wait(fs, 2, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
-             -EINVAL);
-    CHECK_EQ(tide_wait(fs, 1, 7, 1, NULL, NULL, NULL, NULL), -EINVAL);
-    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, NAN, NULL, NULL, NULL,
-                       NULL), -EINVAL);
-    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, &nd, NULL, &np),
-             -EPERM);
+    CHECK_ERR(tide_wait(NULL, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL,
+                        NULL), -EINVAL);
+    CHECK_ERR(tide_wait(fs, 0, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
+              -EINVAL);
+    CHECK_ERR(tide_wait(fs, 2, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
+              -EINVAL);
+    CHECK_ERR(tide_wait(fs, 1, 7, 1, NULL, NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, NAN, NULL, NULL, NULL,
+                        NULL), -EINVAL);
+    CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, &nd, NULL, &np),
+              -EPERM);
     /* timeout <= 0 just looks, anywhere */
     CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 0, NULL, &nd, NULL, &np),
              0);
@@ -271,7 +271,7 @@ TEST(wait_for_in_time_and_timed_out)
     CHECK_EQ(tide_run_until_complete(loop, g, NULL), 0);
     CHECK_EQ(a.rc, 0);
     CHECK_EQ(PINT(a.res), 100);
-    CHECK_EQ(b.rc, -ETIMEDOUT);
+    CHECK_ERR(b.rc, -ETIMEDOUT);
     CHECK(tide_future_cancelled(b.f)); /* cancelled and really finished */
     CHECK(fabs(b.took - 1.0) < 1e-6);
     CHECK_EQ(tide_task_cancelling(tb), 0); /* its own cancel withdrawn */
@@ -321,7 +321,7 @@ TEST(wait_for_never_swallows_the_callers_cancellation)
     tide_future *t = tide_create_task(loop, do_wait_for, &w);
     tide_future *c = tide_create_task(loop, cancel_at, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(w.rc, -ECANCELED); /* not -ETIMEDOUT, not 0 */
+    CHECK_ERR(w.rc, -ECANCELED); /* not -ETIMEDOUT, not 0 */
     CHECK_EQ(tide_task_cancelling(t), 1);
     tide_future_release(t);
     tide_future_release(c);
@@ -336,12 +336,12 @@ TEST(wait_for_zero_timeout_and_bad_input)
     struct wf w = {spawn(loop, sleep_then, 100), 0, 1, NULL, 0};
     tide_future *t = tide_create_task(loop, do_wait_for, &w);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(w.rc, -ETIMEDOUT);
+    CHECK_ERR(w.rc, -ETIMEDOUT);
     CHECK(tide_future_cancelled(w.f));
-    CHECK_EQ(tide_wait_for(NULL, 1, NULL), -EINVAL);
-    CHECK_EQ(tide_wait_for(w.f, NAN, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(NULL, 1, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(w.f, NAN, NULL), -EINVAL);
     tide_future *p = tide_future_new(loop);
-    CHECK_EQ(tide_wait_for(p, 1, NULL), -EPERM);
+    CHECK_ERR(tide_wait_for(p, 1, NULL), -EPERM);
     tide_future_release(p);
     tide_future_release(t);
     tide_future_release(w.f);
@@ -382,7 +382,7 @@ TEST(timeout_scopes_nest_and_only_the_expired_one_reports)
     struct scopes s = {1, 1, false, false, 0};
     tide_future *t = tide_create_task(loop, nested, &s);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(s.inner_rc, -ETIMEDOUT);
+    CHECK_ERR(s.inner_rc, -ETIMEDOUT);
     CHECK(s.inner_expired);
     CHECK_EQ(s.outer_rc, 0);
     CHECK(!s.outer_expired);
@@ -410,8 +410,8 @@ TEST(an_outer_expiry_passes_through_the_inner_scope)
     struct scopes s = {1, 1, false, false, 0};
     tide_future *t = tide_create_task(loop, outer_expires, &s);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(s.inner_rc, -ECANCELED);
-    CHECK_EQ(s.outer_rc, -ETIMEDOUT);
+    CHECK_ERR(s.inner_rc, -ECANCELED);
+    CHECK_ERR(s.outer_rc, -ETIMEDOUT);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -424,12 +424,12 @@ static void *cleanup_needs_its_own_timeout(void *arg)
     tide_timeout *a = tide_timeout_begin(0.01);
     int err = tide_sleep(1e9);
     err = tide_timeout_end(a, err);
-    CHECK_EQ(err, -ETIMEDOUT);
+    CHECK_ERR(err, -ETIMEDOUT);
     /* B24: cleanup after a timeout is not interrupted by it again... */
     tide_timeout *b = tide_timeout_begin(0.01);
     err = tide_sleep(1e9);
     /* ...and a second scope bounds it. */
-    CHECK_EQ(tide_timeout_end(b, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(b, err), -ETIMEDOUT);
     *took = tide_loop_time(NULL) - t0;
     return NULL;
 }
@@ -459,8 +459,8 @@ static void *reschedule(void *arg)
     CHECK_EQ(err, 0);
     CHECK_EQ(tide_timeout_reschedule(t, tide_loop_time(NULL) + 3), 0);
     err = tide_sleep(60);
-    CHECK_EQ(tide_timeout_reschedule(t, 5), -ESHUTDOWN);
-    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_reschedule(t, 5), -ESHUTDOWN);
+    CHECK_ERR(tide_timeout_end(t, err), -ETIMEDOUT);
     *took = tide_loop_time(NULL) - t0;
     return NULL;
 }
@@ -493,7 +493,7 @@ TEST(timeout_scope_keeps_an_outside_cancel)
     tide_future *t = tide_create_task(loop, scope_cancelled_from_outside, &rc);
     tide_future *c = tide_create_task(loop, cancel_at, t); /* same instant */
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(rc, -ECANCELED);
+    CHECK_ERR(rc, -ECANCELED);
     tide_future_release(t);
     tide_future_release(c);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -504,12 +504,12 @@ TEST(timeout_bad_input)
 {
     errno = 0;
     CHECK_NULL(tide_timeout_begin(1)); /* outside a task */
-    CHECK_EQ(errno, EPERM);
+    CHECK_ERR(errno, EPERM);
     errno = 0;
     CHECK_NULL(tide_timeout_begin(NAN));
-    CHECK_EQ(errno, EINVAL);
-    CHECK_EQ(tide_timeout_end(NULL, 0), -EINVAL);
-    CHECK_EQ(tide_timeout_reschedule(NULL, 1), -EINVAL);
+    CHECK_ERR(errno, EINVAL);
+    CHECK_ERR(tide_timeout_end(NULL, 0), -EINVAL);
+    CHECK_ERR(tide_timeout_reschedule(NULL, 1), -EINVAL);
     CHECK(!tide_timeout_expired(NULL));
     CHECK(isinf(tide_timeout_when(NULL)));
     LEAK_GATE();
@@ -539,7 +539,7 @@ TEST(shield_protects_the_inner_work)
     tide_future *t = tide_create_task(loop, await_shielded, &s);
     tide_future *c = tide_create_task(loop, cancel_later, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(s.rc, -ECANCELED);       /* the outer await is cancelled */
+    CHECK_ERR(s.rc, -ECANCELED);      /* the outer await is cancelled */
     CHECK(!tide_future_done(s.inner)); /* the inner work is not */
     void *r = NULL;
     CHECK_EQ(tide_run_until_complete(loop, s.inner, &r), 0);
@@ -567,7 +567,7 @@ TEST(shield_passes_the_outcome_through)
     tide_future *o2 = tide_shield(g);
     tide_future_set_error(g, -EPIPE);
     run_once(loop);
-    CHECK_EQ(tide_future_result(o2, NULL), -EPIPE);
+    CHECK_ERR(tide_future_result(o2, NULL), -EPIPE);
     tide_future *o3 = tide_shield(g); /* done: g itself */
     CHECK(o3 == g);
     tide_future_release(o3);
@@ -583,11 +583,11 @@ static void *misuse(void *arg)
     (void)arg;
     tide_timeout *outer = tide_timeout_begin(10);
     tide_timeout *inner = tide_timeout_begin(20);
-    CHECK_EQ(tide_timeout_end(outer, 0), -EINVAL); /* not innermost */
+    CHECK_ERR(tide_timeout_end(outer, 0), -EINVAL); /* not innermost */
     CHECK_EQ(tide_timeout_end(inner, 0), 0);
     CHECK_EQ(tide_timeout_end(outer, 0), 0);
     /* wait_for on yourself is refused before anything is cancelled. */
-    CHECK_EQ(tide_wait_for(tide_current_task(), 0, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(tide_current_task(), 0, NULL), -EINVAL);
     CHECK_EQ(tide_task_cancelling(tide_current_task()), 0);
     CHECK_EQ(tide_sleep(0.01), 0);
     return NULL;
@@ -612,15 +612,15 @@ static void *absolute_deadline(void *arg)
     CHECK(fabs(tide_timeout_when(t) - (t0 + 2.5)) < 1e-6);
     int err = tide_sleep(60);
     CHECK(tide_timeout_expired(t));
-    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(t, err), -ETIMEDOUT);
     /* A deadline already past expires on the next step. */
     t = tide_timeout_begin_at(t0 - 5);
     err = tide_sleep(60);
-    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(t, err), -ETIMEDOUT);
     *took = tide_loop_time(NULL) - t0;
     errno = 0;
     CHECK_NULL(tide_timeout_begin_at(NAN));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     return NULL;
 }
 
