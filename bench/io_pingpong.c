@@ -16,7 +16,7 @@
  */
 #include "bench.h"
 
-#include "core/sys.h"
+#include "base/sys.h"
 
 #include <stdint.h>
 #include <sys/resource.h>

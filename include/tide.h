@@ -317,13 +317,14 @@ TIDE_API int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb,
 /* A new pending future on `loop`. NULL and errno (ENOMEM) on failure. */
 TIDE_API tide_future *tide_future_new(tide_loop *loop);
 
-/* Complete f with `value`. Returns 0; -EINVAL if f is NULL or already
- * done (nothing changes); -ESHUTDOWN if f's loop is closed. */
+/* Complete f with `value`. Returns 0; -EINVAL if f is NULL, already
+ * done, or not a plain future (a task, a gather: nothing changes);
+ * -ESHUTDOWN if f's loop is closed. */
 TIDE_API int tide_future_set_result(tide_future *f, void *value);
 
 /* Complete f with error `err` (a negative errno; -ECANCELED makes it
- * cancelled). Returns 0; -EINVAL if f is NULL, done, or err >= 0;
- * -ESHUTDOWN if f's loop is closed. */
+ * cancelled). Returns 0; -EINVAL if f is NULL, done, not a plain future,
+ * or err >= 0; -ESHUTDOWN if f's loop is closed. */
 TIDE_API int tide_future_set_error(tide_future *f, int err);
 
 /* Request cancellation. A plain future is done (cancelled) at once; a
@@ -518,9 +519,10 @@ TIDE_API void tide_as_completed_free(tide_as_completed *it);
  * pointers in fs order, and their counts. Returns 0 (also on timeout:
  * look at *npending); -ECANCELED if the calling task was cancelled (the
  * futures are not); -EINVAL (fs NULL or n == 0, as asyncio rejects an
- * empty set; a NULL or foreign future, the calling task itself, a bad
- * return_when, NaN timeout); -EPERM outside a task unless the condition
- * already holds; -ENOMEM. Suspends. */
+ * empty set; a NULL or foreign future, futures of a loop other than the
+ * calling task's, the calling task itself, a bad return_when, NaN
+ * timeout); -EPERM outside a task unless the condition already holds;
+ * -ENOMEM. Suspends. */
 TIDE_API int tide_wait(tide_future *const *fs, size_t n, int return_when,
                        double timeout, tide_future **done, size_t *ndone,
                        tide_future **pending, size_t *npending);

@@ -8,10 +8,11 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -65,6 +66,30 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
     fputc('\n', stderr);
     fflush(stderr);
     _exit(1);
+}
+
+const char *harness_err_str(long long v, long long want, char *buf,
+                            size_t n)
+{
+    const char *name = v >= INT_MIN && v <= INT_MAX && v != 0
+                           ? tide_err_name((int)v)
+                           : "UNKNOWN";
+
+    if (strcmp(name, "UNKNOWN") == 0 || (v > 0 && want <= 0))
+        snprintf(buf, n, "%lld", v);
+    else
+        snprintf(buf, n, "%s%s", v < 0 ? "-" : "", name);
+    return buf;
+}
+
+void harness_fail_err(const char *file, int line, const char *expr,
+                      const char *want_expr, long long got, long long want)
+{
+    char g[48], w[48];
+
+    harness_fail(file, line, "CHECK_ERR(%s, %s): got %s, want %s", expr,
+                 want_expr, harness_err_str(got, want, g, sizeof g),
+                 harness_err_str(want, want, w, sizeof w));
 }
 
 void harness_skip(const char *why)

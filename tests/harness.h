@@ -7,8 +7,9 @@
  * test and ends with exactly "N passed, M failed". argv[1] runs one test
  * by name; TIDE_TEST_NOFORK=1 runs in-process (for a debugger).
  *
- * A failed CHECK prints both sides and ends the test's process at once,
- * from any stack (a task's included). SKIP() ends it with exit code 77.
+ * A failed CHECK prints both sides (CHECK_ERR by errno name) and ends the
+ * test's process at once, from any stack (a task's included). SKIP() ends
+ * it with exit code 77.
  * Every test ends with LEAK_GATE(): tide's live-allocation count and the
  * number of open fds are what they were when the test started. The runner
  * fails a test that returns without calling it.
@@ -31,6 +32,15 @@ void harness_register(const char *name, harness_fn fn, int line);
 __attribute__((noreturn, format(printf, 3, 4)))
 void harness_fail(const char *file, int line, const char *fmt, ...);
 __attribute__((noreturn)) void harness_skip(const char *why);
+/* CHECK_ERR's failure: prints both codes by name (tide_err_name). */
+__attribute__((noreturn))
+void harness_fail_err(const char *file, int line, const char *expr,
+                      const char *want_expr, long long got, long long want);
+/* An error code as CHECK_ERR prints it, into buf (n bytes): "-EAGAIN" for
+ * a negative errno, "EAGAIN" for a positive one when a positive one is
+ * wanted (errno), the number otherwise (0, a count, no errno). */
+const char *harness_err_str(long long v, long long want, char *buf,
+                            size_t n);
 void harness_leak_gate(const char *file, int line);
 long harness_fd_count(void);        /* entries in /proc/self/fd */
 double harness_now(void);           /* CLOCK_MONOTONIC, seconds */
@@ -66,6 +76,18 @@ int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
             harness_fail(__FILE__, __LINE__,                              \
                          "CHECK_EQ(%s, %s): %lld != %lld", #a, #b,        \
                          harness_a_, harness_b_);                         \
+    } while (0)
+
+/* An error code compared with the one wanted (0, a negative errno as tide
+ * returns it, or a positive one as errno holds it); a failure names both:
+ * "CHECK_ERR(rc, -ECANCELED): got -EAGAIN, want -ECANCELED". */
+#define CHECK_ERR(rc, want)                                               \
+    do {                                                                  \
+        long long harness_a_ = (long long)(rc);                           \
+        long long harness_b_ = (long long)(want);                         \
+        if (harness_a_ != harness_b_)                                     \
+            harness_fail_err(__FILE__, __LINE__, #rc, #want, harness_a_,  \
+                             harness_b_);                                 \
     } while (0)
 
 #define CHECK_STR_EQ(a, b)                                                \

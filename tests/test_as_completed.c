@@ -8,7 +8,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <string.h>
@@ -117,7 +117,7 @@ TEST(same_iteration_completions_keep_their_order)
     CHECK_EQ(c.got[0], 2);
     CHECK_EQ(c.got[1], 0); /* a failed future is handed back too */
     CHECK_EQ(c.got[2], 1);
-    CHECK_EQ(tide_future_result(c.fs[0], NULL), -EIO);
+    CHECK_ERR(tide_future_result(c.fs[0], NULL), -EIO);
     tide_as_completed_free(c.it);
     for (int i = 0; i < 3; i++)
         tide_future_release(c.fs[i]);
@@ -143,9 +143,9 @@ TEST(already_done_futures_and_eperm_outside_a_task)
     CHECK_EQ(tide_as_completed_next(it, &next), 1);
     CHECK(next == fs[2]);
     next = NULL;
-    CHECK_EQ(tide_as_completed_next(it, &next), -EPERM);
+    CHECK_ERR(tide_as_completed_next(it, &next), -EPERM);
     CHECK_NULL(next);
-    CHECK_EQ(tide_as_completed_next(it, &next), -EPERM); /* still usable */
+    CHECK_ERR(tide_as_completed_next(it, &next), -EPERM); /* still usable */
     CHECK_EQ(tide_future_set_result(fs[0], IPTR(0)), 0);
     run_once(loop);
     CHECK_EQ(tide_as_completed_next(it, &next), 1);
@@ -192,8 +192,8 @@ TEST(cancel_waiting_task_leaves_futures_alone)
     tide_future *t = tide_create_task(loop, wait_one, &c);
     run_once(loop);
     CHECK(tide_future_cancel(t));
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), -ECANCELED);
-    CHECK_EQ(c.last_rc, -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(c.last_rc, -ECANCELED);
     CHECK(!tide_future_done(c.fs[0]));
     CHECK(!tide_future_done(c.fs[1]));
     /* The iterator still works for a later consumer. */
@@ -228,8 +228,8 @@ TEST(free_under_a_waiting_task_gives_ebadf)
     tide_future *t = tide_create_task(loop, wait_one, &c);
     run_once(loop);
     CHECK(tide_call_soon(loop, free_it, &c) != 0);
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), -EBADF);
-    CHECK_EQ(c.last_rc, -EBADF);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), -EBADF);
+    CHECK_ERR(c.last_rc, -EBADF);
     CHECK(!tide_future_done(c.fs[0]));
     /* The iterator's references are gone; ours remain and work. */
     CHECK_EQ(tide_future_set_result(c.fs[0], NULL), 0);
@@ -329,21 +329,21 @@ TEST(bad_input)
     tide_future *b = tide_future_new(other);
     errno = 0;
     CHECK_NULL(tide_as_completed_new(NULL, 1));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future *with_null[2] = { a, NULL };
     errno = 0;
     CHECK_NULL(tide_as_completed_new(with_null, 2));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future *mixed[2] = { a, b };
     errno = 0;
     CHECK_NULL(tide_as_completed_new(mixed, 2));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future *next = NULL;
-    CHECK_EQ(tide_as_completed_next(NULL, &next), -EINVAL);
+    CHECK_ERR(tide_as_completed_next(NULL, &next), -EINVAL);
     tide_future *one[1] = { a };
     tide_as_completed *it = tide_as_completed_new(one, 1);
     CHECK_NOT_NULL(it);
-    CHECK_EQ(tide_as_completed_next(it, NULL), -EINVAL);
+    CHECK_ERR(tide_as_completed_next(it, NULL), -EINVAL);
     tide_as_completed_free(it);
     CHECK_EQ(tide_future_set_result(a, NULL), 0);
     run_once(loop);
@@ -368,7 +368,7 @@ TEST(new_fails_cleanly_without_memory)
         int e = errno;
         tide__alloc_fail_after(0);
         if (!it) {
-            CHECK_EQ(e, ENOMEM);
+            CHECK_ERR(e, ENOMEM);
             failures++;
         }
         for (int i = 0; i < 3; i++)

@@ -18,7 +18,7 @@
 #include "harness.h"
 
 #include "core/loop.h"
-#include "core/sys.h"
+#include "base/sys.h"
 #include "poll/backend.h"
 
 #include <errno.h>

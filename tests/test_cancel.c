@@ -8,6 +8,7 @@
  */
 #include "harness.h"
 
+#include "core/timer.h"  /* white box: deadlines */
 #include "task/future.h" /* white box: the run's completion flag */
 
 #include <errno.h>
@@ -28,7 +29,7 @@ TEST(task_that_cancels_itself_and_returns_ends_cancelled)
     tide_loop *loop = new_virtual_loop();
     tide_future *t = tide_create_task(loop, cancel_self_and_return, NULL);
     void *r = IPTR(1);
-    CHECK_EQ(tide_run_until_complete(loop, t, &r), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, t, &r), -ECANCELED);
     CHECK(tide_future_cancelled(t));
     CHECK_EQ(PINT(r), 1); /* the value was dropped */
     CHECK_EQ(tide_task_cancelling(t), 1);
@@ -67,7 +68,7 @@ static void *swallow(void *arg)
 {
     (void)arg;
     int rc = tide_sleep(1e9);
-    CHECK_EQ(rc, -ECANCELED);
+    CHECK_ERR(rc, -ECANCELED);
     return IPTR(7); /* returns normally despite the request */
 }
 
@@ -112,10 +113,10 @@ TEST(forwarded_request_that_was_swallowed_stays_pending)
         CHECK_EQ(PINT(w.value), 7);
         CHECK_EQ(tide_task_cancelling(a), 1);
         if (how == 2) {
-            CHECK_EQ(rc, -ECANCELED);
+            CHECK_ERR(rc, -ECANCELED);
             CHECK(tide_future_cancelled(a));
         } else {
-            CHECK_EQ(w.next_rc, -ECANCELED);
+            CHECK_ERR(w.next_rc, -ECANCELED);
             CHECK_EQ(rc, 0); /* delivered; then it returned normally */
             CHECK_EQ(PINT(r), 8);
         }
@@ -153,8 +154,8 @@ TEST(gather_failing_with_a_child_error_does_not_absorb_the_request)
     run_once(loop);
     CHECK(tide_future_cancel(a));
     tide_run_until_complete(loop, a, NULL);
-    CHECK_EQ(w.rc, -EIO);
-    CHECK_EQ(w.next_rc, -ECANCELED);
+    CHECK_ERR(w.rc, -EIO);
+    CHECK_ERR(w.next_rc, -ECANCELED);
     tide_future_release(a);
     tide_future_release(g);
     tide_future_release(c);
@@ -186,7 +187,7 @@ static void *stubborn_body(void *arg)
                 s->timeouts++;
                 continue;
             }
-            CHECK_EQ(err, -ECANCELED);
+            CHECK_ERR(err, -ECANCELED);
             s->cancelling = tide_task_cancelling(tide_current_task());
             return tide_fail(err);
         }
@@ -257,7 +258,7 @@ TEST(scope_converts_only_its_own_request)
     run_once(loop); /* the scope is open, its deadline 1 s away */
     CHECK(tide_call_at(loop, tide_loop_time(loop) + 1.0, cancel_cb, t));
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(rc, -ECANCELED);
+    CHECK_ERR(rc, -ECANCELED);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -308,7 +309,7 @@ static void *busy_scope(void *arg)
     tide_timeout *t = tide_timeout_begin(0.02);
     int rc = tide_timeout_end(t, tide_sleep(10.0));
     *elapsed = harness_now() - t0;
-    CHECK_EQ(rc, -ETIMEDOUT);
+    CHECK_ERR(rc, -ETIMEDOUT);
     return NULL;
 }
 
@@ -382,7 +383,7 @@ static void *zero_scope(void *arg)
         rc = tide_sleep(0);
     }
     starve.scope_at = starve.switches;
-    CHECK_EQ(tide_timeout_end(t, rc), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(t, rc), -ETIMEDOUT);
     return NULL;
 }
 
@@ -526,20 +527,20 @@ static void *wait_on_self(void *arg)
     tide_future *fs[2] = {other, self};
     size_t nd = 9, np = 9;
 
-    CHECK_EQ(tide_await(self, NULL), -EINVAL);
-    CHECK_EQ(tide_wait_for(self, 1.0, NULL), -EINVAL);
+    CHECK_ERR(tide_await(self, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(self, 1.0, NULL), -EINVAL);
     for (int when = TIDE_FIRST_COMPLETED; when <= TIDE_ALL_COMPLETED; when++)
-        CHECK_EQ(tide_wait(fs, 2, when, 1.0, NULL, &nd, NULL, &np), -EINVAL);
+        CHECK_ERR(tide_wait(fs, 2, when, 1.0, NULL, &nd, NULL, &np), -EINVAL);
     tide_as_completed *it = tide_as_completed_new(fs, 2);
     tide_future *next = NULL;
-    CHECK_EQ(tide_as_completed_next(it, &next), -EINVAL);
+    CHECK_ERR(tide_as_completed_next(it, &next), -EINVAL);
     tide_as_completed_free(it);
     errno = 0;
     CHECK_NULL(tide_gather(fs, 2, 0));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK_NULL(tide_shield(self));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future_release(other);
     return IPTR(3);
 }
@@ -742,8 +743,8 @@ TEST(freed_wait_then_cancel_reports_ebadf_and_keeps_the_request)
     run_once(loop);
     CHECK(tide_call_soon(loop, free_then_cancel, &f));
     CHECK_EQ(tide_run_until_complete(loop, f.task, NULL), 0);
-    CHECK_EQ(f.next_rc, -EBADF);
-    CHECK_EQ(f.later_rc, -ECANCELED);
+    CHECK_ERR(f.next_rc, -EBADF);
+    CHECK_ERR(f.later_rc, -ECANCELED);
     tide_future_release(f.task);
     tide_future_release(p);
     CHECK_EQ(tide_loop_close(loop), 0);

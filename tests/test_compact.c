@@ -12,7 +12,7 @@
 #include "harness.h"
 #include "overflow.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 #include "stack/stack.h"
 #include "tide/sync.h"
 
@@ -222,7 +222,7 @@ TEST(compact_with_a_stack_size_is_einval)
 
     errno = 0;
     CHECK_NULL(tide_create_task_ex(loop, return_arg, NULL, &o));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     CHECK_EQ(tide__alloc_live(), live);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -261,7 +261,7 @@ TEST(loop_default_makes_tasks_compact_except_sized_ones)
     CHECK(!tide_loop_get_compact_tasks(loop));
     tide_future *keep = tide_future_new(loop); /* keeps the loop record */
     CHECK_EQ(tide_loop_close(loop), 0);
-    CHECK_EQ(tide_loop_set_compact_tasks(loop, true), -EINVAL);
+    CHECK_ERR(tide_loop_set_compact_tasks(loop, true), -EINVAL);
     tide_future_release(keep);
     LEAK_GATE();
 }
@@ -494,7 +494,7 @@ TEST(cancel_at_every_kind_of_suspension)
         CHECK(tide_future_cancel(t));
         int err = tide_run_until_complete(loop, t, NULL);
         CHECK_EQ(err, 0); /* the body returned normally */
-        CHECK_EQ(v.rc, -ECANCELED);
+        CHECK_ERR(v.rc, -ECANCELED);
         CHECK(v.frame_ok);
         void *r = (void *)1;
         CHECK_EQ(tide_run_until_complete(loop, o, &r), 0);

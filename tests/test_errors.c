@@ -1,6 +1,7 @@
 /* Error names and messages: tide's own table, the C library's fallback
  * for every other errno, both signs of an errno, 0, values that are no
- * errno, and INT_MIN (whose negation would overflow: UBSan watches).
+ * errno, and INT_MIN (whose negation would overflow: UBSan watches);
+ * and the harness's CHECK_ERR, which prints codes by these names.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -9,6 +10,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #if defined(__GLIBC__) &&                                               \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
@@ -132,5 +135,47 @@ TEST(strerror_and_err_name_from_several_threads)
         CHECK_EQ(pthread_join(th[i], &ok), 0);
         CHECK(ok != NULL);
     }
+    LEAK_GATE();
+}
+
+/* The harness's CHECK_ERR fails naming both codes; run in a child, whose
+ * stderr is the message. */
+struct check_err_case {
+    long long got, want;
+    const char *says;
+};
+
+static void check_err_child(void *arg)
+{
+    const struct check_err_case *c = arg;
+
+    CHECK_ERR(c->got, c->want);
+    _exit(0);
+}
+
+TEST(check_err_names_both_codes)
+{
+    static const struct check_err_case cases[] = {
+        {-EAGAIN, -ECANCELED, "got -EAGAIN, want -ECANCELED"},
+        {0, -ETIMEDOUT, "got 0, want -ETIMEDOUT"},
+        {1, -EPERM, "got 1, want -EPERM"},       /* a count is no errno */
+        {ENOMEM, EINVAL, "got ENOMEM, want EINVAL"}, /* errno's sign */
+        {-99999, 0, "got -99999, want 0"},       /* no errno at all */
+        {INT_MIN, -EIO, "got -2147483648, want -EIO"},
+    };
+    char buf[512];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int status = harness_run_child(check_err_child, (void *)&cases[i],
+                                       buf, sizeof buf);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        if (!strstr(buf, cases[i].says))
+            harness_fail(__FILE__, __LINE__, "wanted \"%s\" in: %s",
+                         cases[i].says, buf);
+        CHECK(strstr(buf, "CHECK_ERR(c->got, c->want)") != NULL);
+    }
+    struct check_err_case same = {-EBADF, -EBADF, ""};
+    int status = harness_run_child(check_err_child, &same, buf, sizeof buf);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* equal: passes */
     LEAK_GATE();
 }

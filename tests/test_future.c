@@ -1,5 +1,6 @@
 /* Futures: states and outcomes, setting twice (-EINVAL, nothing changes),
- * result on a pending future (-EAGAIN), cancel semantics, done callbacks
+ * setting a task or a gather by hand (-EINVAL), result on a pending
+ * future (-EAGAIN), cancel semantics, done callbacks
  * (scheduled, never inline: B26; in the order added, waiters included;
  * added after done: still scheduled; B25: a callback adds callbacks and
  * drops the last reference), reference counts, futures after their loop
@@ -9,7 +10,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -51,8 +52,8 @@ TEST(new_future_is_pending)
     CHECK(!tide_future_is_task(f));
     CHECK(tide_future_get_loop(f) == loop);
     void *v = IPTR(1);
-    CHECK_EQ(tide_future_result(f, &v), -EAGAIN);
-    CHECK_EQ(tide_future_result(f, NULL), -EAGAIN);
+    CHECK_ERR(tide_future_result(f, &v), -EAGAIN);
+    CHECK_ERR(tide_future_result(f, NULL), -EAGAIN);
     tide_future_release(f);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -70,8 +71,8 @@ TEST(set_result_once)
     CHECK_EQ(PINT(v), 42);
     CHECK_EQ(tide_future_result(f, NULL), 0);
     /* Done: every completion is refused and changes nothing. */
-    CHECK_EQ(tide_future_set_result(f, IPTR(43)), -EINVAL);
-    CHECK_EQ(tide_future_set_error(f, -EIO), -EINVAL);
+    CHECK_ERR(tide_future_set_result(f, IPTR(43)), -EINVAL);
+    CHECK_ERR(tide_future_set_error(f, -EIO), -EINVAL);
     CHECK(!tide_future_cancel(f));
     CHECK_EQ(tide_future_result(f, &v), 0);
     CHECK_EQ(PINT(v), 42);
@@ -98,18 +99,18 @@ TEST(set_error_once)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    CHECK_EQ(tide_future_set_error(f, 0), -EINVAL);
-    CHECK_EQ(tide_future_set_error(f, 5), -EINVAL);
+    CHECK_ERR(tide_future_set_error(f, 0), -EINVAL);
+    CHECK_ERR(tide_future_set_error(f, 5), -EINVAL);
     CHECK(!tide_future_done(f));
     CHECK_EQ(tide_future_set_error(f, -ENOENT), 0);
     CHECK(tide_future_done(f));
     CHECK(!tide_future_cancelled(f));
     void *v = IPTR(7);
-    CHECK_EQ(tide_future_result(f, &v), -ENOENT);
-    CHECK_EQ(tide_future_set_error(f, -EIO), -EINVAL);
-    CHECK_EQ(tide_future_set_result(f, NULL), -EINVAL);
+    CHECK_ERR(tide_future_result(f, &v), -ENOENT);
+    CHECK_ERR(tide_future_set_error(f, -EIO), -EINVAL);
+    CHECK_ERR(tide_future_set_result(f, NULL), -EINVAL);
     CHECK(!tide_future_cancel(f));
-    CHECK_EQ(tide_future_result(f, NULL), -ENOENT);
+    CHECK_ERR(tide_future_result(f, NULL), -ENOENT);
     tide_future_release(f);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -122,7 +123,7 @@ TEST(set_error_ecanceled_makes_it_cancelled)
     CHECK_EQ(tide_future_set_error(f, -ECANCELED), 0);
     CHECK(tide_future_done(f));
     CHECK(tide_future_cancelled(f));
-    CHECK_EQ(tide_future_result(f, NULL), -ECANCELED);
+    CHECK_ERR(tide_future_result(f, NULL), -ECANCELED);
     tide_future_release(f);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -137,15 +138,49 @@ TEST(cancel_plain_future)
     CHECK(tide_future_cancel(f));
     CHECK(tide_future_done(f));       /* at once */
     CHECK(tide_future_cancelled(f));
-    CHECK_EQ(tide_future_result(f, NULL), -ECANCELED);
+    CHECK_ERR(tide_future_result(f, NULL), -ECANCELED);
     CHECK_EQ(l.calls, 0);             /* not inside cancel */
     CHECK(!tide_future_cancel(f));
-    CHECK_EQ(tide_future_set_result(f, IPTR(1)), -EINVAL);
-    CHECK_EQ(tide_future_set_error(f, -EIO), -EINVAL);
-    CHECK_EQ(tide_future_result(f, NULL), -ECANCELED);
+    CHECK_ERR(tide_future_set_result(f, IPTR(1)), -EINVAL);
+    CHECK_ERR(tide_future_set_error(f, -EIO), -EINVAL);
+    CHECK_ERR(tide_future_result(f, NULL), -ECANCELED);
     run_once(loop);
     CHECK_EQ(l.calls, 1);
     tide_future_release(f);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+static void *return_arg(void *arg)
+{
+    return arg;
+}
+
+/* Only a plain future is completed by hand: a task's outcome is its
+ * body's, a gather's its children's (each kind of future has its ops). */
+TEST(only_plain_futures_are_set_by_hand)
+{
+    tide_loop *loop = tide_loop_new();
+    tide_future *t = tide_create_task(loop, return_arg, IPTR(7));
+    tide_future *f = tide_future_new(loop);
+    tide_future *g = tide_gather(&f, 1, 0);
+    CHECK_NOT_NULL(t);
+    CHECK_NOT_NULL(g);
+    CHECK_ERR(tide_future_set_result(t, IPTR(1)), -EINVAL);
+    CHECK_ERR(tide_future_set_error(t, -EIO), -EINVAL);
+    CHECK_ERR(tide_future_set_result(g, IPTR(1)), -EINVAL);
+    CHECK_ERR(tide_future_set_error(g, -EIO), -EINVAL);
+    CHECK(!tide_future_done(t));
+    CHECK(!tide_future_done(g));
+    void *v = NULL;
+    CHECK_EQ(tide_run_until_complete(loop, t, &v), 0);
+    CHECK_EQ(PINT(v), 7);
+    CHECK_EQ(tide_future_set_result(f, IPTR(3)), 0);
+    CHECK_EQ(tide_run_until_complete(loop, g, &v), 0);
+    CHECK_EQ(PINT(((void **)v)[0]), 3);
+    tide_future_release(g);
+    tide_future_release(f);
+    tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
@@ -154,20 +189,20 @@ TEST(null_arguments)
 {
     tide_loop *loop = tide_loop_new();
     struct cb_log l = { NULL, 0, NULL };
-    CHECK_EQ(tide_future_set_result(NULL, NULL), -EINVAL);
-    CHECK_EQ(tide_future_set_error(NULL, -EIO), -EINVAL);
+    CHECK_ERR(tide_future_set_result(NULL, NULL), -EINVAL);
+    CHECK_ERR(tide_future_set_error(NULL, -EIO), -EINVAL);
     CHECK(!tide_future_cancel(NULL));
     CHECK(!tide_future_done(NULL));
     CHECK(!tide_future_cancelled(NULL));
     void *v = NULL;
-    CHECK_EQ(tide_future_result(NULL, &v), -EINVAL);
-    CHECK_EQ(tide_future_add_done_callback(NULL, log_cb, &l), -EINVAL);
+    CHECK_ERR(tide_future_result(NULL, &v), -EINVAL);
+    CHECK_ERR(tide_future_add_done_callback(NULL, log_cb, &l), -EINVAL);
     CHECK_NULL(tide_future_retain(NULL));
     tide_future_release(NULL);
     CHECK_NULL(tide_future_get_loop(NULL));
     CHECK(!tide_future_is_task(NULL));
     tide_future *f = tide_future_new(loop);
-    CHECK_EQ(tide_future_add_done_callback(f, NULL, &l), -EINVAL);
+    CHECK_ERR(tide_future_add_done_callback(f, NULL, &l), -EINVAL);
     CHECK_EQ(tide_future_set_result(f, NULL), 0);
     run_once(loop);
     CHECK_EQ(l.calls, 0);
@@ -489,15 +524,15 @@ TEST(future_outlives_its_loop)
     CHECK(tide_future_done(done));
     CHECK_EQ(tide_future_result(done, &v), 0);
     CHECK_EQ(PINT(v), 8);
-    CHECK_EQ(tide_future_result(failed, NULL), -EPIPE);
+    CHECK_ERR(tide_future_result(failed, NULL), -EPIPE);
     CHECK(!tide_future_done(pending));
-    CHECK_EQ(tide_future_result(pending, NULL), -EAGAIN);
+    CHECK_ERR(tide_future_result(pending, NULL), -EAGAIN);
     CHECK_NULL(tide_future_get_loop(done));
     CHECK_NULL(tide_future_get_loop(pending));
-    CHECK_EQ(tide_future_set_result(pending, NULL), -ESHUTDOWN);
-    CHECK_EQ(tide_future_set_error(pending, -EIO), -ESHUTDOWN);
-    CHECK_EQ(tide_future_add_done_callback(pending, log_cb, &l), -ESHUTDOWN);
-    CHECK_EQ(tide_future_add_done_callback(done, log_cb, &l), -ESHUTDOWN);
+    CHECK_ERR(tide_future_set_result(pending, NULL), -ESHUTDOWN);
+    CHECK_ERR(tide_future_set_error(pending, -EIO), -ESHUTDOWN);
+    CHECK_ERR(tide_future_add_done_callback(pending, log_cb, &l), -ESHUTDOWN);
+    CHECK_ERR(tide_future_add_done_callback(done, log_cb, &l), -ESHUTDOWN);
     CHECK(tide_future_retain(done) == done);
     tide_future_release(done);
     tide_future_release(done);
@@ -529,7 +564,7 @@ TEST(future_new_fails_cleanly_without_memory)
         int e = errno;
         tide__alloc_fail_after(0);
         if (!f) {
-            CHECK_EQ(e, ENOMEM);
+            CHECK_ERR(e, ENOMEM);
             failures++;
         } else {
             CHECK_EQ(tide_future_set_result(f, NULL), 0);

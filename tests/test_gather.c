@@ -10,7 +10,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <string.h>
@@ -124,7 +124,7 @@ TEST(first_error_fails_at_once_others_keep_running)
     tide_future *fs[3];
     spawn(loop, c, fs, 3);
     tide_future *g = tide_gather(fs, 3, 0);
-    CHECK_EQ(tide_run_until_complete(loop, g, NULL), -EIO);
+    CHECK_ERR(tide_run_until_complete(loop, g, NULL), -EIO);
     CHECK(tide_loop_time(loop) < t0 + 2); /* at once, not at the end */
     CHECK(!tide_future_cancelled(g));
     CHECK(!tide_future_done(fs[0]));
@@ -137,7 +137,7 @@ TEST(first_error_fails_at_once_others_keep_running)
     CHECK_EQ(PINT(r), 10);
     CHECK_EQ(c[0].rc, 0);
     CHECK_EQ(c[2].rc, 0);
-    CHECK_EQ(tide_future_result(g, NULL), -EIO);
+    CHECK_ERR(tide_future_result(g, NULL), -EIO);
     release_all(fs, 3);
     tide_future_release(g);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -160,7 +160,7 @@ TEST(return_errors_gives_null_slots)
     CHECK_EQ(PINT(res[0]), 10);
     CHECK_NULL(res[1]);
     CHECK_EQ(PINT(res[2]), 30);
-    CHECK_EQ(tide_future_result(fs[1], NULL), -EIO);
+    CHECK_ERR(tide_future_result(fs[1], NULL), -EIO);
     release_all(fs, 3);
     tide_future_release(g);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -176,7 +176,7 @@ TEST(cancelled_child_fails_the_gather_unless_return_errors)
     tide_future *g = tide_gather(fs, 2, 0);
     tide_future *h = tide_gather(fs, 2, TIDE_RETURN_ERRORS);
     CHECK(tide_future_cancel(a));
-    CHECK_EQ(tide_run_until_complete(loop, g, NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, g, NULL), -ECANCELED);
     CHECK(tide_future_cancelled(g));
     CHECK(!tide_future_done(b)); /* a child's cancel is not the gather's */
     CHECK(!tide_future_done(h));
@@ -208,11 +208,11 @@ TEST(cancel_gather_cancels_children)
     CHECK(tide_future_cancelled(g));
     CHECK(!tide_future_cancel(g));
     CHECK(tide_future_cancelled(fs[2])); /* a plain child: at once too */
-    CHECK_EQ(tide_run_until_complete(loop, fs[0], NULL), -ECANCELED);
-    CHECK_EQ(tide_run_until_complete(loop, fs[1], NULL), -ECANCELED);
-    CHECK_EQ(c[0].rc, -ECANCELED);
-    CHECK_EQ(c[1].rc, -ECANCELED);
-    CHECK_EQ(tide_future_result(g, NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, fs[0], NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, fs[1], NULL), -ECANCELED);
+    CHECK_ERR(c[0].rc, -ECANCELED);
+    CHECK_ERR(c[1].rc, -ECANCELED);
+    CHECK_ERR(tide_future_result(g, NULL), -ECANCELED);
     release_all(fs, 3);
     tide_future_release(g);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -236,10 +236,10 @@ TEST(cancel_task_awaiting_gather_cancels_everything)
     tide_future *t = tide_create_task(loop, await_gather, g);
     run_once(loop);
     CHECK(tide_future_cancel(t));
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(tide_future_cancelled(g));
-    CHECK_EQ(tide_run_until_complete(loop, fs[0], NULL), -ECANCELED);
-    CHECK_EQ(tide_run_until_complete(loop, fs[1], NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, fs[0], NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, fs[1], NULL), -ECANCELED);
     release_all(fs, 2);
     tide_future_release(g);
     tide_future_release(t);
@@ -326,7 +326,7 @@ TEST(gather_pending_at_close_is_readable)
     CHECK(tide_future_cancelled(fs[0]));
     CHECK(tide_future_cancelled(fs[1]));
     CHECK(tide_future_done(g));
-    CHECK_EQ(tide_future_result(g, NULL), -ECANCELED);
+    CHECK_ERR(tide_future_result(g, NULL), -ECANCELED);
     release_all(fs, 2);
     tide_future_release(g);
     LEAK_GATE();
@@ -350,7 +350,7 @@ TEST(cancel_gather_while_its_completion_is_pending)
     run_once(loop);
     if (cancelled) {
         CHECK(tide_future_cancelled(g));
-        CHECK_EQ(tide_future_result(g, NULL), -ECANCELED);
+        CHECK_ERR(tide_future_result(g, NULL), -ECANCELED);
     } else {
         void *r = NULL;
         CHECK_EQ(tide_future_result(g, &r), 0);
@@ -387,22 +387,22 @@ TEST(bad_input)
     tide_future *b = tide_future_new(other);
     errno = 0;
     CHECK_NULL(tide_gather(NULL, 2, 0));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future *with_null[2] = { a, NULL };
     errno = 0;
     CHECK_NULL(tide_gather(with_null, 2, 0));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future *mixed[2] = { a, b };
     errno = 0;
     CHECK_NULL(tide_gather(mixed, 2, 0));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future *one[1] = { a };
     errno = 0;
     CHECK_NULL(tide_gather(one, 1, 2u));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK_NULL(tide_gather(one, 1, 0x80000000u | TIDE_RETURN_ERRORS));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     /* Nothing was retained or hooked: a completes and frees normally. */
     CHECK_EQ(tide_future_set_result(a, NULL), 0);
     run_once(loop);
@@ -427,7 +427,7 @@ TEST(gather_fails_cleanly_without_memory)
         int e = errno;
         tide__alloc_fail_after(0);
         if (!g) {
-            CHECK_EQ(e, ENOMEM);
+            CHECK_ERR(e, ENOMEM);
             failures++;
         } else {
             successes++;

@@ -101,19 +101,19 @@ TEST(call_soon_bad_args)
     int n = 0;
     errno = 0;
     CHECK(tide_call_soon(loop, NULL, &n) == 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK(tide_call_later(loop, 1.0, NULL, &n) == 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK(tide_call_at(loop, 1.0, NULL, &n) == 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK(tide_call_later(loop, NAN, count_cb, &n) == 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK(tide_call_at(loop, NAN, count_cb, &n) == 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_loop_stats st = loop_stats(loop);
     CHECK_EQ(st.handles, 0);
     CHECK_EQ(st.timers, 0);
@@ -739,8 +739,8 @@ TEST(threadsafe_bad_args)
 {
     tide_loop *loop = tide_loop_new();
     int n = 0;
-    CHECK_EQ(tide_call_soon_threadsafe(NULL, count_cb, &n), -EINVAL);
-    CHECK_EQ(tide_call_soon_threadsafe(loop, NULL, &n), -EINVAL);
+    CHECK_ERR(tide_call_soon_threadsafe(NULL, count_cb, &n), -EINVAL);
+    CHECK_ERR(tide_call_soon_threadsafe(loop, NULL, &n), -EINVAL);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
@@ -782,7 +782,7 @@ TEST(threadsafe_on_a_closing_loop_is_eshutdown)
     tide_future *t = tide_create_task(loop, send_during_close, loop);
     run_once(loop);
     CHECK_EQ(tide_loop_close(loop), 0);
-    CHECK_EQ(closing_rc, -ESHUTDOWN);
+    CHECK_ERR(closing_rc, -ESHUTDOWN);
     CHECK_EQ(closing_n, 0);
     tide_future_release(t);
     LEAK_GATE();

@@ -1,4 +1,4 @@
-/* The timer heap (src/core/heap.c) against a reference model.
+/* The timer heap (src/base/heap.c) against a reference model.
  *
  * Random sequences of arm / disarm / pop over few distinct deadlines (so
  * leaders, followers, promotions and recent-table evictions all happen)
@@ -9,8 +9,8 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
-#include "core/heap.h"
+#include "base/alloc.h"
+#include "base/heap.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -58,7 +58,7 @@ static void run_model(uint64_t seed, int distinct, int steps)
 
     rng_state = seed;
     for (int i = 0; i < NT; i++)
-        tide__timer_init(&m->t[i], TIDE__TIMER_HANDLE);
+        tide__timer_init(&m->t[i], 0);
     for (int s = 0; s < steps; s++) {
         int i = (int)(rnd() % NT);
         uint32_t op = rnd() % 10;
@@ -135,7 +135,7 @@ TEST(leader_removed_promotes_first_follower)
     struct tide__timer t[4];
 
     for (int i = 0; i < 4; i++) {
-        tide__timer_init(&t[i], TIDE__TIMER_HANDLE);
+        tide__timer_init(&t[i], 0);
         CHECK_EQ(tide__heap_push(h, &t[i], 50), 0);
     }
     CHECK_EQ(h->count, 1);          /* one leader, three followers */
@@ -154,9 +154,9 @@ TEST(push_fails_cleanly_when_the_array_cannot_grow)
     struct tide__heap *h = calloc(1, sizeof *h);
     struct tide__timer t;
 
-    tide__timer_init(&t, TIDE__TIMER_HANDLE);
+    tide__timer_init(&t, 0);
     tide__alloc_fail_after(1);
-    CHECK_EQ(tide__heap_push(h, &t, 5), -ENOMEM);
+    CHECK_ERR(tide__heap_push(h, &t, 5), -ENOMEM);
     tide__alloc_fail_after(0);
     CHECK(!tide__timer_armed(&t));
     CHECK_EQ(h->armed, 0);

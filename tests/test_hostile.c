@@ -20,7 +20,7 @@ static void *swallow_once(void *arg)
 {
     (void)arg;
     int rc = tide_sleep(1e9);
-    CHECK_EQ(rc, -ECANCELED);
+    CHECK_ERR(rc, -ECANCELED);
     return IPTR(7); /* swallows the request, returns normally */
 }
 
@@ -79,7 +79,7 @@ static void scoped_run(int how)
     CHECK(tide_future_cancel(t));
     void *r = NULL;
     int rc = tide_run_until_complete(loop, t, &r);
-    CHECK_EQ(s.first_rc, -ECANCELED);
+    CHECK_ERR(s.first_rc, -ECANCELED);
     CHECK_EQ(s.await_rc, 0);
     CHECK_EQ(PINT(s.value), 7);
     CHECK_EQ(s.end_rc, 0);
@@ -170,7 +170,7 @@ TEST(hostile_cancel_twice_as_the_awaited_future_completes)
     run_once(loop);
     tide_call_soon(loop, complete_then_cancel, &s);
     CHECK_EQ(tide_run_until_complete(loop, s.task, NULL), 0);
-    CHECK_EQ(s.rc, -ECANCELED); /* delivered once, here */
+    CHECK_ERR(s.rc, -ECANCELED); /* delivered once, here */
     CHECK_EQ(s.next_rc, 0);
     CHECK_EQ(s.next2_rc, 0);
     CHECK_EQ(tide_task_cancelling(s.task), 2);
@@ -204,7 +204,7 @@ TEST(hostile_double_cancel_forwarded_to_a_swallower)
     CHECK(tide_future_cancel(s.task));
     CHECK_EQ(tide_run_until_complete(loop, s.task, NULL), 0);
     CHECK_EQ(s.rc, 0);
-    CHECK_EQ(s.next_rc, -ECANCELED);
+    CHECK_ERR(s.next_rc, -ECANCELED);
     CHECK_EQ(s.next2_rc, 0);
     tide_future_release(s.task);
     tide_future_release(s.f);
@@ -703,7 +703,7 @@ TEST(hostile_sem_cancel_granted_waiter_with_newcomer)
     t[3] = tide_create_task(loop, sg_acq, args[3]); /* newcomer */
     for (int i = 0; i < 4; i++)
         CHECK_EQ(tide_run_until_complete(loop, t[i], NULL), 0);
-    CHECK_EQ(g.rc[0], -ECANCELED);
+    CHECK_ERR(g.rc[0], -ECANCELED);
     CHECK_EQ(g.rc[1], 0);
     CHECK_EQ(g.rc[2], 0);
     CHECK_EQ(g.rc[3], 0);
@@ -886,10 +886,10 @@ TEST(hostile_bad_delays)
     tide_loop *loop = new_virtual_loop();
     errno = 0;
     CHECK_EQ(tide_call_later(loop, NAN, mark, IPTR('n')), 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK_EQ(tide_call_at(loop, NAN, mark, IPTR('n')), 0);
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     fired_n = 0;
     fired[0] = 0;
     tide_handle h[8];
@@ -918,24 +918,24 @@ TEST(hostile_bad_delays)
 static void *bad_sleeps(void *arg)
 {
     (void)arg;
-    CHECK_EQ(tide_sleep(NAN), -EINVAL);
+    CHECK_ERR(tide_sleep(NAN), -EINVAL);
     CHECK_EQ(tide_sleep(-INFINITY), 0);
     CHECK_EQ(tide_sleep(-1e300), 0);
     CHECK_EQ(tide_sleep(-0.0), 0);
     CHECK_EQ(tide_sleep(1e-300), 0);
     errno = 0;
     CHECK_NULL(tide_timeout_begin(NAN));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     CHECK_NULL(tide_timeout_begin_at(NAN));
     tide_future *f = tide_future_new(NULL);
-    CHECK_EQ(tide_wait_for(f, NAN, NULL), -EINVAL);
-    CHECK_EQ(tide_wait_for(f, -INFINITY, NULL), -ETIMEDOUT);
+    CHECK_ERR(tide_wait_for(f, NAN, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(f, -INFINITY, NULL), -ETIMEDOUT);
     CHECK(tide_future_cancelled(f));
     tide_future_release(f);
     f = tide_future_new(NULL);
     size_t nd = 9, np = 9;
-    CHECK_EQ(tide_wait(&f, 1, TIDE_ALL_COMPLETED, NAN, NULL, &nd, NULL, &np),
-             -EINVAL);
+    CHECK_ERR(tide_wait(&f, 1, TIDE_ALL_COMPLETED, NAN, NULL, &nd, NULL, &np),
+              -EINVAL);
     CHECK_EQ(tide_wait(&f, 1, TIDE_ALL_COMPLETED, -INFINITY, NULL, &nd, NULL,
                        &np), 0);
     CHECK_EQ(np, 1);
@@ -953,14 +953,14 @@ static void *bad_sleeps(void *arg)
     for (int i = 0; i < 3; i++) {
         tide_timeout *t = tide_timeout_begin(ds[i]);
         CHECK_NOT_NULL(t);
-        CHECK_EQ(tide_timeout_end(t, tide_sleep(1.0)), -ETIMEDOUT);
+        CHECK_ERR(tide_timeout_end(t, tide_sleep(1.0)), -ETIMEDOUT);
         CHECK_EQ(tide_task_cancelling(tide_current_task()), 0);
     }
     tide_timeout *t = tide_timeout_begin(1e300);
     CHECK_NOT_NULL(t);
     CHECK_EQ(tide_timeout_end(t, tide_sleep(1.0)), 0);
     t = tide_timeout_begin_at(-1e300);
-    CHECK_EQ(tide_timeout_end(t, tide_sleep(1.0)), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(t, tide_sleep(1.0)), -ETIMEDOUT);
     return NULL;
 }
 
@@ -1102,17 +1102,17 @@ static void *ac_self(void *arg)
     /* fs[0] is done: handed out once; then it would wait on itself */
     CHECK_EQ(tide_as_completed_next(it, &nx), 1);
     CHECK(nx == fs[0]);
-    CHECK_EQ(tide_as_completed_next(it, &nx), -EINVAL);
-    CHECK_EQ(tide_as_completed_next(it, &nx), -EINVAL);
+    CHECK_ERR(tide_as_completed_next(it, &nx), -EINVAL);
+    CHECK_ERR(tide_as_completed_next(it, &nx), -EINVAL);
     tide_as_completed_free(it);
     size_t nd, np;
-    CHECK_EQ(tide_wait(fs2, 2, TIDE_FIRST_COMPLETED, 0, NULL, &nd, NULL, &np),
-             -EINVAL);
+    CHECK_ERR(tide_wait(fs2, 2, TIDE_FIRST_COMPLETED, 0, NULL, &nd, NULL, &np),
+              -EINVAL);
     CHECK_NULL(tide_gather(fs2, 2, 0));
     CHECK_NULL(tide_shield(fs2[1]));
-    CHECK_EQ(tide_await(fs2[1], NULL), -EINVAL);
-    CHECK_EQ(tide_wait_for(fs2[1], 1.0, NULL), -EINVAL);
-    CHECK_EQ(tide_wait_for(fs2[1], 0.0, NULL), -EINVAL);
+    CHECK_ERR(tide_await(fs2[1], NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(fs2[1], 1.0, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(fs2[1], 0.0, NULL), -EINVAL);
     return IPTR(1);
 }
 
@@ -1153,7 +1153,7 @@ TEST(hostile_as_completed_shared_iterator_self_check_per_task)
     a.it = b.it = tide_as_completed_new(fs, 2);
     tide_future *tb = tide_create_task(loop, ac_next_once, &b);
     run_once(loop);
-    CHECK_EQ(a.rc, -EINVAL); /* ta is in the set */
+    CHECK_ERR(a.rc, -EINVAL); /* ta is in the set */
     CHECK_EQ(b.rc, 1);       /* ta finished meanwhile: handed to tb */
     CHECK(b.n1 == ta);
     CHECK_EQ(b.rc2, 9);      /* tb waits for p (it is not in the set) */
@@ -1273,7 +1273,7 @@ TEST(hostile_wait_for_zero_caller_cancelled)
     /* c swallowed all three requests and returned normally: wait_for
      * returns its value (0), the caller's request stays pending and the
      * body's return ends it cancelled (documented). */
-    CHECK_EQ(tide_run_until_complete(loop, t, &r), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, t, &r), -ECANCELED);
     CHECK_EQ(PINT(r), 99);
     CHECK_EQ(tide_future_result(c, NULL), 0);
     tide_future_release(t);

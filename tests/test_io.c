@@ -14,9 +14,9 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 #include "core/loop.h"
-#include "core/sys.h"
+#include "base/sys.h"
 
 #include <tide/io.h>
 

@@ -8,7 +8,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <math.h>
@@ -109,8 +109,8 @@ TEST(run_until_complete_returns_error)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *t = tide_create_task(loop, fail_enoent, NULL);
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), -ENOENT);
-    CHECK_EQ(tide_future_result(t, NULL), -ENOENT);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), -ENOENT);
+    CHECK_ERR(tide_future_result(t, NULL), -ENOENT);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -134,9 +134,9 @@ TEST(run_until_complete_bad_args)
 {
     tide_loop *loop = tide_loop_new();
     tide_loop *other = tide_loop_new();
-    CHECK_EQ(tide_run_until_complete(loop, NULL, NULL), -EINVAL);
+    CHECK_ERR(tide_run_until_complete(loop, NULL, NULL), -EINVAL);
     tide_future *f = tide_future_new(other);
-    CHECK_EQ(tide_run_until_complete(loop, f, NULL), -EINVAL);
+    CHECK_ERR(tide_run_until_complete(loop, f, NULL), -EINVAL);
     CHECK(!tide_future_done(f));
     tide_future_release(f);
     CHECK_EQ(tide_loop_close(other), 0);
@@ -149,7 +149,7 @@ TEST(stop_before_done_gives_eintr)
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
     CHECK(tide_call_soon(loop, harness_stop_cb, loop) != 0);
-    CHECK_EQ(tide_run_until_complete(loop, f, NULL), -EINTR);
+    CHECK_ERR(tide_run_until_complete(loop, f, NULL), -EINTR);
     CHECK(!tide_future_done(f));
     CHECK(!tide_loop_is_running(loop));
     /* The loop is usable again and the stop request is spent. */
@@ -422,7 +422,7 @@ TEST(b18_long_step_then_sleep_with_and_without_update_time)
     CHECK(tide_loop_time(v) == t0);
     tide_future *keep = tide_future_new(v);
     CHECK_EQ(tide_loop_close(v), 0);
-    CHECK_EQ(tide_loop_update_time(v), -EINVAL);
+    CHECK_ERR(tide_loop_update_time(v), -EINVAL);
     tide_future_release(keep);
     LEAK_GATE();
 }
@@ -474,7 +474,7 @@ TEST(virtual_clock_jumps_to_next_deadline)
 
 static void *set_clock_while_running(void *loop)
 {
-    CHECK_EQ(tide_loop_set_virtual_clock(loop, true), -EBUSY);
+    CHECK_ERR(tide_loop_set_virtual_clock(loop, true), -EBUSY);
     return NULL;
 }
 
@@ -701,7 +701,7 @@ TEST(stop_gives_eintr_to_the_nested_run_only)
     void *r = NULL;
     CHECK_EQ(tide_run_until_complete(loop, a, &r), 0);
     CHECK_EQ(PINT(r), 4);
-    CHECK_EQ(s.rc, -EINTR);
+    CHECK_ERR(s.rc, -EINTR);
     CHECK(!tide_future_done(s.never));
     CHECK(tide_future_done(b));
     tide_future_release(a);
@@ -715,7 +715,7 @@ TEST(stop_gives_eintr_to_the_nested_run_only)
 
 static void *close_inside(void *loop)
 {
-    CHECK_EQ(tide_loop_close(loop), -EBUSY);
+    CHECK_ERR(tide_loop_close(loop), -EBUSY);
     CHECK(tide_loop_is_running(loop));
     CHECK_EQ(tide_sleep(0), 0);
     return IPTR(5);
@@ -723,7 +723,7 @@ static void *close_inside(void *loop)
 
 static void close_cb(void *loop)
 {
-    CHECK_EQ(tide_loop_close(loop), -EBUSY);
+    CHECK_ERR(tide_loop_close(loop), -EBUSY);
 }
 
 TEST(close_on_running_loop_is_ebusy)
@@ -780,13 +780,13 @@ TEST(close_cancels_pending_tasks_and_runs_cleanup)
     CHECK_EQ(loop_stats(loop).tasks, 2);
     tide_future_release(t); /* the loop keeps its own reference */
     CHECK_EQ(tide_loop_close(loop), 0);
-    CHECK_EQ(v.sleep_rc, -ECANCELED);
-    CHECK_EQ(v.cleanup_rc, -ECANCELED); /* close asked again */
+    CHECK_ERR(v.sleep_rc, -ECANCELED);
+    CHECK_ERR(v.cleanup_rc, -ECANCELED); /* close asked again */
     CHECK_EQ(v.cleaned, 1);
     CHECK_EQ(u.started, 0);      /* not started: cancelled without running */
     CHECK(tide_future_done(w));
     CHECK(tide_future_cancelled(w));
-    CHECK_EQ(tide_future_result(w, NULL), -ECANCELED);
+    CHECK_ERR(tide_future_result(w, NULL), -ECANCELED);
     tide_future_release(w);
     LEAK_GATE();
 }
@@ -807,7 +807,7 @@ TEST(close_task_that_swallows_cancel_keeps_its_result)
     tide_future *t = tide_create_task(loop, swallow_and_return, &v);
     run_once(loop);
     CHECK_EQ(tide_loop_close(loop), 0);
-    CHECK_EQ(v.sleep_rc, -ECANCELED);
+    CHECK_ERR(v.sleep_rc, -ECANCELED);
     CHECK(tide_future_done(t));
     CHECK(!tide_future_cancelled(t));
     void *r = NULL;
@@ -832,7 +832,7 @@ TEST(close_cancels_future_awaited_by_task)
     CHECK_EQ(tide_loop_close(loop), 0);
     CHECK(tide_future_cancelled(f));
     CHECK(tide_future_cancelled(t));
-    CHECK_EQ(tide_future_result(t, NULL), -ECANCELED);
+    CHECK_ERR(tide_future_result(t, NULL), -ECANCELED);
     tide_future_release(t);
     tide_future_release(f);
     LEAK_GATE();
@@ -871,7 +871,7 @@ TEST(close_cancels_tasks_made_during_close)
     tide_future *t = tide_create_task(loop, cleanup_spawns, v);
     run_once(loop);
     CHECK_EQ(tide_loop_close(loop), 0);
-    CHECK_EQ(v[0].sleep_rc, -ECANCELED);
+    CHECK_ERR(v[0].sleep_rc, -ECANCELED);
     CHECK_EQ(v[0].cleaned, 1);
     /* Made during close: cancelled before they start, so never run. */
     CHECK_EQ(spawned_in_cleanup_ran, 0);
@@ -1056,7 +1056,7 @@ TEST(stats_count_what_the_loop_holds)
     SKIP_IF_COMPACT("tasks share one stack");
     tide_loop *loop = new_virtual_loop();
     int n = 0;
-    CHECK_EQ(tide_loop_get_stats(loop, NULL), -EINVAL);
+    CHECK_ERR(tide_loop_get_stats(loop, NULL), -EINVAL);
     tide_future *a = tide_create_task(loop, sleep_a_while, NULL);
     tide_future *b = tide_create_task(loop, sleep_a_while, NULL);
     CHECK(tide_call_soon(loop, count_cb, &n) != 0);
@@ -1093,10 +1093,10 @@ TEST(stats_count_what_the_loop_holds)
 TEST(set_stack_size_bounds)
 {
     tide_loop *loop = tide_loop_new();
-    CHECK_EQ(tide_loop_set_stack_size(loop, 16 * 1024 - 1), -EINVAL);
-    CHECK_EQ(tide_loop_set_stack_size(loop, 0), -EINVAL);
-    CHECK_EQ(tide_loop_set_stack_size(loop, ((size_t)1 << 30) + 1),
-             -EINVAL);
+    CHECK_ERR(tide_loop_set_stack_size(loop, 16 * 1024 - 1), -EINVAL);
+    CHECK_ERR(tide_loop_set_stack_size(loop, 0), -EINVAL);
+    CHECK_ERR(tide_loop_set_stack_size(loop, ((size_t)1 << 30) + 1),
+              -EINVAL);
     CHECK_EQ(tide_loop_set_stack_size(loop, 16 * 1024), 0);
     CHECK_EQ(tide_loop_set_stack_size(loop, (size_t)1 << 30), 0);
     CHECK_EQ(tide_loop_set_stack_size(loop, 100000), 0); /* rounded up */
@@ -1154,7 +1154,7 @@ TEST(loop_new_fails_cleanly_without_memory)
         int e = errno;
         tide__alloc_fail_after(0);
         if (!loop) {
-            CHECK_EQ(e, ENOMEM);
+            CHECK_ERR(e, ENOMEM);
             failures++;
             continue;
         }

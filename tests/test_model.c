@@ -166,6 +166,18 @@ static void model_fail(int line, const char *fmt, ...)
                        #b, model_a_, model_b_);                           \
     } while (0)
 
+#define MCHECK_ERR(rc, want)                                              \
+    do {                                                                  \
+        long long model_a_ = (long long)(rc);                             \
+        long long model_b_ = (long long)(want);                           \
+        char model_g_[48], model_w_[48];                                  \
+        if (model_a_ != model_b_)                                         \
+            model_fail(__LINE__, "MCHECK_ERR(%s, %s): got %s, want %s",   \
+                       #rc, #want,                                        \
+                       harness_err_str(model_a_, model_b_, model_g_, 48), \
+                       harness_err_str(model_b_, model_b_, model_w_, 48));\
+    } while (0)
+
 static void say_replay(void)
 {
     ssize_t n = write(2, replay, strlen(replay));
@@ -263,7 +275,7 @@ static struct worker *spawn_worker(int budget, tide_task_group *g)
     if (!f) {
         /* Only a group that is aborting refuses (a child failed). */
         MCHECK(g != NULL);
-        MCHECK_EQ(errno, ESHUTDOWN);
+        MCHECK_ERR(errno, ESHUTDOWN);
         return NULL;
     }
     w->fut = f;
@@ -317,9 +329,9 @@ static void check_awaited(const struct worker *t, int rc, void *v)
         MCHECK_EQ(tide_future_result(t->fut, NULL), 0);
     } else if (rc == -EIO) {
         MCHECK_EQ(t->outcome, OUT_FAIL);
-        MCHECK_EQ(tide_future_result(t->fut, NULL), -EIO);
+        MCHECK_ERR(tide_future_result(t->fut, NULL), -EIO);
     } else {
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     }
 }
 
@@ -339,7 +351,7 @@ static int op_sleep(double d)
     if (rc == 0)
         MCHECK(now() >= t0 + d - EARLY);
     else
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     return rc;
 }
 
@@ -354,7 +366,7 @@ static int op_lock(void)
     int rc = tide_lock_acquire(m.lock);
 
     if (rc < 0) {
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
         return rc;
     }
     MCHECK(tide_lock_locked(m.lock));
@@ -377,7 +389,7 @@ static int op_sem(void)
     int rc = tide_semaphore_acquire(m.sem);
 
     if (rc < 0) {
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
         return rc;
     }
     m.sem_holders++;
@@ -493,7 +505,7 @@ static int op_event_wait(void)
     if (rc == 0)
         MCHECK(was_set || m.ev_sets > sets);
     else
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     return rc;
 }
 
@@ -502,7 +514,7 @@ static int cond_enter(void)
     int rc = tide_condition_acquire(m.cond);
 
     if (rc < 0) {
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
         return rc;
     }
     MCHECK(tide_condition_locked(m.cond));
@@ -552,7 +564,7 @@ static int op_cond_consume(void)
     if (rc == 0 && pred)
         MCHECK(m.tokens > 0);
     else if (rc != 0)
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     if (rc == 0 && m.tokens > 0) {
         m.tokens--;
         m.consumed++;
@@ -572,7 +584,7 @@ static int op_barrier(void)
     else if (rc == -EPIPE && rnd(2))
         MCHECK_EQ(tide_barrier_reset(m.bar), 0);
     else if (rc != -EPIPE)
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     return cancelled_or_0(rc);
 }
 
@@ -626,7 +638,7 @@ static int op_shield(struct worker *w)
     else if (rc == -ETIMEDOUT)
         m.c.etimedout++;
     else
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     tide_future_release(sh);
     return cancelled_or_0(rc);
 }
@@ -662,7 +674,7 @@ static int op_gather(struct worker *w)
         MCHECK(failed);
         MCHECK(!flags);
     } else {
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     }
     tide_future_release(g);
     return cancelled_or_0(rc);
@@ -681,7 +693,7 @@ static int op_wait(struct worker *w)
         return 0;
     int rc = tide_wait(fs, n, how, limit, done, &nd, pending, &np);
     if (rc < 0) {
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
         return rc;
     }
     MCHECK_EQ(nd + np, n);
@@ -716,7 +728,7 @@ static int op_as_completed(struct worker *w)
     if (rc == 0)
         MCHECK_EQ(seen, n);
     else
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     tide_as_completed_free(it);
     return rc;
 }
@@ -738,7 +750,7 @@ static int op_scope(struct worker *w, int depth)
         MCHECK(now() >= t0 + delay - EARLY);
     if (rc == -ETIMEDOUT) {
         MCHECK(expired);
-        MCHECK_EQ(inner, -ECANCELED);
+        MCHECK_ERR(inner, -ECANCELED);
         m.c.etimedout++;
         return 0;
     }
@@ -771,7 +783,7 @@ static int op_group(struct worker *w)
     size_t nerrs = tide_task_group_errors(g, errs, 8);
     MCHECK_EQ(nerrs, failed); /* every child failure kept */
     for (size_t i = 0; i < nerrs; i++)
-        MCHECK_EQ(errs[i], -EIO);
+        MCHECK_ERR(errs[i], -EIO);
     if (failed)
         MCHECK(rc != 0);
     if (rc == 0) /* a block's -ECANCELED not from a cancel of the owner
@@ -987,7 +999,7 @@ static void *worker_main(void *arg)
         }
         if (rc == 0)
             continue;
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
         tide_future *self = tide_current_task();
         if (tide_task_cancelling(self) == 0) {
             m.c.foreign++; /* an awaited task's outcome, not a cancel of
@@ -1087,7 +1099,7 @@ static void check_worker(const struct worker *w)
     MCHECK(tide_future_done(w->fut));
     MCHECK(w->started == w->ended); /* no body abandoned half way */
     int rc = tide_future_result(w->fut, &v);
-    MCHECK_EQ(tide_future_cancelled(w->fut), rc == -ECANCELED);
+    MCHECK_ERR(tide_future_cancelled(w->fut), rc == -ECANCELED);
     if (rc == 0) {
         MCHECK_EQ(w->outcome, OUT_VALUE);
         MCHECK(v == value_of(w));
@@ -1096,7 +1108,7 @@ static void check_worker(const struct worker *w)
     } else {
         /* Cancelled: before it started, by its own choice, or (a request
          * still pending when the body returned) whatever it returned. */
-        MCHECK_EQ(rc, -ECANCELED);
+        MCHECK_ERR(rc, -ECANCELED);
     }
 }
 

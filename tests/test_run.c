@@ -8,7 +8,7 @@
  */
 #include "harness.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -40,14 +40,14 @@ TEST(returns_main_result)
 TEST(returns_main_error)
 {
     void *r = NULL;
-    CHECK_EQ(tide_run(fail_enoent, NULL, &r), -ENOENT);
+    CHECK_ERR(tide_run(fail_enoent, NULL, &r), -ENOENT);
     LEAK_GATE();
 }
 
 TEST(null_main_is_einval)
 {
     void *r = IPTR(3);
-    CHECK_EQ(tide_run(NULL, NULL, &r), -EINVAL);
+    CHECK_ERR(tide_run(NULL, NULL, &r), -EINVAL);
     LEAK_GATE();
 }
 
@@ -159,7 +159,7 @@ TEST(cancels_leftovers_and_lets_them_finish)
     CHECK_EQ(PINT(r), 9);
     CHECK_EQ(left.started, 3);
     CHECK_EQ(left.cleaned, 3);
-    CHECK_EQ(left.cleanup_rc, -ECANCELED); /* close asked again */
+    CHECK_ERR(left.cleanup_rc, -ECANCELED); /* close asked again */
     CHECK_EQ(left.late_ran, 0);
     LEAK_GATE();
 }
@@ -186,7 +186,7 @@ TEST(ebusy_inside_a_running_loop)
     tide_future *t = tide_create_task(loop, run_inside, NULL);
     void *r = NULL;
     CHECK_EQ(tide_run_until_complete(loop, t, &r), 0);
-    CHECK_EQ(PINT(r), -EBUSY);
+    CHECK_ERR(PINT(r), -EBUSY);
     CHECK_EQ(inner_ran, 0);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -205,7 +205,7 @@ TEST(ebusy_from_a_callback)
     inner_ran = 0;
     CHECK(tide_call_soon(loop, run_in_cb, &rc) != 0);
     run_once(loop);
-    CHECK_EQ(rc, -EBUSY);
+    CHECK_ERR(rc, -EBUSY);
     CHECK_EQ(inner_ran, 0);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -216,7 +216,7 @@ TEST(ebusy_from_run_main)
     void *r = NULL;
     inner_ran = 0;
     CHECK_EQ(tide_run(run_inside, NULL, &r), 0);
-    CHECK_EQ(PINT(r), -EBUSY);
+    CHECK_ERR(PINT(r), -EBUSY);
     CHECK_EQ(inner_ran, 0);
     LEAK_GATE();
 }
@@ -228,7 +228,7 @@ TEST(sequential_runs)
         CHECK_EQ(tide_run(return_arg, IPTR(i), &r), 0);
         CHECK_EQ(PINT(r), i);
     }
-    CHECK_EQ(tide_run(fail_enoent, NULL, NULL), -ENOENT);
+    CHECK_ERR(tide_run(fail_enoent, NULL, NULL), -ENOENT);
     LEAK_GATE();
 }
 

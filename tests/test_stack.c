@@ -90,8 +90,8 @@ TEST(stack_sizes_per_loop_and_per_task)
 {
     tide_loop *loop = tide_loop_new();
 
-    CHECK_EQ(tide_loop_set_stack_size(loop, 1000), -EINVAL);
-    CHECK_EQ(tide_loop_set_stack_size(loop, (size_t)1 << 40), -EINVAL);
+    CHECK_ERR(tide_loop_set_stack_size(loop, 1000), -EINVAL);
+    CHECK_ERR(tide_loop_set_stack_size(loop, (size_t)1 << 40), -EINVAL);
     CHECK_EQ(tide_loop_set_stack_size(loop, 1024 * 1024), 0);
     /* 900 KiB fits the loop's new 1 MiB default... */
     tide_future *big = tide_create_task(loop, use_stack, IPTR(900));
@@ -102,7 +102,7 @@ TEST(stack_sizes_per_loop_and_per_task)
     o.stack_size = 100;
     errno = 0;
     CHECK_NULL(tide_create_task_ex(loop, use_stack, IPTR(1), &o));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future *both[2] = {big, small};
     tide_future *g = tide_gather(both, 2, 0);
     CHECK_EQ(tide_run_until_complete(loop, g, NULL), 0);

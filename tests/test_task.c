@@ -12,7 +12,7 @@
 #include "harness.h"
 #include "overflow.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -91,7 +91,7 @@ TEST(tide_fail_sets_the_error)
         CHECK_EQ(tide_run_until_complete(loop, t, NULL), out[i]);
         CHECK(tide_future_done(t));
         CHECK_EQ(tide_future_result(t, NULL), out[i]);
-        CHECK_EQ(tide_future_cancelled(t), out[i] == -ECANCELED);
+        CHECK_ERR(tide_future_cancelled(t), out[i] == -ECANCELED);
         tide_future_release(t);
     }
     /* Outside a task it does nothing. */
@@ -139,19 +139,19 @@ TEST(create_task_bad_args)
     tide_loop *loop = tide_loop_new();
     errno = 0;
     CHECK_NULL(tide_create_task(loop, NULL, NULL));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_task_options o = { 0 };
     o.stack_size = 1000;
     errno = 0;
     CHECK_NULL(tide_create_task_ex(loop, return_arg, NULL, &o));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     o.stack_size = (size_t)2 << 30;
     errno = 0;
     CHECK_NULL(tide_create_task_ex(loop, return_arg, NULL, &o));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     errno = 0;
     CHECK_NULL(tide_create_task_ex(loop, NULL, NULL, NULL));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     CHECK_EQ(loop_stats(loop).tasks, 0);
     tide_future *t = tide_create_task_ex(loop, return_arg, IPTR(3), NULL);
     CHECK_NOT_NULL(t);
@@ -196,7 +196,7 @@ TEST(task_names)
     CHECK_EQ(tide_task_set_name(a, buf), 0);
     buf[0] = 'X'; /* copied */
     CHECK_STR_EQ(tide_task_get_name(a), "worker");
-    CHECK_EQ(tide_task_set_name(a, NULL), -EINVAL);
+    CHECK_ERR(tide_task_set_name(a, NULL), -EINVAL);
     CHECK_STR_EQ(tide_task_get_name(a), "worker");
     tide_task_options o = { 0 };
     char nb[16] = "named";
@@ -210,12 +210,12 @@ TEST(task_names)
     tide_future *f = tide_future_new(loop);
     errno = 0;
     CHECK_NULL(tide_task_get_name(f));
-    CHECK_EQ(errno, EINVAL);
-    CHECK_EQ(tide_task_set_name(f, "x"), -EINVAL);
-    CHECK_EQ(tide_task_set_name(NULL, "x"), -EINVAL);
+    CHECK_ERR(errno, EINVAL);
+    CHECK_ERR(tide_task_set_name(f, "x"), -EINVAL);
+    CHECK_ERR(tide_task_set_name(NULL, "x"), -EINVAL);
     errno = 0;
     CHECK_NULL(tide_task_get_name(NULL));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     tide_future_release(f);
     CHECK_EQ(tide_run_until_complete(loop, b, NULL), 0);
     /* A done task keeps its name. */
@@ -236,9 +236,9 @@ TEST(cancel_before_start_never_runs_the_body)
     tide_future *t = tide_create_task(loop, append, "x");
     tide_future *u = tide_create_task(loop, append, "y");
     CHECK(tide_future_cancel(t));
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(tide_future_cancelled(t));
-    CHECK_EQ(tide_future_result(t, NULL), -ECANCELED);
+    CHECK_ERR(tide_future_result(t, NULL), -ECANCELED);
     CHECK(!tide_future_cancel(t));
     CHECK_EQ(tide_run_until_complete(loop, u, NULL), 0);
     CHECK_STR_EQ(order, "y");
@@ -258,8 +258,8 @@ TEST(cancel_while_sleeping)
     CHECK_EQ(loop_stats(loop).timers, 1);
     CHECK(tide_future_cancel(t));
     CHECK(!tide_future_done(t)); /* a request, not a completion */
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), -ECANCELED);
-    CHECK_EQ(rc, -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(rc, -ECANCELED);
     CHECK(tide_future_cancelled(t));
     CHECK_EQ(loop_stats(loop).timers, 0); /* the sleep's timer is gone */
     CHECK(!tide_future_cancel(t));
@@ -294,9 +294,9 @@ TEST(cancel_task_awaiting_a_future_cancels_the_future)
     tide_future *t = tide_create_task(loop, await_target, &w);
     run_once(loop);
     CHECK(tide_future_cancel(t));
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), -ECANCELED);
     CHECK(tide_future_cancelled(f));
-    CHECK_EQ(w.await_rc, -ECANCELED);
+    CHECK_ERR(w.await_rc, -ECANCELED);
     CHECK_EQ(w.after_rc, 0); /* delivered once */
     CHECK(tide_future_cancelled(t));
     tide_future_release(t);
@@ -329,10 +329,10 @@ TEST(cancel_task_awaiting_a_task_that_swallows)
      * is not cancelled (asyncio 3.12 loses the request here). */
     CHECK_EQ(tide_run_until_complete(loop, a, &r), 0);
     CHECK_EQ(PINT(r), 8);
-    CHECK_EQ(inner_rc, -ECANCELED);
+    CHECK_ERR(inner_rc, -ECANCELED);
     CHECK_EQ(w.await_rc, 0);
     CHECK_EQ(PINT(w.await_result), 7);
-    CHECK_EQ(w.after_rc, -ECANCELED); /* delivered at the next suspension */
+    CHECK_ERR(w.after_rc, -ECANCELED); /* delivered at the next suspension */
     CHECK_EQ(tide_task_cancelling(a), 1);
     CHECK(!tide_future_cancelled(a)); /* delivered, then it returned */
     CHECK(!tide_future_cancelled(b));
@@ -356,7 +356,7 @@ static void *cancelled_slowly(void *arg)
 {
     (void)arg;
     int rc = tide_sleep(1e9);
-    CHECK_EQ(rc, -ECANCELED);
+    CHECK_ERR(rc, -ECANCELED);
     CHECK_EQ(tide_sleep(0.001), 0); /* cleanup that suspends */
     return tide_fail(-ECANCELED);
 }
@@ -373,7 +373,7 @@ TEST(cancel_awaiter_waits_for_the_awaited_task_to_finish)
     /* The await returned only once b was done, with b's outcome. */
     CHECK(tide_future_done(b));
     CHECK(tide_future_cancelled(b));
-    CHECK_EQ(w.await_rc, -ECANCELED);
+    CHECK_ERR(w.await_rc, -ECANCELED);
     tide_future_release(a);
     tide_future_release(b);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -400,7 +400,7 @@ TEST(body_that_swallows_cancel_ends_normally)
     void *r = NULL;
     CHECK_EQ(tide_run_until_complete(loop, t, &r), 0);
     CHECK_EQ(PINT(r), 5);
-    CHECK_EQ(rcs[0], -ECANCELED);
+    CHECK_ERR(rcs[0], -ECANCELED);
     CHECK_EQ(rcs[1], 0);
     CHECK_EQ(rcs[2], 0);
     CHECK(!tide_future_cancelled(t));
@@ -425,7 +425,7 @@ TEST(cancel_self_is_delivered_at_next_suspension)
     int rcs[2] = { 1, 1 };
     tide_future *t = tide_create_task(loop, cancel_self, rcs);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(rcs[0], -ECANCELED);
+    CHECK_ERR(rcs[0], -ECANCELED);
     CHECK_EQ(rcs[1], 0);
     CHECK(!tide_future_cancelled(t));
     tide_future_release(t);
@@ -494,9 +494,9 @@ TEST(b19_cancel_after_wakeup_is_not_lost)
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     if (w.await_rc == 0) {
         CHECK_EQ(PINT(w.value), 5);
-        CHECK_EQ(w.after_rc, -ECANCELED);
+        CHECK_ERR(w.after_rc, -ECANCELED);
     } else {
-        CHECK_EQ(w.await_rc, -ECANCELED);
+        CHECK_ERR(w.await_rc, -ECANCELED);
         CHECK_EQ(w.after_rc, 0);
     }
     tide_future_release(t);
@@ -648,15 +648,15 @@ TEST(sleep_negative_yields_like_zero)
 static void *sleep_nan(void *arg)
 {
     (void)arg;
-    CHECK_EQ(tide_sleep(NAN), -EINVAL);
+    CHECK_ERR(tide_sleep(NAN), -EINVAL);
     return NULL;
 }
 
 TEST(sleep_nan_is_einval_and_outside_a_task_eperm)
 {
     tide_loop *loop = tide_loop_new();
-    CHECK_EQ(tide_sleep(0), -EPERM);
-    CHECK_EQ(tide_sleep(1), -EPERM);
+    CHECK_ERR(tide_sleep(0), -EPERM);
+    CHECK_ERR(tide_sleep(1), -EPERM);
     tide_future *t = tide_create_task(loop, sleep_nan, NULL);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     tide_future_release(t);
@@ -682,7 +682,7 @@ TEST(sleep_in_a_callback_is_eperm)
     tide_call_soon(loop, sleep_in_cb, &rc);
     tide_future *t = tide_create_task(loop, sleep_in_cb_task, NULL);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(rc, -EPERM);
+    CHECK_ERR(rc, -EPERM);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -693,18 +693,18 @@ TEST(await_outside_a_task)
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
     void *r = NULL;
-    CHECK_EQ(tide_await(f, &r), -EPERM);
-    CHECK_EQ(tide_await(NULL, &r), -EINVAL);
+    CHECK_ERR(tide_await(f, &r), -EPERM);
+    CHECK_ERR(tide_await(NULL, &r), -EINVAL);
     CHECK_EQ(tide_future_set_result(f, IPTR(6)), 0);
     CHECK_EQ(tide_await(f, &r), 0); /* done: the result is there */
     CHECK_EQ(PINT(r), 6);
     CHECK_EQ(tide_await(f, NULL), 0);
     tide_future *g = tide_future_new(loop);
     CHECK_EQ(tide_future_set_error(g, -EPIPE), 0);
-    CHECK_EQ(tide_await(g, NULL), -EPIPE);
+    CHECK_ERR(tide_await(g, NULL), -EPIPE);
     tide_future *h = tide_future_new(loop);
     CHECK(tide_future_cancel(h));
-    CHECK_EQ(tide_await(h, NULL), -ECANCELED);
+    CHECK_ERR(tide_await(h, NULL), -ECANCELED);
     tide_future_release(f);
     tide_future_release(g);
     tide_future_release(h);
@@ -734,9 +734,9 @@ TEST(await_self_null_or_foreign_is_einval)
     struct misuse m = { tide_future_new(other), 1, 1, 1 };
     tide_future *t = tide_create_task(loop, await_misuse, &m);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(m.self_rc, -EINVAL);
-    CHECK_EQ(m.null_rc, -EINVAL);
-    CHECK_EQ(m.foreign_rc, -EINVAL);
+    CHECK_ERR(m.self_rc, -EINVAL);
+    CHECK_ERR(m.null_rc, -EINVAL);
+    CHECK_ERR(m.foreign_rc, -EINVAL);
     CHECK(!tide_future_done(m.foreign));
     tide_future_release(m.foreign);
     tide_future_release(t);
@@ -952,7 +952,7 @@ TEST(create_task_fails_cleanly_without_memory)
         int e = errno;
         tide__alloc_fail_after(0);
         if (!t) {
-            CHECK_EQ(e, ENOMEM);
+            CHECK_ERR(e, ENOMEM);
             CHECK_EQ(loop_stats(loop).tasks, 0);
             failures++;
         }
@@ -991,7 +991,7 @@ TEST(create_task_ex_with_name_fails_cleanly_without_memory)
         int e = errno;
         tide__alloc_fail_after(0);
         if (!t) {
-            CHECK_EQ(e, ENOMEM);
+            CHECK_ERR(e, ENOMEM);
         } else {
             CHECK_STR_EQ(tide_task_get_name(t), o.name);
             CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);

@@ -58,8 +58,8 @@ static void *all_succeed(void *arg)
     /* Ended: no more spawning. */
     errno = 0;
     CHECK_NULL(tide_task_group_spawn(g, child_sleep, IPTR(1), NULL));
-    CHECK_EQ(errno, ESHUTDOWN);
-    CHECK_EQ(tide_task_group_end(g, 0), -EINVAL);
+    CHECK_ERR(errno, ESHUTDOWN);
+    CHECK_ERR(tide_task_group_end(g, 0), -EINVAL);
     tide_task_group_free(g);
     return NULL;
 }
@@ -95,7 +95,7 @@ static void *fail_fast(void *arg)
     o->block_rc = tide_sleep(60);
     errno = 0;
     CHECK_NULL(tide_task_group_spawn(g, child_sleep, IPTR(1), NULL));
-    CHECK_EQ(errno, ESHUTDOWN); /* aborting */
+    CHECK_ERR(errno, ESHUTDOWN); /* aborting */
     o->end_rc = tide_task_group_end(g, o->block_rc);
     o->took = tide_loop_time(NULL) - t0;
     o->nerrs = tide_task_group_errors(g, o->errs, 4);
@@ -112,10 +112,10 @@ TEST(group_first_failure_cancels_siblings_and_the_block)
     finished = cancelled_children = 0;
     tide_future *t = tide_create_task(loop, fail_fast, &o);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(o.block_rc, -ECANCELED);
-    CHECK_EQ(o.end_rc, -EPIPE);
+    CHECK_ERR(o.block_rc, -ECANCELED);
+    CHECK_ERR(o.end_rc, -EPIPE);
     CHECK_EQ(o.nerrs, 1);
-    CHECK_EQ(o.errs[0], -EPIPE);
+    CHECK_ERR(o.errs[0], -EPIPE);
     CHECK_EQ(cancelled_children, 2);
     CHECK_EQ(finished, 0);
     CHECK(o.took < 0.1 + 1e-6);
@@ -145,10 +145,10 @@ TEST(group_keeps_every_child_error)
     struct owner o = {0};
     tide_future *t = tide_create_task(loop, two_failures, &o);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(o.end_rc, -EPIPE);
+    CHECK_ERR(o.end_rc, -EPIPE);
     CHECK_EQ(o.nerrs, 2); /* the second failed while aborting: kept */
-    CHECK_EQ(o.errs[0], -EPIPE);
-    CHECK_EQ(o.errs[1], -EIO);
+    CHECK_ERR(o.errs[0], -EPIPE);
+    CHECK_ERR(o.errs[1], -EIO);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -184,7 +184,7 @@ TEST(group_outside_cancel_cancels_children_and_is_not_swallowed)
     tide_future *c = tide_create_task(loop, cancel_after, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     CHECK_EQ(o.block_rc, 0);
-    CHECK_EQ(o.end_rc, -ECANCELED);
+    CHECK_ERR(o.end_rc, -ECANCELED);
     CHECK_EQ(cancelled_children, 2);
     CHECK_EQ(tide_task_cancelling(t), 1);
     tide_future_release(t);
@@ -212,7 +212,7 @@ TEST(group_inside_a_timeout_reports_the_timeout)
     struct owner o = {0};
     tide_future *t = tide_create_task(loop, group_in_timeout, &o);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(o.end_rc, -ETIMEDOUT);
+    CHECK_ERR(o.end_rc, -ETIMEDOUT);
     CHECK_EQ(tide_task_cancelling(t), 0);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -238,7 +238,7 @@ TEST(group_block_failure_cancels_children_and_wins)
     cancelled_children = 0;
     tide_future *t = tide_create_task(loop, body_fails, &o);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(o.end_rc, -ENOENT);
+    CHECK_ERR(o.end_rc, -ENOENT);
     CHECK_EQ(cancelled_children, 1);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -260,9 +260,9 @@ TEST(group_bad_input_and_free_with_running_children)
 {
     errno = 0;
     CHECK_NULL(tide_task_group_new());
-    CHECK_EQ(errno, EPERM);
-    CHECK_EQ(tide_task_group_end(NULL, 0), -EPERM);
-    CHECK_EQ(tide_task_group_cancel(NULL), -EINVAL);
+    CHECK_ERR(errno, EPERM);
+    CHECK_ERR(tide_task_group_end(NULL, 0), -EPERM);
+    CHECK_ERR(tide_task_group_cancel(NULL), -EINVAL);
     CHECK_EQ(tide_task_group_errors(NULL, NULL, 0), 0);
     tide_task_group_free(NULL);
     tide_loop *loop = new_virtual_loop();
@@ -318,9 +318,9 @@ static void free_while_owner_waits(bool cancel_owner)
     fg.owner = tide_create_task(loop, owner_waits_in_end, &fg);
     tide_future *freer = tide_create_task(loop, frees_the_group, &fg);
     CHECK_EQ(tide_run_until_complete(loop, fg.owner, NULL), 0);
-    CHECK_EQ(fg.end_rc, -EBADF);
+    CHECK_ERR(fg.end_rc, -EBADF);
     /* A cancel that came with the free reaches the owner's next wait. */
-    CHECK_EQ(fg.after_rc, cancel_owner ? -ECANCELED : 0);
+    CHECK_ERR(fg.after_rc, cancel_owner ? -ECANCELED : 0);
     CHECK_EQ(tide_run_until_complete(loop, freer, NULL), 0);
     double t0 = tide_loop_time(loop);
     drain(loop);
@@ -379,7 +379,7 @@ TEST(group_freed_after_owner_was_woken_gives_ebadf)
     struct freed_group fg = {0};
     tide_future *t = tide_create_task(loop, owner_of_one_child, &fg);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(fg.end_rc, -EBADF);
+    CHECK_ERR(fg.end_rc, -EBADF);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -432,13 +432,13 @@ TEST(cancelling_and_uncancel_count_requests)
     CHECK(tide_future_cancel(t));
     CHECK_EQ(tide_task_cancelling(t), 2);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(seen[0], -ECANCELED); /* delivered once */
+    CHECK_ERR(seen[0], -ECANCELED); /* delivered once */
     CHECK_EQ(seen[1], 2);
     CHECK_EQ(seen[2], 1);
     CHECK_EQ(seen[3], 0);
-    CHECK_EQ(tide_task_cancelling(NULL), -EINVAL);
+    CHECK_ERR(tide_task_cancelling(NULL), -EINVAL);
     tide_future *f = tide_future_new(loop);
-    CHECK_EQ(tide_task_uncancel(f), -EINVAL);
+    CHECK_ERR(tide_task_uncancel(f), -EINVAL);
     tide_future_release(f);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -522,8 +522,8 @@ TEST(cancelling_tasks_that_await_each_other_terminates)
     cyc_b = tide_create_task(loop, await_other, &cyc_a);
     run_once(loop); /* a deadlock: each awaits the other */
     CHECK(tide_future_cancel(cyc_a)); /* a -> b -> a: must not recurse */
-    CHECK_EQ(tide_run_until_complete(loop, cyc_a, NULL), -ECANCELED);
-    CHECK_EQ(tide_run_until_complete(loop, cyc_b, NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, cyc_a, NULL), -ECANCELED);
+    CHECK_ERR(tide_run_until_complete(loop, cyc_b, NULL), -ECANCELED);
     tide_future_release(cyc_a);
     tide_future_release(cyc_b);
     CHECK_EQ(tide_loop_close(loop), 0);

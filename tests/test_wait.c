@@ -3,8 +3,9 @@
  * result wins when the future completes anyway, a cancel of the caller is
  * never swallowed: CPython bpo-42130 / #86296), timeout scopes (expire,
  * nest, reschedule, only the innermost expired one reports, cleanup after
- * a timeout is not interrupted again: HAZARDS B22, B24) and tide_shield.
- * Time is virtual throughout.
+ * a timeout is not interrupted again: HAZARDS B22, B24) and tide_shield;
+ * every wait on another loop's futures from a task is -EINVAL. Time is
+ * virtual throughout.
  */
 #include "harness.h"
 
@@ -157,12 +158,52 @@ TEST(wait_cancelled_returns_ecanceled_and_leaves_the_futures)
     tide_future *t = tide_create_task(loop, do_wait, &w);
     tide_future *c = tide_create_task(loop, cancel_later, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(w.rc, -ECANCELED);
+    CHECK_ERR(w.rc, -ECANCELED);
     for (int i = 0; i < 3; i++)
         CHECK(!tide_future_done(w.fs[i]));
     tide_future_release(t);
     tide_future_release(c);
     finish(loop, &w);
+    LEAK_GATE();
+}
+
+/* Every wait on futures of one loop, made from a task of another: -EINVAL
+ * (it is in a task, but not one that can wait on them), the same for
+ * tide_wait, tide_wait_for, tide_await and tide_as_completed_next. */
+static tide_future *foreign;              /* pending, on the other loop */
+
+static void *wait_on_foreign(void *arg)
+{
+    tide_future *fs[1] = {foreign};
+    tide_as_completed *it = tide_as_completed_new(fs, 1);
+    tide_future *next = NULL;
+
+    (void)arg;
+    CHECK_NOT_NULL(it);
+    CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
+              -EINVAL);
+    CHECK_ERR(tide_wait_for(foreign, 1, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(foreign, 0, NULL), -EINVAL);
+    CHECK_ERR(tide_await(foreign, NULL), -EINVAL);
+    CHECK_ERR(tide_as_completed_next(it, &next), -EINVAL);
+    CHECK_NULL(next);
+    tide_as_completed_free(it);
+    return NULL;
+}
+
+TEST(waits_on_another_loops_futures_are_refused)
+{
+    tide_loop *mine = new_virtual_loop();
+    tide_loop *other = new_virtual_loop();
+    foreign = tide_future_new(other);
+    tide_future *t = tide_create_task(mine, wait_on_foreign, NULL);
+    CHECK_NOT_NULL(t);
+    CHECK_EQ(tide_run_until_complete(mine, t, NULL), 0);
+    CHECK(!tide_future_done(foreign));      /* nothing touched it */
+    tide_future_release(t);
+    tide_future_release(foreign);
+    CHECK_EQ(tide_loop_close(mine), 0);
+    CHECK_EQ(tide_loop_close(other), 0);
     LEAK_GATE();
 }
 
@@ -173,17 +214,17 @@ TEST(wait_bad_input_and_outside_a_task)
     tide_future *fs[2] = {f, NULL};
     size_t nd = 9, np = 9;
 
-    CHECK_EQ(tide_wait(NULL, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL,
-                       NULL), -EINVAL);
-    CHECK_EQ(tide_wait(fs, 0, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
-             -EINVAL);
-    CHECK_EQ(tide_wait(fs, 2, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
-             -EINVAL);
-    CHECK_EQ(tide_wait(fs, 1, 7, 1, NULL, NULL, NULL, NULL), -EINVAL);
-    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, NAN, NULL, NULL, NULL,
-                       NULL), -EINVAL);
-    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, &nd, NULL, &np),
-             -EPERM);
+    CHECK_ERR(tide_wait(NULL, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL,
+                        NULL), -EINVAL);
+    CHECK_ERR(tide_wait(fs, 0, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
+              -EINVAL);
+    CHECK_ERR(tide_wait(fs, 2, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
+              -EINVAL);
+    CHECK_ERR(tide_wait(fs, 1, 7, 1, NULL, NULL, NULL, NULL), -EINVAL);
+    CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, NAN, NULL, NULL, NULL,
+                        NULL), -EINVAL);
+    CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, &nd, NULL, &np),
+              -EPERM);
     /* timeout <= 0 just looks, anywhere */
     CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 0, NULL, &nd, NULL, &np),
              0);
@@ -230,7 +271,7 @@ TEST(wait_for_in_time_and_timed_out)
     CHECK_EQ(tide_run_until_complete(loop, g, NULL), 0);
     CHECK_EQ(a.rc, 0);
     CHECK_EQ(PINT(a.res), 100);
-    CHECK_EQ(b.rc, -ETIMEDOUT);
+    CHECK_ERR(b.rc, -ETIMEDOUT);
     CHECK(tide_future_cancelled(b.f)); /* cancelled and really finished */
     CHECK(fabs(b.took - 1.0) < 1e-6);
     CHECK_EQ(tide_task_cancelling(tb), 0); /* its own cancel withdrawn */
@@ -280,7 +321,7 @@ TEST(wait_for_never_swallows_the_callers_cancellation)
     tide_future *t = tide_create_task(loop, do_wait_for, &w);
     tide_future *c = tide_create_task(loop, cancel_at, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(w.rc, -ECANCELED); /* not -ETIMEDOUT, not 0 */
+    CHECK_ERR(w.rc, -ECANCELED); /* not -ETIMEDOUT, not 0 */
     CHECK_EQ(tide_task_cancelling(t), 1);
     tide_future_release(t);
     tide_future_release(c);
@@ -295,12 +336,12 @@ TEST(wait_for_zero_timeout_and_bad_input)
     struct wf w = {spawn(loop, sleep_then, 100), 0, 1, NULL, 0};
     tide_future *t = tide_create_task(loop, do_wait_for, &w);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(w.rc, -ETIMEDOUT);
+    CHECK_ERR(w.rc, -ETIMEDOUT);
     CHECK(tide_future_cancelled(w.f));
-    CHECK_EQ(tide_wait_for(NULL, 1, NULL), -EINVAL);
-    CHECK_EQ(tide_wait_for(w.f, NAN, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(NULL, 1, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(w.f, NAN, NULL), -EINVAL);
     tide_future *p = tide_future_new(loop);
-    CHECK_EQ(tide_wait_for(p, 1, NULL), -EPERM);
+    CHECK_ERR(tide_wait_for(p, 1, NULL), -EPERM);
     tide_future_release(p);
     tide_future_release(t);
     tide_future_release(w.f);
@@ -341,7 +382,7 @@ TEST(timeout_scopes_nest_and_only_the_expired_one_reports)
     struct scopes s = {1, 1, false, false, 0};
     tide_future *t = tide_create_task(loop, nested, &s);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(s.inner_rc, -ETIMEDOUT);
+    CHECK_ERR(s.inner_rc, -ETIMEDOUT);
     CHECK(s.inner_expired);
     CHECK_EQ(s.outer_rc, 0);
     CHECK(!s.outer_expired);
@@ -369,8 +410,8 @@ TEST(an_outer_expiry_passes_through_the_inner_scope)
     struct scopes s = {1, 1, false, false, 0};
     tide_future *t = tide_create_task(loop, outer_expires, &s);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(s.inner_rc, -ECANCELED);
-    CHECK_EQ(s.outer_rc, -ETIMEDOUT);
+    CHECK_ERR(s.inner_rc, -ECANCELED);
+    CHECK_ERR(s.outer_rc, -ETIMEDOUT);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
@@ -383,12 +424,12 @@ static void *cleanup_needs_its_own_timeout(void *arg)
     tide_timeout *a = tide_timeout_begin(0.01);
     int err = tide_sleep(1e9);
     err = tide_timeout_end(a, err);
-    CHECK_EQ(err, -ETIMEDOUT);
+    CHECK_ERR(err, -ETIMEDOUT);
     /* B24: cleanup after a timeout is not interrupted by it again... */
     tide_timeout *b = tide_timeout_begin(0.01);
     err = tide_sleep(1e9);
     /* ...and a second scope bounds it. */
-    CHECK_EQ(tide_timeout_end(b, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(b, err), -ETIMEDOUT);
     *took = tide_loop_time(NULL) - t0;
     return NULL;
 }
@@ -418,8 +459,8 @@ static void *reschedule(void *arg)
     CHECK_EQ(err, 0);
     CHECK_EQ(tide_timeout_reschedule(t, tide_loop_time(NULL) + 3), 0);
     err = tide_sleep(60);
-    CHECK_EQ(tide_timeout_reschedule(t, 5), -ESHUTDOWN);
-    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_reschedule(t, 5), -ESHUTDOWN);
+    CHECK_ERR(tide_timeout_end(t, err), -ETIMEDOUT);
     *took = tide_loop_time(NULL) - t0;
     return NULL;
 }
@@ -452,7 +493,7 @@ TEST(timeout_scope_keeps_an_outside_cancel)
     tide_future *t = tide_create_task(loop, scope_cancelled_from_outside, &rc);
     tide_future *c = tide_create_task(loop, cancel_at, t); /* same instant */
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(rc, -ECANCELED);
+    CHECK_ERR(rc, -ECANCELED);
     tide_future_release(t);
     tide_future_release(c);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -463,12 +504,12 @@ TEST(timeout_bad_input)
 {
     errno = 0;
     CHECK_NULL(tide_timeout_begin(1)); /* outside a task */
-    CHECK_EQ(errno, EPERM);
+    CHECK_ERR(errno, EPERM);
     errno = 0;
     CHECK_NULL(tide_timeout_begin(NAN));
-    CHECK_EQ(errno, EINVAL);
-    CHECK_EQ(tide_timeout_end(NULL, 0), -EINVAL);
-    CHECK_EQ(tide_timeout_reschedule(NULL, 1), -EINVAL);
+    CHECK_ERR(errno, EINVAL);
+    CHECK_ERR(tide_timeout_end(NULL, 0), -EINVAL);
+    CHECK_ERR(tide_timeout_reschedule(NULL, 1), -EINVAL);
     CHECK(!tide_timeout_expired(NULL));
     CHECK(isinf(tide_timeout_when(NULL)));
     LEAK_GATE();
@@ -498,7 +539,7 @@ TEST(shield_protects_the_inner_work)
     tide_future *t = tide_create_task(loop, await_shielded, &s);
     tide_future *c = tide_create_task(loop, cancel_later, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_EQ(s.rc, -ECANCELED);       /* the outer await is cancelled */
+    CHECK_ERR(s.rc, -ECANCELED);      /* the outer await is cancelled */
     CHECK(!tide_future_done(s.inner)); /* the inner work is not */
     void *r = NULL;
     CHECK_EQ(tide_run_until_complete(loop, s.inner, &r), 0);
@@ -526,7 +567,7 @@ TEST(shield_passes_the_outcome_through)
     tide_future *o2 = tide_shield(g);
     tide_future_set_error(g, -EPIPE);
     run_once(loop);
-    CHECK_EQ(tide_future_result(o2, NULL), -EPIPE);
+    CHECK_ERR(tide_future_result(o2, NULL), -EPIPE);
     tide_future *o3 = tide_shield(g); /* done: g itself */
     CHECK(o3 == g);
     tide_future_release(o3);
@@ -542,11 +583,11 @@ static void *misuse(void *arg)
     (void)arg;
     tide_timeout *outer = tide_timeout_begin(10);
     tide_timeout *inner = tide_timeout_begin(20);
-    CHECK_EQ(tide_timeout_end(outer, 0), -EINVAL); /* not innermost */
+    CHECK_ERR(tide_timeout_end(outer, 0), -EINVAL); /* not innermost */
     CHECK_EQ(tide_timeout_end(inner, 0), 0);
     CHECK_EQ(tide_timeout_end(outer, 0), 0);
     /* wait_for on yourself is refused before anything is cancelled. */
-    CHECK_EQ(tide_wait_for(tide_current_task(), 0, NULL), -EINVAL);
+    CHECK_ERR(tide_wait_for(tide_current_task(), 0, NULL), -EINVAL);
     CHECK_EQ(tide_task_cancelling(tide_current_task()), 0);
     CHECK_EQ(tide_sleep(0.01), 0);
     return NULL;
@@ -571,15 +612,15 @@ static void *absolute_deadline(void *arg)
     CHECK(fabs(tide_timeout_when(t) - (t0 + 2.5)) < 1e-6);
     int err = tide_sleep(60);
     CHECK(tide_timeout_expired(t));
-    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(t, err), -ETIMEDOUT);
     /* A deadline already past expires on the next step. */
     t = tide_timeout_begin_at(t0 - 5);
     err = tide_sleep(60);
-    CHECK_EQ(tide_timeout_end(t, err), -ETIMEDOUT);
+    CHECK_ERR(tide_timeout_end(t, err), -ETIMEDOUT);
     *took = tide_loop_time(NULL) - t0;
     errno = 0;
     CHECK_NULL(tide_timeout_begin_at(NAN));
-    CHECK_EQ(errno, EINVAL);
+    CHECK_ERR(errno, EINVAL);
     return NULL;
 }
 

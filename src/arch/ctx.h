@@ -84,4 +84,11 @@ static inline void *tide__signal_pc(void *uctx)
  * other context switches back to *from. */
 void tide__ctx_switch(struct tide__ctx *from, struct tide__ctx *to);
 
+#if !defined(TIDE_CTX_UCONTEXT)
+/* Where a made context's first switch returns to (ctx_<arch>.S): it calls
+ * entry(arg) from the registers tide__ctx_make filled in. Not a C
+ * function; only its address is taken. */
+void tide__ctx_trampoline(void);
+#endif
+
 #endif

@@ -11,8 +11,6 @@
 #include <stdint.h>
 #include <string.h>
 
-void tide__ctx_trampoline(void);
-
 #if defined(__x86_64__)
 void tide__ctx_make(struct tide__ctx *c, void *stack, size_t size,
                     void (*entry)(void *), void *arg)

@@ -7,9 +7,9 @@
  * wakes a waiter with -EBADF, which then returns without touching it.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -34,15 +34,9 @@ struct tide_as_completed {
     struct tide__inline links[];
 };
 
-static tide_as_completed *it_of_link(struct tide__inline *in)
-{
-    struct tide__inline *first = in - in->node.aux;
-    return tide__container_of(first, tide_as_completed, links[0]);
-}
-
 static void on_done(struct tide__inline *in, tide_future *f)
 {
-    tide_as_completed *it = it_of_link(in);
+    tide_as_completed *it = tide__link_owner(in, tide_as_completed, links);
 
     (void)f;
     it->order[it->ndone++] = in->node.aux;
@@ -162,9 +156,10 @@ int tide_as_completed_next(tide_as_completed *it, tide_future **next)
         }
         if (it->handed == it->n)
             return 0;
-        tide_loop *loop = tide__running;
-        if (!loop || !loop->current || loop != it->loop)
-            return loop && loop->current ? -EINVAL : -EPERM;
+        int err = tide__in_task_of(it->loop);
+        if (err < 0)
+            return err;
+        tide_loop *loop = it->loop;
         if (it->waiter)
             return -EBUSY;
         if (it->checked != loop->current) {
@@ -181,7 +176,7 @@ int tide_as_completed_next(tide_as_completed *it, tide_future **next)
                                              .what = "as_completed"},
                                     .co = loop->current};
         it->waiter = &it->slot;
-        int err = tide__suspend(loop, &it->slot.wait);
+        err = tide__suspend(loop, &it->slot.wait);
         if (err == -EBADF)
             return err; /* the iterator was freed meanwhile */
         it->waiter = NULL;

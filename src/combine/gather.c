@@ -10,9 +10,11 @@
  */
 #include "task/future.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
+
+static const struct tide__future_ops gather_ops; /* below */
 
 struct gather {
     struct tide_future fut;
@@ -26,15 +28,9 @@ struct gather {
     struct tide__inline links[];  /* one per child */
 };
 
-static struct gather *gather_of_link(struct tide__inline *in)
-{
-    struct tide__inline *first = in - in->node.aux;
-    return tide__container_of(first, struct gather, links[0]);
-}
-
 static void child_done(struct tide__inline *in, tide_future *child)
 {
-    struct gather *g = gather_of_link(in);
+    struct gather *g = tide__link_owner(in, struct gather, links);
     size_t i = in->node.aux;
 
     child->retrieved = true;
@@ -115,7 +111,7 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
         tide__free(g);
         return NULL;
     }
-    tide__future_init(&g->fut, loop, TIDE__FUTURE_GATHER);
+    tide__future_init(&g->fut, loop, &gather_ops);
     g->n = n;
     g->pending = 0;
     g->flags = flags;
@@ -173,7 +169,8 @@ static void gather_free(tide_future *f)
     tide__free(g);
 }
 
-const struct tide__future_ops tide__gather_ops = {
+static const struct tide__future_ops gather_ops = {
     .cancel = gather_cancel,
     .free = gather_free,
+    .describe = tide__future_describe_plain,
 };

@@ -5,7 +5,7 @@
  */
 #include "task/future.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 

@@ -12,9 +12,9 @@
  * wakes the owner with -EBADF; end() then frees it and returns -EBADF.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 
@@ -100,9 +100,9 @@ static void on_child_done(struct tide__inline *in, tide_future *task)
 
 tide_task_group *tide_task_group_new(void)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
 
-    if (!loop || !loop->current) {
+    if (!loop) {
         errno = EPERM;
         return NULL;
     }
@@ -177,9 +177,9 @@ static void end_cancel(tide_loop *loop, struct tide__wait *w)
 
 int tide_task_group_end(tide_task_group *g, int err)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
 
-    if (!loop || !loop->current)
+    if (!loop)
         return -EPERM;
     if (!g || g->ended || tide__task_of_coro(loop->current) != g->owner)
         return -EINVAL;

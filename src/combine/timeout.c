@@ -9,9 +9,10 @@
  * design), so the races of the old wait_for cannot exist here.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
+#include "core/timer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,14 +50,6 @@ static int arm(tide_timeout *t)
     return t->timer ? 0 : -errno;
 }
 
-static int64_t ns_of(double when)
-{
-    if (isinf(when) && when > 0)
-        return INT64_MAX;
-    double ns = when * 1e9;
-    return ns >= 9.2e18 ? INT64_MAX : ns <= 0 ? 0 : (int64_t)(ns + 0.5);
-}
-
 /* The body returned with scopes still open: close them (innermost
  * first), as if each ended with 0, and say so in debug mode. */
 static void drop_scopes(tide_future *task)
@@ -85,9 +78,9 @@ static void drop_scopes(tide_future *task)
 
 static tide_timeout *begin(int64_t deadline)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
 
-    if (!loop || !loop->current) {
+    if (!loop) {
         errno = EPERM;
         return NULL;
     }
@@ -125,12 +118,13 @@ tide_timeout *tide_timeout_begin(double delay)
         errno = EINVAL;
         return NULL;
     }
-    if (!tide__running) {
+    tide_loop *loop = tide__task_loop();
+    if (!loop) {
         errno = EPERM;
         return NULL;
     }
     if (!(isinf(delay) && delay > 0))
-        tide__deadline_in(tide__running, delay, &deadline);
+        tide__deadline_in(loop, delay, &deadline);
     return begin(deadline);
 }
 
@@ -140,15 +134,14 @@ tide_timeout *tide_timeout_begin_at(double when)
         errno = EINVAL;
         return NULL;
     }
-    return begin(ns_of(when));
+    return begin(tide__ns_of(when));
 }
 
 int tide_timeout_end(tide_timeout *t, int err)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
 
-    if (!t || !loop || !loop->current ||
-        tide__task_of_coro(loop->current) != t->task)
+    if (!t || !loop || tide__task_of_coro(loop->current) != t->task)
         return -EINVAL;
     struct tide__task_info *info = tide__task_info_make(t->task);
     if (!info || info->scope != t)
@@ -184,7 +177,7 @@ int tide_timeout_reschedule(tide_timeout *t, double when)
         return -EINVAL;
     if (t->state != T_OPEN)
         return -ESHUTDOWN;
-    t->deadline = ns_of(when);
+    t->deadline = tide__ns_of(when);
     return arm(t);
 }
 
@@ -201,12 +194,10 @@ int tide_wait_for(tide_future *f, double timeout, void **result)
         return tide_future_result(f, result);
     if (isinf(timeout) && timeout > 0)
         return tide_await(f, result);
-    tide_loop *loop = tide__running;
-    if (!loop || !loop->current)
-        return -EPERM;
-    if (f->loop != loop)
-        return -EINVAL;
-    tide_future *self = tide__task_of_coro(loop->current);
+    int err = tide__in_task_of(f->loop);
+    if (err < 0)
+        return err;
+    tide_future *self = tide__task_of_coro(f->loop->current);
     if (f == self)
         return -EINVAL;
     if (timeout <= 0) {
@@ -214,7 +205,7 @@ int tide_wait_for(tide_future *f, double timeout, void **result)
         int before = tide_task_cancelling(self);
         tide_future_retain(f);
         tide_future_cancel(f);
-        int err = tide_await(f, result);
+        err = tide_await(f, result);
         if (err == -ECANCELED && tide_task_cancelling(self) <= before &&
             tide_future_cancelled(f))
             err = -ETIMEDOUT;
@@ -224,6 +215,6 @@ int tide_wait_for(tide_future *f, double timeout, void **result)
     tide_timeout *t = tide_timeout_begin(timeout);
     if (!t)
         return -errno;
-    int err = tide_await(f, result);
+    err = tide_await(f, result);
     return tide_timeout_end(t, err);
 }

@@ -8,7 +8,8 @@
  */
 #include "task/future.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
+#include "core/timer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -41,15 +42,9 @@ static bool failed(const tide_future *f)
     return f->done && f->err && f->err != -ECANCELED;
 }
 
-static struct waitset *set_of_link(struct tide__inline *in)
-{
-    struct tide__inline *first = in - in->node.aux;
-    return tide__container_of(first, struct waitset, links[0]);
-}
-
 static void on_done(struct tide__inline *in, tide_future *f)
 {
-    struct waitset *w = set_of_link(in);
+    struct waitset *w = tide__link_owner(in, struct waitset, links);
 
     w->ndone++;
     if (failed(f))
@@ -111,8 +106,9 @@ int tide_wait(tide_future *const *fs, size_t n, int return_when,
         report(fs, n, done, ndone, pending, npending);
         return 0;
     }
-    if (tide__running != loop || !loop->current)
-        return tide__running && loop->current ? -EINVAL : -EPERM;
+    int err = tide__in_task_of(loop);
+    if (err < 0)
+        return err;
 
     struct waitset *w = tide__malloc(sizeof *w + n * sizeof w->links[0]);
     if (!w)
@@ -129,7 +125,6 @@ int tide_wait(tide_future *const *fs, size_t n, int return_when,
     int64_t deadline = INT64_MAX;
     if (!isinf(timeout))
         tide__deadline_in(loop, timeout, &deadline);
-    int err = 0;
     if (deadline != INT64_MAX)
         err = tide__alarm_arm(loop, &w->alarm, deadline, 0);
     else

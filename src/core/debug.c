@@ -5,15 +5,16 @@
  * coroutines (the describe op of struct tide__coro_ops: a task's name and
  * creation site) and reports its own findings through tide__loop_report
  * (the future layer: errors never retrieved). The scheduler calls in here
- * only when loop->debug is set, so a loop without debug mode pays one
- * predictable branch per step. Signals: the handler
- * only bumps a generation counter and writes the eventfd of every debug
- * loop (async-signal-safe); each loop dumps on its next iteration. So a
- * loop that is blocked inside a callback does not dump until it returns:
- * a hang where every task waits (the usual kind) dumps at once.
+ * only through loop->debug, the hooks set while debug mode is on, so a
+ * loop without debug mode pays one predictable branch per step. Signals:
+ * the handler only bumps a generation counter and writes the eventfd of
+ * every debug loop (async-signal-safe); each loop dumps on its next
+ * iteration. So a loop that is blocked inside a callback does not dump
+ * until it returns: a hang where every task waits (the usual kind) dumps
+ * at once.
  * SPDX-License-Identifier: MIT
  */
-#include "core/loop.h"
+#include "core/timer.h"
 #include "core/watchdog.h"
 
 #include <errno.h>
@@ -85,6 +86,18 @@ static void describe(tide_loop *loop, struct tide__coro *co, char *buf,
         snprintf(buf, n, "coroutine %p", (void *)co);
 }
 
+/* What the scheduler calls while debug mode is on (see loop.h). */
+static void step_begin(tide_loop *loop);
+static void step_end(tide_loop *loop, struct tide__coro *co,
+                     struct tide__call *c);
+static void poll_dump(tide_loop *loop);
+
+static const struct tide__debug_hooks hooks = {
+    .step_begin = step_begin,
+    .step_end = step_end,
+    .poll = poll_dump,
+};
+
 int tide_loop_set_debug(tide_loop *loop, bool on)
 {
     loop = tide__loop_resolve(loop);
@@ -109,7 +122,7 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
     } else if (!on && loop->debug) {
         tide__debug_forget(loop);
     }
-    loop->debug = on;
+    loop->debug = on ? &hooks : NULL;
     return 0;
 }
 
@@ -132,7 +145,7 @@ int tide_loop_set_slow_callback_duration(tide_loop *loop, double seconds)
     loop = tide__loop_resolve(loop);
     if (!loop || loop->closed || isnan(seconds) || seconds < 0)
         return -EINVAL;
-    loop->slow_ns = seconds >= 9e9 ? INT64_MAX : (int64_t)(seconds * 1e9);
+    loop->slow_ns = tide__ns_of(seconds);
     if (!loop->slow_ns)
         loop->slow_ns = 1;
     tide__watch_set_slow(loop);
@@ -158,14 +171,14 @@ void tide__debug_open(tide_loop *loop)
         tide_loop_set_debug(loop, true);
 }
 
-void tide__debug_step_begin(tide_loop *loop)
+static void step_begin(tide_loop *loop)
 {
     loop->step_start = tide__clock_ns();
     tide__watch_begin(loop);
 }
 
-void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
-                          struct tide__call *c)
+static void step_end(tide_loop *loop, struct tide__coro *co,
+                     struct tide__call *c)
 {
     int64_t took = tide__clock_ns() - loop->step_start;
     char who[256], msg[400];
@@ -185,7 +198,7 @@ void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
     loop->step_start = tide__clock_ns();
 }
 
-void tide__debug_poll(tide_loop *loop)
+static void poll_dump(tide_loop *loop)
 {
     unsigned req = atomic_load_explicit(&dump_requests, memory_order_relaxed);
 

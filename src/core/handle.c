@@ -7,17 +7,17 @@
  * simply misses: harmless by construction.
  * SPDX-License-Identifier: MIT
  */
-#include "core/loop.h"
+#include "core/timer.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <math.h>
 
 enum {
     H_FREE,
-    H_TIMER,     /* armed in the timer heap */
-    H_READY,     /* in the ready queue */
+    H_PENDING,   /* armed in the timer heap (its timer is armed), or in the
+                  * ready queue (the timer fired, or there was none) */
     H_CANCELLED, /* cancelled while in the ready queue: skipped when popped */
 };
 
@@ -101,7 +101,7 @@ static tide_handle id_of(const struct tide__handle *h)
 static tide_handle schedule(tide_loop *loop, int64_t deadline, bool timed,
                             tide_callback cb, void *arg)
 {
-    if (__builtin_expect(loop->debug, 0))
+    if (__builtin_expect(loop->debug != NULL, 0))
         tide__debug_check_arg(loop, arg, "a callback");
     struct tide__handle *h = handle_new(loop);
 
@@ -120,11 +120,10 @@ static tide_handle schedule(tide_loop *loop, int64_t deadline, bool timed,
             errno = ENOMEM;
             return 0;
         }
-        h->state = H_TIMER;
     } else {
-        h->state = H_READY;
         tide__call_schedule(loop, &h->call);
     }
+    h->state = H_PENDING;
     return id_of(h);
 }
 
@@ -166,20 +165,7 @@ tide_handle tide_call_at(tide_loop *loop, double when, tide_callback cb,
         errno = loop ? EINVAL : errno;
         return 0;
     }
-    /* Rounded, not truncated: call_at(time() + d) must tie exactly with
-     * call_later(d) set in the same iteration. */
-    double ns = when * 1e9;
-    int64_t deadline = ns >= 9.2e18 ? INT64_MAX
-                     : ns <= 0     ? 0
-                                   : (int64_t)(ns + 0.5);
-    return schedule(loop, deadline, true, cb, arg);
-}
-
-/* A call_later/call_at timer expired: the handle is now queued. */
-void tide__handle_fired(tide_loop *loop, struct tide__handle *h)
-{
-    h->state = H_READY;
-    tide__call_schedule(loop, &h->call);
+    return schedule(loop, tide__ns_of(when), true, cb, arg);
 }
 
 bool tide_handle_cancel(tide_loop *loop, tide_handle id)
@@ -190,15 +176,13 @@ bool tide_handle_cancel(tide_loop *loop, tide_handle id)
     if (!loop || loop->closed || index >= loop->nchunks * TIDE__HANDLE_CHUNK)
         return false;
     struct tide__handle *h = handle_at(loop, index);
-    if (h->gen != gen || h->state == H_FREE)
+    if (h->gen != gen || h->state != H_PENDING)
         return false;
-    if (h->state == H_TIMER) {
+    if (tide__timer_armed(&h->timer)) {
         tide__heap_remove(&loop->timers, &h->timer);
         handle_free(loop, h);
         return true;
     }
-    if (h->state != H_READY)
-        return false;
     /* Queued: leave it where it is (the batch count stays right) and let
      * handle_run drop it when it comes up. */
     h->state = H_CANCELLED;

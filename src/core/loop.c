@@ -1,5 +1,4 @@
-/* The loop record: creation, closing, stopping, the per-thread default
- * loop, options and statistics.
+/* The loop record: creation, closing, stopping, options and statistics.
  *
  * A loop record outlives tide_loop_close while futures of the loop are
  * alive (each holds a reference), so a future can still be read and
@@ -7,39 +6,13 @@
  * released by close itself.
  * SPDX-License-Identifier: MIT
  */
-#include "core/loop.h"
+#include "core/timer.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#define DEFAULT_STACK (256 * 1024)
-#define MIN_STACK (16 * 1024)
-#define MAX_STACK ((size_t)1 << 30)
-
-_Thread_local tide_loop *tide__running
-    __attribute__((tls_model("initial-exec")));
-static _Thread_local tide_loop *default_loop; /* tide_set_event_loop */
-static _Thread_local tide_loop *owned_loop;   /* made by get_event_loop */
-static _Thread_local struct tide__list thread_loops; /* open loops made here */
-
-struct tide__list *tide__thread_loops(void)
-{
-    if (!thread_loops.next)
-        tide__list_init(&thread_loops);
-    return &thread_loops;
-}
-
-static pthread_key_t exit_key;
-static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
-static void make_exit_key(void); /* also installs the fork handler */
-
-int tide__remote_open(tide_loop *loop);
-void tide__remote_refuse(tide_loop *loop);
-void tide__handles_destroy(tide_loop *loop);
 
 static void free_record(tide_loop *loop)
 {
@@ -63,15 +36,13 @@ tide_loop *tide_loop_new(void)
     err = tide__stack_thread_setup();
     if (err < 0)
         goto free_loop;
-    pthread_once(&exit_once, make_exit_key); /* and the fork handler */
     err = tide__backend_open(&loop->backend);
     if (err < 0)
         goto free_loop;
     err = tide__remote_open(loop);
     if (err < 0)
         goto close_backend;
-    loop->default_stack = DEFAULT_STACK;
-    loop->default_pool = -1;
+    tide__pools_init(loop);
     tide__list_init(&loop->compact_saved);
     tide__list_init(&loop->lingering);
     const char *env = getenv("TIDE_COMPACT");
@@ -89,64 +60,6 @@ free_loop:
     tide__free(loop);
     errno = -err;
     return NULL;
-}
-
-static void close_at_thread_exit(void *arg)
-{
-    tide_loop *loop = arg;
-
-    if (loop == owned_loop && !loop->depth)
-        tide_loop_close(loop);
-}
-
-/* fork(): the child's copies of the parent's loops share the parent's
- * epoll instance and eventfd, so running one would steal the parent's
- * events (HAZARDS B37). The child forgets its thread's default loop, so
- * tide_get_event_loop() there makes a new one; the copies are left alone
- * (a child forked inside a running loop must exec or _exit). */
-static void forget_after_fork(void)
-{
-    default_loop = NULL;
-    owned_loop = NULL;
-    pthread_setspecific(exit_key, NULL);
-}
-
-static void make_exit_key(void)
-{
-    pthread_key_create(&exit_key, close_at_thread_exit);
-    pthread_atfork(NULL, NULL, forget_after_fork);
-}
-
-tide_loop *tide_get_event_loop(void)
-{
-    if (tide__running)
-        return tide__running;
-    if (default_loop)
-        return default_loop;
-    if (!owned_loop) {
-        pthread_once(&exit_once, make_exit_key);
-        owned_loop = tide_loop_new();
-        if (!owned_loop)
-            return NULL;
-        pthread_setspecific(exit_key, owned_loop);
-    }
-    default_loop = owned_loop;
-    return default_loop;
-}
-
-tide_loop *tide__default_loop(void)
-{
-    return default_loop;
-}
-
-void tide_set_event_loop(tide_loop *loop)
-{
-    default_loop = loop;
-}
-
-tide_loop *tide__loop_resolve(tide_loop *loop)
-{
-    return loop ? loop : tide_get_event_loop();
 }
 
 int tide_run_forever(tide_loop *loop)
@@ -172,96 +85,6 @@ bool tide_loop_is_running(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);
     return loop && loop->depth > 0;
-}
-
-void tide__loop_trim(tide_loop *loop)
-{
-    for (unsigned i = 0; i < loop->npools; i++) {
-        struct tide__stack_pool *p = &loop->pools[i];
-        size_t keep = p->in_use > TIDE__POOL_KEEP ? p->in_use
-                                                  : TIDE__POOL_KEEP;
-        if (p->pooled > 2 * keep) {
-            tide__stack_pool_trim(p, keep);
-            /* A scan walks every pooled stack: not more than once a
-             * second. */
-            loop->next_trim = loop->now + 1000000000;
-        }
-    }
-}
-
-int tide_loop_update_time(tide_loop *loop)
-{
-    loop = tide__loop_resolve(loop);
-    if (!loop || loop->closed)
-        return -EINVAL;
-    if (!loop->virtual_clock) {
-        int64_t now = tide__clock_ns();
-        if (now > loop->now)
-            loop->now = now; /* never back */
-    }
-    return 0;
-}
-
-double tide_loop_time(tide_loop *loop)
-{
-    loop = tide__loop_resolve(loop);
-    return loop ? (double)tide__loop_now(loop) / 1e9 : 0.0;
-}
-
-int tide_loop_set_stack_size(tide_loop *loop, size_t bytes)
-{
-    loop = tide__loop_resolve(loop);
-    if (!loop || loop->closed || bytes < MIN_STACK || bytes > MAX_STACK)
-        return -EINVAL;
-    loop->default_stack = tide__stack_round(bytes);
-    loop->default_pool = -1; /* looked up again on next use */
-    return 0;
-}
-
-static int find_pool(tide_loop *loop, size_t size);
-
-int tide__loop_pool(tide_loop *loop, size_t size)
-{
-    if (size != 0)
-        return find_pool(loop, size);
-    /* The default, asked for by nearly every task: remembered. */
-    if (loop->default_pool < 0)
-        loop->default_pool = find_pool(loop, loop->default_stack);
-    return loop->default_pool;
-}
-
-static int find_pool(tide_loop *loop, size_t size)
-{
-    if (size < MIN_STACK || size > MAX_STACK)
-        return -EINVAL;
-    size = tide__stack_round(size);
-    for (unsigned i = 0; i < loop->npools; i++)
-        if (loop->pools[i].size == size)
-            return (int)i;
-    if (loop->npools < TIDE__MAX_POOLS) {
-        tide__stack_pool_init(&loop->pools[loop->npools], size);
-        return (int)loop->npools++;
-    }
-    /* Every pool is taken: the smallest bigger size will do. */
-    int best = -EINVAL;
-    for (unsigned i = 0; i < loop->npools; i++)
-        if (loop->pools[i].size >= size &&
-            (best < 0 || loop->pools[i].size < loop->pools[best].size))
-            best = (int)i;
-    return best;
-}
-
-int tide_loop_set_virtual_clock(tide_loop *loop, bool on)
-{
-    loop = tide__loop_resolve(loop);
-    if (!loop || loop->closed)
-        return -EINVAL;
-    if (loop->depth)
-        return -EBUSY;
-    loop->virtual_clock = on;
-    if (!on)
-        loop->now = tide__clock_ns();
-    return 0;
 }
 
 const char *tide_loop_backend(tide_loop *loop)
@@ -352,18 +175,12 @@ int tide_loop_close(tide_loop *loop)
     tide__heap_free(&loop->timers);
     tide__handles_destroy(loop);
     tide__compact_close(loop);
-    for (unsigned i = 0; i < loop->npools; i++)
-        tide__stack_pool_destroy(&loop->pools[i]);
+    tide__pools_close(loop);
     loop->backend.ops->close(&loop->backend);
     tide__ops_destroy(loop);
     loop->closed = true;
     tide__list_remove(&loop->thread_link);
-    if (default_loop == loop)
-        default_loop = NULL;
-    if (owned_loop == loop) {
-        owned_loop = NULL;
-        pthread_setspecific(exit_key, NULL);
-    }
+    tide__default_forget(loop);
     tide__loop_unref(loop);
     return 0;
 }

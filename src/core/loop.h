@@ -1,5 +1,5 @@
 /* The loop core's internal contract: the loop record, coroutines, the
- * ready queue, suspension and wake-up, timers.
+ * ready queue, suspension and wake-up (the clock and timers: timer.h).
  *
  * A coroutine (struct tide__coro) is what the loop schedules; the task
  * layer builds tasks on it. A coroutine suspends with tide__suspend(),
@@ -16,6 +16,18 @@
  * when the batch ends or the next entry is a callback. run_until_complete
  * called from a task or callback runs iterations on that stack (nesting):
  * loop->sched then points at the nested context.
+ *
+ * The core's files, each calling only those before it: pools.c (the
+ * loop's stacks), compact.c (compact coroutines), coro.c (coroutines and
+ * hand-offs), remote.c (call_soon_threadsafe), timer.c (the clock and
+ * timers, timer.h), waitq.c (the wait queue, waitq.h), debug.c (debug
+ * mode), handle.c (call_soon/call_later/call_at), sched.c (iterations),
+ * loop.c (the loop record), default.c (this thread's loops); errors.c
+ * stands alone. Only two kinds of call go back: into default.c, for a
+ * public function's NULL loop (tide__loop_resolve, which may make one)
+ * and a closing loop (tide__default_forget); and into debug mode, through
+ * the hooks it sets (loop->debug). The declarations below are grouped by
+ * the file that defines them.
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_CORE_LOOP_H
@@ -23,9 +35,9 @@
 
 #include "tide.h"
 
-#include "core/alloc.h"
-#include "core/heap.h"
-#include "core/list.h"
+#include "base/alloc.h"
+#include "base/heap.h"
+#include "base/list.h"
 #include "poll/backend.h"
 #include "stack/stack.h"
 
@@ -35,6 +47,13 @@
 #include <stdbool.h>
 
 /* ---- ready-queue entries ---------------------------------------------- */
+
+/* What a tide__node in the ready queue stands for. */
+enum tide__node_kind {
+    TIDE__NODE_CORO,     /* a coroutine to resume (struct tide__coro) */
+    TIDE__NODE_CALL,     /* a callback to run (struct tide__call) */
+    TIDE__NODE_CORE_KINDS /* the future layer's kinds follow (future.h) */
+};
 
 /* A callback in the ready queue. run() either runs it (cancel false) or
  * only releases what it holds (cancel true: the loop is closing). */
@@ -124,7 +143,7 @@ struct tide__handle {
     void *arg;
     uint32_t gen;               /* bumped on every reuse: stale ids miss */
     uint32_t index;             /* slot in loop->handle_chunks */
-    uint8_t state;              /* handle.c: FREE, TIMER, READY */
+    uint8_t state;              /* handle.c: FREE, PENDING, CANCELLED */
     struct tide__handle *next_free;
 };
 
@@ -195,6 +214,8 @@ void tide__loop_poll(tide_loop *loop, int64_t timeout_ns);
 void tide__ops_destroy(tide_loop *loop);
 
 /* ---- the loop --------------------------------------------------------- */
+
+struct tide__debug_hooks; /* debug.c's, below */
 
 struct tide_loop {
     struct tide__fifo ready;     /* nodes of kind CORO or CALL, FIFO */
@@ -267,7 +288,7 @@ struct tide_loop {
     unsigned refs;               /* 1 while open + 1 per live future */
 
     /* debug mode (src/core/debug.c) */
-    bool debug;
+    const struct tide__debug_hooks *debug; /* NULL: debug mode is off */
     int64_t slow_ns;             /* a step longer than this is reported */
     int64_t step_start;          /* when the running step began */
     void (*report)(tide_loop *loop, const char *msg, void *arg);
@@ -278,23 +299,94 @@ struct tide_loop {
     uint64_t next_task_id;
 };
 
-/* The innermost loop running on this thread, or NULL. */
-extern _Thread_local tide_loop *tide__running
-    __attribute__((tls_model("initial-exec")));
+/* ---- the loop record (loop.c) ------------------------------------------ */
+
+/* A future keeps its loop's record (not its resources) alive. */
+static inline void tide__loop_ref(tide_loop *loop) { loop->refs++; }
+void tide__loop_unref(tide_loop *loop);
+
+/* ---- this thread's loops (default.c) ----------------------------------- */
 
 /* This thread's default loop if one is set; never makes one. */
 tide_loop *tide__default_loop(void);
+
+/* loop, or tide_get_event_loop() if loop is NULL (which may make one:
+ * the public functions' NULL loop, the one call into default.c from the
+ * files that loop.c itself calls). */
+tide_loop *tide__loop_resolve(tide_loop *loop);
+
+/* loop is closing: it is no longer this thread's default or owned loop. */
+void tide__default_forget(tide_loop *loop);
 
 /* The open loops made on this thread (tide_loop.thread_link), oldest
  * first: what tide_close tells about the fd outside a running loop. */
 struct tide__list *tide__thread_loops(void);
 
-/* loop, or tide_get_event_loop() if loop is NULL. */
-tide_loop *tide__loop_resolve(tide_loop *loop);
+/* ---- the loop's stacks (pools.c) --------------------------------------- */
 
-/* A future keeps its loop's record (not its resources) alive. */
-static inline void tide__loop_ref(tide_loop *loop) { loop->refs++; }
-void tide__loop_unref(tide_loop *loop);
+/* A new loop's stack settings; its pools are made on first use. */
+void tide__pools_init(tide_loop *loop);
+
+/* The loop is closing: unmap every pooled stack. */
+void tide__pools_close(tide_loop *loop);
+
+/* The index of the pool for stacks of `size` usable bytes (0: the loop's
+ * default); -EINVAL if the size is out of range. */
+int tide__loop_pool(tide_loop *loop, size_t size);
+
+/* The loop is about to wait: unmap pooled stacks beyond what it may soon
+ * need again (at least TIDE__POOL_KEEP per pool, and as many as are in
+ * use), at most once a second. */
+#define TIDE__POOL_KEEP 256
+void tide__loop_trim(tide_loop *loop);
+
+/* ---- compact coroutines (compact.c) ----------------------------------- */
+
+/* Put compact co's frames on the shared stack, first saving those of the
+ * coroutine there now (which must be suspended). Called off the shared
+ * stack. A coroutine that has not started only gets the stack: the caller
+ * makes its first frame. 0, or -ENOMEM with nothing changed. */
+int tide__compact_enter(tide_loop *loop, struct tide__coro *co);
+
+/* Compact co is over: drop its saved frames. */
+void tide__compact_forget(tide_loop *loop, struct tide__coro *co);
+
+/* Bytes of live frames of suspended compact co (0 if running or new). */
+size_t tide__compact_frames(tide_loop *loop, struct tide__coro *co);
+
+/* Call fn on every started, unfinished compact coroutine. */
+void tide__compact_each(tide_loop *loop,
+                        void (*fn)(tide_loop *loop, struct tide__coro *co,
+                                   void *arg),
+                        void *arg);
+
+/* The loop is closing (no compact coroutine is left): return the shared
+ * stack to its pool. */
+void tide__compact_close(tide_loop *loop);
+
+/* ---- coroutines and hand-offs (coro.c) --------------------------------- */
+
+/* The innermost loop running on this thread, or NULL. */
+extern _Thread_local tide_loop *tide__running
+    __attribute__((tls_model("initial-exec")));
+
+/* The loop whose task is running now (its coroutine is on the CPU), or
+ * NULL outside any task: in a callback, or outside every loop. */
+static inline tide_loop *tide__task_loop(void)
+{
+    tide_loop *loop = tide__running;
+
+    return loop && loop->current ? loop : NULL;
+}
+
+/* Whether the caller may wait on something of `loop`: 0 in a task of
+ * loop; -EPERM outside any task; -EINVAL in a task of another loop. */
+static inline int tide__in_task_of(const tide_loop *loop)
+{
+    tide_loop *running = tide__task_loop();
+
+    return !running ? -EPERM : running == loop ? 0 : -EINVAL;
+}
 
 static inline void tide__ready_push(tide_loop *loop, struct tide__node *n)
 {
@@ -314,10 +406,6 @@ void tide__coro_start(tide_loop *loop, struct tide__coro *co,
                       const struct tide__coro_ops *ops, unsigned pool,
                       bool eager);
 
-/* The index of the pool for stacks of `size` usable bytes (0: the loop's
- * default); -EINVAL if the size is out of range. */
-int tide__loop_pool(tide_loop *loop, size_t size);
-
 /* Call fn on every unfinished coroutine: those not started (found in the
  * ready queue), then those started (found through their stacks). fn may
  * wake coroutines but not start or end them. */
@@ -331,8 +419,43 @@ void tide__loop_each_coro(tide_loop *loop,
  * running loop; elsewhere the coroutine simply stays scheduled. */
 void tide__coro_run_eagerly(tide_loop *loop, struct tide__coro *co);
 
+/* Switch from the loop's context (loop->sched) to co, just taken from the
+ * ready queue, starting it if it is new; back when the batch comes back
+ * to the loop's context. A compact coroutine that hands off to another
+ * through the loop's context (loop->detour) is followed here. */
+void tide__coro_resume(tide_loop *loop, struct tide__coro *co);
+
+/* Whether `co` runs on the shared stack, where no compact coroutine but
+ * the occupant can be switched to: a copy must run elsewhere. */
+static inline bool tide__on_shared_stack(const struct tide__coro *co)
+{
+    return co && co->pool == TIDE__POOL_COMPACT;
+}
+
+/* Leave the running coroutine `self` (dying: for good): hand off to the
+ * next coroutine of the batch if there is one, else return to the loop's
+ * context. */
 void tide__switch_away(tide_loop *loop, struct tide__coro *self, bool dying);
-void tide__reap(tide_loop *loop);
+
+/* Release the stack of loop->zombie, the coroutine that finished just
+ * before the switch that resumed the caller (if any), and finish it. Every
+ * context that resumes after a switch calls it first. Inline: a sleep's
+ * wake-up often follows a coroutine's end. */
+static inline void tide__reap(tide_loop *loop)
+{
+    struct tide__coro *z = loop->zombie;
+
+    if (z) {
+        loop->zombie = NULL;
+        tide__fiber_destroy(&z->fiber);
+        if (z->pool == TIDE__POOL_COMPACT)
+            tide__compact_forget(loop, z);
+        else
+            tide__stack_put(&loop->pools[z->pool], z->stack);
+        z->stack = NULL;
+        loop->coro_ops->finish(loop, z, 0);
+    }
+}
 
 /* Whether the batch may grow by one more hand-off (its own entries are
  * used up): not past a stop (it zeroes extend), nor past the end of the
@@ -346,7 +469,7 @@ static inline bool tide__may_extend(const tide_loop *loop)
            !(t && t->deadline <= loop->now);
 }
 
-/* The common case of leaving `self` (see tide__switch_away in sched.c):
+/* The common case of leaving `self` (see tide__switch_away in coro.c):
  * the next ready entry is a started coroutine within the batch or its
  * extension, and no debug mode or eager start is in the way. Switches to
  * it and returns true once self is resumed; false (nothing done) if the
@@ -424,6 +547,13 @@ static inline void tide__wake(tide_loop *loop, struct tide__coro *co, int err)
     tide__fifo_push(&loop->ready, &co->node);
 }
 
+/* Yield: requeue the current coroutine behind everything ready. Returns 0
+ * or -ECANCELED. */
+int tide__yield(tide_loop *loop);
+
+/* Request cancellation of co (see tide__wait). False if co is done. */
+bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co);
+
 /* Where the bookkeeping of a wait lives (its struct tide__wait and all
  * that others reach through it while the coroutine is suspended): the
  * waiting function's own frame, `local`, except in a compact coroutine,
@@ -447,60 +577,7 @@ static inline void tide__wait_frame_end(void *frame, void *local)
         tide__free(frame);
 }
 
-/* ---- compact coroutines (compact.c) ----------------------------------- */
-
-/* Put compact co's frames on the shared stack, first saving those of the
- * coroutine there now (which must be suspended). Called off the shared
- * stack. A coroutine that has not started only gets the stack: the caller
- * makes its first frame. 0, or -ENOMEM with nothing changed. */
-int tide__compact_enter(tide_loop *loop, struct tide__coro *co);
-
-/* Compact co is over: drop its saved frames. */
-void tide__compact_forget(tide_loop *loop, struct tide__coro *co);
-
-/* Bytes of live frames of suspended compact co (0 if running or new). */
-size_t tide__compact_frames(tide_loop *loop, struct tide__coro *co);
-
-/* Call fn on every started, unfinished compact coroutine. */
-void tide__compact_each(tide_loop *loop,
-                        void (*fn)(tide_loop *loop, struct tide__coro *co,
-                                   void *arg),
-                        void *arg);
-
-/* The loop is closing (no compact coroutine is left): return the shared
- * stack to its pool. */
-void tide__compact_close(tide_loop *loop);
-
-/* Yield: requeue the current coroutine behind everything ready. Returns 0
- * or -ECANCELED. */
-int tide__yield(tide_loop *loop);
-
-/* Request cancellation of co (see tide__wait). False if co is done. */
-bool tide__coro_cancel(tide_loop *loop, struct tide__coro *co);
-
-/* A timer that wakes the current coroutine with `result` when it fires
- * (a sleep: 0; a timed wait: -ETIMEDOUT), if it is still suspended then.
- * Lives on the coroutine's stack; disarm it before the frame goes. */
-struct tide__alarm {
-    struct tide__timer timer;
-    struct tide__coro *co;
-    int result;
-};
-
-int tide__alarm_arm(tide_loop *loop, struct tide__alarm *a, int64_t deadline,
-                    int result);
-void tide__alarm_disarm(tide_loop *loop, struct tide__alarm *a);
-
-/* Sleep the current coroutine until loop time `deadline` (ns). */
-int tide__sleep_until(tide_loop *loop, int64_t deadline);
-
-/* The loop's clock now: a fresh reading (never behind loop->now, the
- * iteration's), or the virtual time. */
-int64_t tide__loop_now(const tide_loop *loop);
-
-/* The deadline `seconds` from the moment of the call (<= 0: loop->now,
- * due at once), saturated; -EINVAL for NaN. */
-int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline);
+/* ---- iterations (sched.c) ---------------------------------------------- */
 
 /* Run iterations until done(arg) is true (NULL: until stopped). Returns 0,
  * or -EINTR if tide_loop_stop ended it first. If done_flag is not NULL it
@@ -520,13 +597,42 @@ int64_t tide__loop_wait_ns(const tide_loop *loop);
  * bool, true at the call ("first"). */
 bool tide__one_iteration(void *arg);
 
-int64_t tide__clock_ns(void);
+/* ---- call_soon_threadsafe (remote.c) ----------------------------------- */
 
-/* Debug mode hooks, called only when loop->debug is set. */
-void tide__debug_step_begin(tide_loop *loop);
-void tide__debug_step_end(tide_loop *loop, struct tide__coro *co,
-                          struct tide__call *c);
-void tide__debug_poll(tide_loop *loop);  /* once per iteration */
+/* Make the wake fd and watch it. 0 or -errno. */
+int tide__remote_open(tide_loop *loop);
+
+/* Move every sent callback to the ready queue (loop thread). */
+void tide__remote_drain(tide_loop *loop);
+
+/* Closing has begun: refuse further sends, queue those accepted. */
+void tide__remote_refuse(tide_loop *loop);
+
+/* Stop watching the wake fd and close it. */
+void tide__remote_close(tide_loop *loop);
+
+/* ---- handles (handle.c) ------------------------------------------------ */
+
+/* call_at with a deadline in loop ns (INT64_MAX: never fires). */
+tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,
+                             tide_callback cb, void *arg);
+
+/* Loop close: free the handle records. */
+void tide__handles_destroy(tide_loop *loop);
+
+/* ---- debug mode (debug.c) ---------------------------------------------- */
+
+/* What the scheduler calls while debug mode is on (loop->debug): through
+ * these pointers, so that debug.c, which walks the coroutines to report
+ * on them, sits above the scheduler instead of beside it. */
+struct tide__debug_hooks {
+    void (*step_begin)(tide_loop *loop);
+    /* A step ends: a coroutine's (co) or a callback's (c). */
+    void (*step_end)(tide_loop *loop, struct tide__coro *co,
+                     struct tide__call *c);
+    void (*poll)(tide_loop *loop);  /* once per iteration */
+};
+
 void tide__debug_open(tide_loop *loop);  /* TIDE_DEBUG in the environment */
 void tide__debug_close(tide_loop *loop); /* report tasks still pending */
 void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
@@ -535,15 +641,5 @@ void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
 void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to);
 /* Hand a debug report to the loop's report handler (stderr by default). */
 void tide__loop_report(tide_loop *loop, const char *msg);
-
-/* The loop is about to wait: unmap pooled stacks beyond what it may soon
- * need again (at least TIDE__POOL_KEEP per pool, and as many as are in
- * use), at most once a second. */
-#define TIDE__POOL_KEEP 256
-void tide__loop_trim(tide_loop *loop);
-
-/* call_at with a deadline in loop ns (INT64_MAX: never fires). */
-tide_handle tide__call_at_ns(tide_loop *loop, int64_t deadline,
-                             tide_callback cb, void *arg);
 
 #endif

@@ -13,7 +13,7 @@
  */
 #include "core/loop.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <string.h>
 

@@ -17,7 +17,7 @@
  */
 #include "core/loop.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 

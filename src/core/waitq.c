@@ -1,11 +1,12 @@
-/* The shared wait mechanism (see waitq.h).
+/* The wait queue (see waitq.h): cancelling a wait, waking everyone,
+ * waiting for a grant, and closing a queue whose primitive is freed.
  * SPDX-License-Identifier: MIT
  */
 #include "core/waitq.h"
 
 #include <errno.h>
 
-static void waiter_cancel(tide_loop *loop, struct tide__wait *wait)
+void tide__waitq_cancel(tide_loop *loop, struct tide__wait *wait)
 {
     struct tide__qwaiter *w = tide__container_of(wait, struct tide__qwaiter,
                                                  wait);
@@ -14,54 +15,53 @@ static void waiter_cancel(tide_loop *loop, struct tide__wait *wait)
         return; /* the wake-up won; tide__suspend reports the request */
     tide__list_remove(&w->link);
     w->q->count--;
+    tide__list_push_back(&w->q->inside, &w->link);
     tide__wake(loop, w->co, -ECANCELED);
-}
-
-int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
-                     const char *what)
-{
-    struct tide__qwaiter local, *w = tide__wait_frame(loop, &local,
-                                                      sizeof local);
-
-    if (!w)
-        return -ENOMEM;
-    w->wait.cancel = waiter_cancel;
-    w->wait.what = what;
-    w->loop = loop;
-    w->co = loop->current;
-    w->q = q;
-    w->data = NULL;
-    w->result = 0;
-    w->woken = false;
-    tide__list_push_back(&q->waiters, &w->link);
-    q->count++;
-    int err = tide__suspend(loop, &w->wait);
-    if (!w->woken && w->link.next != &w->link) {
-        /* Resumed without a wake-up and still linked: cannot happen, as
-         * the cancel hook unlinks; kept so the frame never stays linked. */
-        tide__list_remove(&w->link);
-        q->count--;
-    }
-    if (err == 0)
-        err = w->result;
-    tide__wait_frame_end(w, &local);
-    return err;
-}
-
-struct tide__qwaiter *tide__waitq_wake_one(struct tide__waitq *q, int result)
-{
-    struct tide__qwaiter *w = tide__waitq_first(q);
-
-    if (w)
-        tide__waitq_wake(w, result);
-    return w;
 }
 
 size_t tide__waitq_wake_all(struct tide__waitq *q, int result)
 {
     size_t n = 0;
+    struct tide__qwaiter *w;
 
-    while (tide__waitq_wake_one(q, result))
+    while ((w = tide__waitq_first(q))) {
+        tide__waitq_wake(w, result);
         n++;
+    }
     return n;
+}
+
+int tide__waitq_acquire(struct tide__waitq *q, const char *what,
+                        void (*pass_on)(void *obj),
+                        void (*left)(void *obj, int rc), void *obj)
+{
+    tide_loop *loop;
+    int rc;
+    struct tide__qwaiter local, *w = tide__waitq_waiter(&loop, &local, &rc);
+
+    if (!w)
+        return rc;
+    rc = tide__waitq_wait(loop, q, w, NULL, what);
+    if (!tide__waitq_gone(w)) {
+        tide__waitq_leave(w);
+        if (rc < 0 && w->woken && w->result == 0 && pass_on)
+            pass_on(obj); /* granted, then cancelled before it ran */
+        if (left)
+            left(obj, rc);
+    }
+    tide__wait_frame_end(w, &local);
+    return rc;
+}
+
+void tide__waitq_close(struct tide__waitq *q, bool inside_gone)
+{
+    tide__waitq_wake_all(q, TIDE__GONE);
+    while (!tide__list_empty(&q->inside)) {
+        struct tide__qwaiter *w = tide__container_of(q->inside.next,
+                                                     struct tide__qwaiter,
+                                                     link);
+        if (inside_gone)
+            w->result = TIDE__GONE;
+        tide__list_remove(&w->link);
+    }
 }

@@ -31,8 +31,9 @@
  */
 #include "core/watchdog.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 #include "core/loop.h"
+#include "core/timer.h"
 #include "core/symbols.h"
 
 #include <errno.h>

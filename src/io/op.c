@@ -20,6 +20,7 @@
 
 #include "poll/ready.h"
 #include "task/future.h"
+#include "task/task.h"
 
 #include <errno.h>
 #include <math.h>

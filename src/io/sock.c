@@ -5,7 +5,7 @@
  */
 #include "io/io.h"
 
-#include "core/sys.h"
+#include "base/sys.h"
 
 #include <errno.h>
 

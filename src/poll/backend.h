@@ -47,7 +47,7 @@
  * in another loop; it may also be readable when a wait then finds
  * nothing), or -ENOTSUP.
  *
- * Every system call goes through the seam in core/sys.h, so tests can
+ * Every system call goes through the seam in base/sys.h, so tests can
  * fault it.
  * SPDX-License-Identifier: MIT
  */

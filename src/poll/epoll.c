@@ -19,7 +19,7 @@
  */
 #include "poll/ready.h"
 
-#include "core/sys.h"
+#include "base/sys.h"
 
 #include <errno.h>
 #include <stdbool.h>

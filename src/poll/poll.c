@@ -10,8 +10,8 @@
  */
 #include "poll/ready.h"
 
-#include "core/alloc.h"
-#include "core/sys.h"
+#include "base/alloc.h"
+#include "base/sys.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -8,8 +8,8 @@
  */
 #include "poll/ready.h"
 
-#include "core/alloc.h"
-#include "core/sys.h"
+#include "base/alloc.h"
+#include "base/sys.h"
 
 #include <errno.h>
 #include <fcntl.h>

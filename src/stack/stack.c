@@ -8,7 +8,7 @@
  */
 #include "stack/stack.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>

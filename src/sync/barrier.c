@@ -15,7 +15,12 @@
  * (see tide/sync.h); one cancelled after being released just leaves.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
+
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 
 enum { FILLING, DRAINING, RESETTING, BROKEN };
 
@@ -23,8 +28,8 @@ struct tide_barrier {
     unsigned parties;
     unsigned count;              /* parties arrived and not yet left */
     int state;
-    struct tide__syncq fill;     /* arrived, waiting for the trip */
-    struct tide__syncq block;    /* waiting for a drain or reset to end */
+    struct tide__waitq fill;     /* arrived, waiting for the trip */
+    struct tide__waitq block;    /* waiting for a drain or reset to end */
 };
 
 tide_barrier *tide_barrier_new(unsigned parties)
@@ -39,8 +44,8 @@ tide_barrier *tide_barrier_new(unsigned parties)
     b->parties = parties;
     b->count = 0;
     b->state = FILLING;
-    tide__syncq_init(&b->fill);
-    tide__syncq_init(&b->block);
+    tide__waitq_init(&b->fill);
+    tide__waitq_init(&b->block);
     return b;
 }
 
@@ -48,8 +53,8 @@ void tide_barrier_free(tide_barrier *b)
 {
     if (!b)
         return;
-    tide__syncq_close(&b->fill);
-    tide__syncq_close(&b->block);
+    tide__waitq_close(&b->fill, true);
+    tide__waitq_close(&b->block, true);
     tide__free(b);
 }
 
@@ -58,7 +63,7 @@ void tide_barrier_free(tide_barrier *b)
 static void unblock(tide_barrier *b)
 {
     if (b->state == FILLING || b->state == BROKEN)
-        tide__syncq_grant_all(&b->block, 0);
+        tide__waitq_wake_all(&b->block, 0);
 }
 
 static void leave(tide_barrier *b)
@@ -79,10 +84,10 @@ static int wait_in(tide_loop *loop, tide_barrier *b, unsigned *index,
         if (!loop)
             return -EPERM;
         /* Woken with nothing granted: a woken waiter just looks again. */
-        rc = tide__syncq_wait(loop, &b->block, w, NULL, "barrier");
-        if (tide__syncq_gone(w))
+        rc = tide__waitq_wait(loop, &b->block, w, NULL, "barrier");
+        if (tide__waitq_gone(w))
             return rc;
-        tide__syncq_leave(w);
+        tide__waitq_leave(w);
         if (rc < 0)
             return rc;
     }
@@ -94,7 +99,7 @@ static int wait_in(tide_loop *loop, tide_barrier *b, unsigned *index,
         /* The last party: trip, without waiting. */
         b->state = DRAINING;
         b->count++;
-        tide__syncq_grant_all(&b->fill, 0);
+        tide__waitq_wake_all(&b->fill, 0);
         leave(b);
         if (index)
             *index = idx;
@@ -103,14 +108,14 @@ static int wait_in(tide_loop *loop, tide_barrier *b, unsigned *index,
     if (!loop)
         return -EPERM;
     b->count++;
-    rc = tide__syncq_wait(loop, &b->fill, w, NULL, "barrier");
-    if (tide__syncq_gone(w))
+    rc = tide__waitq_wait(loop, &b->fill, w, NULL, "barrier");
+    if (tide__waitq_gone(w))
         return rc;
-    tide__syncq_leave(w);
+    tide__waitq_leave(w);
     if (!w->woken) {
         /* Cancelled while filling: the rendezvous cannot happen. */
         b->state = BROKEN;
-        tide__syncq_grant_all(&b->fill, -EPIPE);
+        tide__waitq_wake_all(&b->fill, -EPIPE);
         unblock(b);
     }
     leave(b);
@@ -123,7 +128,7 @@ int tide_barrier_wait(tide_barrier *b, unsigned *index)
 {
     if (!b)
         return -EINVAL;
-    tide_loop *loop = tide__sync_task_loop();
+    tide_loop *loop = tide__task_loop();
     struct tide__qwaiter local, *w = &local;
 
     if (loop && !(w = tide__wait_frame(loop, &local, sizeof local)))
@@ -140,7 +145,7 @@ int tide_barrier_reset(tide_barrier *b)
     if (b->count > 0) {
         if (b->state != RESETTING) {
             b->state = RESETTING;
-            tide__syncq_grant_all(&b->fill, -EPIPE);
+            tide__waitq_wake_all(&b->fill, -EPIPE);
         }
     } else {
         b->state = FILLING;
@@ -154,7 +159,7 @@ int tide_barrier_abort(tide_barrier *b)
     if (!b)
         return -EINVAL;
     b->state = BROKEN;
-    tide__syncq_grant_all(&b->fill, -EPIPE);
+    tide__waitq_wake_all(&b->fill, -EPIPE);
     unblock(b);
     return 0;
 }

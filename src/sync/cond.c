@@ -11,14 +11,18 @@
  * cause is allowed by the condition-variable protocol.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
 
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 #include <limits.h>
 
 struct tide_condition {
     tide_lock *lock;
     bool own_lock;               /* made by tide_condition_new: free it */
-    struct tide__syncq q;        /* waiting for a notify; `inside`: in wait() */
+    struct tide__waitq q;        /* waiting for a notify; `inside`: in wait() */
 };
 
 tide_condition *tide_condition_new(tide_lock *lock)
@@ -33,7 +37,7 @@ tide_condition *tide_condition_new(tide_lock *lock)
         return NULL;             /* errno from tide_lock_new */
     }
     c->lock = lock;
-    tide__syncq_init(&c->q);
+    tide__waitq_init(&c->q);
     return c;
 }
 
@@ -41,7 +45,7 @@ void tide_condition_free(tide_condition *c)
 {
     if (!c)
         return;
-    tide__syncq_close(&c->q);
+    tide__waitq_close(&c->q, true);
     if (c->own_lock)
         tide_lock_free(c->lock);
     tide__free(c);
@@ -67,8 +71,8 @@ static size_t notify(tide_condition *c, size_t n)
     size_t woken = 0;
     struct tide__qwaiter *w;
 
-    while (woken < n && (w = tide__syncq_first(&c->q))) {
-        tide__syncq_grant(&c->q, w, 0);
+    while (woken < n && (w = tide__waitq_first(&c->q))) {
+        tide__waitq_wake(w, 0);
         woken++;
     }
     return woken;
@@ -79,10 +83,10 @@ static int wait_in(tide_loop *loop, tide_condition *c,
 {
     tide_lock *lock = c->lock;   /* c may be freed while we wait */
     tide_lock_release(lock);
-    int rc = tide__syncq_wait(loop, &c->q, w, NULL, "condition");
+    int rc = tide__waitq_wait(loop, &c->q, w, NULL, "condition");
     bool notified = w->woken && w->result == 0;
     bool cancelled = rc == -ECANCELED;
-    if (tide__syncq_gone(w))
+    if (tide__waitq_gone(w))
         return TIDE__GONE;       /* freed: its own lock may be gone too */
     for (;;) {
         int err = tide_lock_acquire(lock);
@@ -92,11 +96,11 @@ static int wait_in(tide_loop *loop, tide_condition *c,
             return err;          /* -EBADF: the lock was freed */
         cancelled = true;        /* delivered; keep trying for the lock */
     }
-    if (tide__syncq_gone(w)) {
+    if (tide__waitq_gone(w)) {
         tide_lock_release(lock); /* freed meanwhile; the lock is borrowed */
         return TIDE__GONE;
     }
-    tide__syncq_leave(w);
+    tide__waitq_leave(w);
     if (!cancelled)
         return rc;
     if (notified)
@@ -110,7 +114,7 @@ int tide_condition_wait(tide_condition *c)
         return -EINVAL;
     tide_loop *loop;
     int rc;
-    struct tide__qwaiter local, *w = tide__sync_waiter(&loop, &local, &rc);
+    struct tide__qwaiter local, *w = tide__waitq_waiter(&loop, &local, &rc);
     if (!w)
         return rc;
     rc = wait_in(loop, c, w);

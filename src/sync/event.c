@@ -4,7 +4,12 @@
  * the wake-up: its wait just returns -ECANCELED.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
+
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 
 struct tide_event {
     struct tide__waitq waiters;  /* tide__qwaiter.link, FIFO */
@@ -26,7 +31,7 @@ void tide_event_free(tide_event *ev)
 {
     if (!ev)
         return;
-    tide__waitq_wake_all(&ev->waiters, TIDE__GONE);
+    tide__waitq_close(&ev->waiters, false); /* the woken keep their 0 */
     tide__free(ev);
 }
 
@@ -60,6 +65,5 @@ int tide_event_wait(tide_event *ev)
         return -EINVAL;
     if (ev->is_set)
         return 0;
-    tide_loop *loop = tide__sync_task_loop();
-    return loop ? tide__waitq_wait(loop, &ev->waiters, "event") : -EPERM;
+    return tide__waitq_acquire(&ev->waiters, "event", NULL, NULL, ev);
 }

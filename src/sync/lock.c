@@ -8,10 +8,15 @@
  * nobody (HAZARDS B19, B21).
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
+
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 
 struct tide_lock {
-    struct tide__syncq q;        /* acquirers; `inside`: granted, not run */
+    struct tide__waitq q;        /* acquirers; `inside`: granted, not run */
     bool locked;
 };
 
@@ -21,7 +26,7 @@ tide_lock *tide_lock_new(void)
 
     if (!lock)
         return NULL;
-    tide__syncq_init(&lock->q);
+    tide__waitq_init(&lock->q);
     lock->locked = false;
     return lock;
 }
@@ -30,17 +35,17 @@ void tide_lock_free(tide_lock *lock)
 {
     if (!lock)
         return;
-    tide__syncq_close(&lock->q);
+    tide__waitq_close(&lock->q, true);
     tide__free(lock);
 }
 
 /* Hand the lock to the first waiter, or unlock it. */
 static void pass_on(tide_lock *lock)
 {
-    struct tide__qwaiter *w = tide__syncq_first(&lock->q);
+    struct tide__qwaiter *w = tide__waitq_first(&lock->q);
 
     if (w)
-        tide__syncq_grant(&lock->q, w, 0);
+        tide__waitq_wake(w, 0);
     else
         lock->locked = false;
 }
@@ -58,7 +63,7 @@ int tide_lock_acquire(tide_lock *lock)
         lock->locked = true;
         return 0;
     }
-    return tide__syncq_acquire(&lock->q, "lock", pass_on_grant, NULL, lock);
+    return tide__waitq_acquire(&lock->q, "lock", pass_on_grant, NULL, lock);
 }
 
 int tide_lock_release(tide_lock *lock)

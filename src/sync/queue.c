@@ -14,8 +14,12 @@
  * so a handed item a cancelled getter gives back always fits.
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
 
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -47,8 +51,8 @@ struct tide_queue {
     int64_t front_seq;           /* next seq of a give-back, counting down */
     uint8_t kind;
     bool shutdown;
-    struct tide__syncq getters;  /* w.data: the item handed */
-    struct tide__syncq putters;  /* w.data: the item to put */
+    struct tide__waitq getters;  /* w.data: the item handed */
+    struct tide__waitq putters;  /* w.data: the item to put */
     struct tide__waitq joiners;
 };
 
@@ -77,8 +81,8 @@ static tide_queue *queue_new(size_t maxsize, uint8_t kind,
         return NULL;
     }
     q->front_seq = -1;
-    tide__syncq_init(&q->getters);
-    tide__syncq_init(&q->putters);
+    tide__waitq_init(&q->getters);
+    tide__waitq_init(&q->putters);
     tide__waitq_init(&q->joiners);
     return q;
 }
@@ -107,9 +111,9 @@ void tide_queue_free(tide_queue *q)
 {
     if (!q)
         return;
-    tide__syncq_close(&q->getters);
-    tide__syncq_close(&q->putters);
-    tide__waitq_wake_all(&q->joiners, TIDE__GONE);
+    tide__waitq_close(&q->getters, true);
+    tide__waitq_close(&q->putters, true);
+    tide__waitq_close(&q->joiners, false); /* the woken keep their 0 */
     tide__free(q->s.ring);
     tide__free(q);
 }
@@ -239,13 +243,13 @@ static inline bool is_full(const tide_queue *q)
 /* Give an item to the first getter; false if none waits. */
 static inline bool hand(tide_queue *q, void *item)
 {
-    struct tide__qwaiter *g = tide__syncq_first(&q->getters);
+    struct tide__qwaiter *g = tide__waitq_first(&q->getters);
 
     if (!g)
         return false;
     g->data = item;
     q->handed++;
-    tide__syncq_grant(&q->getters, g, 0);
+    tide__waitq_wake(g, 0);
     return true;
 }
 
@@ -267,10 +271,10 @@ static inline void slot_freed(tide_queue *q)
 {
     struct tide__qwaiter *p;
 
-    if (!tide__waitq_empty(&q->putters.wq) && !is_full(q)) {
-        p = tide__syncq_first(&q->putters);
+    if (!tide__waitq_empty(&q->putters) && !is_full(q)) {
+        p = tide__waitq_first(&q->putters);
         q->reserved++;
-        tide__syncq_grant(&q->putters, p, 0);
+        tide__waitq_wake(p, 0);
     }
 }
 
@@ -291,10 +295,10 @@ int tide_queue_put_nowait(tide_queue *q, void *item)
 static inline __attribute__((always_inline)) int
 put_wait(tide_loop *loop, tide_queue *q, void *item, struct tide__qwaiter *w)
 {
-    int rc = tide__syncq_wait(loop, &q->putters, w, item, "queue put");
-    if (tide__syncq_gone(w))
+    int rc = tide__waitq_wait(loop, &q->putters, w, item, "queue put");
+    if (tide__waitq_gone(w))
         return rc;
-    tide__syncq_leave(w);
+    tide__waitq_leave(w);
     if (!w->woken || w->result != 0)
         return rc;               /* cancelled while waiting; -ESHUTDOWN */
     q->reserved--;               /* our slot: use it or pass it on */
@@ -327,7 +331,7 @@ int tide_queue_put(tide_queue *q, void *item)
         return -ESHUTDOWN;
     if (!is_full(q))
         return do_put(q, item);
-    tide_loop *loop = tide__sync_task_loop();
+    tide_loop *loop = tide__task_loop();
     if (!loop)
         return -EPERM;
     if (tide__compact_running(loop))
@@ -360,10 +364,10 @@ int tide_queue_get_nowait(tide_queue *q, void **item)
 static inline __attribute__((always_inline)) int
 get_wait(tide_loop *loop, tide_queue *q, void **item, struct tide__qwaiter *w)
 {
-    int rc = tide__syncq_wait(loop, &q->getters, w, NULL, "queue get");
-    if (tide__syncq_gone(w))
+    int rc = tide__waitq_wait(loop, &q->getters, w, NULL, "queue get");
+    if (tide__waitq_gone(w))
         return rc;
-    tide__syncq_leave(w);
+    tide__waitq_leave(w);
     if (!w->woken || w->result != 0)
         return rc;               /* nothing handed: cancelled, shut down */
     q->handed--;
@@ -399,7 +403,7 @@ int tide_queue_get(tide_queue *q, void **item)
     }
     if (q->shutdown)
         return -ESHUTDOWN;
-    tide_loop *loop = tide__sync_task_loop();
+    tide_loop *loop = tide__task_loop();
     if (!loop)
         return -EPERM;
     if (tide__compact_running(loop))
@@ -451,8 +455,7 @@ int tide_queue_join(tide_queue *q)
         return -EINVAL;
     if (q->unfinished == 0)
         return 0;
-    tide_loop *loop = tide__sync_task_loop();
-    return loop ? tide__waitq_wait(loop, &q->joiners, "queue join") : -EPERM;
+    return tide__waitq_acquire(&q->joiners, "queue join", NULL, NULL, q);
 }
 
 int tide_queue_shutdown(tide_queue *q, bool immediate)
@@ -478,7 +481,7 @@ int tide_queue_shutdown(tide_queue *q, bool immediate)
             }
         }
     }
-    tide__syncq_grant_all(&q->getters, -ESHUTDOWN);
-    tide__syncq_grant_all(&q->putters, -ESHUTDOWN);
+    tide__waitq_wake_all(&q->getters, -ESHUTDOWN);
+    tide__waitq_wake_all(&q->putters, -ESHUTDOWN);
     return 0;
 }

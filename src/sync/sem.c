@@ -10,12 +10,16 @@
  * before it ran, releases the permit again (HAZARDS B19, B21).
  * SPDX-License-Identifier: MIT
  */
-#include "sync/sync.h"
+#include "tide/sync.h"
 
+#include "base/alloc.h"
+#include "core/waitq.h"
+
+#include <errno.h>
 #include <limits.h>
 
 struct tide_semaphore {
-    struct tide__syncq q;        /* acquirers; `inside`: granted, not run */
+    struct tide__waitq q;        /* acquirers; `inside`: granted, not run */
     unsigned value;              /* permits available now */
     unsigned bound;              /* UINT_MAX unless bounded */
     unsigned granted;            /* woken waiters that have not run yet */
@@ -27,7 +31,7 @@ static tide_semaphore *sem_new(unsigned value, unsigned bound)
 
     if (!s)
         return NULL;
-    tide__syncq_init(&s->q);
+    tide__waitq_init(&s->q);
     s->value = value;
     s->bound = bound;
     s->granted = 0;
@@ -48,18 +52,18 @@ void tide_semaphore_free(tide_semaphore *s)
 {
     if (!s)
         return;
-    tide__syncq_close(&s->q);
+    tide__waitq_close(&s->q, true);
     tide__free(s);
 }
 
 /* Give one permit to the first waiter, or to the value. */
 static void pass_on(tide_semaphore *s)
 {
-    struct tide__qwaiter *w = tide__syncq_first(&s->q);
+    struct tide__qwaiter *w = tide__waitq_first(&s->q);
 
     if (w) {
         s->granted++;
-        tide__syncq_grant(&s->q, w, 0);
+        tide__waitq_wake(w, 0);
     } else {
         s->value++;
     }
@@ -83,7 +87,7 @@ static void left(void *p, int rc)
 
     if (rc == 0)
         s->granted--;
-    while (s->value > 0 && tide__syncq_first(&s->q)) {
+    while (s->value > 0 && tide__waitq_first(&s->q)) {
         s->value--;
         pass_on(s);
     }
@@ -97,7 +101,7 @@ int tide_semaphore_acquire(tide_semaphore *s)
         s->value--;
         return 0;
     }
-    return tide__syncq_acquire(&s->q, "semaphore", pass_on_grant, left, s);
+    return tide__waitq_acquire(&s->q, "semaphore", pass_on_grant, left, s);
 }
 
 int tide_semaphore_release(tide_semaphore *s)

@@ -1,14 +1,16 @@
-/* Futures: states, results, done callbacks, reference counts.
+/* Futures: states, results, done callbacks, reference counts, and the
+ * plain kind (tide_future_new).
  *
  * Completing a future never runs user code: waiters are queued on the
  * loop, user callbacks are queued as calls, in the order they were added.
- * Only INLINE nodes (the library's own gather/as_completed bookkeeping)
- * run inside the completing call.
+ * Only INLINE nodes (the library's own bookkeeping: the combinators')
+ * run inside the completing call. What differs between kinds of future
+ * (cancelling, freeing, naming) goes through f->ops.
  * SPDX-License-Identifier: MIT
  */
 #include "task/future.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,29 +24,17 @@ struct done_cb {
     void *arg;
 };
 
-static const struct tide__future_ops *ops_of(const tide_future *f)
-{
-    switch (f->kind) {
-    case TIDE__FUTURE_TASK:
-        return &tide__task_ops;
-    case TIDE__FUTURE_GATHER:
-        return &tide__gather_ops;
-    default:
-        return NULL;
-    }
-}
-
-void tide__future_init(tide_future *f, tide_loop *loop, uint8_t kind)
+void tide__future_init(tide_future *f, tide_loop *loop,
+                       const struct tide__future_ops *ops)
 {
     f->refs = 1;
-    f->kind = kind;
+    f->ops = ops;
     f->done = false;
     f->retrieved = false;
     f->err = 0;
     f->aux = 0;
-    f->result = NULL;
-    f->loop = loop;
     f->cb_tail = NULL;
+    f->loop = loop;
     tide__loop_ref(loop);
 }
 
@@ -60,7 +50,7 @@ tide_future *tide_future_new(tide_loop *loop)
     tide_future *f = tide__malloc(sizeof *f);
     if (!f)
         return NULL;
-    tide__future_init(f, loop, TIDE__FUTURE_PLAIN);
+    tide__future_init(f, loop, &tide__future_plain_ops);
     return f;
 }
 
@@ -79,7 +69,7 @@ void tide__future_remove_node(tide_future *f, struct tide__node *n)
 {
     struct tide__node *tail = f->cb_tail, *prev = tail;
 
-    if (!tail)
+    if (f->done || !tail)
         return;
     do {
         if (prev->next == n) {
@@ -111,12 +101,11 @@ static void done_cb_run(tide_loop *loop, struct tide__call *c, bool cancel)
 void tide__future_complete(tide_future *f, int err, void *result)
 {
     tide_loop *loop = f->loop;
-    struct tide__node *tail = f->cb_tail, *n;
+    struct tide__node *tail = f->cb_tail, *n; /* detached: result's now */
 
     f->done = true;
     f->err = err;
     f->result = err ? NULL : result;
-    f->cb_tail = NULL;
     if (!tail)
         return;
     /* An inline node may drop the last reference it holds: keep f alive
@@ -151,7 +140,7 @@ void tide__future_complete(tide_future *f, int err, void *result)
 
 int tide_future_set_result(tide_future *f, void *value)
 {
-    if (!f || f->done || f->kind != TIDE__FUTURE_PLAIN)
+    if (!f || f->done || f->ops != &tide__future_plain_ops)
         return -EINVAL;
     if (f->loop->closed)
         return -ESHUTDOWN;
@@ -161,7 +150,7 @@ int tide_future_set_result(tide_future *f, void *value)
 
 int tide_future_set_error(tide_future *f, int err)
 {
-    if (!f || f->done || err >= 0 || f->kind != TIDE__FUTURE_PLAIN)
+    if (!f || f->done || err >= 0 || f->ops != &tide__future_plain_ops)
         return -EINVAL;
     if (f->loop->closed)
         return -ESHUTDOWN;
@@ -177,12 +166,27 @@ bool tide__future_cancel_plain(tide_future *f)
     return true;
 }
 
+static void free_plain(tide_future *f)
+{
+    tide__free(f);
+}
+
+void tide__future_describe_plain(tide_future *f, char *buf, size_t n)
+{
+    snprintf(buf, n, "future %p", (void *)f);
+}
+
+const struct tide__future_ops tide__future_plain_ops = {
+    .cancel = tide__future_cancel_plain,
+    .free = free_plain,
+    .describe = tide__future_describe_plain,
+};
+
 bool tide_future_cancel(tide_future *f)
 {
     if (!f || f->done)
         return false;
-    const struct tide__future_ops *ops = ops_of(f);
-    return ops ? ops->cancel(f) : tide__future_cancel_plain(f);
+    return f->ops->cancel(f);
 }
 
 bool tide_future_done(const tide_future *f)
@@ -238,10 +242,7 @@ static void report_unretrieved(tide_loop *loop, tide_future *f)
 {
     char who[256], msg[400];
 
-    if (f->kind == TIDE__FUTURE_TASK)
-        tide__task_describe(f, who, sizeof who);
-    else
-        snprintf(who, sizeof who, "future %p", (void *)f);
+    f->ops->describe(f, who, sizeof who);
     snprintf(msg, sizeof msg, "%s failed with %d (%s): error was never "
              "retrieved", who, f->err, tide_strerror(f->err));
     tide__loop_report(loop, msg);
@@ -261,7 +262,7 @@ void tide_future_release(tide_future *f)
     /* Pending with callbacks nobody will ever run: free the records. Only
      * user callbacks can remain here: waiters and inline nodes hold a
      * reference to the future. */
-    struct tide__node *tail = f->cb_tail;
+    struct tide__node *tail = f->done ? NULL : f->cb_tail;
     if (tail) {
         struct tide__node *n = tail->next;
         tail->next = NULL;
@@ -275,11 +276,7 @@ void tide_future_release(tide_future *f)
     if (loop->debug && f->done && f->err && f->err != -ECANCELED &&
         !f->retrieved)
         report_unretrieved(loop, f);
-    const struct tide__future_ops *ops = ops_of(f);
-    if (ops)
-        ops->free(f);
-    else
-        tide__free(f);
+    f->ops->free(f);
     tide__loop_unref(loop);
 }
 

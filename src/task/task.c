@@ -8,10 +8,11 @@
  * task's suspension point through that point's cancel hook.
  * SPDX-License-Identifier: MIT
  */
-#include "task/future.h"
+#include "task/task.h"
 
-#include "core/alloc.h"
-#include "core/block.h"
+#include "base/alloc.h"
+#include "base/block.h"
+#include "core/timer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -32,6 +33,9 @@ struct tide__task {
 /* Tasks come from the block allocator when they fit (they do, except in
  * sanitizer builds, where a context carries more). */
 #define TASK_IN_BLOCK (sizeof(struct tide__task) <= TIDE__BLOCK_SIZE)
+#if !defined(TIDE__ASAN) && !defined(TIDE__TSAN) && !defined(TIDE_CTX_UCONTEXT)
+_Static_assert(TASK_IN_BLOCK, "a task no longer fits in a block (W1, W3)");
+#endif
 
 static struct tide__task *task_of(tide_future *f)
 {
@@ -176,9 +180,10 @@ static void task_free(tide_future *f)
         tide__free(t);
 }
 
-const struct tide__future_ops tide__task_ops = {
+static const struct tide__future_ops task_ops = {
     .cancel = task_cancel,
     .free = task_free,
+    .describe = tide__task_describe,
 };
 
 /* For the stack overflow message: async-signal-safe, no allocation. The
@@ -249,9 +254,9 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
         t->info->line = line;
     }
     tide__stack_set_describe(describe_stack);
-    if (__builtin_expect(loop->debug, 0))
+    if (__builtin_expect(loop->debug != NULL, 0))
         tide__debug_check_arg(loop, arg, "a new task");
-    tide__future_init(&t->fut, loop, TIDE__FUTURE_TASK);
+    tide__future_init(&t->fut, loop, &task_ops);
     t->fut.refs = 2; /* the caller's and the loop's */
     t->fn = fn;
     t->arg = arg;
@@ -285,11 +290,9 @@ tide_future *tide_create_task(tide_loop *loop, tide_fn fn, void *arg)
 
 static struct tide__task *current_task(void)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
 
-    if (!loop || !loop->current)
-        return NULL;
-    return task_of_coro(loop->current);
+    return loop ? task_of_coro(loop->current) : NULL;
 }
 
 tide_future *tide_current_task(void)
@@ -301,7 +304,7 @@ tide_future *tide_current_task(void)
 
 bool tide_future_is_task(const tide_future *f)
 {
-    return f && f->kind == TIDE__FUTURE_TASK;
+    return f && f->ops == &task_ops;
 }
 
 static struct tide__task_info *info_of(struct tide__task *t)
@@ -340,11 +343,6 @@ const char *tide_task_get_name(tide_future *f)
         info->name = tide__strdup(buf);
     }
     return info ? info->name : NULL;
-}
-
-const struct tide__task_info *tide__task_info(tide_future *f)
-{
-    return task_of(f)->info;
 }
 
 struct tide__task_info *tide__task_info_make(tide_future *f)
@@ -442,11 +440,12 @@ int tide_await(tide_future *f, void **result)
         return -EINVAL;
     if (f->done)
         return tide_future_result(f, result);
-    tide_loop *loop = tide__running;
-    if (!loop || !loop->current)
-        return -EPERM;
+    int err = tide__in_task_of(f->loop);
+    if (err < 0)
+        return err;
+    tide_loop *loop = f->loop;
     struct tide__task *self = task_of_coro(loop->current);
-    if (f->loop != loop || f == &self->fut)
+    if (f == &self->fut)
         return -EINVAL;
 
     struct await local, *a = tide__wait_frame(loop, &local, sizeof local);
@@ -458,7 +457,7 @@ int tide_await(tide_future *f, void **result)
     a->waiter.co = loop->current;
     tide_future_retain(f);
     tide__future_add_node(f, &a->waiter.node);
-    int err = tide__suspend(loop, &a->wait);
+    err = tide__suspend(loop, &a->wait);
     bool forwarded = a->forwarded;
     if (!f->done)
         tide__future_remove_node(f, &a->waiter.node);
@@ -475,12 +474,12 @@ int tide_await(tide_future *f, void **result)
 
 int tide_sleep(double seconds)
 {
-    tide_loop *loop = tide__running;
+    tide_loop *loop = tide__task_loop();
     int64_t deadline;
 
     if (isnan(seconds))
         return -EINVAL;
-    if (!loop || !loop->current)
+    if (!loop)
         return -EPERM;
     if (seconds <= 0)
         return tide__yield(loop);

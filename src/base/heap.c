@@ -2,9 +2,9 @@
  * keep each leader's index current; followers never move in the heap.
  * SPDX-License-Identifier: MIT
  */
-#include "core/heap.h"
+#include "base/heap.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 

@@ -14,8 +14,8 @@
  * the same key: O(1), no sifting.
  * SPDX-License-Identifier: MIT
  */
-#ifndef TIDE_CORE_HEAP_H
-#define TIDE_CORE_HEAP_H
+#ifndef TIDE_BASE_HEAP_H
+#define TIDE_BASE_HEAP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,17 +24,12 @@
 #define TIDE__TIMER_FOLLOWER (UINT32_MAX - 1) /* armed behind a leader */
 #define TIDE__HEAP_RECENT 1024          /* leaders remembered by deadline */
 
-enum tide__timer_kind {
-    TIDE__TIMER_HANDLE, /* a call_later/call_at handle: queue it */
-    TIDE__TIMER_WAKE,   /* a sleeping coroutine: wake it */
-};
-
 struct tide__timer {
     int64_t deadline;   /* loop time in ns */
     uint64_t seq;       /* leaders: order of arming, breaks deadline ties */
     struct tide__timer *next, *prev; /* followers: circular via the leader */
     uint32_t index;     /* heap slot, TIDE__TIMER_FOLLOWER or _IDLE */
-    uint8_t kind;       /* enum tide__timer_kind */
+    uint8_t kind;       /* what it stands for: its owner's business */
 };
 
 struct tide__heap {

@@ -7,8 +7,8 @@
  * shared list when it exits, and the next thread that runs dry takes them.
  * SPDX-License-Identifier: MIT
  */
-#ifndef TIDE_CORE_BLOCK_H
-#define TIDE_CORE_BLOCK_H
+#ifndef TIDE_BASE_BLOCK_H
+#define TIDE_BASE_BLOCK_H
 
 #include <stddef.h>
 

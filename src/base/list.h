@@ -4,11 +4,12 @@
  * A removed list link is left self-linked, so removing twice is harmless:
  * waker and waiter may both unlink the same waiter. The FIFO is what the
  * ready queue and a future's callback list are made of; one tide__node can
- * sit in one FIFO at a time.
+ * sit in one FIFO at a time. A node's kind says what it stands for; the
+ * layers that own FIFOs define the kinds (core/loop.h, task/future.h).
  * SPDX-License-Identifier: MIT
  */
-#ifndef TIDE_CORE_LIST_H
-#define TIDE_CORE_LIST_H
+#ifndef TIDE_BASE_LIST_H
+#define TIDE_BASE_LIST_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,20 +47,9 @@ static inline void tide__list_remove(struct tide__list *n)
     n->next = n->prev = n;
 }
 
-/* What a node stands for; whoever walks a FIFO switches on it. */
-enum tide__node_kind {
-    /* in the ready queue */
-    TIDE__NODE_CORO,     /* a coroutine to resume (struct tide__coro) */
-    TIDE__NODE_CALL,     /* a callback to run (struct tide__call) */
-    /* in a future's callback list */
-    TIDE__NODE_WAITER,   /* wake a coroutine (struct tide__waiter) */
-    TIDE__NODE_INLINE,   /* internal bookkeeping run at completion */
-    TIDE__NODE_DONE_CB,  /* a user's done callback: becomes a CALL */
-};
-
 struct tide__node {
     struct tide__node *next;
-    uint8_t kind;        /* enum tide__node_kind */
+    uint8_t kind;        /* what it stands for: its owner's business */
     uint32_t aux;        /* free for the node's owner (an index) */
 };
 

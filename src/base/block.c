@@ -1,9 +1,9 @@
 /* Fixed-size blocks (see block.h).
  * SPDX-License-Identifier: MIT
  */
-#include "core/block.h"
+#include "base/block.h"
 
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /* The system-call seam: counting and fault injection (see sys.h).
  * SPDX-License-Identifier: MIT
  */
-#include "core/sys.h"
+#include "base/sys.h"
 
 #include <errno.h>
 #include <stdatomic.h>

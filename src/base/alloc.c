@@ -1,7 +1,7 @@
 /* The allocation seam: counting and failure injection (see alloc.h).
  * SPDX-License-Identifier: MIT
  */
-#include "core/alloc.h"
+#include "base/alloc.h"
 
 #include <errno.h>
 #include <stdatomic.h>

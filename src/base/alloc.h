@@ -7,8 +7,8 @@
  * hot paths use free lists, so the counter is off the fast path.
  * SPDX-License-Identifier: MIT
  */
-#ifndef TIDE_CORE_ALLOC_H
-#define TIDE_CORE_ALLOC_H
+#ifndef TIDE_BASE_ALLOC_H
+#define TIDE_BASE_ALLOC_H
 
 #include <stdbool.h>
 #include <stddef.h>

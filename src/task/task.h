@@ -1,0 +1,37 @@
+/* Tasks: what the timeout and combinator layers need of a task beyond
+ * its future (task.c defines them).
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TIDE_TASK_TASK_H
+#define TIDE_TASK_TASK_H
+
+#include "task/future.h"
+
+/* What tasks carry beyond the block: made on demand (a name) or at
+ * creation when the creation site is known (TIDE_DEBUG builds of the
+ * caller pass __FILE__/__LINE__ through tide__create_task_at). */
+struct tide__task_info {
+    char *name;                 /* NULL: "Task-<id>" */
+    const char *file;           /* creation site, or NULL */
+    int line;
+    tide_timeout *scope;        /* innermost open timeout scope */
+    /* Set by the timeout layer with the first scope: frees the scopes
+     * still open when the body returns (a misuse, reported in debug
+     * mode). */
+    void (*drop_scopes)(tide_future *task);
+};
+
+/* The task's info record, made if needed; NULL (ENOMEM) if it cannot be. */
+struct tide__task_info *tide__task_info_make(tide_future *task);
+tide_future *tide__task_of_coro(struct tide__coro *co);
+
+/* A timeout scope withdraws its own request (after tide_task_uncancel):
+ * if it had not been delivered, or came back pending from an await whose
+ * future swallowed it, it is dropped. Only when no other request was made
+ * since the scope began (the caller checks the count). */
+void tide__task_withdraw_pending(tide_future *task);
+
+/* Describe a task for reports: its name and, if known, creation site. */
+void tide__task_describe(tide_future *task, char *buf, size_t n);
+
+#endif
