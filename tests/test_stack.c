@@ -860,7 +860,11 @@ TEST(an_idle_loop_unmaps_the_stacks_a_burst_left)
     tide_loop_stats st = loop_stats(loop);
     CHECK(st.stacks_pooled >= 256);
     CHECK(st.stacks_pooled <= most);
-    CHECK(count_mappings() < maps_full - 10);
+    long maps_trimmed = count_mappings();
+    if (maps_trimmed >= maps_full - 10) /* seen once under ASan, loaded */
+        fprintf(stderr, "mappings: %ld before, %ld full, %ld trimmed\n",
+                maps0, maps_full, maps_trimmed);
+    CHECK(maps_trimmed < maps_full - 10);
     CHECK_EQ(tide_event_set(hold), 0);
     tide_future *all = tide_gather(burst_ts, BURST, 0);
     CHECK_EQ(tide_run_until_complete(loop, all, NULL), 0);

@@ -69,8 +69,7 @@ static ssize_t await_slot(tide_loop *loop, struct tide__opslot *s,
     if (effect) {
         /* The op won the race: its result is returned, and the request
          * is delivered at the next suspension (if still counted). */
-        if (tide__task_of_coro(co)->aux > 0)
-            co->must_cancel = true;
+        tide__task_keep_request(co);
         return r;
     }
     return -ECANCELED;

@@ -467,9 +467,15 @@ int tide_await(tide_future *f, void **result)
     tide_future_release(f);
     if (err == -ECANCELED)
         self->co.must_cancel = false; /* delivered, with any pending one */
-    else if (forwarded && self->fut.aux > 0)
-        self->co.must_cancel = true;  /* f swallowed it: still pending */
+    else if (forwarded)
+        tide__task_keep_request(&self->co); /* f swallowed it */
     return err;
+}
+
+void tide__task_keep_request(struct tide__coro *co)
+{
+    if (tide__task_of_coro(co)->aux > 0)
+        co->must_cancel = true;
 }
 
 int tide_sleep(double seconds)

@@ -25,6 +25,12 @@ struct tide__task_info {
 struct tide__task_info *tide__task_info_make(tide_future *task);
 tide_future *tide__task_of_coro(struct tide__coro *co);
 
+/* A cancel request reached the call the task is in, and the call did
+ * its work anyway (an awaited future swallowed it; an I/O op completed):
+ * the call returns its result and the request, if still counted, stays
+ * pending for the task's next suspension (DESIGN: never lost). */
+void tide__task_keep_request(struct tide__coro *co);
+
 /* A timeout scope withdraws its own request (after tide_task_uncancel):
  * if it had not been delivered, or came back pending from an await whose
  * future swallowed it, it is dropped. Only when no other request was made
