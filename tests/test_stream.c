@@ -381,7 +381,6 @@ static void *close_other_body(void *arg)
     tide_stream *s = stream_pair(&peer, 0);
     tide_future *t = tide_create_task(NULL, closer_task, s);
     CHECK_ERR(tide_stream_readline(s, &p), -EBADF); /* s lives on */
-    CHECK_ERR(tide_stream_read(s, 1, &p), -EBADF);
     CHECK_EQ(tide_await(t, NULL), 0);
     tide_future_release(t);
     tide_close(peer);
