@@ -86,6 +86,13 @@ static void check_bytes(const void *p, ssize_t n, const char *want)
     CHECK(memcmp(p, want, (size_t)n) == 0);
 }
 
+/* call (which sets p) returns the bytes of want at p; call runs first. */
+#define CHECK_READ(call, p, want)                                         \
+    do {                                                                  \
+        ssize_t n_ = (call);                                              \
+        check_bytes(p, n_, want);                                         \
+    } while (0)
+
 /* ---- bad input ------------------------------------------------------- */
 
 static void *bad_args_body(void *arg)
@@ -158,9 +165,9 @@ static void *lines_body(void *arg)
     tide_stream *s = stream_pair(&peer, 0);
     send_str(peer, "hello\nwor");
     CHECK_EQ(shutdown(peer, SHUT_WR), 0);
-    check_bytes(p, tide_stream_readline(s, &p), "hello\n");
+    CHECK_READ(tide_stream_readline(s, &p), p, "hello\n");
     CHECK(!tide_stream_at_eof(s));
-    check_bytes(p, tide_stream_readline(s, &p), "wor"); /* last, no "\n" */
+    CHECK_READ(tide_stream_readline(s, &p), p, "wor"); /* last, no "\n" */
     CHECK(tide_stream_at_eof(s));
     CHECK_EQ(tide_stream_readline(s, &p), 0);
     CHECK_EQ(tide_stream_read(s, 10, &p), 0);
@@ -184,13 +191,13 @@ static void *until_body(void *arg)
 
     tide_stream *s = stream_pair(&peer, 16);
     send_str(peer, "ab--cd--0123456789abcdefXYZ");
-    check_bytes(p, tide_stream_readuntil(s, "--", 2, &p), "ab--");
-    check_bytes(p, tide_stream_readuntil(s, "--", 2, &p), "cd--");
+    CHECK_READ(tide_stream_readuntil(s, "--", 2, &p), p, "ab--");
+    CHECK_READ(tide_stream_readuntil(s, "--", 2, &p), p, "cd--");
     /* 19 bytes, no separator, a 16-byte limit: overflow, nothing lost */
     CHECK_ERR(tide_stream_readuntil(s, "--", 2, &p), -EMSGSIZE);
     CHECK_ERR(tide_stream_readline(s, &p), -EMSGSIZE);
-    check_bytes(p, tide_stream_read(s, 10, &p), "0123456789");
-    check_bytes(p, tide_stream_read(s, 100, &p), "abcdef");
+    CHECK_READ(tide_stream_read(s, 10, &p), p, "0123456789");
+    CHECK_READ(tide_stream_read(s, 100, &p), p, "abcdef");
     /* end of stream before the separator: -ENODATA, bytes kept */
     CHECK_EQ(shutdown(peer, SHUT_WR), 0);
     CHECK_ERR(tide_stream_readuntil(s, "--", 2, &p), -ENODATA);
@@ -302,7 +309,7 @@ static void *cancel_body(void *arg)
     CHECK_ERR(rd.r, -ECANCELED);
     tide_future_release(t);
     send_str(peer, "def\n");
-    check_bytes(p, tide_stream_readline(rd.s, &p), "abcdef\n");
+    CHECK_READ(tide_stream_readline(rd.s, &p), p, "abcdef\n");
     CHECK_EQ(tide_stream_close(rd.s, 1), 0);
     tide_close(peer);
     return NULL;
@@ -665,7 +672,7 @@ static void *ipv6_body(void *arg)
     CHECK_EQ(tide_stream_write(s, "six\n", 4), 0);
     tide_stream *t = tide_stream_new(c, 0);
     const void *p;
-    check_bytes(p, tide_stream_readline(t, &p), "six\n");
+    CHECK_READ(tide_stream_readline(t, &p), p, "six\n");
     CHECK_EQ(tide_stream_close(t, 1), 0);
     CHECK_EQ(tide_stream_close(s, 1), 0);
     tide_close(l);
