@@ -1,6 +1,7 @@
 /* The I/O layer's internal contract: running one backend op for the
  * calling task (op.c), and the reader/writer callbacks an fd may have
- * (watch.c), which tide_close removes.
+ * (watch.c), which tide_close removes; and the reference a server takes
+ * on a stream (stream.c).
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_IO_IO_H
@@ -25,5 +26,12 @@ void tide__io_fd_op(tide_loop *loop, int fd, int flags);
 /* fd is being closed or detached on `loop`: drop its reader and writer
  * callbacks (their ops are dropped, nothing scheduled runs). */
 void tide__watch_forget(tide_loop *loop, int fd);
+
+/* A server's connection task holds its stream (tide/stream.h) while the
+ * handler runs, so that the handler may close it (stream.c). */
+struct tide_stream;
+void tide__stream_hold(struct tide_stream *s);
+void tide__stream_release(struct tide_stream *s);
+bool tide__stream_closed(const struct tide_stream *s);
 
 #endif
