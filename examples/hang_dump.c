@@ -65,11 +65,12 @@ int main(void)
     if (!never_set || !result_a || !result_b || !l || !w)
         return 1;
     int err = tide_run_until_complete(loop, w, NULL);
-    /* Closing cancels the hung tasks; debug mode reports each of them. */
+    /* Closing cancels the hung tasks; debug mode reports each of them.
+     * Released first: the loop keeps what it still needs, and debug mode
+     * reports every future not released by the time its loop closes. */
     tide_loop_set_report_handler(loop, NULL, NULL);
     tide_future *all[5] = {result_a, result_b, l, w, never_set};
-    int rc = tide_loop_close(loop) == 0 && err == 0 ? 0 : 1;
     for (int i = 0; i < 5; i++)
         tide_future_release(all[i]);
-    return rc;
+    return tide_loop_close(loop) == 0 && err == 0 ? 0 : 1;
 }

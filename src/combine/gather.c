@@ -14,6 +14,8 @@
 
 #include <errno.h>
 
+#undef tide_gather
+
 static const struct tide__future_ops gather_ops; /* below */
 
 struct gather {
@@ -74,7 +76,8 @@ static void empty_done(tide_loop *loop, struct tide__call *c, bool cancel)
     tide_future_release(&g->fut);
 }
 
-tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
+tide_future *tide__gather_at(tide_future *const *fs, size_t n,
+                             unsigned flags, const char *file, int line)
 {
     if ((n && !fs) || (flags & ~TIDE_RETURN_ERRORS)) {
         errno = EINVAL;
@@ -100,18 +103,22 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
         errno = EINVAL;
         return NULL;
     }
-    struct gather *g = tide__malloc(sizeof *g + n * sizeof g->links[0]);
-    if (!g)
-        return NULL;
-    g->children = tide__malloc(n * sizeof *g->children);
-    g->results = n ? tide__calloc(n, sizeof *g->results) : NULL;
-    if (!g->children || (n && !g->results)) {
-        tide__free(g->children);
-        tide__free(g->results);
-        tide__free(g);
+    tide_future **children = tide__malloc(n * sizeof *children);
+    void **results = n ? tide__calloc(n, sizeof *results) : NULL;
+    bool tracked = loop->debug != NULL;
+    struct gather *g = NULL;
+    if (children && (results || n == 0))
+        g = tide__future_alloc(loop, tracked,
+                               sizeof *g + n * sizeof g->links[0], "gather",
+                               file, line, tide__malloc);
+    if (!g) {
+        tide__free(children);
+        tide__free(results);
         return NULL;
     }
-    tide__future_init(&g->fut, loop, &gather_ops);
+    g->children = children;
+    g->results = results;
+    tide__future_init(&g->fut, loop, &gather_ops, tracked);
     g->n = n;
     g->pending = 0;
     g->flags = flags;
@@ -166,7 +173,7 @@ static void gather_free(tide_future *f)
         tide_future_release(g->children[i]);
     tide__free(g->children);
     tide__free(g->results);
-    tide__free(g);
+    tide__future_free_record(f, tide__free);
 }
 
 static const struct tide__future_ops gather_ops = {
@@ -174,3 +181,8 @@ static const struct tide__future_ops gather_ops = {
     .free = gather_free,
     .describe = tide__future_describe_plain,
 };
+
+tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
+{
+    return tide__gather_at(fs, n, flags, NULL, 0);
+}

@@ -37,13 +37,6 @@
 #include <errno.h>
 #include <string.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define TIDE__VALGRIND 1
-#endif
-#endif
-
 struct tide__saved {
     struct tide__list link;   /* in loop->compact_saved */
     struct tide__coro *co;

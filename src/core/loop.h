@@ -296,6 +296,9 @@ struct tide_loop {
     unsigned dump_seen;          /* dump requests handled so far */
     int debug_slot;              /* in the signal registry, or -1 */
     struct tide__watch *watch;   /* its watchdog slot (watchdog.c), or NULL */
+    struct tide__list tracked;   /* futures made in debug mode, alive */
+    struct tide__list quarantine; /* and freed, kept a while (track.c) */
+    size_t nquarantined;
     uint64_t next_task_id;
 };
 
@@ -641,5 +644,31 @@ void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
 void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to);
 /* Hand a debug report to the loop's report handler (stderr by default). */
 void tide__loop_report(tide_loop *loop, const char *msg);
+
+/* ---- debug mode's record of futures (track.c) -------------------------- */
+
+/* Memory for a future record of `size` bytes made while its loop is in
+ * debug mode, with a header in front that says `what` it is ("task")
+ * and where it was made (file NULL: not known), and lists it on the
+ * loop. describe names a live one in tide__track_report_live. NULL
+ * (ENOMEM) on failure. */
+void *tide__track_alloc(tide_loop *loop, size_t size, const char *what,
+                        const char *file, int line,
+                        void (*describe)(void *obj, char *buf, size_t n));
+/* Free it: it waits in the quarantine, readable and marked freed, until
+ * QUARANTINE more have been freed after it, or the loop record goes. */
+void tide__track_free(tide_loop *loop, void *obj);
+bool tide__track_freed(const void *obj);
+/* What it was made as, and where; false if that is not known. Both are
+ * plain reads (async-signal-safe). */
+const char *tide__track_what(const void *obj);
+bool tide__track_site(const void *obj, const char **file, int *line);
+/* Report `call` ("tide_future_release") made on obj, already freed. */
+void tide__track_report_freed(tide_loop *loop, const void *obj,
+                              const char *call);
+/* Report every one still alive (close, in debug mode). */
+void tide__track_report_live(tide_loop *loop);
+/* Free the quarantine (the loop record goes). */
+void tide__track_flush(tide_loop *loop);
 
 #endif

@@ -30,12 +30,29 @@ struct tide__task {
     uint64_t id;
 };
 
-/* Tasks come from the block allocator when they fit (they do, except in
- * sanitizer builds, where a context carries more). */
+/* Tasks come from the block allocator when they fit. They do, except in
+ * sanitizer builds, where a context carries more: there they come from
+ * malloc, which is where ASan and LeakSanitizer see best (a leak is
+ * reported where the task was created, a use after free with the stacks
+ * of the allocation and the free). In debug mode they come from the
+ * tracker (tide__future_alloc). */
 #define TASK_IN_BLOCK (sizeof(struct tide__task) <= TIDE__BLOCK_SIZE)
 #if !defined(TIDE__ASAN) && !defined(TIDE__TSAN) && !defined(TIDE_CTX_UCONTEXT)
 _Static_assert(TASK_IN_BLOCK, "a task no longer fits in a block (W1, W3)");
 #endif
+
+static void *task_memory(size_t size)
+{
+    return TASK_IN_BLOCK ? tide__block_alloc() : tide__malloc(size);
+}
+
+static void task_memory_free(void *p)
+{
+    if (TASK_IN_BLOCK)
+        tide__block_free(p);
+    else
+        tide__free(p);
+}
 
 static struct tide__task *task_of(tide_future *f)
 {
@@ -124,11 +141,13 @@ static void describe_task(const struct tide__task *t, char *buf, size_t n)
         return;
     }
     size_t len = put_name(buf, n, t);
-    if (t->info && t->info->file) {
+    const char *file;
+    int line;
+    if (t->fut.tracked && tide__track_site(&t->fut, &file, &line)) {
         len = put(buf, n, len, " (created at ");
-        len = put(buf, n, len, t->info->file);
+        len = put(buf, n, len, file);
         len = put(buf, n, len, ":");
-        len = put_uint(buf, n, len, (uint64_t)(unsigned)t->info->line);
+        len = put_uint(buf, n, len, (uint64_t)(unsigned)line);
         put(buf, n, len, ")");
     }
 }
@@ -174,10 +193,7 @@ static void task_free(tide_future *f)
         tide__free(t->info->name);
         tide__free(t->info);
     }
-    if (TASK_IN_BLOCK)
-        tide__block_free(t);
-    else
-        tide__free(t);
+    tide__future_free_record(f, task_memory_free);
 }
 
 static const struct tide__future_ops task_ops = {
@@ -234,29 +250,23 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
         errno = -pool;
         return NULL;
     }
-    struct tide__task *t = TASK_IN_BLOCK ? tide__block_alloc()
-                                         : tide__malloc(sizeof *t);
-    if (!t)
-        return NULL;
-    t->info = NULL;
-    if ((opt && opt->name) || (file && loop->debug)) {
-        t->info = tide__calloc(1, sizeof *t->info);
-        if (!t->info || (opt && opt->name &&
-                         !(t->info->name = tide__strdup(opt->name)))) {
-            tide__free(t->info);
-            if (TASK_IN_BLOCK)
-                tide__block_free(t);
-            else
-                tide__free(t);
-            return NULL;
-        }
-        t->info->file = file;
-        t->info->line = line;
+    struct tide__task_info *info = NULL;
+    if (opt && opt->name) {
+        info = tide__calloc(1, sizeof *info);
+        if (!info || !(info->name = tide__strdup(opt->name)))
+            goto free_info;
     }
+    bool tracked = loop->debug != NULL;
+    struct tide__task *t = tide__future_alloc(loop, tracked, sizeof *t,
+                                              "task", file, line,
+                                              task_memory);
+    if (!t)
+        goto free_info;
+    t->info = info;
     tide__stack_set_describe(describe_stack);
-    if (__builtin_expect(loop->debug != NULL, 0))
+    tide__future_init(&t->fut, loop, &task_ops, tracked);
+    if (__builtin_expect(tracked, 0))
         tide__debug_check_arg(loop, arg, "a new task");
-    tide__future_init(&t->fut, loop, &task_ops);
     t->fut.refs = 2; /* the caller's and the loop's */
     t->fn = fn;
     t->arg = arg;
@@ -272,6 +282,11 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
     if (opt && opt->eager)
         tide__coro_run_eagerly(loop, &t->co);
     return &t->fut;
+free_info:
+    if (info)
+        tide__free(info->name);
+    tide__free(info);
+    return NULL;
 }
 
 #undef tide_create_task
@@ -404,12 +419,32 @@ size_t tide_all_tasks(tide_loop *loop, tide_future **out, size_t cap)
     return a.n;
 }
 
+/* Debug mode: tide_fail(EIO), a positive errno, or tide_fail(0). */
+static void report_bad_fail(tide_loop *loop, struct tide__task *t, int err)
+{
+    char who[256], msg[400];
+    const char *name = err > 0 ? tide_err_name(err) : NULL;
+
+    describe_task(t, who, sizeof who);
+    if (name && strcmp(name, "UNKNOWN") != 0)
+        snprintf(msg, sizeof msg, "%s called tide_fail(%d): an error is a "
+                 "negative errno (tide_fail(-%s)); the task fails with "
+                 "-EINVAL", who, err, name);
+    else
+        snprintf(msg, sizeof msg, "%s called tide_fail(%d): an error is a "
+                 "negative errno; the task fails with -EINVAL", who, err);
+    tide__loop_report(loop, msg);
+}
+
 void *tide_fail(int err)
 {
     struct tide__task *t = current_task();
 
-    if (t)
-        t->fut.err = err < 0 ? err : -EINVAL;
+    if (!t)
+        return NULL;
+    if (err >= 0 && t->fut.loop->debug)
+        report_bad_fail(t->fut.loop, t, err);
+    t->fut.err = err < 0 ? err : -EINVAL;
     return NULL;
 }
 
@@ -528,8 +563,8 @@ int tide_run(tide_fn main, void *arg, void **result)
     tide_set_event_loop(loop);
     tide_future *t = tide_create_task(loop, main, arg);
     int err = t ? tide_run_until_complete(loop, t, result) : -errno;
+    tide_future_release(t); /* before close: debug mode reports the rest */
     tide_loop_close(loop);
-    tide_future_release(t);
     tide_set_event_loop(prev);
     return err;
 }
