@@ -165,7 +165,7 @@ TEST(dump_lists_every_task_with_what_it_waits_on)
     char buf[2048];
     read_all(p[0], buf, sizeof buf);
     close(p[0]);
-    if (!strstr(buf, "'waiter'") || !strstr(buf, "waiting on await") ||
+    if (!strstr(buf, "'waiter'") || !strstr(buf, "waiting on future 0x") ||
         !strstr(buf, "'sleeper'") || !strstr(buf, "waiting on sleep") ||
         !strstr(buf, "'unstarted'") || !strstr(buf, ": new") ||
         !strstr(buf, harness_compact() ? "compact, frames " : "KiB of 259 KiB") ||
