@@ -349,9 +349,9 @@ out:
  * a hop whose wait names a single coroutine runs on with ", which waits
  * on"; after one that names several (a gather), the next is named. */
 static size_t put_cycle(tide_loop *loop, const struct graph *g,
-                        const size_t *path, size_t len, char *buf, size_t n)
+                        const size_t *path, size_t len, char *buf, size_t n,
+                        size_t used)
 {
-    size_t used = 0;
     char part[512];
 
     for (size_t i = 0; i < len; i++) {
@@ -404,7 +404,7 @@ char *tide__deadlock_find(tide_loop *loop)
         (path = tide__malloc((g.n ? g.n : 1) * sizeof *path)))
         cycle = find_cycle(&g, path);
     if (cycle) {
-        len = put_cycle(loop, &g, path, cycle, msg, MSG_SIZE);
+        len = put_cycle(loop, &g, path, cycle, msg, MSG_SIZE, len);
         len = tide__appendf(msg, MSG_SIZE, len, "\n");
     }
     len = tide__appendf(
