@@ -44,6 +44,15 @@ static tide_loop *debug_loop(void)
     return loop;
 }
 
+/* TSan runs a thread of its own once a thread has started (the
+ * watchdog's), and any other thread may post: the loop is then never
+ * reported, as designed, and a test that expects a report skips. */
+#define SKIP_IF_TSAN() \
+    do { \
+        if (HARNESS_TSAN) \
+            SKIP("TSan's own thread could post: nothing is reported"); \
+    } while (0)
+
 static void expect(const char *text, int line)
 {
     if (!strstr(reports, text))
@@ -94,6 +103,7 @@ static void *await_a(void *arg)
 
 TEST(two_tasks_awaiting_each_other_are_reported_as_a_cycle)
 {
+    SKIP_IF_TSAN();
     tide_loop *loop = debug_loop();
     task_a = named(loop, await_b, NULL, "worker-a");
     task_b = named(loop, await_a, NULL, "worker-b");
@@ -128,6 +138,7 @@ static void *take_both(void *arg)
 
 TEST(a_lock_order_deadlock_names_each_lock_and_its_holder)
 {
+    SKIP_IF_TSAN();
     tide_loop *loop = debug_loop();
     lock_l = tide_lock_new();
     lock_m = tide_lock_new();
@@ -163,6 +174,7 @@ static void *wait_event(void *ev)
 
 TEST(an_event_nobody_sets_is_reported_as_nothing_can_wake)
 {
+    SKIP_IF_TSAN();
     tide_loop *loop = debug_loop();
     tide_event *ev = tide_event_new();
     CHECK_EQ(tide_event_set_name(ev, "ready"), 0);
@@ -185,6 +197,7 @@ TEST(an_event_nobody_sets_is_reported_as_nothing_can_wake)
 
 TEST(run_until_complete_on_a_future_nobody_sets_ends_with_edeadlk)
 {
+    SKIP_IF_TSAN();
     tide_loop *loop = debug_loop();
     tide_future *f = tide_future_new(loop);
     CHECK_ERR(tide_run_until_complete(loop, f, NULL), -EDEADLK);
@@ -309,6 +322,7 @@ static void *get_one(void *q)
 
 TEST(a_failed_producer_is_named_as_the_likely_cause)
 {
+    SKIP_IF_TSAN();
     tide_loop *loop = debug_loop();
     tide_queue *q = tide_queue_new(4);
     CHECK_EQ(tide_queue_set_name(q, "jobs"), 0);
@@ -349,6 +363,7 @@ static void *take(void *lock)
 
 TEST(a_lock_whose_holder_failed_names_the_failure)
 {
+    SKIP_IF_TSAN();
     tide_loop *loop = debug_loop();
     tide_lock *lock = tide_lock_new();
     tide_future *h = named(loop, hold_and_fail, lock, "holder");
@@ -466,8 +481,10 @@ TEST(the_dump_shows_each_primitive_s_details)
            "putters waiting, 1 unfinished)",
            __LINE__);
     expect("waiting on lock 'db' held by task 'owner'", __LINE__);
-    expect("waiting on sleep, 6", __LINE__); /* 60.000 s or just under */
-    expect(" s left", __LINE__);
+    const char *sl = strstr(reports, "waiting on sleep, ");
+    double left = 0;
+    CHECK(sl && sscanf(sl, "waiting on sleep, %lf s left", &left) == 1);
+    CHECK(left > 50 && left <= 60.01); /* 60 s, less what has passed */
     char want[128];
     snprintf(want, sizeof want, "waiting on gather %p of 2, 2 pending",
              (void *)g);
@@ -497,6 +514,7 @@ static void *cond_wait(void *c)
 
 TEST(a_condition_waiter_is_described_and_unnamed_ones_by_address)
 {
+    SKIP_IF_TSAN();
     tide_loop *loop = debug_loop();
     tide_condition *c = tide_condition_new(NULL);
     tide_future *t = named(loop, cond_wait, c, "cw");
