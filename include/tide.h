@@ -117,12 +117,15 @@ TIDE_API void tide_set_event_loop(tide_loop *loop);
  * while the loop is already running (from a task or a callback), as
  * nest_asyncio allows: it returns when f is done and every other task
  * keeps running meanwhile. Errors: -EINVAL (f NULL or on another loop),
- * -EINTR (tide_loop_stop() was called before f was done). Borrows f. */
+ * -EINTR (tide_loop_stop() was called before f was done), -EDEADLK
+ * (debug mode only: nothing could ever complete f, reported; see
+ * tide_loop_set_debug; f stays pending). Borrows f. */
 TIDE_API int tide_run_until_complete(tide_loop *loop, tide_future *f,
                                      void **result);
 
-/* Run the loop until tide_loop_stop(). Returns 0. Nests like
- * tide_run_until_complete. */
+/* Run the loop until tide_loop_stop(). Returns 0; -EDEADLK in debug mode
+ * if every task waits and nothing can wake the loop (reported; see
+ * tide_loop_set_debug). Nests like tide_run_until_complete. */
 TIDE_API int tide_run_forever(tide_loop *loop);
 
 /* Ask the innermost run of `loop` to return after the current iteration.
@@ -652,7 +655,16 @@ TIDE_API void tide_task_group_free(tide_task_group *g);
  *   task or callback it creates (see tide_task_options.compact);
  * - on SIGQUIT or SIGUSR1 (handlers installed while a debug loop is
  *   open), a dump of every task, as tide_loop_dump writes it, on the next
- *   loop iteration. */
+ *   loop iteration.
+ * - a deadlock, at once: when a run would wait forever, every task waits
+ *   and nothing can wake the loop (no task ready, no timer armed, no op
+ *   or fd watch in flight, no call_soon_threadsafe pending, and no thread
+ *   in the process but this one and the watchdog that could send one),
+ *   the wait-for cycle if there is one ("deadlock: task 'a' waits on task
+ *   'b', which waits on task 'a'"), the task dump, and failures nobody
+ *   read that may be the cause; the run then returns -EDEADLK with the
+ *   tasks still pending. tide_loop_run_once is never reported, nor a
+ *   run_forever with no task. Without debug mode such a run blocks. */
 
 /* Turn debug mode on or off. The first loop to turn it on starts the
  * watchdog thread (one per process), the last to turn it off or close
@@ -675,8 +687,9 @@ TIDE_API int tide_loop_set_report_handler(tide_loop *loop, tide_report_fn fn,
                                           void *arg);
 
 /* Write one line per unfinished task of the loop to fd: its name, state
- * (new, ready, running, waiting), what it waits on (sleep, await, lock,
- * queue get, ...), where it was created (debug mode), and its stack's
+ * (new, ready, running, waiting), what it waits on and who could end the
+ * wait ("lock 'db' held by task 'b'", "task 'b'", "get from queue 'q' (0
+ * of 4 items, ...)": README, "Finding a hang"), where it was created (debug mode), and its stack's
  * high-water mark. The tool for finding a hang. Returns the number of
  * tasks; -EINVAL; -errno from write. */
 TIDE_API int tide_loop_dump(tide_loop *loop, int fd);

@@ -187,7 +187,7 @@ TEST(dump_lists_every_task_with_what_it_waits_on)
     char buf[2048];
     read_all(p[0], buf, sizeof buf);
     close(p[0]);
-    if (!strstr(buf, "'waiter'") || !strstr(buf, "waiting on await") ||
+    if (!strstr(buf, "'waiter'") || !strstr(buf, "waiting on future (created at") ||
         !strstr(buf, "'sleeper'") || !strstr(buf, "waiting on sleep") ||
         !strstr(buf, "'unstarted'") || !strstr(buf, ": new") ||
         !strstr(buf, harness_compact() ? "compact, frames " : "KiB of 259 KiB") ||
@@ -323,8 +323,8 @@ TEST(futures_never_released_are_reported_at_close_with_their_site)
     snprintf(want, sizeof want, "task 'forgotten' (created at %s:%d) was not "
              "released", __FILE__, task_line);
     CHECK_REPORTED(want);
-    snprintf(want, sizeof want, "gather (created at %s:%d) was not released",
-             __FILE__, gather_line);
+    snprintf(want, sizeof want, "gather (created at %s:%d) of 1, 0 pending "
+             "was not released", __FILE__, gather_line);
     CHECK_REPORTED(want);
     snprintf(want, sizeof want, "future (created at %s:%d) was not released",
              __FILE__, shield_line);

@@ -13,6 +13,7 @@
 #include "base/alloc.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 #undef tide_gather
 
@@ -35,7 +36,7 @@ static void child_done(struct tide__inline *in, tide_future *child)
     struct gather *g = tide__link_owner(in, struct gather, links);
     size_t i = in->node.aux;
 
-    child->retrieved = true;
+    tide__future_mark_read(child);
     if (child->err == 0)
         g->results[i] = child->result;
     if (!g->fut.done && child->err && !(g->flags & TIDE_RETURN_ERRORS))
@@ -176,10 +177,41 @@ static void gather_free(tide_future *f)
     tide__future_free_record(f, tide__free);
 }
 
+/* "gather 0x... of 3, 2 pending" (task dumps); in debug mode
+ * "gather (created at f.c:12) of 3, 2 pending". */
+static void gather_describe(tide_future *f, char *buf, size_t n)
+{
+    struct gather *g = tide__container_of(f, struct gather, fut);
+    const char *file;
+    int line;
+
+    if (f->tracked && tide__track_site(f, &file, &line))
+        snprintf(buf, n, "gather (created at %s:%d) of %zu, %zu pending",
+                 file, line, g->n, g->pending);
+    else
+        snprintf(buf, n, "gather %p of %zu, %zu pending", (void *)f, g->n,
+                 g->pending);
+}
+
+/* Those that would complete a pending gather: its pending children's. */
+static void gather_blockers(tide_future *f,
+                            void (*fn)(struct tide__coro *co, void *arg),
+                            void *arg)
+{
+    struct gather *g = tide__container_of(f, struct gather, fut);
+
+    for (size_t i = 0; i < g->n; i++) {
+        tide_future *c = g->children[i];
+        if (!c->done && c->ops->blockers)
+            c->ops->blockers(c, fn, arg);
+    }
+}
+
 static const struct tide__future_ops gather_ops = {
     .cancel = gather_cancel,
     .free = gather_free,
-    .describe = tide__future_describe_plain,
+    .describe = gather_describe,
+    .blockers = gather_blockers,
 };
 
 tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)

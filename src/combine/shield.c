@@ -21,7 +21,7 @@ static void on_inner_done(struct tide__inline *in, tide_future *f)
 {
     struct shield *s = tide__container_of(in, struct shield, in);
 
-    f->retrieved = true;
+    tide__future_mark_read(f);
     tide__list_remove(&s->linger.link);
     if (!s->outer->done && !s->outer->loop->closed)
         tide__future_complete(s->outer, f->err, f->result);

@@ -230,7 +230,7 @@ int tide_future_result(const tide_future *f, void **value)
         return -EINVAL;
     if (!f->done)
         return -EAGAIN;
-    ((tide_future *)f)->retrieved = true; /* bookkeeping, not state */
+    tide__future_mark_read((tide_future *)f); /* bookkeeping, not state */
     if (f->err)
         return f->err;
     if (value)

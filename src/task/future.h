@@ -34,6 +34,11 @@ struct tide__future_ops {
     void (*free)(tide_future *f);
     /* Name f in a report ("future 0x...", "task 'x' (created at f:l)"). */
     void (*describe)(tide_future *f, char *buf, size_t n);
+    /* Call fn on each coroutine that would complete pending f: a task's
+     * own, a gather's pending children's; NULL: none known (a plain
+     * future, which anyone may set). For task dumps only. */
+    void (*blockers)(tide_future *f,
+                     void (*fn)(struct tide__coro *co, void *arg), void *arg);
 };
 
 /* Kept at 40 bytes, so that a task still fits in a block (base/block.h):
@@ -81,6 +86,15 @@ bool tide__future_cancel_plain(tide_future *f);
  * debug mode, "future (created at file:line)" ("gather ..." for a
  * gather: what it was made as). */
 void tide__future_describe_plain(tide_future *f, char *buf, size_t n);
+
+/* f's outcome has been read: its error (if any) is nobody's mystery now
+ * (debug mode's reports of unread failures and hang causes). */
+static inline void tide__future_mark_read(tide_future *f)
+{
+    f->retrieved = true;
+    if (__builtin_expect(f->err != 0 && f->loop->debug != NULL, 0))
+        tide__debug_failure_read(f->loop, f);
+}
 
 /* f->ops->describe for the tracker's reports (f is a tide_future). */
 void tide__future_describe(void *f, char *buf, size_t n);

@@ -77,8 +77,12 @@ static void task_body(struct tide__coro *co)
     /* A request still pending (made while it ran, or returned to pending
      * by a wait that completed anyway) is never lost: the task ends
      * cancelled and its value is dropped. */
-    tide__future_complete(&t->fut, co->must_cancel ? -ECANCELED : t->fut.err,
-                          r);
+    int err = co->must_cancel ? -ECANCELED : t->fut.err;
+    tide_loop *loop = t->fut.loop;
+    if (__builtin_expect(err != 0 && loop->debug != NULL, 0) &&
+        err != -ECANCELED)
+        tide__debug_task_failed(loop, co, &t->fut, err); /* a hang's cause? */
+    tide__future_complete(&t->fut, err, r);
 }
 
 static void task_finish(tide_loop *loop, struct tide__coro *co, int err)
@@ -162,6 +166,14 @@ static void describe_coro(struct tide__coro *co, char *buf, size_t n)
     describe_task(task_of_coro(co), buf, n);
 }
 
+static void name_coro(struct tide__coro *co, char *buf, size_t n)
+{
+    if (n < 32)
+        put(buf, n, 0, "a task");
+    else
+        put_name(buf, n, task_of_coro(co));
+}
+
 static void cancel_coro(tide_loop *loop, struct tide__coro *co)
 {
     (void)loop;
@@ -172,6 +184,7 @@ static const struct tide__coro_ops task_coro_ops = {
     .body = task_body,
     .finish = task_finish,
     .describe = describe_coro,
+    .name = name_coro,
     .cancel = cancel_coro,
 };
 
@@ -196,10 +209,18 @@ static void task_free(tide_future *f)
     tide__future_free_record(f, task_memory_free);
 }
 
+static void task_blockers(tide_future *f,
+                          void (*fn)(struct tide__coro *co, void *arg),
+                          void *arg)
+{
+    fn(&task_of(f)->co, arg);
+}
+
 static const struct tide__future_ops task_ops = {
     .cancel = task_cancel,
     .free = task_free,
     .describe = tide__task_describe,
+    .blockers = task_blockers,
 };
 
 /* For the stack overflow message: async-signal-safe, no allocation. The
@@ -334,14 +355,7 @@ int tide_task_set_name(tide_future *f, const char *name)
     if (!tide_future_is_task(f) || !name)
         return -EINVAL;
     struct tide__task_info *info = info_of(task_of(f));
-    char *copy = tide__strdup(name);
-    if (!info || !copy) {
-        tide__free(copy);
-        return -ENOMEM;
-    }
-    tide__free(info->name);
-    info->name = copy;
-    return 0;
+    return info ? tide__set_name(&info->name, name) : -ENOMEM;
 }
 
 const char *tide_task_get_name(tide_future *f)
@@ -469,6 +483,36 @@ static void await_cancel(tide_loop *loop, struct tide__wait *w)
         tide__wake(loop, a->waiter.co, -ECANCELED);
 }
 
+/* "task 'b'" (a task: the one to finish), or what the future's kind says
+ * of itself ("future 0x...", "gather 0x... of 3, 2 pending"). */
+static void await_describe(tide_loop *loop, const struct tide__wait *w,
+                           char *buf, size_t n)
+{
+    const struct await *a = tide__container_of(w, struct await, wait);
+
+    if (a->f->ops == &task_ops)
+        tide__coro_name(loop, &task_of(a->f)->co, buf, n);
+    else
+        a->f->ops->describe(a->f, buf, n);
+}
+
+static void await_blockers(tide_loop *loop, const struct tide__wait *w,
+                           void (*fn)(struct tide__coro *co, void *arg),
+                           void *arg)
+{
+    const struct await *a = tide__container_of(w, struct await, wait);
+
+    (void)loop;
+    if (a->f->ops->blockers)
+        a->f->ops->blockers(a->f, fn, arg);
+}
+
+static const struct tide__wait_kind await_kind = {
+    .what = "await",
+    .describe = await_describe,
+    .blockers = await_blockers,
+};
+
 int tide_await(tide_future *f, void **result)
 {
     if (!f)
@@ -486,7 +530,7 @@ int tide_await(tide_future *f, void **result)
     struct await local, *a = tide__wait_frame(loop, &local, sizeof local);
     if (!a)
         return -ENOMEM;
-    *a = (struct await){.wait = {.cancel = await_cancel, .what = "await"},
+    *a = (struct await){.wait = {.cancel = await_cancel, .kind = &await_kind},
                         .f = f};
     a->waiter.node.kind = TIDE__NODE_WAITER;
     a->waiter.co = loop->current;
