@@ -272,7 +272,10 @@ TIDE_API int tide_serve_forever(tide_server *srv);
  * handlers had to be cancelled; -EINVAL (srv NULL, NaN timeout);
  * -EPERM outside a task (nothing done); -ECANCELED if the caller is
  * cancelled while waiting (the handlers are then cancelled and waited
- * for, and srv freed all the same). Suspends. */
+ * for, and srv freed all the same). Suspends. A server still open when
+ * its loop closes is closed with it: tide_loop_close cancels its tasks
+ * (the acceptor, the handlers), then closes the listening socket and
+ * frees srv, whose pointer must not be used after that. */
 TIDE_API int tide_server_close(tide_server *srv, double timeout);
 
 /* asyncio's abort_clients() and close(): stop accepting, abort every

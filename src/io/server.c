@@ -64,6 +64,7 @@ struct tide_server {
     tide_event *idle;        /* set while nconns == 0 */
     tide_event *closed;      /* set once closing */
     char *path;              /* a Unix socket's file, removed at close */
+    struct tide__linger linger; /* on loop->lingering while it exists */
 };
 
 static void report(tide_server *srv, int err)
@@ -76,6 +77,7 @@ static void server_release(tide_server *srv)
 {
     if (--srv->refs > 0)
         return;
+    tide__list_remove(&srv->linger.link);
     tide_event_free(srv->idle);
     tide_event_free(srv->closed);
     tide__free(srv->path);
@@ -165,6 +167,27 @@ static void *accept_body(void *arg)
     return NULL;
 }
 
+/* The loop closes with the server still open: every task has ended (the
+ * acceptor, the handlers and tide_serve_forever's callers were
+ * cancelled), so close the socket and free the server (tide/stream.h:
+ * its pointer is then invalid). */
+static void drop_at_close(struct tide__linger *l)
+{
+    tide_server *srv = tide__container_of(l, tide_server, linger);
+
+    if (srv->acceptor)
+        tide_future_release(srv->acceptor);
+    srv->acceptor = NULL;
+    if (srv->fd >= 0) {
+        tide_close(srv->fd);
+        srv->fd = -1;
+        if (srv->path)
+            unlink(srv->path);
+    }
+    srv->refs = 1;
+    server_release(srv);
+}
+
 /* Listen on a fresh socket bound to addr: the fd, or -errno. */
 static int listen_on(const struct sockaddr *addr, socklen_t len, int backlog)
 {
@@ -215,6 +238,8 @@ static tide_server *start(tide_loop *loop, const struct sockaddr *addr,
     srv->arg = arg;
     srv->opt = o;
     tide__list_init(&srv->conns);
+    srv->linger.drop = drop_at_close;
+    tide__list_push_back(&loop->lingering, &srv->linger.link);
     srv->idle = tide_event_new();
     srv->closed = tide_event_new();
     srv->path = path ? tide__strdup(path) : NULL;
