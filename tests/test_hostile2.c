@@ -388,6 +388,8 @@ TEST(backend_fd_wakes_when_a_tasks_socket_is_readable)
     for (int i = 0; i < 3; i++)
         tide_loop_run_once(loop, 0);
     int bfd = tide_loop_backend_fd(loop);
+    if (bfd == -ENOTSUP)
+        SKIP("the poll() backend has no fd (tide.h, embedding)");
     CHECK(bfd >= 0);
     struct pollfd p = {.fd = bfd, .events = POLLIN};
     CHECK_EQ(poll(&p, 1, 0), 0);
