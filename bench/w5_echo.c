@@ -14,14 +14,15 @@
 #include "base/alloc.h"
 #include "base/sys.h"
 
+#include "../examples/stop_signal.h"
+
 #include <tide.h>
 #include <tide/stream.h>
 #include <tide/sync.h>
 
-#include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/signalfd.h>
 
 static uint64_t reads, ctl0, recv0;
 
@@ -41,32 +42,17 @@ static void echo(tide_stream *s, void *arg)
     }
 }
 
-static int sfd = -1;
-
-static void on_signal(void *stop)
-{
-    tide_remove_reader(NULL, sfd);
-    tide_event_set(stop);
-}
-
 static void *serve(void *port)
 {
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
-    tide_event *stop = tide_event_new();
     tide_server *srv = tide_start_server(NULL, "127.0.0.1",
                                          (uint16_t)atoi(port), echo, NULL,
                                          NULL);
-    if (sfd < 0 || !stop || !srv ||
-        tide_add_reader(NULL, sfd, on_signal, stop) < 0) {
+    if (!srv) {
         perror("w5_echo");
-        return tide_fail(-1);
+        return tide_fail(-errno);
     }
-    tide_event_wait(stop);
+    if (stop_signal_wait() < 0)
+        perror("w5_echo");
     if (reads > 1000)
         fprintf(stderr, "w5_echo: requests=%llu epoll_ctl_per_req=%.6f "
                 "recv_per_req=%.3f\n", (unsigned long long)reads,
@@ -75,8 +61,6 @@ static void *serve(void *port)
                 (double)(tide__sys_count(TIDE__SYS_RECV) - recv0) /
                     (double)(reads - 1000));
     tide_server_abort(srv);
-    tide_close(sfd);
-    tide_event_free(stop);
     return NULL;
 }
 
@@ -86,5 +70,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: w5_echo PORT\n");
         return 2;
     }
+    if (stop_signal_block() < 0)
+        return 1;
     return tide_run(serve, argv[1], NULL) == 0 ? 0 : 1;
 }

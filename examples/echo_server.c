@@ -12,10 +12,11 @@
 #include <tide/stream.h>
 #include <tide/sync.h>
 
-#include <signal.h>
+#include "stop_signal.h"
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/signalfd.h>
 
 static void echo(tide_stream *s, void *arg)
 {
@@ -29,35 +30,18 @@ static void echo(tide_stream *s, void *arg)
             break;
 }
 
-static int sfd = -1;
-
-static void on_signal(void *stop)
-{
-    tide_remove_reader(NULL, sfd); /* once is enough */
-    tide_event_set(stop);
-}
-
 static void *serve(void *port)
 {
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
-    tide_event *stop = tide_event_new();
     tide_server *srv = tide_start_server(NULL, "127.0.0.1",
                                          (uint16_t)atoi(port), echo, NULL,
                                          NULL);
-    if (sfd < 0 || !stop || !srv ||
-        tide_add_reader(NULL, sfd, on_signal, stop) < 0) {
+    if (!srv) {
         perror("echo_server");
-        return tide_fail(-1);
+        return tide_fail(-errno);
     }
-    tide_event_wait(stop);
+    if (stop_signal_wait() < 0)
+        perror("echo_server");
     tide_server_close(srv, 1.0); /* every connection closed */
-    tide_close(sfd);
-    tide_event_free(stop);
     return NULL;
 }
 
@@ -67,5 +51,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: echo_server PORT\n");
         return 2;
     }
+    if (stop_signal_block() < 0)
+        return 1;
     return tide_run(serve, argv[1], NULL) == 0 ? 0 : 1;
 }

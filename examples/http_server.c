@@ -14,12 +14,13 @@
 #include <tide/stream.h>
 #include <tide/sync.h>
 
-#include <signal.h>
+#include "stop_signal.h"
+
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/signalfd.h>
 
 static const char page[] = "<!doctype html>\n<title>tide</title>\n"
                            "<p>Hello from tide.</p>\n";
@@ -66,35 +67,18 @@ static void serve_http(tide_stream *s, void *arg)
     }
 }
 
-static int sfd = -1;
-
-static void on_signal(void *stop)
-{
-    tide_remove_reader(NULL, sfd); /* once is enough */
-    tide_event_set(stop);
-}
-
 static void *serve(void *port)
 {
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
-    tide_event *stop = tide_event_new();
     tide_server *srv = tide_start_server(NULL, "127.0.0.1",
                                          (uint16_t)atoi(port), serve_http,
                                          NULL, NULL);
-    if (sfd < 0 || !stop || !srv ||
-        tide_add_reader(NULL, sfd, on_signal, stop) < 0) {
+    if (!srv) {
         perror("http_server");
-        return tide_fail(-1);
+        return tide_fail(-errno);
     }
-    tide_event_wait(stop);
+    if (stop_signal_wait() < 0)
+        perror("http_server");
     tide_server_close(srv, 1.0); /* every connection closed */
-    tide_close(sfd);
-    tide_event_free(stop);
     return NULL;
 }
 
@@ -104,5 +88,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: http_server PORT\n");
         return 2;
     }
+    if (stop_signal_block() < 0)
+        return 1;
     return tide_run(serve, argv[1], NULL) == 0 ? 0 : 1;
 }
