@@ -64,6 +64,11 @@ static int tcp_listener(int backlog, uint16_t *port)
 /* Run body(arg) as a task on a fresh loop to its end; its error. */
 static int run_main(tide_fn body, void *arg)
 {
+    /* Its bodies share their locals with the tasks they start, which a
+     * compact task's copied-away frames do not allow (README, "Compact
+     * tasks"); the I/O layer's compact path is tested by test_io. */
+    if (harness_compact())
+        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
     tide_loop *loop = tide_loop_new();
     CHECK_NOT_NULL(loop);
     tide_future *t = tide_create_task(loop, body, arg);
