@@ -276,6 +276,13 @@ struct tide_loop {
     bool remote_closed;          /* under remote_lock */
     size_t remote_unrun;         /* taken into the ready queue, not yet
                                   * run (loop thread only) */
+    size_t remote_expected;      /* completions other threads will still
+                                  * post: pool jobs in flight (loop
+                                  * thread only); while some are, the
+                                  * loop spins briefly before it blocks */
+    uint64_t remote_batches;     /* drains that took the list in */
+    int64_t remote_last;         /* loop->now at the last drain */
+    struct tide__jobs *jobs;     /* thread-pool jobs (io/pool.c), or NULL */
 
     unsigned depth;              /* runs in progress (nesting) */
     int64_t embed_wait;          /* tide_loop_run_once, for its one
@@ -608,8 +615,13 @@ void tide__remote_drain(tide_loop *loop);
 /* Closing has begun: refuse further sends, queue those accepted. */
 void tide__remote_refuse(tide_loop *loop);
 
-/* Stop watching the wake fd and close it. */
-void tide__remote_close(tide_loop *loop);
+/* Append c to the sent callbacks, waking the loop if the list was
+ * empty; the caller holds loop->remote_lock. For records that other
+ * threads post without an allocation (the thread pool's completions): it
+ * does not check remote_closed (whoever posts knows the loop still takes
+ * them: see io/pool.c), and c->run must decrement loop->remote_unrun
+ * (every taken entry counts there until it has run). */
+void tide__remote_post_locked(tide_loop *loop, struct tide__call *c);
 
 /* ---- handles (handle.c) ------------------------------------------------ */
 

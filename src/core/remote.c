@@ -8,6 +8,10 @@
  * and wakes again: no wake-up is lost. Callbacks from one thread keep
  * their order.
  *
+ * The thread pool posts its completions the same way, through
+ * tide__remote_post_locked, without an allocation: the record is the
+ * job's own, and the pool holds remote_lock across its own bookkeeping.
+ *
  * Closing (HAZARDS B33): every send either is refused or runs. Refusing
  * and taking the list happen under one hold of remote_lock, so a send
  * that got in before is in the ready queue when close starts running the
@@ -15,7 +19,7 @@
  * taken callbacks not yet run, is back to zero.
  * SPDX-License-Identifier: MIT
  */
-#include "core/loop.h"
+#include "core/timer.h"
 
 #include "base/alloc.h"
 
@@ -45,8 +49,6 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
     if (!r)
         return -ENOMEM;
     r->call.run = remote_run;
-    r->call.node.kind = TIDE__NODE_CALL;
-    r->call.node.next = NULL;
     r->cb = cb;
     r->arg = arg;
 
@@ -56,19 +58,26 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
         tide__free(r);
         return -ESHUTDOWN;
     }
+    tide__remote_post_locked(loop, &r->call);
+    pthread_mutex_unlock(&loop->remote_lock);
+    return 0;
+}
+
+void tide__remote_post_locked(tide_loop *loop, struct tide__call *c)
+{
+    c->node.kind = TIDE__NODE_CALL;
+    c->node.next = NULL;
     if (loop->remote_tail)
-        loop->remote_tail->next = &r->call.node;
+        loop->remote_tail->next = &c->node;
     else
-        loop->remote_head = &r->call.node;
-    loop->remote_tail = &r->call.node;
+        loop->remote_head = &c->node;
+    loop->remote_tail = &c->node;
     bool was = atomic_exchange_explicit(&loop->remote_pending, true,
                                         memory_order_release);
     /* Wake under the lock: close takes the lock (refusing sends) before
      * it closes the backend, so the backend is still open here. */
     if (!was)
         loop->backend.ops->wake(&loop->backend);
-    pthread_mutex_unlock(&loop->remote_lock);
-    return 0;
 }
 
 /* Queue a taken list of sent callbacks (loop thread). */
@@ -90,6 +99,10 @@ void tide__remote_drain(tide_loop *loop)
     loop->remote_head = loop->remote_tail = NULL;
     atomic_store_explicit(&loop->remote_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&loop->remote_lock);
+    if (head) {
+        loop->remote_batches++;
+        loop->remote_last = tide__clock_ns();
+    }
     queue_taken(loop, head);
 }
 

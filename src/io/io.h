@@ -1,12 +1,14 @@
 /* The I/O layer's internal contract: running one backend op for the
- * calling task (op.c), and the reader/writer callbacks an fd may have
- * (watch.c), which tide_close removes.
+ * calling task (op.c), the reader/writer callbacks an fd may have
+ * (watch.c), which tide_close removes, and the thread pool's count for
+ * tests (pool.c).
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_IO_IO_H
 #define TIDE_IO_IO_H
 
 #include "tide/io.h"
+#include "tide/pool.h"
 
 #include "core/loop.h"
 
@@ -25,5 +27,19 @@ void tide__io_fd_op(tide_loop *loop, int fd, int flags);
 /* fd is being closed or detached on `loop`: drop its reader and writer
  * callbacks (their ops are dropped, nothing scheduled runs). */
 void tide__watch_forget(tide_loop *loop, int fd);
+
+/* tide_to_thread_ex for a job that owns arg: once submitted, the pool
+ * calls drop(arg) if nobody receives the job's result (cancelled,
+ * queued or running); delivered, the result is in *result (fn sets it,
+ * on failure too) and arg is the caller's again. Returns as to_thread;
+ * on an error before submission (-EINVAL, -EPERM, -ENOMEM, -EAGAIN:
+ * *result untouched) arg is still the caller's. */
+int tide__to_thread_owned(int cls, tide_work_fn fn, void *arg,
+                          void (*drop)(void *arg), void **result);
+
+/* Pool jobs queued or running, in every loop (abandoned ones included,
+ * until their worker is done with them). For tests: a job that outlives
+ * its test would fail its leak gate. */
+long tide__pool_live(void);
 
 #endif
