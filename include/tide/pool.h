@@ -71,15 +71,15 @@ typedef int (*tide_work_fn)(void *arg, void **result);
 /* asyncio's to_thread: run fn(arg, &value) on a pool thread in class
  * TIDE_POOL_CPU, and suspend the calling task until it returns. Returns
  * fn's return value, with the value fn stored in *result if result is
- * not NULL (even when fn fails; the caller then owns it, and if result
- * is NULL it goes to free_result); -ECANCELED if the task is cancelled meanwhile
- * (see above: the value is dropped); -EINVAL if fn is NULL; -EPERM
- * outside a task; -ENOMEM; -EAGAIN if no pool thread could be started.
- * Suspends. */
+ * not NULL (even when fn fails: the caller then owns it); -ECANCELED if
+ * the task is cancelled meanwhile (see above: the value is dropped);
+ * -EINVAL if fn is NULL; -EPERM outside a task; -ENOMEM; -EAGAIN if no
+ * pool thread could be started. Suspends. */
 TIDE_API int tide_to_thread(tide_work_fn fn, void *arg, void **result);
 
 /* tide_to_thread in class `cls`, with free_result (may be NULL) called
- * on a result nobody will receive. -EINVAL also for an unknown class. */
+ * on a value nobody will receive (the job was abandoned, or result is
+ * NULL). -EINVAL also for an unknown class. */
 TIDE_API int tide_to_thread_ex(int cls, tide_work_fn fn, void *arg,
                                void (*free_result)(void *result),
                                void **result);

@@ -273,6 +273,8 @@ struct tide_loop {
     pthread_mutex_t remote_lock;
     struct tide__node *remote_head, *remote_tail; /* tide__call nodes */
     atomic_bool remote_pending;  /* release: the list was appended to */
+    atomic_bool remote_spinning; /* the loop spins for remote_pending
+                                  * (sched.c): a send need not wake it */
     bool remote_closed;          /* under remote_lock */
     size_t remote_unrun;         /* taken into the ready queue, not yet
                                   * run (loop thread only) */

@@ -3,7 +3,8 @@
  * Senders allocate a record, append it to loop->remote_* under
  * remote_lock, and wake the backend only when the list goes from empty to
  * non-empty (remote_pending false -> true), so a flood of sends costs one
- * wake-up. The loop takes the list whenever it finds remote_pending set
+ * wake-up, and not even that while the loop spins for them
+ * (remote_spinning: it is about to look). The loop takes the list whenever it finds remote_pending set
  * (after every wait), and a send that lands after the take sets it again
  * and wakes again: no wake-up is lost. Callbacks from one thread keep
  * their order.
@@ -72,11 +73,14 @@ void tide__remote_post_locked(tide_loop *loop, struct tide__call *c)
     else
         loop->remote_head = &c->node;
     loop->remote_tail = &c->node;
-    bool was = atomic_exchange_explicit(&loop->remote_pending, true,
-                                        memory_order_release);
+    /* seq_cst, with the load of remote_spinning after it and the loop's
+     * store and load in the opposite order (sched.c): either the loop
+     * sees the list appended to once it stops spinning, or this sees it
+     * no longer spinning and wakes it. */
+    bool was = atomic_exchange(&loop->remote_pending, true);
     /* Wake under the lock: close takes the lock (refusing sends) before
      * it closes the backend, so the backend is still open here. */
-    if (!was)
+    if (!was && !atomic_load(&loop->remote_spinning))
         loop->backend.ops->wake(&loop->backend);
 }
 

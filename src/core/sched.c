@@ -12,6 +12,7 @@
 #include "core/timer.h"
 
 #include <errno.h>
+#include <sched.h>
 
 /* Poll at least this often while the ready queue never empties, so I/O is
  * not starved by tasks that keep yielding (Go and Tokio do the same). */
@@ -64,20 +65,29 @@ int64_t tide__loop_wait_ns(const tide_loop *loop)
 static bool spin_for_remote(tide_loop *loop, int64_t timeout)
 {
     int64_t start = tide__clock_ns();
+    bool came = false;
 
     if (start - loop->remote_last > SPIN_RECENT_NS)
         return false;
     int64_t end = start + (timeout > 0 && timeout < SPIN_NS ? timeout
                                                              : SPIN_NS);
+    /* Senders skip the wake-up meanwhile (remote.c); seq_cst: see
+     * tide__remote_post_locked. */
+    atomic_store(&loop->remote_spinning, true);
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
-            return true;
-        if (i % 64 == 0 && tide__clock_ns() >= end)
-            return false;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire)) {
+            came = true;
+            break;
+        }
+        if (i % 8 == 0 && tide__clock_ns() >= end)
+            break;
+        /* Yield, not pause: on a machine whose CPUs are all busy (or
+         * a process pinned to one) the thread we wait for may need
+         * this CPU. */
+        sched_yield();
     }
+    atomic_store(&loop->remote_spinning, false);
+    return came || atomic_load(&loop->remote_pending);
 }
 
 static void run_once(tide_loop *loop)

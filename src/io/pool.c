@@ -204,15 +204,16 @@ static bool spin_for_work(unsigned seen)
     for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(&pool.submits, memory_order_relaxed) != seen)
             return true;
-        if (i % 64 == 0) {
+        if (i % 8 == 0) {
             clock_gettime(CLOCK_MONOTONIC, &t);
             if ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec -
                     t0.tv_nsec >= WORKER_SPIN_NS)
                 return false;
         }
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        /* Yield, not pause: on a machine whose CPUs are all busy (or
+         * a process pinned to one) the thread we wait for may need
+         * this CPU. */
+        sched_yield();
     }
 }
 
@@ -634,7 +635,7 @@ int tide_to_thread(tide_work_fn fn, void *arg, void **result)
     return tide_to_thread_ex(TIDE_POOL_CPU, fn, arg, NULL, result);
 }
 
-/* ---- run_in_executor ------------------------------------------------------ */
+/* ---- run_in_executor --------------------------------------------------- */
 
 static bool exec_cancel(tide_future *f)
 {
