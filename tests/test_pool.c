@@ -4,8 +4,9 @@
  * freed when the job ends); class limits (hung DNS-class work leaves
  * file work running: HAZARDS B35); size and TIDE_POOL_SIZE; 100,000 jobs
  * queued at once, with loop wake-ups counted against batches; loop close
- * with jobs in flight; ENOMEM at every allocation (B12); completing a
- * future from another thread. Jobs block on flags, never on long sleeps.
+ * with jobs in flight; a forked child; ENOMEM at every allocation (B12);
+ * completing a future from another thread. Jobs block on flags, never on
+ * long sleeps.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -24,6 +25,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- helpers --------------------------------------------------------- */
 
@@ -163,6 +166,28 @@ TEST(run_in_executor_future)
     LEAK_GATE();
 }
 
+/* A future released before its job ends: the value goes to free_result. */
+TEST(executor_value_nobody_can_read_is_freed)
+{
+    tide_loop *loop = tide_loop_new();
+
+    CHECK_NOT_NULL(loop);
+    tide_future *f = tide_run_in_executor(loop, TIDE_POOL_CPU, blocker, NULL,
+                                          free_box);
+    CHECK_NOT_NULL(f);
+    tide_future_release(f);
+    atomic_store(&gate, 1);
+    double end = harness_now() + 5;
+    while (atomic_load(&freed) < 1) {
+        CHECK(harness_now() < end);
+        CHECK(tide_loop_run_once(loop, 0.001) >= 0);
+    }
+    CHECK_EQ(atomic_load(&boxes), 1);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    pool_quiet();
+    LEAK_GATE();
+}
+
 /* ---- cancellation ---------------------------------------------------- */
 
 TEST(cancelled_queued_job_never_runs)
@@ -240,6 +265,24 @@ TEST(cancelled_executor_futures_queued_and_running)
     tide_future_release(run);
     tide_future_release(queued);
     CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* fork(): the child has none of the parent's threads; its pool starts
+ * afresh at its first job (tide/pool.h). */
+TEST(a_forked_child_starts_an_empty_pool)
+{
+    int status;
+
+    CHECK_ERR(tide_run(results_body, NULL, NULL), 0); /* threads running */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(tide_run(results_body, NULL, NULL) == 0 ? 0 : 1);
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    pool_quiet();
     LEAK_GATE();
 }
 

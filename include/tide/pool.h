@@ -86,7 +86,9 @@ TIDE_API int tide_to_thread_ex(int cls, tide_work_fn fn, void *arg,
 
 /* asyncio's run_in_executor: submit fn(arg, &value) in class `cls` and
  * return a new future on `loop` that completes with fn's value or error
- * (a value stored by a failing fn goes to free_result).
+ * (a value stored by a failing fn goes to free_result). The value is the
+ * caller's once the future has it; if every reference to the future is
+ * released before the job ends, it goes to free_result instead.
  * tide_future_cancel on it takes a queued job off the queue or abandons
  * a running one (see above), at once; it cannot be set by hand. Returns
  * a new reference; NULL with errno EINVAL (fn NULL, unknown class, loop

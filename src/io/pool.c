@@ -549,7 +549,8 @@ static void job_done(tide_loop *loop, struct tide__call *c, bool cancel)
     }
     if (j->fut) {
         struct exec_future *ef = j->fut;
-        if (!cancel && !ef->fut.done) {
+        /* Only the job's own reference left: nobody can read it. */
+        if (!cancel && !ef->fut.done && ef->fut.refs > 1) {
             tide__future_complete(&ef->fut, j->err,
                                   j->err ? NULL : j->result);
             if (!j->err)
