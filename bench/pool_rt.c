@@ -6,12 +6,16 @@
  * 2. Queued at once: N executor futures submitted in one go, then
  *    gathered: ns per job, and the loop's wake-ups (eventfd writes
  *    through the syscall seam) against the batches it took in.
- * 3. Idle: the loop sleeps for one second with the pool's threads idle:
- *    the process's CPU time meanwhile (getrusage; the threads block).
+ * 3. Idle: the loop sleeps for two seconds with the pool's threads idle:
+ *    the process's CPU time in each (getrusage): the first holds the
+ *    spins before blocking, the second should be all but zero; and the
+ *    same two seconds first, before the pool has started (no_pool_*:
+ *    the loop's own timer wake-ups, the baseline).
  * Prints
  *   POOL_RT tide ns_per_rt=... ns cpu_ns_per_rt=... ns wakeups=... n=...
  *   POOL_BATCH tide ns_per_job=... ns wakeups=... batches=... n=...
- *   POOL_IDLE tide idle_s=1.000 cpu_us=... us
+ *   POOL_IDLE tide idle_s=1.000 cpu_us_first_s=... us cpu_us_second_s=... us
+ *             no_pool_first_s=... us no_pool_second_s=... us
  * Exits 1 if a job fails or a result is wrong.
  */
 #include "bench.h"
@@ -54,12 +58,19 @@ static void *back_to_back(void *arg)
     return NULL;
 }
 
+/* cpu[0]: CPU time over the second right after the last job (the
+ * threads' and the loop's spin before blocking included); cpu[1]: over
+ * the next second. */
 static void *idle(void *arg)
 {
     double *cpu = arg;
     double c0 = cpu_seconds();
     int err = tide_sleep(1.0);
-    *cpu = cpu_seconds() - c0;
+    double c1 = cpu_seconds();
+    if (!err)
+        err = tide_sleep(1.0);
+    cpu[0] = c1 - c0;
+    cpu[1] = cpu_seconds() - c1;
     return err < 0 ? tide_fail(err) : NULL;
 }
 
@@ -73,14 +84,22 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* 0. the same idle seconds before the pool has started: the baseline
+     * (the loop's own timer wake-ups and getrusage) */
+    double base_cpu[2] = {0, 0};
+    tide_future *t = tide_create_task(loop, idle, base_cpu);
+    int err = t ? tide_run_until_complete(loop, t, NULL) : -errno;
+    tide_future_release(t);
+
     /* 1. back to back (one job first, so the threads are started) */
     tide_future *warm = tide_run_in_executor(loop, TIDE_POOL_CPU, add_one,
                                              NULL, NULL);
-    int err = warm ? tide_run_until_complete(loop, warm, NULL) : -errno;
+    if (!err)
+        err = warm ? tide_run_until_complete(loop, warm, NULL) : -errno;
     tide_future_release(warm);
     uint64_t w0 = tide__sys_count(TIDE__SYS_WAKE);
     double t0 = bench_now(), c0 = cpu_seconds();
-    tide_future *t = tide_create_task(loop, back_to_back, NULL);
+    t = tide_create_task(loop, back_to_back, NULL);
     if (!err)
         err = t ? tide_run_until_complete(loop, t, NULL) : -errno;
     double wall = bench_now() - t0, cpu = cpu_seconds() - c0;
@@ -120,12 +139,16 @@ int main(int argc, char **argv)
     free(fs);
 
     /* 3. idle */
-    double idle_cpu = 0;
-    t = tide_create_task(loop, idle, &idle_cpu);
+    double idle_cpu[2] = {0, 0};
+    t = tide_create_task(loop, idle, idle_cpu);
     if (!err)
         err = t ? tide_run_until_complete(loop, t, NULL) : -errno;
     tide_future_release(t);
-    printf("POOL_IDLE tide idle_s=1.000 cpu_us=%.0f us\n", idle_cpu * 1e6);
+    printf("POOL_IDLE tide idle_s=1.000 cpu_us_first_s=%.0f us "
+           "cpu_us_second_s=%.0f us no_pool_first_s=%.0f us "
+           "no_pool_second_s=%.0f us\n",
+           idle_cpu[0] * 1e6, idle_cpu[1] * 1e6, base_cpu[0] * 1e6,
+           base_cpu[1] * 1e6);
     tide_loop_close(loop);
     if (err) {
         fprintf(stderr, "pool_rt: %s\n", tide_strerror(err));
