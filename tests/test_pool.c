@@ -337,6 +337,74 @@ TEST(hung_dns_class_leaves_file_work_running)
     LEAK_GATE();
 }
 
+static bool all_done(void *arg)
+{
+    struct call *c = arg;
+    for (int i = 0; i < 100; i++)
+        if (!c[i].done)
+            return false;
+    return true;
+}
+
+/* HAZARDS B35 on a pool of 4: 8 slow jobs in the DNS class (two run,
+ * six queue), 100 short CPU jobs; cancel the tasks of 4 queued and 2
+ * running slow jobs. The short jobs all complete while the slow ones
+ * hang, the cancelled queued ones never start, the cancelled running
+ * ones finish (then the last two queued run) and their results are
+ * freed, nothing leaks. */
+TEST(b35_slow_class_cancel_queued_and_running)
+{
+    tide_loop *loop = tide_loop_new();
+    struct call slow[8], quick[100];
+    tide_future *ts[8], *tq[100];
+
+    CHECK_NOT_NULL(loop);
+    CHECK_EQ(tide_pool_set_size(4), 0);
+    for (int i = 0; i < 8; i++) {
+        slow[i] = (struct call){.cls = TIDE_POOL_DNS, .fn = blocker,
+                                .free_result = free_box};
+        ts[i] = tide_create_task(loop, to_thread_body, &slow[i]);
+    }
+    CHECK_EQ(tide_loop_run_once(loop, 0), 1);
+    wait_for(&started, 2);
+    for (int i = 0; i < 100; i++) {
+        quick[i] = (struct call){.fn = add_one, .arg = IPTR(i)};
+        tq[i] = tide_create_task(loop, to_thread_body, &quick[i]);
+    }
+    run_until(loop, all_done, quick);
+    for (int i = 0; i < 100; i++) {
+        CHECK_EQ(quick[i].err, 0);
+        CHECK_EQ(PINT(quick[i].value), i + 1);
+        tide_future_release(tq[i]);
+    }
+    /* slow[0] and slow[1] run (the first queued); cancel them and four
+     * of the six queued. */
+    int cancel[6] = {0, 1, 2, 3, 4, 5};
+    for (int i = 0; i < 6; i++)
+        CHECK(tide_future_cancel(ts[cancel[i]]));
+    for (int i = 0; i < 6; i++) {
+        run_until(loop, call_done, &slow[cancel[i]]);
+        CHECK_ERR(slow[cancel[i]].err, -ECANCELED);
+    }
+    /* The abandoned two still run (nothing is killed), holding the
+     * class's two places: 6 and 7 wait for them. */
+    CHECK_EQ(atomic_load(&started), 2);
+    atomic_store(&gate, 1);
+    for (int i = 6; i < 8; i++) {
+        run_until(loop, call_done, &slow[i]);
+        CHECK_EQ(slow[i].err, 0);
+        free_box(slow[i].value);
+    }
+    pool_quiet();
+    CHECK_EQ(atomic_load(&started), 4); /* 2-5 never started */
+    CHECK_EQ(atomic_load(&boxes), 4);
+    CHECK_EQ(atomic_load(&freed), 4); /* 0 and 1 by their threads */
+    for (int i = 0; i < 8; i++)
+        tide_future_release(ts[i]);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
 TEST(size_limits_and_environment)
 {
     setenv("TIDE_POOL_SIZE", "3", 1);
