@@ -294,6 +294,20 @@ static bool calls_done(void *arg)
     return c[0].done && c[1].done;
 }
 
+/* n tasks, each waiting on a blocking DNS-class job, submitted; back
+ * once the class's two places are taken (a pool of four). */
+static void start_slow(tide_loop *loop, struct call *c, tide_future **t,
+                       int n)
+{
+    for (int i = 0; i < n; i++) {
+        c[i] = (struct call){.cls = TIDE_POOL_DNS, .fn = blocker,
+                             .free_result = free_box};
+        t[i] = tide_create_task(loop, to_thread_body, &c[i]);
+    }
+    CHECK_EQ(tide_loop_run_once(loop, 0), 1);
+    wait_for(&started, 2);
+}
+
 /* Four hung DNS-class jobs on a pool of four: two run (the class's
  * limit), two wait, and file and CPU work still completes meanwhile. */
 TEST(hung_dns_class_leaves_file_work_running)
@@ -306,13 +320,7 @@ TEST(hung_dns_class_leaves_file_work_running)
     CHECK_NOT_NULL(loop);
     CHECK_EQ(tide_pool_set_size(4), 0);
     CHECK_EQ(tide_pool_get_limit(TIDE_POOL_DNS), 2);
-    for (int i = 0; i < 4; i++) {
-        dns[i] = (struct call){.cls = TIDE_POOL_DNS, .fn = blocker,
-                               .free_result = free_box};
-        t[i] = tide_create_task(loop, to_thread_body, &dns[i]);
-    }
-    CHECK_EQ(tide_loop_run_once(loop, 0), 1);
-    wait_for(&started, 2);
+    start_slow(loop, dns, t, 4);
     for (int i = 0; i < 2; i++)
         t[4 + i] = tide_create_task(loop, to_thread_body, &work[i]);
     run_until(loop, calls_done, work);
@@ -360,13 +368,7 @@ TEST(b35_slow_class_cancel_queued_and_running)
 
     CHECK_NOT_NULL(loop);
     CHECK_EQ(tide_pool_set_size(4), 0);
-    for (int i = 0; i < 8; i++) {
-        slow[i] = (struct call){.cls = TIDE_POOL_DNS, .fn = blocker,
-                                .free_result = free_box};
-        ts[i] = tide_create_task(loop, to_thread_body, &slow[i]);
-    }
-    CHECK_EQ(tide_loop_run_once(loop, 0), 1);
-    wait_for(&started, 2);
+    start_slow(loop, slow, ts, 8);
     for (int i = 0; i < 100; i++) {
         quick[i] = (struct call){.fn = add_one, .arg = IPTR(i)};
         tq[i] = tide_create_task(loop, to_thread_body, &quick[i]);
