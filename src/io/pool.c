@@ -231,7 +231,9 @@ static void *worker(void *unused)
             int err = j->fn(j->arg, &result);
             unsigned c = j->cls;
             finish(j, err, result);
-            atomic_fetch_sub_explicit(&pool.live, 1, memory_order_relaxed);
+            /* release: a test that sees the count fall sees what the job
+             * freed (its leak gate comes next). */
+            atomic_fetch_sub_explicit(&pool.live, 1, memory_order_release);
             pthread_mutex_lock(&pool.lock);
             pool.running[c]--;
             spun = false;
@@ -353,7 +355,7 @@ unsigned tide_pool_get_limit(int cls)
 
 long tide__pool_live(void)
 {
-    return atomic_load_explicit(&pool.live, memory_order_relaxed);
+    return atomic_load_explicit(&pool.live, memory_order_acquire);
 }
 
 /* ---- a loop's job records ----------------------------------------------- */
@@ -493,6 +495,9 @@ static void abandon(tide_loop *loop, struct tide__job *j)
 {
     struct tide__jobs *js = loop->jobs;
 
+    /* Everything the loop does to j happens before the swap below: after
+     * it, a running j is its worker's, which may free it at once. */
+    tide__list_remove(&j->link); /* job_done's own remove is then a no-op */
     j->co = NULL;
     if (j->fut)
         exec_release(j);
@@ -525,7 +530,6 @@ static void abandon(tide_loop *loop, struct tide__job *j)
             sched_yield();
         }
     }
-    tide__list_remove(&j->link);
     loop->remote_expected--;
     if (queued) {
         drop_result(j); /* never ran: only an owned arg to free */
