@@ -42,4 +42,10 @@ int tide__to_thread_owned(int cls, tide_work_fn fn, void *arg,
  * its test would fail its leak gate. */
 long tide__pool_live(void);
 
+/* For tests: end every pool thread and wait until they have ended (idle
+ * ones at once, a busy one after its job), so that what a thread keeps
+ * for itself (glibc's resolver state) is freed before the process
+ * exits; the pool starts again at its next job. */
+void tide__pool_stop(void);
+
 #endif

@@ -89,6 +89,7 @@ static struct {
                                   * watch it (relaxed: they then take
                                   * the lock, which orders the rest) */
     atomic_long live;            /* jobs taken, not yet finished (tests) */
+    unsigned stopping;           /* tide__pool_stop in progress */
     bool ready;                  /* queues set up, fork handler set */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .cond = PTHREAD_COND_INITIALIZER};
@@ -223,7 +224,7 @@ static void *worker(void *unused)
 
     (void)unused;
     pthread_mutex_lock(&pool.lock);
-    while (pool.threads <= pool.size) {
+    while (pool.threads <= pool.size && !pool.stopping) {
         struct tide__job *j = take_locked();
         if (j) {
             pthread_mutex_unlock(&pool.lock);
@@ -351,6 +352,20 @@ unsigned tide_pool_get_limit(int cls)
     unsigned n = limit_locked(cls);
     pthread_mutex_unlock(&pool.lock);
     return n;
+}
+
+void tide__pool_stop(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    pool.stopping++;
+    pthread_cond_broadcast(&pool.cond);
+    while (pool.threads > 0) {
+        pthread_mutex_unlock(&pool.lock);
+        sched_yield();
+        pthread_mutex_lock(&pool.lock);
+    }
+    pool.stopping--;
+    pthread_mutex_unlock(&pool.lock);
 }
 
 long tide__pool_live(void)
