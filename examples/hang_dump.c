@@ -1,5 +1,5 @@
 /* Finding a hang: two workers wait for each other's result forever (a
- * deadlock), a third waits for a lock-step signal that never comes. A
+ * deadlock), a third waits for an event nobody sets. A
  * watchdog task notices that nothing finished in time and dumps every
  * task: name, state, what it waits on, where it was created, stack use.
  * In a real program, run with TIDE_DEBUG=1 and send SIGUSR1 (or SIGQUIT)
@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
-static tide_future *result_a, *result_b, *never_set;
+static tide_future *result_a, *result_b;
+static tide_event *never_set;
 
 static void *worker_a(void *arg)
 {
@@ -31,7 +32,7 @@ static void *worker_b(void *arg)
 static void *listener(void *arg)
 {
     (void)arg;
-    int err = tide_await(never_set, NULL);
+    int err = tide_event_wait(never_set);
     return err < 0 ? tide_fail(err) : NULL;
 }
 
@@ -52,7 +53,9 @@ int main(void)
     tide_loop *loop = tide_loop_new();
     if (!loop || tide_loop_set_debug(loop, true) < 0)
         return 1;
-    never_set = tide_future_new(loop);
+    never_set = tide_event_new();
+    if (!never_set || tide_event_set_name(never_set, "go") < 0)
+        return 1;
     tide_task_options o = {.name = "worker-a"};
     result_a = tide_create_task_ex(loop, worker_a, NULL, &o);
     o.name = "worker-b";
@@ -62,14 +65,17 @@ int main(void)
     tide_future *workers[3] = {result_a, result_b, l};
     o.name = "watchdog";
     tide_future *w = tide_create_task_ex(loop, watchdog, workers, &o);
-    if (!never_set || !result_a || !result_b || !l || !w)
+    if (!result_a || !result_b || !l || !w)
         return 1;
     int err = tide_run_until_complete(loop, w, NULL);
-    /* Closing cancels the hung tasks; debug mode reports each of them. */
+    /* Closing cancels the hung tasks; debug mode reports each of them.
+     * Released first: the loop keeps what it still needs, and debug mode
+     * reports every future not released by the time its loop closes. */
     tide_loop_set_report_handler(loop, NULL, NULL);
-    tide_future *all[5] = {result_a, result_b, l, w, never_set};
-    int rc = tide_loop_close(loop) == 0 && err == 0 ? 0 : 1;
-    for (int i = 0; i < 5; i++)
+    tide_future *all[4] = {result_a, result_b, l, w};
+    for (int i = 0; i < 4; i++)
         tide_future_release(all[i]);
+    int rc = tide_loop_close(loop) == 0 && err == 0 ? 0 : 1;
+    tide_event_free(never_set);
     return rc;
 }

@@ -117,12 +117,15 @@ TIDE_API void tide_set_event_loop(tide_loop *loop);
  * while the loop is already running (from a task or a callback), as
  * nest_asyncio allows: it returns when f is done and every other task
  * keeps running meanwhile. Errors: -EINVAL (f NULL or on another loop),
- * -EINTR (tide_loop_stop() was called before f was done). Borrows f. */
+ * -EINTR (tide_loop_stop() was called before f was done), -EDEADLK
+ * (debug mode only: nothing could ever complete f, reported; see
+ * tide_loop_set_debug; f stays pending). Borrows f. */
 TIDE_API int tide_run_until_complete(tide_loop *loop, tide_future *f,
                                      void **result);
 
-/* Run the loop until tide_loop_stop(). Returns 0. Nests like
- * tide_run_until_complete. */
+/* Run the loop until tide_loop_stop(). Returns 0; -EDEADLK in debug mode
+ * if every task waits and nothing can wake the loop (reported; see
+ * tide_loop_set_debug). Nests like tide_run_until_complete. */
 TIDE_API int tide_run_forever(tide_loop *loop);
 
 /* Ask the innermost run of `loop` to return after the current iteration.
@@ -369,7 +372,9 @@ TIDE_API int tide_future_add_done_callback(tide_future *f,
 /* Take a reference; returns f (NULL stays NULL). */
 TIDE_API tide_future *tide_future_retain(tide_future *f);
 
-/* Drop a reference; the last one frees f. NULL is ignored. */
+/* Drop a reference; the last one frees f. NULL is ignored. Releasing a
+ * future already freed is a bug the library cannot always see; debug mode
+ * reports it (for the last 1024 futures freed on a loop). */
 TIDE_API void tide_future_release(tide_future *f);
 
 /* The loop f belongs to (borrowed; NULL if f is NULL or its loop closed). */
@@ -463,8 +468,10 @@ TIDE_API int tide_await(tide_future *f, void **result);
 TIDE_API int tide_sleep(double seconds);
 
 /* Use as `return tide_fail(err);` in a task body: the task ends with error
- * err (a negative errno; anything >= 0 becomes -EINVAL). Returns NULL.
- * Outside a task it does nothing. */
+ * err (a negative errno; anything >= 0 becomes -EINVAL, and debug mode
+ * reports it, naming the task and the value: tide_fail(EIO) is a common
+ * slip for tide_fail(-EIO)). Returns NULL. Outside a task it does
+ * nothing. */
 TIDE_API void *tide_fail(int err);
 
 /* ---- Combinators ---------------------------------------------------- */
@@ -636,11 +643,28 @@ TIDE_API void tide_task_group_free(tide_task_group *g);
  * - at close, every task still pending (it is then cancelled), and every
  *   failed future freed without anyone reading its error ("error was
  *   never retrieved", with the task's name and creation site);
+ * - at close, every future made while debug mode was on and not released
+ *   yet, with where it was made: release futures before closing their
+ *   loop (releasing one later is valid, but the report cannot tell it
+ *   from a leak);
+ * - a release of a future that was already freed, with where it was
+ *   made: the last 1024 futures freed on a loop keep their memory (and
+ *   a mark) until the loop record goes;
+ * - tide_fail with a value that is not a negative errno;
  * - a compact task passing a pointer into its own stack as the arg of a
  *   task or callback it creates (see tide_task_options.compact);
  * - on SIGQUIT or SIGUSR1 (handlers installed while a debug loop is
  *   open), a dump of every task, as tide_loop_dump writes it, on the next
- *   loop iteration. */
+ *   loop iteration.
+ * - a deadlock, at once: when a run would wait forever, every task waits
+ *   and nothing can wake the loop (no task ready, no timer armed, no op
+ *   or fd watch in flight, no call_soon_threadsafe pending, and no thread
+ *   in the process but this one and the watchdog that could send one),
+ *   the wait-for cycle if there is one ("deadlock: task 'a' waits on task
+ *   'b', which waits on task 'a'"), the task dump, and failures nobody
+ *   read that may be the cause; the run then returns -EDEADLK with the
+ *   tasks still pending. tide_loop_run_once is never reported, nor a
+ *   run_forever with no task. Without debug mode such a run blocks. */
 
 /* Turn debug mode on or off. The first loop to turn it on starts the
  * watchdog thread (one per process), the last to turn it off or close
@@ -663,13 +687,15 @@ TIDE_API int tide_loop_set_report_handler(tide_loop *loop, tide_report_fn fn,
                                           void *arg);
 
 /* Write one line per unfinished task of the loop to fd: its name, state
- * (new, ready, running, waiting), what it waits on (sleep, await, lock,
- * queue get, ...), where it was created (debug mode), and its stack's
+ * (new, ready, running, waiting), what it waits on and who could end the
+ * wait ("lock 'db' held by task 'b'", "task 'b'", "get from queue 'q' (0
+ * of 4 items, ...)": README, "Finding a hang"), where it was created (debug mode), and its stack's
  * high-water mark. The tool for finding a hang. Returns the number of
  * tasks; -EINVAL; -errno from write. */
 TIDE_API int tide_loop_dump(tide_loop *loop, int fd);
 
-/* tide_create_task and tide_create_task_ex are also macros that pass the
+/* tide_create_task, tide_create_task_ex, tide_future_new, tide_gather,
+ * tide_shield and tide_task_group_spawn are also macros that pass the
  * creation site along (recorded in debug mode); the functions exist too,
  * so their addresses can be taken. */
 TIDE_API tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn,
@@ -683,6 +709,16 @@ TIDE_API tide_future *tide__task_group_spawn_at(tide_task_group *g,
         const char *file, int line);
 #define tide_task_group_spawn(g, fn, arg, opt) \
     tide__task_group_spawn_at((g), (fn), (arg), (opt), __FILE__, __LINE__)
+TIDE_API tide_future *tide__future_new_at(tide_loop *loop, const char *file,
+                                          int line);
+#define tide_future_new(loop) tide__future_new_at((loop), __FILE__, __LINE__)
+TIDE_API tide_future *tide__gather_at(tide_future *const *fs, size_t n,
+        unsigned flags, const char *file, int line);
+#define tide_gather(fs, n, flags) \
+    tide__gather_at((fs), (n), (flags), __FILE__, __LINE__)
+TIDE_API tide_future *tide__shield_at(tide_future *f, const char *file,
+                                      int line);
+#define tide_shield(f) tide__shield_at((f), __FILE__, __LINE__)
 
 #ifdef __cplusplus
 }

@@ -430,6 +430,9 @@ CONTRACT(dup_closed_through_backend_is_quiet)
     CHECK_EQ(collect(&b, c, 1), 1);
     CHECK_EQ(c[0].result, -EBADF);
     CHECK_EQ(write(sv[1], "x", 1), 1); /* d's description is readable */
+    /* One look first: a kernel (or valgrind) without epoll_pwait2 costs
+     * the first wait a second call, the fallback. */
+    CHECK_EQ(b.ops->wait(&b, 0, c, CAP), 0);
     uint64_t waits = tide__sys_count(TIDE__SYS_EPOLL_WAIT) +
                      tide__sys_count(TIDE__SYS_POLL);
     CHECK_EQ(b.ops->wait(&b, 50000000, c, CAP), 0); /* sleeps it out */
@@ -482,7 +485,7 @@ CONTRACT(unpollable_fds)
 CONTRACT(invalid_fds)
 {
     struct tide__backend b;
-    char buf[8];
+    char buf[8] = {0};
     struct tide__op op;
     static const uint8_t kinds[] = {TIDE__OP_RECV, TIDE__OP_SEND,
                                     TIDE__OP_POLL, TIDE__OP_ACCEPT,

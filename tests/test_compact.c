@@ -186,8 +186,9 @@ TEST(sleeping_compact_tasks_share_one_stack)
     int compact_lines = 0;
     while (fgets(line, sizeof line, f)) {
         size_t bytes = 0;
-        const char *c = strstr(line, "waiting on sleep, compact, frames ");
-        if (c && sscanf(c, "waiting on sleep, compact, frames %zu", &bytes) == 1 &&
+        const char *c = strstr(line, " s left, compact, frames ");
+        if (strstr(line, "waiting on sleep, ") && c &&
+            sscanf(c, " s left, compact, frames %zu", &bytes) == 1 &&
             bytes > 0 && bytes < 4096)
             compact_lines++;
     }

@@ -4,8 +4,9 @@
  * (scheduled, never inline: B26; in the order added, waiters included;
  * added after done: still scheduled; B25: a callback adds callbacks and
  * drops the last reference), reference counts, futures after their loop
- * closed (valid, readable, -ESHUTDOWN), NULL arguments everywhere, and
- * tide_future_new under allocation failure.
+ * closed (valid, readable, -ESHUTDOWN), NULL arguments everywhere,
+ * tide_future_new under allocation failure, and a double release caught
+ * by ASan at the second call (debug mode's own check: test_debug.c).
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -16,6 +17,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static char order[256];
 
@@ -599,5 +602,63 @@ TEST(add_done_callback_fails_cleanly_without_memory)
     CHECK_EQ(l.calls, added);
     tide_future_release(f);
     CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- releasing twice: ASan stops at the second release ---------------- */
+
+static void *returns_null(void *arg)
+{
+    (void)arg;
+    return NULL;
+}
+
+/* The second release, in a frame of its own that the report must name
+ * (not a tail call: ASan stops inside the release). */
+static __attribute__((noinline)) void release_again(tide_future *f)
+{
+    tide_future_release(f);
+    _exit(4);
+}
+
+static void release_twice(void *kind)
+{
+    tide_loop *loop = tide_loop_new();
+    tide_future *f;
+    /* Debug mode would catch it first (test_debug.c), not ASan. */
+    CHECK_EQ(tide_loop_set_debug(loop, false), 0);
+    if (strcmp(kind, "task") == 0) {
+        f = tide_create_task(loop, returns_null, NULL);
+        CHECK_EQ(tide_run_until_complete(loop, f, NULL), 0);
+    } else {
+        f = tide_future_new(loop);
+        CHECK_EQ(tide_future_set_result(f, NULL), 0);
+    }
+    tide_future_release(f);
+    release_again(f);
+}
+
+TEST(asan_reports_a_second_release_at_the_second_call)
+{
+    if (!HARNESS_ASAN)
+        SKIP("needs AddressSanitizer");
+    static const char *const kinds[] = {"task", "future"};
+    for (int i = 0; i < 2; i++) {
+        char buf[8192];
+        int status = harness_run_child(release_twice, (void *)kinds[i], buf,
+                                       sizeof buf);
+        CHECK(!WIFEXITED(status) || WEXITSTATUS(status) < 3);
+        /* The bad access is in tide_future_release, called from the
+         * second release: the stack before "freed by" says so. */
+        char *freed_by = strstr(buf, "freed by");
+        if (freed_by)
+            *freed_by = '\0';
+        if ((!strstr(buf, "heap-use-after-free") &&
+             !strstr(buf, "use-after-poison")) ||
+            !strstr(buf, "in tide_future_release") ||
+            !strstr(buf, "in release_again"))
+            harness_fail(__FILE__, __LINE__, "%s: ASan report: %s", kinds[i],
+                         buf);
+    }
     LEAK_GATE();
 }

@@ -33,7 +33,7 @@ static void *swallow_once(void *arg)
  * since cancelling() > 0, tide_await (src/task/task.c, "else if (forwarded
  * && self->fut.aux > 0) must_cancel = true") marks the request pending.
  * tide_timeout_end then withdraws the scope's request (uncancel 2 -> 1),
- * but tide_task_uncancel (src/task/task.c:331) only clears must_cancel
+ * but tide_task_uncancel (src/task/task.c) only clears must_cancel
  * when the count reaches 0. The scope's own, withdrawn request is then
  * delivered at the next suspension: a spurious -ECANCELED that nobody
  * requested (include/tide.h: "timeout scopes withdraw and convert only
@@ -1052,12 +1052,12 @@ TEST(hostile_call_later_zero_inside_hand_off_chain)
     tide_future_set_result(ch.fut[0], NULL);
     CHECK_EQ(tide_run_until_complete(loop, t[5], NULL), 0);
     ch.log[ch.n] = 0;
-    /* FIXED (was failing: a due timer went into the heap and ran after tasks already queued; now it is queued at once): T was due
-     * when 3 became ready, so by include/tide.h ("A timer that is due
-     * fires before any task that became ready after it was due") it must
-     * come before 3. Actual "0123T45": the batch stops, but fire_timer
-     * (src/core/sched.c:427) queues T's callback behind task 3, which was
-     * already in the ready queue. */
+    /* FIXED (was failing: a due timer went into the heap and ran after tasks
+     * already queued; now it is queued at once): T was due when 3 became
+     * ready, so by include/tide.h ("A timer that is due fires before any task
+     * that became ready after it was due") it must come before 3. Actual
+     * "0123T45": the batch stops, but fire_timer (src/core/timer.c) queues
+     * T's callback behind task 3, which was already in the ready queue. */
     CHECK_STR_EQ(ch.log, "012T345");
     for (int i = 0; i < 6; i++) {
         tide_future_release(t[i]);

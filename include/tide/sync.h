@@ -60,6 +60,11 @@ TIDE_API tide_lock *tide_lock_new(void);
  * this file). NULL is ignored. */
 TIDE_API void tide_lock_free(tide_lock *lock);
 
+/* Name the lock for task dumps and deadlock reports ("lock 'name'"
+ * instead of its address). Copies name. Returns 0; -EINVAL if lock or
+ * name is NULL; -ENOMEM (the old name stays). Never suspends. */
+TIDE_API int tide_lock_set_name(tide_lock *lock, const char *name);
+
 /* Acquire the lock, waiting in FIFO order while it is held. Returns 0
  * (the caller holds it); -ECANCELED if cancelled while waiting (the lock
  * is not held, and one granted at the same moment goes to the next
@@ -83,6 +88,11 @@ TIDE_API tide_event *tide_event_new(void);
 
 /* Free the event; waiters are woken with -EBADF. NULL is ignored. */
 TIDE_API void tide_event_free(tide_event *ev);
+
+/* Name the event for task dumps and deadlock reports ("event 'name'"
+ * instead of its address). Copies name. Returns 0; -EINVAL if ev or
+ * name is NULL; -ENOMEM (the old name stays). Never suspends. */
+TIDE_API int tide_event_set_name(tide_event *ev, const char *name);
 
 /* Set the flag and wake every waiter (they are queued to run; nothing
  * runs inside this call). Setting a set event does nothing. Allocates
@@ -118,6 +128,11 @@ TIDE_API tide_condition *tide_condition_new(tide_lock *lock);
 /* Free the condition (and its own lock, not a borrowed one). Waiters
  * are woken with -EBADF (misuse). NULL is ignored. */
 TIDE_API void tide_condition_free(tide_condition *cond);
+
+/* Name the condition for task dumps and deadlock reports ("condition 'name'"
+ * instead of its address). Copies name. Returns 0; -EINVAL if cond or
+ * name is NULL; -ENOMEM (the old name stays). Never suspends. */
+TIDE_API int tide_condition_set_name(tide_condition *cond, const char *name);
 
 /* tide_lock_acquire / _release / _locked on the condition's lock. */
 TIDE_API int tide_condition_acquire(tide_condition *cond);
@@ -169,6 +184,11 @@ TIDE_API tide_semaphore *tide_bounded_semaphore_new(unsigned value);
 /* Free the semaphore; waiters are woken with -EBADF. NULL is ignored. */
 TIDE_API void tide_semaphore_free(tide_semaphore *sem);
 
+/* Name the semaphore for task dumps and deadlock reports ("semaphore 'name'"
+ * instead of its address). Copies name. Returns 0; -EINVAL if sem or
+ * name is NULL; -ENOMEM (the old name stays). Never suspends. */
+TIDE_API int tide_semaphore_set_name(tide_semaphore *sem, const char *name);
+
 /* Take a permit, waiting in FIFO order while there is none, or while a
  * woken waiter has not run yet (asyncio 3.13: it goes first, even before
  * a task that releases and re-acquires). Returns 0; -ECANCELED (no permit
@@ -207,6 +227,11 @@ TIDE_API tide_barrier *tide_barrier_new(unsigned parties);
 
 /* Free the barrier; waiters are woken with -EBADF. NULL is ignored. */
 TIDE_API void tide_barrier_free(tide_barrier *b);
+
+/* Name the barrier for task dumps and deadlock reports ("barrier 'name'"
+ * instead of its address). Copies name. Returns 0; -EINVAL if b or
+ * name is NULL; -ENOMEM (the old name stays). Never suspends. */
+TIDE_API int tide_barrier_set_name(tide_barrier *b, const char *name);
 
 /* Arrive and wait for the other parties (waiting first, while the
  * barrier drains or resets, for the next cycle). Returns 0 and stores
@@ -273,6 +298,11 @@ TIDE_API tide_queue *tide_queue_new_priority(size_t maxsize,
  * Waiters, and getters handed an item who have not run yet, are woken
  * with -EBADF (misuse). NULL is ignored. */
 TIDE_API void tide_queue_free(tide_queue *q);
+
+/* Name the queue for task dumps and deadlock reports ("queue 'name'"
+ * instead of its address). Copies name. Returns 0; -EINVAL if q or
+ * name is NULL; -ENOMEM (the old name stays). Never suspends. */
+TIDE_API int tide_queue_set_name(tide_queue *q, const char *name);
 
 /* Put an item, waiting in FIFO order while the queue is full. Returns 0;
  * -ESHUTDOWN if the queue is shut down (before or while waiting; the

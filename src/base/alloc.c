@@ -72,6 +72,18 @@ char *tide__strdup(const char *s)
     return d;
 }
 
+int tide__set_name(char **slot, const char *name)
+{
+    if (!name)
+        return -EINVAL;
+    char *copy = tide__strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    tide__free(*slot);
+    *slot = copy;
+    return 0;
+}
+
 bool tide__alloc_count(int delta)
 {
     if (delta > 0 && should_fail())

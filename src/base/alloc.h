@@ -19,6 +19,10 @@ void *tide__realloc(void *p, size_t size); /* p NULL: malloc; fails leave p */
 void  tide__free(void *p);
 char *tide__strdup(const char *s);
 
+/* Replace the string *slot owns with a copy of `name` (freeing the old
+ * one): 0, -EINVAL if name is NULL, -ENOMEM (then *slot is unchanged). */
+int tide__set_name(char **slot, const char *name);
+
 /* Count `delta` allocations made (1) or freed (-1) outside tide__malloc,
  * honouring failure injection for 1. Returns false if it must fail
  * (errno is then ENOMEM). For allocators built on top (block.c). */

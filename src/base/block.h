@@ -5,6 +5,9 @@
  * push and pop, with no lock and no malloc header. Blocks count in
  * tide__alloc_live like any allocation. A thread's free blocks go to a
  * shared list when it exits, and the next thread that runs dry takes them.
+ * Memory tools see blocks as heap blocks (memcheck: allocated, freed,
+ * leaked; ASan: a freed block is poisoned), and under one a freed block
+ * is not reused at once (block.c).
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_BASE_BLOCK_H

@@ -138,6 +138,9 @@ tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
     return it;
 }
 
+/* Futures handed out one by one: any of the pending may be next. */
+static const struct tide__wait_kind ac_kind = {.what = "as_completed"};
+
 static void ac_cancel(tide_loop *loop, struct tide__wait *w)
 {
     struct ac_wait *a = tide__container_of(w, struct ac_wait, wait);
@@ -173,7 +176,7 @@ int tide_as_completed_next(tide_as_completed *it, tide_future **next)
         if (it->holds_checked)
             return -EINVAL;
         it->slot = (struct ac_wait){.wait = {.cancel = ac_cancel,
-                                             .what = "as_completed"},
+                                             .kind = &ac_kind},
                                     .co = loop->current};
         it->waiter = &it->slot;
         err = tide__suspend(loop, &it->slot.wait);

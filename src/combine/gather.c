@@ -13,6 +13,9 @@
 #include "base/alloc.h"
 
 #include <errno.h>
+#include <stdio.h>
+
+#undef tide_gather
 
 static const struct tide__future_ops gather_ops; /* below */
 
@@ -33,7 +36,7 @@ static void child_done(struct tide__inline *in, tide_future *child)
     struct gather *g = tide__link_owner(in, struct gather, links);
     size_t i = in->node.aux;
 
-    child->retrieved = true;
+    tide__future_mark_read(child);
     if (child->err == 0)
         g->results[i] = child->result;
     if (!g->fut.done && child->err && !(g->flags & TIDE_RETURN_ERRORS))
@@ -74,7 +77,8 @@ static void empty_done(tide_loop *loop, struct tide__call *c, bool cancel)
     tide_future_release(&g->fut);
 }
 
-tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
+tide_future *tide__gather_at(tide_future *const *fs, size_t n,
+                             unsigned flags, const char *file, int line)
 {
     if ((n && !fs) || (flags & ~TIDE_RETURN_ERRORS)) {
         errno = EINVAL;
@@ -100,18 +104,22 @@ tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
         errno = EINVAL;
         return NULL;
     }
-    struct gather *g = tide__malloc(sizeof *g + n * sizeof g->links[0]);
-    if (!g)
-        return NULL;
-    g->children = tide__malloc(n * sizeof *g->children);
-    g->results = n ? tide__calloc(n, sizeof *g->results) : NULL;
-    if (!g->children || (n && !g->results)) {
-        tide__free(g->children);
-        tide__free(g->results);
-        tide__free(g);
+    tide_future **children = tide__malloc(n * sizeof *children);
+    void **results = n ? tide__calloc(n, sizeof *results) : NULL;
+    bool tracked = loop->debug != NULL;
+    struct gather *g = NULL;
+    if (children && (results || n == 0))
+        g = tide__future_alloc(loop, tracked,
+                               sizeof *g + n * sizeof g->links[0], "gather",
+                               file, line, tide__malloc);
+    if (!g) {
+        tide__free(children);
+        tide__free(results);
         return NULL;
     }
-    tide__future_init(&g->fut, loop, &gather_ops);
+    g->children = children;
+    g->results = results;
+    tide__future_init(&g->fut, loop, &gather_ops, tracked);
     g->n = n;
     g->pending = 0;
     g->flags = flags;
@@ -166,11 +174,47 @@ static void gather_free(tide_future *f)
         tide_future_release(g->children[i]);
     tide__free(g->children);
     tide__free(g->results);
-    tide__free(g);
+    tide__future_free_record(f, tide__free);
+}
+
+/* "gather 0x... of 3, 2 pending" (task dumps); in debug mode
+ * "gather (created at f.c:12) of 3, 2 pending". */
+static void gather_describe(tide_future *f, char *buf, size_t n)
+{
+    struct gather *g = tide__container_of(f, struct gather, fut);
+    const char *file;
+    int line;
+
+    if (f->tracked && tide__track_site(f, &file, &line))
+        snprintf(buf, n, "gather (created at %s:%d) of %zu, %zu pending",
+                 file, line, g->n, g->pending);
+    else
+        snprintf(buf, n, "gather %p of %zu, %zu pending", (void *)f, g->n,
+                 g->pending);
+}
+
+/* Those that would complete a pending gather: its pending children's. */
+static void gather_blockers(tide_future *f,
+                            void (*fn)(struct tide__coro *co, void *arg),
+                            void *arg)
+{
+    struct gather *g = tide__container_of(f, struct gather, fut);
+
+    for (size_t i = 0; i < g->n; i++) {
+        tide_future *c = g->children[i];
+        if (!c->done && c->ops->blockers)
+            c->ops->blockers(c, fn, arg);
+    }
 }
 
 static const struct tide__future_ops gather_ops = {
     .cancel = gather_cancel,
     .free = gather_free,
-    .describe = tide__future_describe_plain,
+    .describe = gather_describe,
+    .blockers = gather_blockers,
 };
+
+tide_future *tide_gather(tide_future *const *fs, size_t n, unsigned flags)
+{
+    return tide__gather_at(fs, n, flags, NULL, 0);
+}

@@ -9,6 +9,8 @@
 
 #include <errno.h>
 
+#undef tide_shield
+
 struct shield {
     struct tide__inline in;
     struct tide__linger linger;  /* on the loop's list until then */
@@ -19,7 +21,7 @@ static void on_inner_done(struct tide__inline *in, tide_future *f)
 {
     struct shield *s = tide__container_of(in, struct shield, in);
 
-    f->retrieved = true;
+    tide__future_mark_read(f);
     tide__list_remove(&s->linger.link);
     if (!s->outer->done && !s->outer->loop->closed)
         tide__future_complete(s->outer, f->err, f->result);
@@ -40,7 +42,7 @@ static void shield_drop(struct tide__linger *l)
     tide__free(s);
 }
 
-tide_future *tide_shield(tide_future *f)
+tide_future *tide__shield_at(tide_future *f, const char *file, int line)
 {
     if (!f || f == tide_current_task()) { /* a task shielding itself */
         errno = EINVAL;
@@ -48,7 +50,7 @@ tide_future *tide_shield(tide_future *f)
     }
     if (f->done)
         return tide_future_retain(f);
-    tide_future *outer = tide_future_new(f->loop);
+    tide_future *outer = tide__future_new_at(f->loop, file, line);
     if (!outer)
         return NULL;
     struct shield *s = tide__malloc(sizeof *s);
@@ -64,4 +66,9 @@ tide_future *tide_shield(tide_future *f)
     tide__list_push_back(&f->loop->lingering, &s->linger.link);
     tide__future_add_node(f, &s->in.node);
     return outer;
+}
+
+tide_future *tide_shield(tide_future *f)
+{
+    return tide__shield_at(f, NULL, 0);
 }

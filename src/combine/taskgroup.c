@@ -72,7 +72,7 @@ static void on_child_done(struct tide__inline *in, tide_future *task)
 
     tide__list_remove(&c->link);
     g->nchildren--;
-    task->retrieved = true; /* the group reports it */
+    tide__future_mark_read(task); /* the group reports it */
     if (task->err && task->err != -ECANCELED) {
         if (g->nerrors == g->cap) {
             size_t cap = g->cap ? g->cap * 2 : 4;
@@ -167,6 +167,9 @@ int tide_task_group_cancel(tide_task_group *g)
 
 /* A cancel request reaching the owner while it waits in end(): cancel
  * the children and keep waiting for them. */
+/* The group ends once its children have finished. */
+static const struct tide__wait_kind end_kind = {.what = "task group end"};
+
 static void end_cancel(tide_loop *loop, struct tide__wait *w)
 {
     struct group_wait *gw = tide__container_of(w, struct group_wait, wait);
@@ -197,7 +200,7 @@ int tide_task_group_end(tide_task_group *g, int err)
     }
     while (g->nchildren > 0) {
         g->wait = (struct group_wait){.wait = {.cancel = end_cancel,
-                                               .what = "task group end"},
+                                               .kind = &end_kind},
                                       .g = g};
         g->waiter = loop->current;
         int e = tide__suspend(loop, &g->wait.wait);

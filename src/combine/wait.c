@@ -55,6 +55,9 @@ static void on_done(struct tide__inline *in, tide_future *f)
     }
 }
 
+/* tide_wait: until its condition holds (or its timeout). */
+static const struct tide__wait_kind wait_kind = {.what = "wait"};
+
 static void wait_cancel(tide_loop *loop, struct tide__wait *wait)
 {
     struct waitset *w = tide__container_of(wait, struct waitset, wait);
@@ -114,7 +117,7 @@ int tide_wait(tide_future *const *fs, size_t n, int return_when,
     if (!w)
         return -ENOMEM;
     w->wait.cancel = wait_cancel;
-    w->wait.what = "wait";
+    w->wait.kind = &wait_kind;
     w->loop = loop;
     w->co = loop->current;
     w->when = return_when;

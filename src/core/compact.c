@@ -18,7 +18,7 @@
  *   tide's own waits obey this through tide__wait_frame (loop.h); a
  *   program must too (no &local handed to another task);
  * - the copy happens off the shared stack, so a switch between two
- *   compact coroutines goes through the loop's own context (sched.c:
+ *   compact coroutines goes through the loop's own context (coro.c:
  *   loop->detour), without ending the batch;
  * - nothing may keep a compact coroutine's frames live on the shared
  *   stack while others need it: a nested run it asks for runs on a
@@ -36,13 +36,6 @@
 
 #include <errno.h>
 #include <string.h>
-
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define TIDE__VALGRIND 1
-#endif
-#endif
 
 struct tide__saved {
     struct tide__list link;   /* in loop->compact_saved */

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -91,11 +92,13 @@ static void step_begin(tide_loop *loop);
 static void step_end(tide_loop *loop, struct tide__coro *co,
                      struct tide__call *c);
 static void poll_dump(tide_loop *loop);
+static bool stuck(tide_loop *loop);
 
 static const struct tide__debug_hooks hooks = {
     .step_begin = step_begin,
     .step_end = step_end,
     .poll = poll_dump,
+    .stuck = stuck,
 };
 
 int tide_loop_set_debug(tide_loop *loop, bool on)
@@ -129,6 +132,7 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
 void tide__debug_forget(tide_loop *loop)
 {
     tide__watch_close(loop);
+    tide__deadlock_forget(loop);
     if (loop->debug_slot >= 0)
         atomic_store(&registry[loop->debug_slot], 0);
     loop->debug_slot = -1;
@@ -273,11 +277,28 @@ static size_t high_water(const struct tide__stack *st)
     return touched;
 }
 
+/* Where dump lines go: an fd (tide_loop_dump), or a stream (a report). */
 struct dump {
     int fd;
+    FILE *mem;                   /* if not NULL, instead of fd */
     int n;
     int err;
 };
+
+static void emit(struct dump *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void emit(struct dump *d, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = d->mem ? vfprintf(d->mem, fmt, ap) : vdprintf(d->fd, fmt, ap);
+    va_end(ap);
+    if (rc < 0 && !d->err)
+        d->err = errno ? -errno : -EIO;
+}
 
 static void dump_one(tide_loop *loop, struct tide__coro *co, void *arg)
 {
@@ -296,34 +317,69 @@ static void dump_one(tide_loop *loop, struct tide__coro *co, void *arg)
         state = co->queued ? "ready" : "waiting";
     }
     describe(loop, co, who, sizeof who);
-    const char *what = co->state == TIDE__CORO_SUSPENDED && co->wait &&
-                       !co->queued ? co->wait->what : NULL;
-    int rc;
+    char what[512] = "";
+    if (co->state == TIDE__CORO_SUSPENDED && co->wait && !co->queued) {
+        memcpy(what, " on ", 5);
+        tide__wait_describe(loop, co, what + 4, sizeof what - 4);
+    }
     if (co->pool == TIDE__POOL_COMPACT) {
-        rc = dprintf(d->fd, "  %s: %s%s%s, compact, frames %zu bytes\n",
-                     who, state, what ? " on " : "", what ? what : "",
-                     tide__compact_frames(loop, co));
+        emit(d, "  %s: %s%s, compact, frames %zu bytes\n", who, state, what,
+             tide__compact_frames(loop, co));
     } else {
         size_t hw = co->stack ? high_water(co->stack) : 0;
-        rc = dprintf(d->fd, "  %s: %s%s%s, stack %zu KiB of %zu KiB\n", who,
-                     state, what ? " on " : "", what ? what : "", hw / 1024,
-                     co->stack ? co->stack->size / 1024 : 0);
+        emit(d, "  %s: %s%s, stack %zu KiB of %zu KiB\n", who, state, what,
+             hw / 1024, co->stack ? co->stack->size / 1024 : 0);
     }
-    if (rc < 0)
-        d->err = -errno;
     d->n++;
+}
+
+/* The dump: a header line, then one line per unfinished coroutine. */
+static int dump_to(tide_loop *loop, struct dump *d)
+{
+    emit(d, "tide: %zu task(s), %zu ready, %zu timer(s)\n", loop->ncoros,
+         loop->ready.count, loop->timers.armed);
+    if (d->err)
+        return d->err;
+    /* Without a census (no memory) a lock's holder is not named. */
+    int taken = tide__census_take(loop);
+    tide__loop_each_coro(loop, dump_one, d);
+    if (taken == 0)
+        tide__census_drop(loop);
+    return d->err ? d->err : d->n;
 }
 
 int tide_loop_dump(tide_loop *loop, int fd)
 {
-    struct dump d = {fd, 0, 0};
+    struct dump d = {.fd = fd};
 
     loop = tide__loop_resolve(loop);
     if (!loop || loop->closed || fd < 0)
         return -EINVAL;
-    if (dprintf(fd, "tide: %zu task(s), %zu ready, %zu timer(s)\n",
-                loop->ncoros, loop->ready.count, loop->timers.armed) < 0)
-        return -errno;
-    tide__loop_each_coro(loop, dump_one, &d);
-    return d.err ? d.err : d.n;
+    return dump_to(loop, &d);
+}
+
+/* The run would wait forever: if nothing can wake the loop, report why
+ * (the wait-for cycle, or that every task waits) with the task dump, and
+ * end the run (-EDEADLK). */
+static bool stuck(tide_loop *loop)
+{
+    char *why = tide__deadlock_find(loop);
+    char *text = NULL;
+    size_t size = 0;
+
+    if (!why)
+        return false;
+    FILE *mem = open_memstream(&text, &size);
+    if (mem) {
+        struct dump d = {.fd = -1, .mem = mem};
+        fprintf(mem, "%s\n", why);
+        dump_to(loop, &d);
+        fclose(mem);
+        if (size && text[size - 1] == '\n')
+            text[size - 1] = '\0';
+    }
+    tide__loop_report(loop, text ? text : why);
+    free(text); /* open_memstream's, from the C library */
+    tide__free(why);
+    return true;
 }

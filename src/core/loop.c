@@ -16,6 +16,7 @@
 
 static void free_record(tide_loop *loop)
 {
+    tide__track_flush(loop);
     pthread_mutex_destroy(&loop->remote_lock);
     tide__free(loop);
 }
@@ -45,6 +46,8 @@ tide_loop *tide_loop_new(void)
     tide__pools_init(loop);
     tide__list_init(&loop->compact_saved);
     tide__list_init(&loop->lingering);
+    tide__list_init(&loop->tracked);
+    tide__list_init(&loop->quarantine);
     const char *env = getenv("TIDE_COMPACT");
     loop->compact_default = env && env[0] == '1';
     loop->now = tide__clock_ns();
@@ -192,6 +195,8 @@ int tide_loop_close(tide_loop *loop)
     tide__ops_destroy(loop);
     loop->closed = true;
     tide__list_remove(&loop->thread_link);
+    if (loop->debug)
+        tide__track_report_live(loop); /* futures never released */
     tide__default_forget(loop);
     tide__loop_unref(loop);
     return 0;

@@ -19,7 +19,8 @@
  *
  * The core's files, each calling only those before it: pools.c (the
  * loop's stacks), compact.c (compact coroutines), coro.c (coroutines and
- * hand-offs), remote.c (call_soon_threadsafe), timer.c (the clock and
+ * hand-offs), remote.c (call_soon_threadsafe), deadlock.c (what tasks
+ * wait on, whether anything can wake the loop), timer.c (the clock and
  * timers, timer.h), waitq.c (the wait queue, waitq.h), debug.c (debug
  * mode), handle.c (call_soon/call_later/call_at), sched.c (iterations),
  * loop.c (the loop record), default.c (this thread's loops); errors.c
@@ -71,15 +72,34 @@ enum tide__coro_state {
     TIDE__CORO_DONE,
 };
 
+struct tide__coro;
+struct tide__wait;
+
+/* What a kind of wait is, for task dumps and the deadlock check (debug.c,
+ * deadlock.c): data that only a dump reads, so a wait costs the one store
+ * of its kind. The object waited on is found from w itself (the struct
+ * that embeds it: a queue waiter's queue, an await's future). */
+struct tide__wait_kind {
+    const char *what;            /* "sleep", "await", "lock", ... */
+    /* Say what w waits on, in full ("lock 'db' held by task 'b'"); NULL:
+     * just `what`. Runs on the loop's thread, in a dump only. */
+    void (*describe)(tide_loop *loop, const struct tide__wait *w, char *buf,
+                     size_t n);
+    /* Call fn on each coroutine that could end w, where that is known (a
+     * lock's holder, an awaited task); NULL, or none called: nobody in
+     * particular (an event anyone may set). A coroutine named here may
+     * have ended: fn must check (tide__census_has). */
+    void (*blockers)(tide_loop *loop, const struct tide__wait *w,
+                     void (*fn)(struct tide__coro *co, void *arg), void *arg);
+};
+
 /* What a suspended coroutine waits on. cancel() delivers a cancellation
  * request: it wakes the coroutine with -ECANCELED, or forwards the request
  * (an await cancels the awaited future and keeps waiting). */
 struct tide__wait {
     void (*cancel)(tide_loop *loop, struct tide__wait *w);
-    const char *what;            /* for task dumps: "sleep", "await", ... */
+    const struct tide__wait_kind *kind; /* for task dumps */
 };
-
-struct tide__coro;
 
 struct tide__coro_ops {
     /* Runs on the coroutine's own stack; returning ends the coroutine. */
@@ -92,6 +112,8 @@ struct tide__coro_ops {
      * Async-signal-safe: the watchdog's signal handler calls it on the
      * coroutine running under it. */
     void (*describe)(struct tide__coro *co, char *buf, size_t n);
+    /* Its short name for wait-for graphs ("task 'x'"), same rules. */
+    void (*name)(struct tide__coro *co, char *buf, size_t n);
     /* A counted cancel request (tide_future_cancel on its task), as
      * tide_loop_close makes on every round. */
     void (*cancel)(tide_loop *loop, struct tide__coro *co);
@@ -169,6 +191,7 @@ enum tide__opslot_state {
 struct tide__opslot {
     struct tide__op op;          /* what the backend sees */
     struct tide__wait wait;      /* a task waiting on it (the I/O layer) */
+    const char *what;            /* its call, for dumps ("sock recv") */
     /* Called once at the op's completion (op.result set), from the loop's
      * dispatch or inside tide__op_cancel: wakes or queues, runs no user
      * code. */
@@ -305,6 +328,12 @@ struct tide_loop {
     unsigned dump_seen;          /* dump requests handled so far */
     int debug_slot;              /* in the signal registry, or -1 */
     struct tide__watch *watch;   /* its watchdog slot (watchdog.c), or NULL */
+    struct tide__list tracked;   /* futures made in debug mode, alive */
+    struct tide__list quarantine; /* and freed, kept a while (track.c) */
+    size_t nquarantined;
+    struct tide__census *census; /* live coroutines, during a dump only */
+    struct tide__failures *failures; /* tasks' unread failures (deadlock.c) */
+    bool deadlocked;             /* the run ends with -EDEADLK (deadlock.c) */
     uint64_t next_task_id;
 };
 
@@ -645,6 +674,10 @@ struct tide__debug_hooks {
     void (*step_end)(tide_loop *loop, struct tide__coro *co,
                      struct tide__call *c);
     void (*poll)(tide_loop *loop);  /* once per iteration */
+    /* The run would wait forever (no timer will fire): true if debug
+     * mode found that nothing can wake the loop and reported it; the
+     * run then ends with -EDEADLK (deadlock.c). */
+    bool (*stuck)(tide_loop *loop);
 };
 
 void tide__debug_open(tide_loop *loop);  /* TIDE_DEBUG in the environment */
@@ -655,5 +688,85 @@ void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
 void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to);
 /* Hand a debug report to the loop's report handler (stderr by default). */
 void tide__loop_report(tide_loop *loop, const char *msg);
+
+/* ---- debug mode's record of futures (track.c) -------------------------- */
+
+/* Memory for a future record of `size` bytes made while its loop is in
+ * debug mode, with a header in front that says `what` it is ("task")
+ * and where it was made (file NULL: not known), and lists it on the
+ * loop. describe names a live one in tide__track_report_live. NULL
+ * (ENOMEM) on failure. */
+void *tide__track_alloc(tide_loop *loop, size_t size, const char *what,
+                        const char *file, int line,
+                        void (*describe)(void *obj, char *buf, size_t n));
+/* Free it: it waits in the quarantine, readable and marked freed, until
+ * QUARANTINE more have been freed after it, or the loop record goes. */
+void tide__track_free(tide_loop *loop, void *obj);
+bool tide__track_freed(const void *obj);
+/* What it was made as, and where; false if that is not known. Both are
+ * plain reads (async-signal-safe). */
+const char *tide__track_what(const void *obj);
+bool tide__track_site(const void *obj, const char **file, int *line);
+/* Report `call` ("tide_future_release") made on obj, already freed. */
+void tide__track_report_freed(tide_loop *loop, const void *obj,
+                              const char *call);
+/* Report every one still alive (close, in debug mode). */
+void tide__track_report_live(tide_loop *loop);
+/* Free the quarantine (the loop record goes). */
+void tide__track_flush(tide_loop *loop);
+/* ---- hangs: what tasks wait on, deadlocks (deadlock.c) ------------------ */
+
+/* Whether anything but the loop's own tasks may still wake it: ready
+ * work, a pending or possible call_soon_threadsafe (another thread in the
+ * process, tide's watchdog and pool threads aside, may send one), a pool
+ * job in flight (remote_expected), an op in flight (which
+ * includes every fd a task or a reader/writer callback watches). Whatever
+ * new may wake a loop (an executor, signals, child processes) must be
+ * added here, or debug mode reports hangs that are not. */
+bool tide__loop_external_pending(tide_loop *loop);
+
+/* Whether co is unfinished, by the census a dump takes (false if there is
+ * none, or it could not be taken). */
+bool tide__census_has(tide_loop *loop, const struct tide__coro *co);
+
+/* Write co's short name ("task 'x'") if it is unfinished; else what is
+ * known of it: "task 'x', which failed with -EIO" if it failed and nobody
+ * read the error, or "a task that has ended". */
+void tide__coro_name(tide_loop *loop, struct tide__coro *co, char *buf,
+                     size_t n);
+
+/* Append printf-style to buf (n bytes, len used); returns the new length,
+ * never past n - 1. */
+size_t tide__appendf(char *buf, size_t n, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Append a primitive's label: "lock 'db'" if named, else "lock 0x...". */
+size_t tide__put_label(char *buf, size_t n, size_t len, const char *kind,
+                       const char *name, const void *obj);
+
+/* Debug mode: the task of co (future `key`) failed with err; remembered
+ * (a few, the latest) until its error is read (tide__debug_failure_read),
+ * to name it as the cause of a hang. */
+void tide__debug_task_failed(tide_loop *loop, struct tide__coro *co,
+                             const void *key, int err);
+void tide__debug_failure_read(tide_loop *loop, const void *key);
+
+/* What suspended co waits on, in full ("lock 'db' held by task 'b'"). */
+void tide__wait_describe(tide_loop *loop, struct tide__coro *co, char *buf,
+                         size_t n);
+
+/* Take (and drop) the census of unfinished coroutines. Take returns
+ * -ENOMEM if it cannot (names then say less). */
+int tide__census_take(tide_loop *loop);
+void tide__census_drop(tide_loop *loop);
+
+/* The loop would wait forever: NULL if anything may still wake it (or
+ * memory runs out); else the report, allocated: the wait-for cycle if
+ * there is one, that nothing can wake the tasks, and failures nobody read
+ * that may be the cause. */
+char *tide__deadlock_find(tide_loop *loop);
+
+/* Drop the remembered failures (debug mode ends, or the loop closes). */
+void tide__deadlock_forget(tide_loop *loop);
 
 #endif

@@ -105,6 +105,12 @@ static void run_once(tide_loop *loop)
         loop->embed_wait = -1;
         if (timeout < 0 ? cap != INT64_MAX : timeout > cap)
             timeout = cap;
+    } else if (__builtin_expect(timeout < 0 && loop->debug != NULL, 0) &&
+               !loop->closing && loop->debug->stuck(loop)) {
+        /* Debug mode: nothing can ever wake the loop (reported). */
+        loop->deadlocked = true;
+        loop->stopping = true;
+        return;
     }
     if (timeout != 0 && loop->remote_expected > 0 &&
         spin_for_remote(loop, timeout))
@@ -173,6 +179,10 @@ static int loop_run(tide_loop *loop, struct tide__coro *owner,
         if (loop->stopping) {
             loop->stopping = false;
             err = done && !done(arg) ? -EINTR : 0;
+            if (loop->deadlocked) {
+                loop->deadlocked = false;
+                err = -EDEADLK;
+            }
             break;
         }
     }

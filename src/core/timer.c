@@ -84,6 +84,23 @@ struct sleeper {
     struct tide__alarm alarm;
 };
 
+/* "sleep, 0.250 s left" (on the virtual clock too: loop time). */
+static void sleep_describe(tide_loop *loop, const struct tide__wait *w,
+                           char *buf, size_t n)
+{
+    const struct sleeper *s = tide__container_of(w, struct sleeper, wait);
+    int64_t now = loop->virtual_clock ? loop->now : tide__clock_ns();
+    int64_t left = s->alarm.timer.deadline - now;
+
+    tide__appendf(buf, n, 0, "sleep, %.3f s left",
+                  left > 0 ? (double)left / 1e9 : 0.0);
+}
+
+static const struct tide__wait_kind sleep_kind = {
+    .what = "sleep",
+    .describe = sleep_describe,
+};
+
 static void sleep_cancel(tide_loop *loop, struct tide__wait *w)
 {
     struct sleeper *s = tide__container_of(w, struct sleeper, wait);
@@ -98,7 +115,7 @@ int tide__sleep_until(tide_loop *loop, int64_t deadline)
 
     if (!s)
         return -ENOMEM;
-    *s = (struct sleeper){.wait = {.cancel = sleep_cancel, .what = "sleep"}};
+    *s = (struct sleeper){.wait = {.cancel = sleep_cancel, .kind = &sleep_kind}};
     int err = tide__alarm_arm(loop, &s->alarm, deadline, 0);
     if (err == 0) {
         err = tide__suspend(loop, &s->wait);

@@ -31,7 +31,8 @@ size_t tide__waitq_wake_all(struct tide__waitq *q, int result)
     return n;
 }
 
-int tide__waitq_acquire(struct tide__waitq *q, const char *what,
+int tide__waitq_acquire(struct tide__waitq *q,
+                        const struct tide__wait_kind *kind,
                         void (*pass_on)(void *obj),
                         void (*left)(void *obj, int rc), void *obj)
 {
@@ -41,7 +42,7 @@ int tide__waitq_acquire(struct tide__waitq *q, const char *what,
 
     if (!w)
         return rc;
-    rc = tide__waitq_wait(loop, q, w, NULL, what);
+    rc = tide__waitq_wait(loop, q, w, NULL, kind);
     if (!tide__waitq_gone(w)) {
         tide__waitq_leave(w);
         if (rc < 0 && w->woken && w->result == 0 && pass_on)

@@ -87,18 +87,19 @@ size_t tide__waitq_wake_all(struct tide__waitq *q, int result);
 void tide__waitq_cancel(tide_loop *loop, struct tide__wait *wait);
 
 /* Wait on q from the current task of `loop` (the caller checked there is
- * one) with waiter w, carrying `data`; `what` names the wait in task
- * dumps ("lock", "queue get"). Returns w->result once woken, -ECANCELED
- * if cancelled (then w->woken tells whether a wake-up came first),
- * TIDE__GONE if the primitive was freed. Unless gone, w is inside q on
- * return and the caller must tide__waitq_leave(w) before returning.
+ * one) with waiter w, carrying `data`; `kind` names the wait in task
+ * dumps (a lock, a queue get: its describe finds the primitive from q).
+ * Returns w->result once woken, -ECANCELED if cancelled (then w->woken
+ * tells whether a wake-up came first), TIDE__GONE if the primitive was
+ * freed. Unless gone, w is inside q on return and the caller must
+ * tide__waitq_leave(w) before returning.
  * Inline: it is the queues' hot path. */
 static inline int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
                                    struct tide__qwaiter *w, void *data,
-                                   const char *what)
+                                   const struct tide__wait_kind *kind)
 {
     w->wait.cancel = tide__waitq_cancel;
-    w->wait.what = what;
+    w->wait.kind = kind;
     w->loop = loop;
     w->co = loop->current;
     w->q = q;
@@ -109,6 +110,14 @@ static inline int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
     q->count++;
     int err = tide__suspend(loop, &w->wait);
     return err < 0 ? err : w->result;
+}
+
+/* The queue the waiter of wait w waits in (a kind's describe finds its
+ * primitive from it). */
+static inline const struct tide__waitq *
+tide__waitq_of(const struct tide__wait *w)
+{
+    return tide__container_of(w, struct tide__qwaiter, wait)->q;
 }
 
 /* Whether w's primitive was freed while w waited or was inside. */
@@ -148,7 +157,8 @@ static inline struct tide__qwaiter *tide__waitq_waiter(tide_loop **loop,
  * pass_on(obj) if there is one; TIDE__GONE if the primitive was freed;
  * -ENOMEM (a compact task's waiter). Unless it was freed, left(obj, rc)
  * (if not NULL) runs last, once the waiter is out. */
-int tide__waitq_acquire(struct tide__waitq *q, const char *what,
+int tide__waitq_acquire(struct tide__waitq *q,
+                        const struct tide__wait_kind *kind,
                         void (*pass_on)(void *obj),
                         void (*left)(void *obj, int rc), void *obj);
 

@@ -1,7 +1,7 @@
 /* The I/O layer's internal contract: running one backend op for the
  * calling task (op.c), the reader/writer callbacks an fd may have
- * (watch.c), which tide_close removes, and the thread pool's count for
- * tests (pool.c).
+ * (watch.c), which tide_close removes; the reference a server takes on
+ * a stream (stream.c); and the thread pool's hooks (pool.c).
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_IO_IO_H
@@ -27,6 +27,13 @@ void tide__io_fd_op(tide_loop *loop, int fd, int flags);
 /* fd is being closed or detached on `loop`: drop its reader and writer
  * callbacks (their ops are dropped, nothing scheduled runs). */
 void tide__watch_forget(tide_loop *loop, int fd);
+
+/* A server's connection task holds its stream (tide/stream.h) while the
+ * handler runs, so that the handler may close it (stream.c). */
+struct tide_stream;
+void tide__stream_hold(struct tide_stream *s);
+void tide__stream_release(struct tide_stream *s);
+bool tide__stream_closed(const struct tide_stream *s);
 
 /* tide_to_thread_ex for a job that owns arg: once submitted, the pool
  * calls drop(arg) if nobody receives the job's result (cancelled,

@@ -43,6 +43,22 @@ static bool took_effect(const struct tide__op *op, ssize_t r)
     return r >= 0 && op->kind != TIDE__OP_POLL;
 }
 
+/* "sock recv on fd 5": the call and its fd (task dumps). */
+static void describe_op(tide_loop *loop, const struct tide__wait *w,
+                        char *buf, size_t n)
+{
+    const struct tide__opslot *s =
+        tide__container_of(w, struct tide__opslot, wait);
+
+    (void)loop;
+    tide__appendf(buf, n, 0, "%s on fd %d", s->what, s->op.fd);
+}
+
+static const struct tide__wait_kind op_kind = {
+    .what = "I/O",
+    .describe = describe_op,
+};
+
 /* Suspend until in-flight s completes; then free it and return its
  * result by the cancellation rule. */
 static ssize_t await_slot(tide_loop *loop, struct tide__opslot *s,
@@ -52,7 +68,8 @@ static ssize_t await_slot(tide_loop *loop, struct tide__opslot *s,
 
     s->complete = wake_owner;
     s->owner = co;
-    s->wait = (struct tide__wait){.cancel = cancel_op, .what = what};
+    s->wait = (struct tide__wait){.cancel = cancel_op, .kind = &op_kind};
+    s->what = what;
     int err = tide__suspend(loop, &s->wait);
     if (s->state != TIDE__OPSLOT_IDLE) {
         /* Only the op's completion wakes this task; were anything else

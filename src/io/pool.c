@@ -41,7 +41,7 @@
 enum job_state { QUEUED, RUNNING, DONE, ABANDONED };
 
 struct exec_future {
-    struct tide_future fut;
+    struct tide_future fut;      /* first: the record's start */
     struct tide__job *job;       /* in flight for it, or NULL */
 };
 
@@ -223,6 +223,9 @@ static void *worker(void *unused)
     bool spun = false;
 
     (void)unused;
+    /* Debug mode's hang check tells pool threads from others by name
+     * (core/deadlock.c): these post only for jobs the loop counts. */
+    pthread_setname_np(pthread_self(), "tide-pool");
     pthread_mutex_lock(&pool.lock);
     while (pool.threads <= pool.size && !pool.stopping) {
         struct tide__job *j = take_locked();
@@ -595,6 +598,24 @@ static void to_thread_cancel(tide_loop *loop, struct tide__wait *w)
     tide__wake(loop, co, -EBADF);
 }
 
+static void describe_job(tide_loop *loop, const struct tide__wait *w,
+                         char *buf, size_t n)
+{
+    static const char *const names[NCLASSES] = {"cpu", "file", "dns"};
+    const struct tide__job *j = tide__container_of(w, struct tide__job, wait);
+    int state = atomic_load_explicit(&j->state, memory_order_relaxed);
+
+    (void)loop;
+    snprintf(buf, n, "to_thread (%s class, %s)", names[j->cls],
+             state == QUEUED ? "queued" : state == RUNNING ? "running"
+                                                           : "done");
+}
+
+static const struct tide__wait_kind to_thread_kind = {
+    .what = "to_thread",
+    .describe = describe_job,
+};
+
 static bool class_ok(int cls)
 {
     return cls >= 0 && cls < NCLASSES;
@@ -615,7 +636,7 @@ static int to_thread(int cls, tide_work_fn fn, void *arg,
     j->drop_arg = drop_arg;
     j->co = loop->current;
     j->wait = (struct tide__wait){.cancel = to_thread_cancel,
-                                  .what = "to_thread"};
+                                  .kind = &to_thread_kind};
     int err = job_submit(loop, j);
     if (err < 0)
         return err;
@@ -675,7 +696,7 @@ static bool exec_cancel(tide_future *f)
 
 static void exec_free(tide_future *f)
 {
-    tide__free(tide__container_of(f, struct exec_future, fut));
+    tide__future_free_record(f, tide__free); /* fut is the record's start */
 }
 
 static void exec_describe(tide_future *f, char *buf, size_t n)
@@ -703,10 +724,15 @@ tide_future *tide_run_in_executor(tide_loop *loop, int cls, tide_work_fn fn,
         errno = EINVAL;
         return NULL;
     }
-    struct exec_future *ef = tide__malloc(sizeof *ef);
+    /* Debug mode tracks it as it does every future (named by this
+     * site: the caller's is not passed in). */
+    bool tracked = loop->debug != NULL;
+    struct exec_future *ef = tide__future_alloc(loop, tracked, sizeof *ef,
+                                                "executor future", __FILE__,
+                                                __LINE__, tide__malloc);
     if (!ef)
         return NULL;
-    tide__future_init(&ef->fut, loop, &exec_ops);
+    tide__future_init(&ef->fut, loop, &exec_ops, tracked);
     ef->job = job_new(loop, cls, fn, arg, free_result);
     if (!ef->job) {
         tide_future_release(&ef->fut);

@@ -22,13 +22,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define TIDE__VALGRIND 1
-#endif
-#endif
-
 struct tide__slab {
     struct tide__slab *next;
     char *base;        /* the mapping; slot i starts at base + page + i * slot */

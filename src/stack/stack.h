@@ -35,26 +35,11 @@
 #define TIDE_STACK_H
 
 #include "arch/ctx.h"
+#include "base/sanitize.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TIDE__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TIDE__ASAN 1
-#endif
-#endif
-
-#if defined(__SANITIZE_THREAD__)
-#define TIDE__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TIDE__TSAN 1
-#endif
-#endif
 
 #define TIDE__SLAB_SLOTS 64
 #define TIDE__STACK_CANARY 0x7469646563616e61ull /* "tidecana" */
@@ -222,7 +207,6 @@ void __sanitizer_start_switch_fiber(void **fake_stack_save,
 void __sanitizer_finish_switch_fiber(void *fake_stack_save,
                                      const void **bottom_old,
                                      size_t *size_old);
-void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #endif
 
 static inline void tide__fiber_switch(struct tide__fiber *from,

@@ -30,6 +30,7 @@ struct tide_barrier {
     int state;
     struct tide__waitq fill;     /* arrived, waiting for the trip */
     struct tide__waitq block;    /* waiting for a drain or reset to end */
+    char *name;                  /* tide_barrier_set_name, or NULL */
 };
 
 tide_barrier *tide_barrier_new(unsigned parties)
@@ -46,6 +47,7 @@ tide_barrier *tide_barrier_new(unsigned parties)
     b->state = FILLING;
     tide__waitq_init(&b->fill);
     tide__waitq_init(&b->block);
+    b->name = NULL;
     return b;
 }
 
@@ -55,8 +57,57 @@ void tide_barrier_free(tide_barrier *b)
         return;
     tide__waitq_close(&b->fill, true);
     tide__waitq_close(&b->block, true);
+    tide__free(b->name);
     tide__free(b);
 }
+
+int tide_barrier_set_name(tide_barrier *b, const char *name)
+{
+    return b ? tide__set_name(&b->name, name) : -EINVAL;
+}
+
+/* "barrier 'b' (2 of 3 arrived)" for those waiting for the trip (the
+ * parties still to come may be any task); "barrier 'b' (draining: 2 still
+ * to leave)" for those waiting to enter while a trip drains or a reset
+ * runs. */
+static void describe_barrier(const tide_barrier *b, bool filling, char *buf,
+                             size_t n)
+{
+    size_t len = tide__put_label(buf, n, 0, "barrier", b->name, b);
+
+    if (filling)
+        tide__appendf(buf, n, len, " (%u of %u arrived)", b->count, b->parties);
+    else
+        tide__appendf(buf, n, len, " (%s: %u still to leave)",
+                      b->state == RESETTING ? "resetting" : "draining",
+                      b->count);
+}
+
+static void describe_fill(tide_loop *loop, const struct tide__wait *w,
+                          char *buf, size_t n)
+{
+    (void)loop;
+    describe_barrier(tide__container_of(tide__waitq_of(w), tide_barrier, fill),
+                     true, buf, n);
+}
+
+static void describe_block(tide_loop *loop, const struct tide__wait *w,
+                           char *buf, size_t n)
+{
+    (void)loop;
+    describe_barrier(tide__container_of(tide__waitq_of(w), tide_barrier, block),
+                     false, buf, n);
+}
+
+static const struct tide__wait_kind fill_kind = {
+    .what = "barrier",
+    .describe = describe_fill,
+};
+
+static const struct tide__wait_kind block_kind = {
+    .what = "barrier",
+    .describe = describe_block,
+};
 
 /* The state left FILLING: wake those blocked if it is no longer in the
  * way (FILLING again, or BROKEN: they fail). */
@@ -84,7 +135,7 @@ static int wait_in(tide_loop *loop, tide_barrier *b, unsigned *index,
         if (!loop)
             return -EPERM;
         /* Woken with nothing granted: a woken waiter just looks again. */
-        rc = tide__waitq_wait(loop, &b->block, w, NULL, "barrier");
+        rc = tide__waitq_wait(loop, &b->block, w, NULL, &block_kind);
         if (tide__waitq_gone(w))
             return rc;
         tide__waitq_leave(w);
@@ -108,7 +159,7 @@ static int wait_in(tide_loop *loop, tide_barrier *b, unsigned *index,
     if (!loop)
         return -EPERM;
     b->count++;
-    rc = tide__waitq_wait(loop, &b->fill, w, NULL, "barrier");
+    rc = tide__waitq_wait(loop, &b->fill, w, NULL, &fill_kind);
     if (tide__waitq_gone(w))
         return rc;
     tide__waitq_leave(w);

@@ -23,6 +23,7 @@ struct tide_condition {
     tide_lock *lock;
     bool own_lock;               /* made by tide_condition_new: free it */
     struct tide__waitq q;        /* waiting for a notify; `inside`: in wait() */
+    char *name;                  /* tide_condition_set_name, or NULL */
 };
 
 tide_condition *tide_condition_new(tide_lock *lock)
@@ -38,6 +39,7 @@ tide_condition *tide_condition_new(tide_lock *lock)
     }
     c->lock = lock;
     tide__waitq_init(&c->q);
+    c->name = NULL;
     return c;
 }
 
@@ -48,7 +50,13 @@ void tide_condition_free(tide_condition *c)
     tide__waitq_close(&c->q, true);
     if (c->own_lock)
         tide_lock_free(c->lock);
+    tide__free(c->name);
     tide__free(c);
+}
+
+int tide_condition_set_name(tide_condition *c, const char *name)
+{
+    return c ? tide__set_name(&c->name, name) : -EINVAL;
 }
 
 int tide_condition_acquire(tide_condition *c)
@@ -78,12 +86,29 @@ static size_t notify(tide_condition *c, size_t n)
     return woken;
 }
 
-static int wait_in(tide_loop *loop, tide_condition *c,
-                   struct tide__qwaiter *w)
+/* "condition 'c' (2 waiting for a notify)": anyone holding its lock may
+ * notify. */
+static void describe(tide_loop *loop, const struct tide__wait *w, char *buf,
+                     size_t n)
+{
+    tide_condition *c =
+        tide__container_of(tide__waitq_of(w), tide_condition, q);
+    size_t len = tide__put_label(buf, n, 0, "condition", c->name, c);
+
+    (void)loop;
+    tide__appendf(buf, n, len, " (%zu waiting for a notify)", c->q.count);
+}
+
+static const struct tide__wait_kind cond_kind = {
+    .what = "condition",
+    .describe = describe,
+};
+
+static int wait_in(tide_loop *loop, tide_condition *c, struct tide__qwaiter *w)
 {
     tide_lock *lock = c->lock;   /* c may be freed while we wait */
     tide_lock_release(lock);
-    int rc = tide__waitq_wait(loop, &c->q, w, NULL, "condition");
+    int rc = tide__waitq_wait(loop, &c->q, w, NULL, &cond_kind);
     bool notified = w->woken && w->result == 0;
     bool cancelled = rc == -ECANCELED;
     if (tide__waitq_gone(w))

@@ -54,6 +54,7 @@ struct tide_queue {
     struct tide__waitq getters;  /* w.data: the item handed */
     struct tide__waitq putters;  /* w.data: the item to put */
     struct tide__waitq joiners;
+    char *name;                  /* tide_queue_set_name, or NULL */
 };
 
 static size_t entry_size(const tide_queue *q)
@@ -114,9 +115,71 @@ void tide_queue_free(tide_queue *q)
     tide__waitq_close(&q->getters, true);
     tide__waitq_close(&q->putters, true);
     tide__waitq_close(&q->joiners, false); /* the woken keep their 0 */
+    tide__free(q->name);
     tide__free(q->s.ring);
     tide__free(q);
 }
+
+int tide_queue_set_name(tide_queue *q, const char *name)
+{
+    return q ? tide__set_name(&q->name, name) : -EINVAL;
+}
+
+/* ---- what its waiters wait on (task dumps) ----------------------------- */
+
+/* "get from queue 'q' (0 of 4 items, 2 getters and 0 putters waiting)":
+ * any task may put or get; the queue does not know which will. */
+static void describe_wait(const char *verb, const tide_queue *q, char *buf,
+                          size_t n)
+{
+    size_t len = tide__appendf(buf, n, 0, "%s ", verb);
+
+    len = tide__put_label(buf, n, len, "queue", q->name, q);
+    if (q->maxsize)
+        len = tide__appendf(buf, n, len, " (%zu of %zu items", q->len,
+                            q->maxsize);
+    else
+        len = tide__appendf(buf, n, len, " (%zu items", q->len);
+    len = tide__appendf(buf, n, len, ", %zu getters and %zu putters waiting",
+                        q->getters.count, q->putters.count);
+    if (q->unfinished)
+        len = tide__appendf(buf, n, len, ", %zu unfinished", q->unfinished);
+    tide__appendf(buf, n, len, "%s)", q->shutdown ? ", shut down" : "");
+}
+
+static void describe_get(tide_loop *loop, const struct tide__wait *w, char *buf,
+                         size_t n)
+{
+    (void)loop;
+    describe_wait("get from",
+                  tide__container_of(tide__waitq_of(w), tide_queue, getters),
+                  buf, n);
+}
+
+static void describe_put(tide_loop *loop, const struct tide__wait *w, char *buf,
+                         size_t n)
+{
+    (void)loop;
+    describe_wait("put to",
+                  tide__container_of(tide__waitq_of(w), tide_queue, putters),
+                  buf, n);
+}
+
+static void describe_join(tide_loop *loop, const struct tide__wait *w,
+                          char *buf, size_t n)
+{
+    (void)loop;
+    describe_wait("join on",
+                  tide__container_of(tide__waitq_of(w), tide_queue, joiners),
+                  buf, n);
+}
+
+static const struct tide__wait_kind get_kind = {"queue get", describe_get,
+                                                NULL};
+static const struct tide__wait_kind put_kind = {"queue put", describe_put,
+                                                NULL};
+static const struct tide__wait_kind join_kind = {"queue join", describe_join,
+                                                 NULL};
 
 /* ---- storage ----------------------------------------------------------- */
 
@@ -157,7 +220,8 @@ static bool before(const tide_queue *q, const struct pq_entry *a,
     return c != 0 ? c < 0 : a->seq < b->seq;
 }
 
-static __attribute__((noinline)) void heap_push(tide_queue *q, void *item, int64_t seq)
+static __attribute__((noinline)) void heap_push(tide_queue *q, void *item,
+                                                int64_t seq)
 {
     struct pq_entry *h = q->s.heap;
     struct pq_entry e = {item, seq};
@@ -292,10 +356,10 @@ int tide_queue_put_nowait(tide_queue *q, void *item)
 /* Wait for room, then use the granted slot or pass it on. Inlined into
  * tide_queue_put with w in its frame (the W2/W6 hot path), and into
  * put_wait_compact with w allocated (tide__wait_frame). */
-static inline __attribute__((always_inline)) int
-put_wait(tide_loop *loop, tide_queue *q, void *item, struct tide__qwaiter *w)
+static inline __attribute__((always_inline)) int put_wait(
+    tide_loop *loop, tide_queue *q, void *item, struct tide__qwaiter *w)
 {
-    int rc = tide__waitq_wait(loop, &q->putters, w, item, "queue put");
+    int rc = tide__waitq_wait(loop, &q->putters, w, item, &put_kind);
     if (tide__waitq_gone(w))
         return rc;
     tide__waitq_leave(w);
@@ -311,8 +375,8 @@ put_wait(tide_loop *loop, tide_queue *q, void *item, struct tide__qwaiter *w)
     return rc;
 }
 
-static __attribute__((noinline)) int
-put_wait_compact(tide_loop *loop, tide_queue *q, void *item)
+static __attribute__((noinline)) int put_wait_compact(tide_loop *loop,
+                                                      tide_queue *q, void *item)
 {
     struct tide__qwaiter *w = tide__malloc(sizeof *w);
 
@@ -361,10 +425,10 @@ int tide_queue_get_nowait(tide_queue *q, void **item)
 
 /* Wait for an item, then take the one handed over or give it back (see
  * put_wait). */
-static inline __attribute__((always_inline)) int
-get_wait(tide_loop *loop, tide_queue *q, void **item, struct tide__qwaiter *w)
+static inline __attribute__((always_inline)) int get_wait(
+    tide_loop *loop, tide_queue *q, void **item, struct tide__qwaiter *w)
 {
-    int rc = tide__waitq_wait(loop, &q->getters, w, NULL, "queue get");
+    int rc = tide__waitq_wait(loop, &q->getters, w, NULL, &get_kind);
     if (tide__waitq_gone(w))
         return rc;
     tide__waitq_leave(w);
@@ -381,8 +445,9 @@ get_wait(tide_loop *loop, tide_queue *q, void **item, struct tide__qwaiter *w)
     return rc;
 }
 
-static __attribute__((noinline)) int
-get_wait_compact(tide_loop *loop, tide_queue *q, void **item)
+static __attribute__((noinline)) int get_wait_compact(tide_loop *loop,
+                                                      tide_queue *q,
+                                                      void **item)
 {
     struct tide__qwaiter *w = tide__malloc(sizeof *w);
 
@@ -455,7 +520,7 @@ int tide_queue_join(tide_queue *q)
         return -EINVAL;
     if (q->unfinished == 0)
         return 0;
-    return tide__waitq_acquire(&q->joiners, "queue join", NULL, NULL, q);
+    return tide__waitq_acquire(&q->joiners, &join_kind, NULL, NULL, q);
 }
 
 int tide_queue_shutdown(tide_queue *q, bool immediate)
@@ -471,8 +536,8 @@ int tide_queue_shutdown(tide_queue *q, bool immediate)
         /* Items handed to getters that have not run are dropped too. */
         for (struct tide__list *l = q->getters.inside.next;
              l != &q->getters.inside; l = l->next) {
-            struct tide__qwaiter *g = tide__container_of(
-                l, struct tide__qwaiter, link);
+            struct tide__qwaiter *g =
+                tide__container_of(l, struct tide__qwaiter, link);
             if (g->woken && g->result == 0) {
                 g->result = -ESHUTDOWN;
                 g->data = NULL;

@@ -23,6 +23,7 @@ struct tide_semaphore {
     unsigned value;              /* permits available now */
     unsigned bound;              /* UINT_MAX unless bounded */
     unsigned granted;            /* woken waiters that have not run yet */
+    char *name;                  /* tide_semaphore_set_name, or NULL */
 };
 
 static tide_semaphore *sem_new(unsigned value, unsigned bound)
@@ -35,6 +36,7 @@ static tide_semaphore *sem_new(unsigned value, unsigned bound)
     s->value = value;
     s->bound = bound;
     s->granted = 0;
+    s->name = NULL;
     return s;
 }
 
@@ -53,7 +55,13 @@ void tide_semaphore_free(tide_semaphore *s)
     if (!s)
         return;
     tide__waitq_close(&s->q, true);
+    tide__free(s->name);
     tide__free(s);
+}
+
+int tide_semaphore_set_name(tide_semaphore *s, const char *name)
+{
+    return s ? tide__set_name(&s->name, name) : -EINVAL;
 }
 
 /* Give one permit to the first waiter, or to the value. */
@@ -93,6 +101,24 @@ static void left(void *p, int rc)
     }
 }
 
+/* "semaphore 's' (value 0, 2 waiting)": anyone may release it. */
+static void describe(tide_loop *loop, const struct tide__wait *w, char *buf,
+                     size_t n)
+{
+    tide_semaphore *s =
+        tide__container_of(tide__waitq_of(w), tide_semaphore, q);
+    size_t len = tide__put_label(buf, n, 0, "semaphore", s->name, s);
+
+    (void)loop;
+    tide__appendf(buf, n, len, " (value %u, %zu waiting)", s->value,
+                  s->q.count);
+}
+
+static const struct tide__wait_kind sem_kind = {
+    .what = "semaphore",
+    .describe = describe,
+};
+
 int tide_semaphore_acquire(tide_semaphore *s)
 {
     if (!s)
@@ -101,7 +127,7 @@ int tide_semaphore_acquire(tide_semaphore *s)
         s->value--;
         return 0;
     }
-    return tide__waitq_acquire(&s->q, "semaphore", pass_on_grant, left, s);
+    return tide__waitq_acquire(&s->q, &sem_kind, pass_on_grant, left, s);
 }
 
 int tide_semaphore_release(tide_semaphore *s)

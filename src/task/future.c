@@ -25,12 +25,13 @@ struct done_cb {
 };
 
 void tide__future_init(tide_future *f, tide_loop *loop,
-                       const struct tide__future_ops *ops)
+                       const struct tide__future_ops *ops, bool tracked)
 {
     f->refs = 1;
     f->ops = ops;
     f->done = false;
     f->retrieved = false;
+    f->tracked = tracked;
     f->err = 0;
     f->aux = 0;
     f->cb_tail = NULL;
@@ -38,7 +39,8 @@ void tide__future_init(tide_future *f, tide_loop *loop,
     tide__loop_ref(loop);
 }
 
-tide_future *tide_future_new(tide_loop *loop)
+tide_future *tide__future_new_at(tide_loop *loop, const char *file,
+                                 int line)
 {
     loop = tide__loop_resolve(loop);
     if (!loop)
@@ -47,11 +49,20 @@ tide_future *tide_future_new(tide_loop *loop)
         errno = EINVAL;
         return NULL;
     }
-    tide_future *f = tide__malloc(sizeof *f);
+    bool tracked = loop->debug;
+    tide_future *f = tide__future_alloc(loop, tracked, sizeof *f, "future",
+                                        file, line, tide__malloc);
     if (!f)
         return NULL;
-    tide__future_init(f, loop, &tide__future_plain_ops);
+    tide__future_init(f, loop, &tide__future_plain_ops, tracked);
     return f;
+}
+
+#undef tide_future_new
+
+tide_future *tide_future_new(tide_loop *loop)
+{
+    return tide__future_new_at(loop, NULL, 0);
 }
 
 void tide__future_add_node(tide_future *f, struct tide__node *n)
@@ -168,12 +179,26 @@ bool tide__future_cancel_plain(tide_future *f)
 
 static void free_plain(tide_future *f)
 {
-    tide__free(f);
+    tide__future_free_record(f, tide__free);
 }
 
 void tide__future_describe_plain(tide_future *f, char *buf, size_t n)
 {
-    snprintf(buf, n, "future %p", (void *)f);
+    const char *file;
+    int line;
+
+    if (f->tracked && tide__track_site(f, &file, &line))
+        snprintf(buf, n, "%s (created at %s:%d)", tide__track_what(f), file,
+                 line);
+    else
+        snprintf(buf, n, "future %p", (void *)f);
+}
+
+void tide__future_describe(void *f, char *buf, size_t n)
+{
+    tide_future *fut = f;
+
+    fut->ops->describe(fut, buf, n);
 }
 
 const struct tide__future_ops tide__future_plain_ops = {
@@ -205,7 +230,7 @@ int tide_future_result(const tide_future *f, void **value)
         return -EINVAL;
     if (!f->done)
         return -EAGAIN;
-    ((tide_future *)f)->retrieved = true; /* bookkeeping, not state */
+    tide__future_mark_read((tide_future *)f); /* bookkeeping, not state */
     if (f->err)
         return f->err;
     if (value)
@@ -259,6 +284,15 @@ void tide_future_release(tide_future *f)
 {
     if (!f || --f->refs > 0)
         return;
+    if (__builtin_expect(f->tracked, 0)) {
+        /* Debug mode keeps a freed future's memory a while, with one
+         * reference, so that a second release lands here. */
+        f->refs = 1;
+        if (tide__track_freed(f)) {
+            tide__track_report_freed(f->loop, f, "tide_future_release");
+            return;
+        }
+    }
     /* Pending with callbacks nobody will ever run: free the records. Only
      * user callbacks can remain here: waiters and inline nodes hold a
      * reference to the future. */

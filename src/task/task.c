@@ -30,12 +30,29 @@ struct tide__task {
     uint64_t id;
 };
 
-/* Tasks come from the block allocator when they fit (they do, except in
- * sanitizer builds, where a context carries more). */
+/* Tasks come from the block allocator when they fit. They do, except in
+ * sanitizer builds, where a context carries more: there they come from
+ * malloc, which is where ASan and LeakSanitizer see best (a leak is
+ * reported where the task was created, a use after free with the stacks
+ * of the allocation and the free). In debug mode they come from the
+ * tracker (tide__future_alloc). */
 #define TASK_IN_BLOCK (sizeof(struct tide__task) <= TIDE__BLOCK_SIZE)
 #if !defined(TIDE__ASAN) && !defined(TIDE__TSAN) && !defined(TIDE_CTX_UCONTEXT)
 _Static_assert(TASK_IN_BLOCK, "a task no longer fits in a block (W1, W3)");
 #endif
+
+static void *task_memory(size_t size)
+{
+    return TASK_IN_BLOCK ? tide__block_alloc() : tide__malloc(size);
+}
+
+static void task_memory_free(void *p)
+{
+    if (TASK_IN_BLOCK)
+        tide__block_free(p);
+    else
+        tide__free(p);
+}
 
 static struct tide__task *task_of(tide_future *f)
 {
@@ -60,8 +77,12 @@ static void task_body(struct tide__coro *co)
     /* A request still pending (made while it ran, or returned to pending
      * by a wait that completed anyway) is never lost: the task ends
      * cancelled and its value is dropped. */
-    tide__future_complete(&t->fut, co->must_cancel ? -ECANCELED : t->fut.err,
-                          r);
+    int err = co->must_cancel ? -ECANCELED : t->fut.err;
+    tide_loop *loop = t->fut.loop;
+    if (__builtin_expect(err != 0 && loop->debug != NULL, 0) &&
+        err != -ECANCELED)
+        tide__debug_task_failed(loop, co, &t->fut, err); /* a hang's cause? */
+    tide__future_complete(&t->fut, err, r);
 }
 
 static void task_finish(tide_loop *loop, struct tide__coro *co, int err)
@@ -124,11 +145,13 @@ static void describe_task(const struct tide__task *t, char *buf, size_t n)
         return;
     }
     size_t len = put_name(buf, n, t);
-    if (t->info && t->info->file) {
+    const char *file;
+    int line;
+    if (t->fut.tracked && tide__track_site(&t->fut, &file, &line)) {
         len = put(buf, n, len, " (created at ");
-        len = put(buf, n, len, t->info->file);
+        len = put(buf, n, len, file);
         len = put(buf, n, len, ":");
-        len = put_uint(buf, n, len, (uint64_t)(unsigned)t->info->line);
+        len = put_uint(buf, n, len, (uint64_t)(unsigned)line);
         put(buf, n, len, ")");
     }
 }
@@ -143,6 +166,14 @@ static void describe_coro(struct tide__coro *co, char *buf, size_t n)
     describe_task(task_of_coro(co), buf, n);
 }
 
+static void name_coro(struct tide__coro *co, char *buf, size_t n)
+{
+    if (n < 32)
+        put(buf, n, 0, "a task");
+    else
+        put_name(buf, n, task_of_coro(co));
+}
+
 static void cancel_coro(tide_loop *loop, struct tide__coro *co)
 {
     (void)loop;
@@ -153,6 +184,7 @@ static const struct tide__coro_ops task_coro_ops = {
     .body = task_body,
     .finish = task_finish,
     .describe = describe_coro,
+    .name = name_coro,
     .cancel = cancel_coro,
 };
 
@@ -174,16 +206,21 @@ static void task_free(tide_future *f)
         tide__free(t->info->name);
         tide__free(t->info);
     }
-    if (TASK_IN_BLOCK)
-        tide__block_free(t);
-    else
-        tide__free(t);
+    tide__future_free_record(f, task_memory_free);
+}
+
+static void task_blockers(tide_future *f,
+                          void (*fn)(struct tide__coro *co, void *arg),
+                          void *arg)
+{
+    fn(&task_of(f)->co, arg);
 }
 
 static const struct tide__future_ops task_ops = {
     .cancel = task_cancel,
     .free = task_free,
     .describe = tide__task_describe,
+    .blockers = task_blockers,
 };
 
 /* For the stack overflow message: async-signal-safe, no allocation. The
@@ -234,29 +271,23 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
         errno = -pool;
         return NULL;
     }
-    struct tide__task *t = TASK_IN_BLOCK ? tide__block_alloc()
-                                         : tide__malloc(sizeof *t);
-    if (!t)
-        return NULL;
-    t->info = NULL;
-    if ((opt && opt->name) || (file && loop->debug)) {
-        t->info = tide__calloc(1, sizeof *t->info);
-        if (!t->info || (opt && opt->name &&
-                         !(t->info->name = tide__strdup(opt->name)))) {
-            tide__free(t->info);
-            if (TASK_IN_BLOCK)
-                tide__block_free(t);
-            else
-                tide__free(t);
-            return NULL;
-        }
-        t->info->file = file;
-        t->info->line = line;
+    struct tide__task_info *info = NULL;
+    if (opt && opt->name) {
+        info = tide__calloc(1, sizeof *info);
+        if (!info || !(info->name = tide__strdup(opt->name)))
+            goto free_info;
     }
+    bool tracked = loop->debug != NULL;
+    struct tide__task *t = tide__future_alloc(loop, tracked, sizeof *t,
+                                              "task", file, line,
+                                              task_memory);
+    if (!t)
+        goto free_info;
+    t->info = info;
     tide__stack_set_describe(describe_stack);
-    if (__builtin_expect(loop->debug != NULL, 0))
+    tide__future_init(&t->fut, loop, &task_ops, tracked);
+    if (__builtin_expect(tracked, 0))
         tide__debug_check_arg(loop, arg, "a new task");
-    tide__future_init(&t->fut, loop, &task_ops);
     t->fut.refs = 2; /* the caller's and the loop's */
     t->fn = fn;
     t->arg = arg;
@@ -272,6 +303,11 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
     if (opt && opt->eager)
         tide__coro_run_eagerly(loop, &t->co);
     return &t->fut;
+free_info:
+    if (info)
+        tide__free(info->name);
+    tide__free(info);
+    return NULL;
 }
 
 #undef tide_create_task
@@ -319,14 +355,7 @@ int tide_task_set_name(tide_future *f, const char *name)
     if (!tide_future_is_task(f) || !name)
         return -EINVAL;
     struct tide__task_info *info = info_of(task_of(f));
-    char *copy = tide__strdup(name);
-    if (!info || !copy) {
-        tide__free(copy);
-        return -ENOMEM;
-    }
-    tide__free(info->name);
-    info->name = copy;
-    return 0;
+    return info ? tide__set_name(&info->name, name) : -ENOMEM;
 }
 
 const char *tide_task_get_name(tide_future *f)
@@ -404,12 +433,32 @@ size_t tide_all_tasks(tide_loop *loop, tide_future **out, size_t cap)
     return a.n;
 }
 
+/* Debug mode: tide_fail(EIO), a positive errno, or tide_fail(0). */
+static void report_bad_fail(tide_loop *loop, struct tide__task *t, int err)
+{
+    char who[256], msg[400];
+    const char *name = err > 0 ? tide_err_name(err) : NULL;
+
+    describe_task(t, who, sizeof who);
+    if (name && strcmp(name, "UNKNOWN") != 0)
+        snprintf(msg, sizeof msg, "%s called tide_fail(%d): an error is a "
+                 "negative errno (tide_fail(-%s)); the task fails with "
+                 "-EINVAL", who, err, name);
+    else
+        snprintf(msg, sizeof msg, "%s called tide_fail(%d): an error is a "
+                 "negative errno; the task fails with -EINVAL", who, err);
+    tide__loop_report(loop, msg);
+}
+
 void *tide_fail(int err)
 {
     struct tide__task *t = current_task();
 
-    if (t)
-        t->fut.err = err < 0 ? err : -EINVAL;
+    if (!t)
+        return NULL;
+    if (err >= 0 && t->fut.loop->debug)
+        report_bad_fail(t->fut.loop, t, err);
+    t->fut.err = err < 0 ? err : -EINVAL;
     return NULL;
 }
 
@@ -434,6 +483,36 @@ static void await_cancel(tide_loop *loop, struct tide__wait *w)
         tide__wake(loop, a->waiter.co, -ECANCELED);
 }
 
+/* "task 'b'" (a task: the one to finish), or what the future's kind says
+ * of itself ("future 0x...", "gather 0x... of 3, 2 pending"). */
+static void await_describe(tide_loop *loop, const struct tide__wait *w,
+                           char *buf, size_t n)
+{
+    const struct await *a = tide__container_of(w, struct await, wait);
+
+    if (a->f->ops == &task_ops)
+        tide__coro_name(loop, &task_of(a->f)->co, buf, n);
+    else
+        a->f->ops->describe(a->f, buf, n);
+}
+
+static void await_blockers(tide_loop *loop, const struct tide__wait *w,
+                           void (*fn)(struct tide__coro *co, void *arg),
+                           void *arg)
+{
+    const struct await *a = tide__container_of(w, struct await, wait);
+
+    (void)loop;
+    if (a->f->ops->blockers)
+        a->f->ops->blockers(a->f, fn, arg);
+}
+
+static const struct tide__wait_kind await_kind = {
+    .what = "await",
+    .describe = await_describe,
+    .blockers = await_blockers,
+};
+
 int tide_await(tide_future *f, void **result)
 {
     if (!f)
@@ -451,7 +530,7 @@ int tide_await(tide_future *f, void **result)
     struct await local, *a = tide__wait_frame(loop, &local, sizeof local);
     if (!a)
         return -ENOMEM;
-    *a = (struct await){.wait = {.cancel = await_cancel, .what = "await"},
+    *a = (struct await){.wait = {.cancel = await_cancel, .kind = &await_kind},
                         .f = f};
     a->waiter.node.kind = TIDE__NODE_WAITER;
     a->waiter.co = loop->current;
@@ -528,8 +607,8 @@ int tide_run(tide_fn main, void *arg, void **result)
     tide_set_event_loop(loop);
     tide_future *t = tide_create_task(loop, main, arg);
     int err = t ? tide_run_until_complete(loop, t, result) : -errno;
+    tide_future_release(t); /* before close: debug mode reports the rest */
     tide_loop_close(loop);
-    tide_future_release(t);
     tide_set_event_loop(prev);
     return err;
 }

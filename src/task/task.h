@@ -7,13 +7,12 @@
 
 #include "task/future.h"
 
-/* What tasks carry beyond the block: made on demand (a name) or at
- * creation when the creation site is known (TIDE_DEBUG builds of the
- * caller pass __FILE__/__LINE__ through tide__create_task_at). */
+/* What tasks carry beyond the block, made on demand (a name, a timeout
+ * scope). Where a task was created is known in debug mode: its record
+ * then comes from the tracker (tide__future_alloc), which keeps the
+ * __FILE__/__LINE__ that the tide_create_task macros pass along. */
 struct tide__task_info {
     char *name;                 /* NULL: "Task-<id>" */
-    const char *file;           /* creation site, or NULL */
-    int line;
     tide_timeout *scope;        /* innermost open timeout scope */
     /* Set by the timeout layer with the first scope: frees the scopes
      * still open when the body returns (a misuse, reported in debug

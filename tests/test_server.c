@@ -1,0 +1,416 @@
+/* Servers (include/tide/stream.h): a task per connection over TCP and
+ * Unix sockets, serve_forever, close with a deadline, abort, accept
+ * under EMFILE, and many concurrent connections.
+ *
+ * Bad arguments; an echo served to many clients at once (10,000 when
+ * the fd limit can be raised that far, else 1,000); a Unix server; close
+ * that waits for a live handler and cancels one that outlives the
+ * deadline (its client sees the bytes or an error, never silence);
+ * abort resets clients; RLIMIT_NOFILE lowered so accept fails with
+ * EMFILE: the error is reported, the server keeps serving the client it
+ * has, does not spin (loop iterations counted) and accepts the waiting
+ * clients once fds are free. Loopback only.
+ * SPDX-License-Identifier: MIT
+ */
+#include "harness.h"
+
+#include <tide/stream.h>
+#include <tide/sync.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int run_main(tide_fn body, void *arg)
+{
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_future *t = tide_create_task(loop, body, arg);
+    CHECK_NOT_NULL(t);
+    int err = tide_run_until_complete(loop, t, NULL);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    return err;
+}
+
+static uint16_t port_of(tide_server *srv)
+{
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+
+    CHECK_EQ(tide_server_sockname(srv, (struct sockaddr *)&a, &len), 0);
+    return ntohs(((struct sockaddr_in *)&a)->sin_port);
+}
+
+/* Echo lines until end of stream. */
+static void echo(tide_stream *s, void *arg)
+{
+    const void *p;
+    ssize_t n;
+    (void)arg;
+
+    while ((n = tide_stream_readline(s, &p)) > 0)
+        if (tide_stream_write(s, p, (size_t)n) < 0 || tide_stream_drain(s) < 0)
+            return;
+}
+
+static void *bad_args_body(void *arg)
+{
+    tide_server_options bad = {.backlog = -1};
+    (void)arg;
+
+    CHECK_NULL(tide_start_server(NULL, "127.0.0.1", 0, NULL, NULL, NULL));
+    CHECK_ERR(errno, EINVAL);
+    CHECK_NULL(tide_start_server(NULL, "127.0.0.1", 0, echo, NULL, &bad));
+    CHECK_ERR(errno, EINVAL);
+    CHECK_NULL(tide_start_server(NULL, "no.such.name", 0, echo, NULL, NULL));
+    CHECK_ERR(errno, ENOTSUP);
+    CHECK_NULL(tide_start_unix_server(NULL, NULL, echo, NULL, NULL));
+    CHECK_ERR(errno, EINVAL);
+    char longpath[200];
+    memset(longpath, 'x', sizeof longpath - 1);
+    longpath[sizeof longpath - 1] = 0;
+    CHECK_NULL(tide_start_unix_server(NULL, longpath, echo, NULL, NULL));
+    CHECK_ERR(errno, ENAMETOOLONG);
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
+                                         NULL);
+    CHECK_NOT_NULL(srv);
+    CHECK_NULL(tide_start_server(NULL, "127.0.0.1", port_of(srv), echo,
+                                 NULL, NULL));
+    CHECK_ERR(errno, EADDRINUSE);
+    CHECK_ERR(tide_server_sockname(srv, NULL, NULL), -EINVAL);
+    CHECK_ERR(tide_server_close(NULL, 1), -EINVAL);
+    CHECK_ERR(tide_server_close(srv, NAN), -EINVAL);
+    CHECK_ERR(tide_serve_forever(NULL), -EINVAL);
+    CHECK_ERR(tide_server_abort(NULL), -EINVAL);
+    CHECK_EQ(tide_server_connections(NULL), 0);
+    CHECK_EQ(tide_server_close(srv, 1), 0);
+    return NULL;
+}
+
+TEST(bad_arguments)
+{
+    CHECK_EQ(run_main(bad_args_body, NULL), 0);
+    LEAK_GATE();
+}
+
+/* ---- many clients ---------------------------------------------------- */
+
+struct client {
+    uint16_t port;
+    const char *path; /* a Unix server's, or NULL */
+    int lines;
+    size_t hold;      /* > 0: stay connected until this many are */
+    size_t *live;
+    tide_event *all;
+};
+
+static void *client_task(void *arg)
+{
+    struct client *c = arg;
+    tide_stream *s;
+    char line[32];
+    const void *p;
+
+    int err = c->path ? tide_open_unix_connection(c->path, 0, &s)
+                      : tide_open_connection("127.0.0.1", c->port, 256, &s);
+    if (err < 0)
+        return tide_fail(err);
+    for (int i = 0; i < c->lines; i++) {
+        int n = snprintf(line, sizeof line, "line %d\n", i);
+        CHECK_EQ(tide_stream_write(s, line, (size_t)n), 0);
+        ssize_t r = tide_stream_readline(s, &p);
+        CHECK_EQ(r, n);
+        CHECK(memcmp(p, line, (size_t)n) == 0);
+    }
+    if (c->hold && ++*c->live == c->hold)
+        tide_event_set(c->all);
+    if (c->hold)
+        CHECK_EQ(tide_event_wait(c->all), 0);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    return NULL;
+}
+
+/* n clients of srv at once, each `lines` round trips; all must pass. */
+static void run_clients(tide_server *srv, const char *path, size_t n,
+                        int lines, bool together)
+{
+    size_t live = 0;
+    struct client c = {.port = path ? 0 : port_of(srv), .path = path,
+                       .lines = lines, .hold = together ? n : 0,
+                       .live = &live, .all = tide_event_new()};
+    tide_future **t = calloc(n, sizeof *t);
+
+    CHECK_NOT_NULL(t);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_NOT_NULL(t[i] = tide_create_task(NULL, client_task, &c));
+        if (i % 256 == 255) /* in waves: a backlog overflow costs 1 s */
+            CHECK_EQ(tide_sleep(0.001), 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        CHECK_EQ(tide_await(t[i], NULL), 0);
+        tide_future_release(t[i]);
+    }
+    free(t);
+    tide_event_free(c.all);
+}
+
+static void *closer(void *arg)
+{
+    CHECK_EQ(tide_sleep(0.01), 0);
+    CHECK_EQ(tide_server_close(arg, 1), 0);
+    return NULL;
+}
+
+static void *tcp_body(void *arg)
+{
+    (void)arg;
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
+                                         NULL);
+    CHECK_NOT_NULL(srv);
+    run_clients(srv, NULL, 50, 20, false);
+    /* serve_forever returns once another task closes the server */
+    tide_future *t = tide_create_task(NULL, closer, srv);
+    CHECK_EQ(tide_serve_forever(srv), 0);
+    CHECK_EQ(tide_await(t, NULL), 0);
+    tide_future_release(t);
+    return NULL;
+}
+
+TEST(tcp_echo_to_50_clients_and_serve_forever)
+{
+    CHECK_EQ(run_main(tcp_body, NULL), 0);
+    LEAK_GATE();
+}
+
+static void *unix_body(void *arg)
+{
+    char path[64];
+    (void)arg;
+
+    snprintf(path, sizeof path, "/tmp/tide-test-%d.sock", (int)getpid());
+    tide_server *srv = tide_start_unix_server(NULL, path, echo, NULL, NULL);
+    CHECK_NOT_NULL(srv);
+    run_clients(srv, path, 20, 10, false);
+    CHECK_EQ(tide_server_close(srv, 1), 0);
+    CHECK(access(path, F_OK) != 0); /* the file went with the server */
+    tide_stream *s;
+    CHECK_ERR(tide_open_unix_connection(path, 0, &s), -ENOENT);
+    return NULL;
+}
+
+TEST(unix_socket_echo)
+{
+    CHECK_EQ(run_main(unix_body, NULL), 0);
+    LEAK_GATE();
+}
+
+static void *many_body(void *arg)
+{
+    size_t n = (size_t)(intptr_t)arg;
+    tide_server_options o = {.limit = 256, .backlog = 4096};
+
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
+                                         &o);
+    CHECK_NOT_NULL(srv);
+    run_clients(srv, NULL, n, 1, true); /* all n connected at once */
+    CHECK_EQ(tide_server_close(srv, 1), 0);
+    return NULL;
+}
+
+TEST(ten_thousand_concurrent_connections)
+{
+    struct rlimit r;
+    size_t n = 10000;
+
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
+    if (r.rlim_cur < 2 * n + 100) {
+        struct rlimit want = {2 * n + 100, 2 * n + 100};
+        if (r.rlim_max >= want.rlim_max || setrlimit(RLIMIT_NOFILE, &want)) {
+            /* not root (or not allowed): as far as the hard limit goes */
+            r.rlim_cur = r.rlim_max < 2 * n + 100 ? r.rlim_max : 2 * n + 100;
+            CHECK_EQ(setrlimit(RLIMIT_NOFILE, &r), 0);
+        }
+        CHECK_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
+    }
+    if (r.rlim_cur < 2 * n + 100) /* both ends are in this process */
+        n = r.rlim_cur >= 2100 ? (r.rlim_cur - 100) / 2 : 1000;
+    CHECK_EQ(run_main(many_body, IPTR(n)), 0);
+    LEAK_GATE();
+    if (n < 10000) /* the test passes, and says what it ran */
+        fprintf(stderr, "note: fd hard limit %lu: %zu connections\n",
+                (unsigned long)r.rlim_max, n);
+}
+
+/* ---- closing --------------------------------------------------------- */
+
+/* Answer one line after 50 ms, then read until the end. */
+static void slow_reply(tide_stream *s, void *arg)
+{
+    const void *p;
+    (void)arg;
+
+    if (tide_stream_readline(s, &p) <= 0 || tide_sleep(0.05) < 0)
+        return;
+    if (tide_stream_write(s, "done\n", 5) < 0)
+        return;
+    while (tide_stream_read(s, 100, &p) > 0)
+        ;
+}
+
+struct mid {
+    uint16_t port;
+    int result; /* 1: answered; < 0: a clear error */
+};
+
+static void *mid_request_client(void *arg)
+{
+    struct mid *m = arg;
+    tide_stream *s;
+    const void *p;
+
+    CHECK_EQ(tide_open_connection("127.0.0.1", m->port, 0, &s), 0);
+    CHECK_EQ(tide_stream_write(s, "go\n", 3), 0);
+    ssize_t r = tide_stream_readline(s, &p);
+    m->result = r == 5 ? 1 : r < 0 ? (int)r : r == 0 ? -ENODATA : -EIO;
+    r = tide_stream_readline(s, &p); /* then the server closes */
+    CHECK(r == 0 || r == -ECONNRESET);
+    tide_stream_close(s, 1);
+    return NULL;
+}
+
+static void *close_mid_body(void *arg)
+{
+    (void)arg;
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, slow_reply,
+                                         NULL, NULL);
+    CHECK_NOT_NULL(srv);
+    struct mid m[4];
+    tide_future *t[4];
+    for (int i = 0; i < 4; i++) {
+        m[i] = (struct mid){.port = port_of(srv)};
+        t[i] = tide_create_task(NULL, mid_request_client, &m[i]);
+    }
+    CHECK_EQ(tide_sleep(0.02), 0); /* every request is in the handlers */
+    CHECK_EQ(tide_server_connections(srv), 4);
+    /* the deadline comes after the answers but before the handlers end
+     * (they read on until the clients close: the clients wait for the
+     * server): so they are cancelled */
+    double t0 = harness_now();
+    CHECK_ERR(tide_server_close(srv, 0.2), -ETIMEDOUT);
+    CHECK(harness_now() - t0 < 1.0);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(tide_await(t[i], NULL), 0);
+        tide_future_release(t[i]);
+        CHECK_EQ(m[i].result, 1); /* delivered, never silence */
+    }
+    return NULL;
+}
+
+TEST(close_waits_for_handlers_then_cancels_them_at_the_deadline)
+{
+    CHECK_EQ(run_main(close_mid_body, NULL), 0);
+    LEAK_GATE();
+}
+
+static void *abort_body(void *arg)
+{
+    (void)arg;
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, slow_reply,
+                                         NULL, NULL);
+    CHECK_NOT_NULL(srv);
+    struct mid m = {.port = port_of(srv)};
+    tide_future *t = tide_create_task(NULL, mid_request_client, &m);
+    CHECK_EQ(tide_sleep(0.02), 0);
+    CHECK_EQ(tide_server_abort(srv), 0);
+    CHECK_EQ(tide_await(t, NULL), 0);
+    tide_future_release(t);
+    CHECK_ERR(m.result, -ECONNRESET); /* a clear error, at once */
+    return NULL;
+}
+
+TEST(abort_resets_live_connections)
+{
+    CHECK_EQ(run_main(abort_body, NULL), 0);
+    LEAK_GATE();
+}
+
+/* ---- EMFILE ---------------------------------------------------------- */
+
+static int emfile_reports;
+
+static void on_error(int err, void *arg)
+{
+    (void)arg;
+    if (err == -EMFILE)
+        emfile_reports++;
+}
+
+static void *emfile_body(void *arg)
+{
+    tide_server_options o = {.on_error = on_error};
+    tide_loop *loop = tide_get_event_loop();
+    struct rlimit old, low;
+    (void)arg;
+
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
+                                         &o);
+    CHECK_NOT_NULL(srv);
+    uint16_t port = port_of(srv);
+    tide_stream *first;
+    CHECK_EQ(tide_open_connection("127.0.0.1", port, 0, &first), 0);
+    CHECK_EQ(tide_sleep(0.01), 0);
+    CHECK_EQ(tide_server_connections(srv), 1);
+    /* clients' sockets made now, then no fd left for accept */
+    int c[5];
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons(port)};
+    for (int i = 0; i < 5; i++)
+        CHECK((c[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) >= 0);
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)harness_fd_count() + 16;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fill[32], nfill = 0; /* take every number left below the limit */
+    while (nfill < 32 && (fill[nfill] = dup(0)) >= 0)
+        nfill++;
+    CHECK_ERR(errno, EMFILE);
+    for (int i = 0; i < 5; i++)
+        (void)connect(c[i], (struct sockaddr *)&a, sizeof a);
+    uint64_t it0 = loop_iterations(loop);
+    double t0 = harness_now();
+    const void *p;
+    while (harness_now() - t0 < 0.5) { /* the one it has is still served */
+        CHECK_EQ(tide_stream_write(first, "ping\n", 5), 0);
+        CHECK_EQ(tide_stream_readline(first, &p), 5);
+        CHECK_EQ(tide_sleep(0.05), 0);
+    }
+    uint64_t iters = loop_iterations(loop) - it0;
+    CHECK(emfile_reports >= 2 && emfile_reports <= 12); /* ~ one per 0.1 s */
+    CHECK(iters < 200); /* no spin: sleeps, pings and retries only */
+    CHECK_EQ(tide_server_connections(srv), 1);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    while (nfill > 0)
+        close(fill[--nfill]);
+    t0 = harness_now();
+    while (tide_server_connections(srv) < 6 && harness_now() - t0 < 2)
+        CHECK_EQ(tide_sleep(0.02), 0);
+    CHECK_EQ(tide_server_connections(srv), 6); /* accepted once fds free */
+    for (int i = 0; i < 5; i++)
+        close(c[i]);
+    CHECK_EQ(tide_stream_close(first, 1), 0);
+    CHECK_EQ(tide_server_close(srv, 1), 0);
+    return NULL;
+}
+
+TEST(accept_under_emfile_keeps_serving_without_spinning)
+{
+    CHECK_EQ(run_main(emfile_body, NULL), 0);
+    LEAK_GATE();
+}
