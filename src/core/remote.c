@@ -4,10 +4,10 @@
  * remote_lock, and wake the backend only when the list goes from empty to
  * non-empty (remote_pending false -> true), so a flood of sends costs one
  * wake-up, and not even that while the loop spins for them
- * (remote_spinning: it is about to look). The loop takes the list whenever it finds remote_pending set
- * (after every wait), and a send that lands after the take sets it again
- * and wakes again: no wake-up is lost. Callbacks from one thread keep
- * their order.
+ * (remote_spinning: it is about to look). The loop takes the list
+ * whenever it finds remote_pending set (after every wait), and a send
+ * that lands after the take sets it again and wakes again: no wake-up is
+ * lost. Callbacks from one thread keep their order.
  *
  * The thread pool posts its completions the same way, through
  * tide__remote_post_locked, without an allocation: the record is the
