@@ -205,9 +205,10 @@ void tide__wait_describe(tide_loop *loop, struct tide__coro *co, char *buf,
 
 /* ---- can anything wake the loop? ----------------------------------------- */
 
-/* Whether a thread other than the caller and tide's watchdog runs in this
- * process (any of them may call tide_call_soon_threadsafe); true if that
- * cannot be known. */
+/* Whether a thread other than the caller, tide's watchdog and the thread
+ * pool's threads runs in this process (any of them may call
+ * tide_call_soon_threadsafe; the pool's post only for the jobs a loop
+ * counts in remote_expected); true if that cannot be known. */
 static bool other_threads(void)
 {
     DIR *d = opendir("/proc/self/task");
@@ -228,7 +229,8 @@ static bool other_threads(void)
                 comm[0] = '\0';
             fclose(f);
         }
-        other = strcmp(comm, "tide-watchdog\n") != 0;
+        other = strcmp(comm, "tide-watchdog\n") != 0 &&
+                strcmp(comm, "tide-pool\n") != 0;
     }
     closedir(d);
     return other;
@@ -240,6 +242,7 @@ bool tide__loop_external_pending(tide_loop *loop)
 
     if (loop->ready.count || (t && t->deadline != INT64_MAX) ||
         loop->backend.inflight || loop->remote_unrun ||
+        loop->remote_expected ||
         atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
         return true;
     return other_threads();

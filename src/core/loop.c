@@ -136,6 +136,17 @@ static void close_cancel(tide_loop *loop, struct tide__coro *co, void *arg)
         loop->coro_ops->cancel(loop, co);
 }
 
+/* Drop every entry of the ready queue (the loop is closing). */
+static void drop_ready(tide_loop *loop)
+{
+    struct tide__node *node;
+
+    while ((node = tide__fifo_pop(&loop->ready))) {
+        struct tide__call *c = tide__container_of(node, struct tide__call, node);
+        c->run(loop, c, true);
+    }
+}
+
 int tide_loop_close(tide_loop *loop)
 {
     loop = tide__loop_resolve(loop);
@@ -160,19 +171,20 @@ int tide_loop_close(tide_loop *loop)
         tide__loop_run(loop, tide__one_iteration, &first, NULL);
     }
     /* What is still scheduled is dropped, as asyncio's close() does. */
-    struct tide__node *node;
-    while ((node = tide__fifo_pop(&loop->ready))) {
-        struct tide__call *c = tide__container_of(node, struct tide__call, node);
-        c->run(loop, c, true);
-    }
+    drop_ready(loop);
     /* Gathers and shields still waiting on plain futures that can no
-     * longer complete: let them go (see struct tide__linger). */
+     * longer complete, and pool jobs still in flight: let them go (see
+     * struct tide__linger). */
     while (!tide__list_empty(&loop->lingering)) {
         struct tide__linger *l = tide__container_of(loop->lingering.next,
                                                     struct tide__linger, link);
         tide__list_remove(&l->link);
         l->drop(l);
     }
+    /* Pool completions posted since close began (io/pool.c): once its
+     * jobs are let go, no other thread posts to this loop again. */
+    tide__remote_refuse(loop);
+    drop_ready(loop);
     if (loop->debug)
         tide__debug_forget(loop); /* leaves the signal registry */
     tide__heap_free(&loop->timers);

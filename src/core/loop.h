@@ -296,9 +296,18 @@ struct tide_loop {
     pthread_mutex_t remote_lock;
     struct tide__node *remote_head, *remote_tail; /* tide__call nodes */
     atomic_bool remote_pending;  /* release: the list was appended to */
+    atomic_bool remote_spinning; /* the loop spins for remote_pending
+                                  * (sched.c): a send need not wake it */
     bool remote_closed;          /* under remote_lock */
     size_t remote_unrun;         /* taken into the ready queue, not yet
                                   * run (loop thread only) */
+    size_t remote_expected;      /* completions other threads will still
+                                  * post: pool jobs in flight (loop
+                                  * thread only); while some are, the
+                                  * loop spins briefly before it blocks */
+    uint64_t remote_batches;     /* drains that took the list in */
+    int64_t remote_last;         /* loop->now at the last drain */
+    struct tide__jobs *jobs;     /* thread-pool jobs (io/pool.c), or NULL */
 
     unsigned depth;              /* runs in progress (nesting) */
     int64_t embed_wait;          /* tide_loop_run_once, for its one
@@ -637,8 +646,13 @@ void tide__remote_drain(tide_loop *loop);
 /* Closing has begun: refuse further sends, queue those accepted. */
 void tide__remote_refuse(tide_loop *loop);
 
-/* Stop watching the wake fd and close it. */
-void tide__remote_close(tide_loop *loop);
+/* Append c to the sent callbacks, waking the loop if the list was
+ * empty; the caller holds loop->remote_lock. For records that other
+ * threads post without an allocation (the thread pool's completions): it
+ * does not check remote_closed (whoever posts knows the loop still takes
+ * them: see io/pool.c), and c->run must decrement loop->remote_unrun
+ * (every taken entry counts there until it has run). */
+void tide__remote_post_locked(tide_loop *loop, struct tide__call *c);
 
 /* ---- handles (handle.c) ------------------------------------------------ */
 
@@ -704,7 +718,8 @@ void tide__track_flush(tide_loop *loop);
 
 /* Whether anything but the loop's own tasks may still wake it: ready
  * work, a pending or possible call_soon_threadsafe (another thread in the
- * process, tide's watchdog aside, may send one), an op in flight (which
+ * process, tide's watchdog and pool threads aside, may send one), a pool
+ * job in flight (remote_expected), an op in flight (which
  * includes every fd a task or a reader/writer callback watches). Whatever
  * new may wake a loop (an executor, signals, child processes) must be
  * added here, or debug mode reports hangs that are not. */

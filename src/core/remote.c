@@ -3,10 +3,15 @@
  * Senders allocate a record, append it to loop->remote_* under
  * remote_lock, and wake the backend only when the list goes from empty to
  * non-empty (remote_pending false -> true), so a flood of sends costs one
- * wake-up. The loop takes the list whenever it finds remote_pending set
- * (after every wait), and a send that lands after the take sets it again
- * and wakes again: no wake-up is lost. Callbacks from one thread keep
- * their order.
+ * wake-up, and not even that while the loop spins for them
+ * (remote_spinning: it is about to look). The loop takes the list
+ * whenever it finds remote_pending set (after every wait), and a send
+ * that lands after the take sets it again and wakes again: no wake-up is
+ * lost. Callbacks from one thread keep their order.
+ *
+ * The thread pool posts its completions the same way, through
+ * tide__remote_post_locked, without an allocation: the record is the
+ * job's own, and the pool holds remote_lock across its own bookkeeping.
  *
  * Closing (HAZARDS B33): every send either is refused or runs. Refusing
  * and taking the list happen under one hold of remote_lock, so a send
@@ -15,7 +20,7 @@
  * taken callbacks not yet run, is back to zero.
  * SPDX-License-Identifier: MIT
  */
-#include "core/loop.h"
+#include "core/timer.h"
 
 #include "base/alloc.h"
 
@@ -45,8 +50,6 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
     if (!r)
         return -ENOMEM;
     r->call.run = remote_run;
-    r->call.node.kind = TIDE__NODE_CALL;
-    r->call.node.next = NULL;
     r->cb = cb;
     r->arg = arg;
 
@@ -56,19 +59,29 @@ int tide_call_soon_threadsafe(tide_loop *loop, tide_callback cb, void *arg)
         tide__free(r);
         return -ESHUTDOWN;
     }
-    if (loop->remote_tail)
-        loop->remote_tail->next = &r->call.node;
-    else
-        loop->remote_head = &r->call.node;
-    loop->remote_tail = &r->call.node;
-    bool was = atomic_exchange_explicit(&loop->remote_pending, true,
-                                        memory_order_release);
-    /* Wake under the lock: close takes the lock (refusing sends) before
-     * it closes the backend, so the backend is still open here. */
-    if (!was)
-        loop->backend.ops->wake(&loop->backend);
+    tide__remote_post_locked(loop, &r->call);
     pthread_mutex_unlock(&loop->remote_lock);
     return 0;
+}
+
+void tide__remote_post_locked(tide_loop *loop, struct tide__call *c)
+{
+    c->node.kind = TIDE__NODE_CALL;
+    c->node.next = NULL;
+    if (loop->remote_tail)
+        loop->remote_tail->next = &c->node;
+    else
+        loop->remote_head = &c->node;
+    loop->remote_tail = &c->node;
+    /* seq_cst, with the load of remote_spinning after it and the loop's
+     * store and load in the opposite order (sched.c): either the loop
+     * sees the list appended to once it stops spinning, or this sees it
+     * no longer spinning and wakes it. */
+    bool was = atomic_exchange(&loop->remote_pending, true);
+    /* Wake under the lock: close takes the lock (refusing sends) before
+     * it closes the backend, so the backend is still open here. */
+    if (!was && !atomic_load(&loop->remote_spinning))
+        loop->backend.ops->wake(&loop->backend);
 }
 
 /* Queue a taken list of sent callbacks (loop thread). */
@@ -90,6 +103,10 @@ void tide__remote_drain(tide_loop *loop)
     loop->remote_head = loop->remote_tail = NULL;
     atomic_store_explicit(&loop->remote_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&loop->remote_lock);
+    if (head) {
+        loop->remote_batches++;
+        loop->remote_last = tide__clock_ns();
+    }
     queue_taken(loop, head);
 }
 

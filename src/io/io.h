@@ -1,13 +1,14 @@
 /* The I/O layer's internal contract: running one backend op for the
- * calling task (op.c), and the reader/writer callbacks an fd may have
- * (watch.c), which tide_close removes; and the reference a server takes
- * on a stream (stream.c).
+ * calling task (op.c), the reader/writer callbacks an fd may have
+ * (watch.c), which tide_close removes; the reference a server takes on
+ * a stream (stream.c); and the thread pool's hooks (pool.c).
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_IO_IO_H
 #define TIDE_IO_IO_H
 
 #include "tide/io.h"
+#include "tide/pool.h"
 
 #include "core/loop.h"
 
@@ -33,5 +34,25 @@ struct tide_stream;
 void tide__stream_hold(struct tide_stream *s);
 void tide__stream_release(struct tide_stream *s);
 bool tide__stream_closed(const struct tide_stream *s);
+
+/* tide_to_thread_ex for a job that owns arg: once submitted, the pool
+ * calls drop(arg) if nobody receives the job's result (cancelled,
+ * queued or running); delivered, the result is in *result (fn sets it,
+ * on failure too) and arg is the caller's again. Returns as to_thread;
+ * on an error before submission (-EINVAL, -EPERM, -ENOMEM, -EAGAIN:
+ * *result untouched) arg is still the caller's. */
+int tide__to_thread_owned(int cls, tide_work_fn fn, void *arg,
+                          void (*drop)(void *arg), void **result);
+
+/* Pool jobs queued or running, in every loop (abandoned ones included,
+ * until their worker is done with them). For tests: a job that outlives
+ * its test would fail its leak gate. */
+long tide__pool_live(void);
+
+/* For tests: end every pool thread and wait until they have ended (idle
+ * ones at once, a busy one after its job), so that what a thread keeps
+ * for itself (glibc's resolver state) is freed before the process
+ * exits; the pool starts again at its next job. */
+void tide__pool_stop(void);
 
 #endif
