@@ -5,14 +5,14 @@
  * through tide_sock_send / tide_sock_recv on the loop's backend
  * (TIDE_BACKEND=poll picks the fallback; `io_pingpong N compact` makes
  * the two tasks compact). Prints
- *   IO_PINGPONG tide ns_per_rt=... ns cpu_ns_per_rt=... ns syscalls_per_rt=... epoll_ctl=... wall_s=... s n=... backend=...
- * (cpu_ns_per_rt: user + system CPU time of the process per round trip,
- * the figure that holds on a loaded machine, where wall time mostly
- * measures the scheduler)
- * where syscalls_per_rt counts, through tide's syscall seam, every
- * system call tide made (sends, receives, waits, registrations) divided
- * by N, and epoll_ctl is the total number of epoll_ctl calls (steady
- * state should add none). Exits 1 if a call fails or a byte is wrong.
+ *   IO_PINGPONG tide ns_per_rt=... ns cpu_ns_per_rt=... ns syscalls_per_rt=...
+ * epoll_ctl=... wall_s=... s n=... backend=... (cpu_ns_per_rt: user + system
+ * CPU time of the process per round trip, the figure that holds on a loaded
+ * machine, where wall time mostly measures the scheduler) where
+ * syscalls_per_rt counts, through tide's syscall seam, every system call tide
+ * made (sends, receives, waits, registrations) divided by N, and epoll_ctl is
+ * the total number of epoll_ctl calls (steady state should add none). Exits 1
+ * if a call fails or a byte is wrong.
  */
 #include "bench.h"
 
@@ -98,9 +98,8 @@ int main(int argc, char **argv)
            "syscalls_per_rt=%.2f "
            "epoll_ctl=%llu wall_s=%.3f s n=%ld backend=%s%s\n",
            wall * 1e9 / (double)rounds, cpu * 1e9 / (double)rounds,
-           (double)sys / (double)rounds,
-           (unsigned long long)ctl, wall, rounds, backend,
-           compact ? " compact" : "");
+           (double)sys / (double)rounds, (unsigned long long)ctl, wall, rounds,
+           backend, compact ? " compact" : "");
     tide_future_release(g);
     tide_future_release(a);
     tide_future_release(b);

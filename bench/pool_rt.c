@@ -92,8 +92,8 @@ int main(int argc, char **argv)
     tide_future_release(t);
 
     /* 1. back to back (one job first, so the threads are started) */
-    tide_future *warm = tide_run_in_executor(loop, TIDE_POOL_CPU, add_one,
-                                             NULL, NULL);
+    tide_future *warm =
+        tide_run_in_executor(loop, TIDE_POOL_CPU, add_one, NULL, NULL);
     if (!err)
         err = warm ? tide_run_until_complete(loop, warm, NULL) : -errno;
     tide_future_release(warm);

@@ -14,9 +14,9 @@
 #include <stdint.h>
 #include <tide.h>
 
-static long rounds;          /* sleeps per task: N / 2 */
-static int last = -1;        /* which task ran last */
-static long out_of_turn;     /* times a task ran twice in a row */
+static long rounds;      /* sleeps per task: N / 2 */
+static int last = -1;    /* which task ran last */
+static long out_of_turn; /* times a task ran twice in a row */
 
 static void *player(void *arg)
 {

@@ -38,7 +38,8 @@ int main(int argc, char **argv)
     if (tasks == NULL)
         return fail("malloc", -ENOMEM);
     for (long i = 0; i < n; i++) {
-        tasks[i] = tide_create_task(loop, square, (void *)(uintptr_t)(i % 1000));
+        tasks[i] =
+            tide_create_task(loop, square, (void *)(uintptr_t)(i % 1000));
         if (tasks[i] == NULL)
             return fail("tide_create_task", -errno);
     }
@@ -63,13 +64,15 @@ int main(int argc, char **argv)
     if (err != 0)
         return fail("tide_loop_close", err);
 
-    printf("W1 tide ns_per_task=%.1f ns wall_s=%.3f s n=%ld sum=%llu rss_kib=%ld\n",
+    printf("W1 tide ns_per_task=%.1f ns wall_s=%.3f s n=%ld sum=%llu "
+           "rss_kib=%ld\n",
            dt * 1e9 / (double)n, dt, n, sum, bench_maxrss_kib());
     fflush(stdout);
 
     unsigned long long want = 0;
     for (long i = 0; i < n; i++)
-        want += (unsigned long long)(i % 1000) * (unsigned long long)(i % 1000);
+        want +=
+            (unsigned long long)(i % 1000) * (unsigned long long)(i % 1000);
     if (sum != want) {
         fprintf(stderr, "w1_spawn: wrong sum %llu, want %llu\n", sum, want);
         return 1;

@@ -60,8 +60,10 @@ static void *main_task(void *arg)
         return tide_fail(err);
     }
 
-    printf("%s tide wall_s=%.3f s n=%ld rss_kib=%ld base_kib=%ld b_per_task=%.0f B\n",
-           compact ? "W3C" : "W3", dt, n, rss, base, (double)(rss - base) * 1024.0 / (double)n);
+    printf("%s tide wall_s=%.3f s n=%ld rss_kib=%ld base_kib=%ld "
+           "b_per_task=%.0f B\n",
+           compact ? "W3C" : "W3", dt, n, rss, base,
+           (double)(rss - base) * 1024.0 / (double)n);
     fflush(stdout);
 
     for (long i = 0; i < n; i++)
@@ -69,7 +71,9 @@ static void *main_task(void *arg)
     tide_future_release(all);
     free(tasks);
     if (dt < 1.0) {
-        fprintf(stderr, "w3_sleepers: done after %.3f s, before the 1.0 s sleeps\n", dt);
+        fprintf(stderr,
+                "w3_sleepers: done after %.3f s, before the 1.0 s sleeps\n",
+                dt);
         return tide_fail(-EPROTO);
     }
     return NULL;
@@ -98,7 +102,8 @@ int main(int argc, char **argv)
     tide_future_release(main_f);
     int cerr = tide_loop_close(loop);
     if (err != 0 || cerr != 0) {
-        fprintf(stderr, "w3_sleepers: failed: %s\n", tide_strerror(err ? err : cerr));
+        fprintf(stderr, "w3_sleepers: failed: %s\n",
+                tide_strerror(err ? err : cerr));
         return 1;
     }
     return 0;

@@ -8,11 +8,11 @@
  * wall_s spent scheduling. Deadlines count from the loop time of the step
  * that schedules them (as in libuv and Node), so scheduling overlaps the
  * wait. N defaults to 10^6; argv[1] overrides. Prints
- *   W4 tide wall_s=... s overhead_s=... s n=... fired=... delay_sum_ms=... sched_s=... s rss_kib=...
- * and exits 1 if fired != N, the delay sum is not the README's (497964648
- * for 10^6, 49744245 for 10^5), or any timer fired before its deadline
- * (checked against the loop's own clock, one cheap call per fire, and
- * that clock against CLOCK_MONOTONIC at the end).
+ *   W4 tide wall_s=... s overhead_s=... s n=... fired=... delay_sum_ms=...
+ * sched_s=... s rss_kib=... and exits 1 if fired != N, the delay sum is not
+ * the README's (497964648 for 10^6, 49744245 for 10^5), or any timer fired
+ * before its deadline (checked against the loop's own clock, one cheap call
+ * per fire, and that clock against CLOCK_MONOTONIC at the end).
  */
 #include "bench.h"
 
@@ -51,10 +51,11 @@ static void *main_task(void *arg)
         state = state * 1664525u + 1013904223u;
         uint32_t d = (state >> 16) % 1000;
         delay_sum += d;
-        if (tide_call_later(NULL, d / 1000.0, on_timer, (void *)(uintptr_t)d) == 0) {
+        if (tide_call_later(NULL, d / 1000.0, on_timer,
+                            (void *)(uintptr_t)d) == 0) {
             int err = -errno;
-            fprintf(stderr, "w4_timers: tide_call_later #%ld failed: %s\n",
-                    i, tide_strerror(err));
+            fprintf(stderr, "w4_timers: tide_call_later #%ld failed: %s\n", i,
+                    tide_strerror(err));
             return tide_fail(err);
         }
     }
@@ -69,7 +70,8 @@ static void *main_task(void *arg)
     }
     tide_future_release(all_fired);
 
-    printf("W4 tide wall_s=%.3f s overhead_s=%.3f s n=%ld fired=%ld delay_sum_ms=%ld "
+    printf("W4 tide wall_s=%.3f s overhead_s=%.3f s n=%ld fired=%ld "
+           "delay_sum_ms=%ld "
            "sched_s=%.3f s rss_kib=%ld\n",
            dt, dt - 1.0, n, fired, delay_sum, sched_s, bench_maxrss_kib());
     fflush(stdout);
@@ -79,9 +81,12 @@ static void *main_task(void *arg)
         fprintf(stderr, "w4_timers: fired %ld of %ld\n", fired, n);
         bad = 1;
     }
-    long want = n == 1000000 ? 497964648L : n == 100000 ? 49744245L : delay_sum;
+    long want = n == 1000000  ? 497964648L
+                : n == 100000 ? 49744245L
+                              : delay_sum;
     if (delay_sum != want) {
-        fprintf(stderr, "w4_timers: delay_sum_ms %ld, want %ld\n", delay_sum, want);
+        fprintf(stderr, "w4_timers: delay_sum_ms %ld, want %ld\n", delay_sum,
+                want);
         bad = 1;
     }
     /* The early check above trusts the loop's clock: make sure it did not
@@ -92,7 +97,8 @@ static void *main_task(void *arg)
         bad = 1;
     }
     if (early != 0) {
-        fprintf(stderr, "w4_timers: %ld timers fired before their deadline\n", early);
+        fprintf(stderr, "w4_timers: %ld timers fired before their deadline\n",
+                early);
         bad = 1;
     }
     return bad ? tide_fail(-EPROTO) : NULL;
@@ -115,7 +121,8 @@ int main(int argc, char **argv)
     tide_future_release(main_f);
     int cerr = tide_loop_close(loop);
     if (err != 0 || cerr != 0) {
-        fprintf(stderr, "w4_timers: failed: %s\n", tide_strerror(err ? err : cerr));
+        fprintf(stderr, "w4_timers: failed: %s\n",
+                tide_strerror(err ? err : cerr));
         return 1;
     }
     return 0;

@@ -44,9 +44,9 @@ static void echo(tide_stream *s, void *arg)
 
 static void *serve(void *port)
 {
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1",
-                                         (uint16_t)atoi(port), echo, NULL,
-                                         NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", (uint16_t)atoi(port), echo, NULL,
+                          NULL);
     if (!srv) {
         perror("w5_echo");
         return tide_fail(-errno);
@@ -54,8 +54,10 @@ static void *serve(void *port)
     if (stop_signal_wait() < 0)
         perror("w5_echo");
     if (reads > 1000)
-        fprintf(stderr, "w5_echo: requests=%llu epoll_ctl_per_req=%.6f "
-                "recv_per_req=%.3f\n", (unsigned long long)reads,
+        fprintf(stderr,
+                "w5_echo: requests=%llu epoll_ctl_per_req=%.6f "
+                "recv_per_req=%.3f\n",
+                (unsigned long long)reads,
                 (double)(tide__sys_count(TIDE__SYS_EPOLL_CTL) - ctl0) /
                     (double)(reads - 1000),
                 (double)(tide__sys_count(TIDE__SYS_RECV) - recv0) /

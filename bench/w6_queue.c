@@ -54,16 +54,16 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("W6 tide ns_per_item=%.1f ns wall_s=%.3f s n=%ld sum=%llu "
-           "rss_kib=%ld\n", dt * 1e9 / (double)n_items, dt, n_items, sum,
-           bench_maxrss_kib());
+           "rss_kib=%ld\n",
+           dt * 1e9 / (double)n_items, dt, n_items, sum, bench_maxrss_kib());
     fflush(stdout);
     tide_future_release(ts[0]);
     tide_future_release(ts[1]);
     tide_future_release(both);
     tide_queue_free(q);
     tide_loop_close(loop);
-    unsigned long long want = (unsigned long long)n_items *
-                              (unsigned long long)(n_items - 1) / 2;
+    unsigned long long want =
+        (unsigned long long)n_items * (unsigned long long)(n_items - 1) / 2;
     if (sum != want) {
         fprintf(stderr, "w6_queue: sum %llu, want %llu\n", sum, want);
         return 1;

@@ -32,9 +32,9 @@ static void echo(tide_stream *s, void *arg)
 
 static void *serve(void *port)
 {
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1",
-                                         (uint16_t)atoi(port), echo, NULL,
-                                         NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", (uint16_t)atoi(port), echo, NULL,
+                          NULL);
     if (!srv) {
         perror("echo_server");
         return tide_fail(-errno);

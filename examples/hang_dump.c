@@ -38,8 +38,8 @@ static void *listener(void *arg)
 
 static void *watchdog(void *workers)
 {
-    int err = tide_wait(workers, 3, TIDE_ALL_COMPLETED, 0.2, NULL, NULL,
-                        NULL, NULL);
+    int err =
+        tide_wait(workers, 3, TIDE_ALL_COMPLETED, 0.2, NULL, NULL, NULL, NULL);
     if (err < 0)
         return tide_fail(err);
     printf("nothing finished in 0.2 s; the tasks are:\n");

@@ -36,8 +36,8 @@ static int read_request(tide_stream *s, bool *close)
     if (n <= 0)
         return 0;
     status = n >= 14 && memcmp(p, "GET / HTTP/1.", 13) == 0 ? 200
-           : n >= 4 && memcmp(p, "GET ", 4) == 0             ? 404
-                                                             : 400;
+             : n >= 4 && memcmp(p, "GET ", 4) == 0          ? 404
+                                                            : 400;
     if (n >= 9 && memcmp((const char *)p + n - 9, "HTTP/1.0", 8) == 0)
         *close = true;
     while ((n = tide_stream_readline(s, &p)) > 2) /* headers, to "\r\n" */
@@ -61,7 +61,8 @@ static void serve_http(tide_stream *s, void *arg)
                          status, status == 200 ? "OK" : "Not Found",
                          status == 200 ? "html" : "plain", strlen(body),
                          close ? "Connection: close\r\n" : "");
-        struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, strlen(body)}};
+        struct iovec iov[2] = {{head, (size_t)n},
+                               {(void *)body, strlen(body)}};
         if (tide_stream_writev(s, iov, 2) < 0 || tide_stream_drain(s) < 0)
             break;
     }
@@ -69,9 +70,9 @@ static void serve_http(tide_stream *s, void *arg)
 
 static void *serve(void *port)
 {
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1",
-                                         (uint16_t)atoi(port), serve_http,
-                                         NULL, NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", (uint16_t)atoi(port), serve_http,
+                          NULL, NULL);
     if (!srv) {
         perror("http_server");
         return tide_fail(-errno);

@@ -45,8 +45,8 @@ static void *main_task(void *unused)
     (void)unused;
     for (int i = 0; i < 3 && err == 0; i++) {
         tide_task_options opt = {.name = names[i]};
-        tide_future *t = tide_task_group_spawn(g, child, i == 1 ? g : NULL,
-                                               &opt);
+        tide_future *t =
+            tide_task_group_spawn(g, child, i == 1 ? g : NULL, &opt);
         if (!t)
             err = -errno;
         tide_future_release(t); /* the group holds its own reference */

@@ -19,8 +19,10 @@ static double t0; /* when the current step started, loop time */
 
 static void report(const char *what, int err)
 {
-    printf("%s: %s after %.3f s\n", what, err == -ETIMEDOUT ? "-ETIMEDOUT"
-           : err == -ECANCELED ? "-ECANCELED" : tide_strerror(err),
+    printf("%s: %s after %.3f s\n", what,
+           err == -ETIMEDOUT   ? "-ETIMEDOUT"
+           : err == -ECANCELED ? "-ECANCELED"
+                               : tide_strerror(err),
            tide_loop_time(NULL) - t0);
 }
 

@@ -45,7 +45,8 @@ static void *main_task(void *unused)
 
     (void)unused;
     for (int i = 0; i < NWORKERS && err == 0; i++) {
-        tide_task_options opt = {.name = (const char *[]){"w1", "w2", "w3"}[i]};
+        tide_task_options opt = {.name =
+                                     (const char *[]){"w1", "w2", "w3"}[i]};
         if (!(workers[i] = tide_create_task_ex(NULL, worker, q, &opt)))
             err = -errno;
     }

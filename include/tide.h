@@ -44,8 +44,8 @@ extern "C" {
 #define TIDE_API
 #endif
 
-typedef struct tide_loop tide_loop;                 /* opaque */
-typedef struct tide_future tide_future;             /* opaque; a task is a future */
+typedef struct tide_loop tide_loop;     /* opaque */
+typedef struct tide_future tide_future; /* opaque; a task is a future */
 typedef struct tide_as_completed tide_as_completed; /* opaque */
 typedef void *(*tide_fn)(void *arg);                /* a coroutine body */
 typedef void (*tide_callback)(void *arg);           /* a loop callback */
@@ -197,10 +197,10 @@ TIDE_API const char *tide_loop_backend(tide_loop *loop);
 /* Counts of what a loop holds now; a test's leak gate and a debugger's
  * first look. */
 typedef struct tide_loop_stats {
-    size_t tasks;         /* tasks not yet finished */
-    size_t ready;         /* callbacks and tasks queued to run */
-    size_t timers;        /* armed timers (sleeps and call_later/call_at) */
-    size_t handles;       /* call_soon/later/at handles not yet run or cancelled */
+    size_t tasks;   /* tasks not yet finished */
+    size_t ready;   /* callbacks and tasks queued to run */
+    size_t timers;  /* armed timers (sleeps and call_later/call_at) */
+    size_t handles; /* call_soon/later/at handles not yet run or cancelled */
     size_t stacks_in_use; /* stacks held by started, unfinished tasks */
     size_t stacks_pooled; /* stacks kept for reuse */
     uint64_t iterations;  /* loop iterations so far */
@@ -366,8 +366,8 @@ TIDE_API int tide_future_result(const tide_future *f, void **value);
 /* Call cb(f, arg) on the loop once f is done (scheduled, never inline,
  * even if f is already done). Returns 0; -EINVAL if f or cb is NULL;
  * -ENOMEM; -ESHUTDOWN if f's loop is closed. */
-TIDE_API int tide_future_add_done_callback(tide_future *f,
-        void (*cb)(tide_future *f, void *arg), void *arg);
+TIDE_API int tide_future_add_done_callback(
+    tide_future *f, void (*cb)(tide_future *f, void *arg), void *arg);
 
 /* Take a reference; returns f (NULL stays NULL). */
 TIDE_API tide_future *tide_future_retain(tide_future *f);
@@ -420,7 +420,8 @@ typedef struct tide_task_options {
 /* tide_create_task with options (opt may be NULL). Errors as
  * tide_create_task, plus EINVAL for a stack_size out of range. */
 TIDE_API tide_future *tide_create_task_ex(tide_loop *loop, tide_fn fn,
-        void *arg, const tide_task_options *opt);
+                                          void *arg,
+                                          const tide_task_options *opt);
 
 /* The task running now, borrowed; NULL outside a task. */
 TIDE_API tide_future *tide_current_task(void);
@@ -449,8 +450,7 @@ TIDE_API int tide_task_uncancel(tide_future *task);
 /* The loop's unfinished tasks (asyncio.all_tasks): stores up to `cap` of
  * them in out[] as new references and returns how many there are (may be
  * more than cap; out may be NULL to count). */
-TIDE_API size_t tide_all_tasks(tide_loop *loop, tide_future **out,
-                               size_t cap);
+TIDE_API size_t tide_all_tasks(tide_loop *loop, tide_future **out, size_t cap);
 
 /* Wait until f is done. Returns 0 and f's result in *result (if not NULL),
  * or f's error. If the calling task is cancelled meanwhile, f is
@@ -597,7 +597,8 @@ TIDE_API tide_task_group *tide_task_group_new(void);
  * to the task (the group holds its own). NULL and errno: EINVAL,
  * ESHUTDOWN if the group is aborting or ended, ENOMEM. */
 TIDE_API tide_future *tide_task_group_spawn(tide_task_group *g, tide_fn fn,
-        void *arg, const tide_task_options *opt);
+                                            void *arg,
+                                            const tide_task_options *opt);
 
 /* Cancel every child (the group keeps running until they finish).
  * Returns 0; -EINVAL if g is NULL. */
@@ -689,9 +690,9 @@ TIDE_API int tide_loop_set_report_handler(tide_loop *loop, tide_report_fn fn,
 /* Write one line per unfinished task of the loop to fd: its name, state
  * (new, ready, running, waiting), what it waits on and who could end the
  * wait ("lock 'db' held by task 'b'", "task 'b'", "get from queue 'q' (0
- * of 4 items, ...)": README, "Finding a hang"), where it was created (debug mode), and its stack's
- * high-water mark. The tool for finding a hang. Returns the number of
- * tasks; -EINVAL; -errno from write. */
+ * of 4 items, ...)": README, "Finding a hang"), where it was created (debug
+ * mode), and its stack's high-water mark. The tool for finding a hang. Returns
+ * the number of tasks; -EINVAL; -errno from write. */
 TIDE_API int tide_loop_dump(tide_loop *loop, int fd);
 
 /* tide_create_task, tide_create_task_ex, tide_future_new, tide_gather,
@@ -699,21 +700,25 @@ TIDE_API int tide_loop_dump(tide_loop *loop, int fd);
  * creation site along (recorded in debug mode); the functions exist too,
  * so their addresses can be taken. */
 TIDE_API tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn,
-        void *arg, const tide_task_options *opt, const char *file, int line);
+                                           void *arg,
+                                           const tide_task_options *opt,
+                                           const char *file, int line);
 #define tide_create_task(loop, fn, arg) \
     tide__create_task_at((loop), (fn), (arg), NULL, __FILE__, __LINE__)
 #define tide_create_task_ex(loop, fn, arg, opt) \
     tide__create_task_at((loop), (fn), (arg), (opt), __FILE__, __LINE__)
-TIDE_API tide_future *tide__task_group_spawn_at(tide_task_group *g,
-        tide_fn fn, void *arg, const tide_task_options *opt,
-        const char *file, int line);
+TIDE_API tide_future *tide__task_group_spawn_at(tide_task_group *g, tide_fn fn,
+                                                void *arg,
+                                                const tide_task_options *opt,
+                                                const char *file, int line);
 #define tide_task_group_spawn(g, fn, arg, opt) \
     tide__task_group_spawn_at((g), (fn), (arg), (opt), __FILE__, __LINE__)
 TIDE_API tide_future *tide__future_new_at(tide_loop *loop, const char *file,
                                           int line);
 #define tide_future_new(loop) tide__future_new_at((loop), __FILE__, __LINE__)
 TIDE_API tide_future *tide__gather_at(tide_future *const *fs, size_t n,
-        unsigned flags, const char *file, int line);
+                                      unsigned flags, const char *file,
+                                      int line);
 #define tide_gather(fs, n, flags) \
     tide__gather_at((fs), (n), (flags), __FILE__, __LINE__)
 TIDE_API tide_future *tide__shield_at(tide_future *f, const char *file,

@@ -68,8 +68,7 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
     _exit(1);
 }
 
-const char *harness_err_str(long long v, long long want, char *buf,
-                            size_t n)
+const char *harness_err_str(long long v, long long want, char *buf, size_t n)
 {
     const char *name = v >= INT_MIN && v <= INT_MAX && v != 0
                            ? tide_err_name((int)v)
@@ -121,8 +120,7 @@ double harness_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
-                      size_t cap)
+int harness_run_child(void (*fn)(void *arg), void *arg, char *buf, size_t cap)
 {
     int fds[2], status = -1;
 
@@ -176,11 +174,15 @@ void harness_leak_gate(const char *file, int line)
     long fds = harness_fd_count();
 
     if (live != base_alloc)
-        harness_fail(file, line, "leak gate: %ld allocation(s) live, "
-                     "%ld at test start", live, base_alloc);
+        harness_fail(file, line,
+                     "leak gate: %ld allocation(s) live, "
+                     "%ld at test start",
+                     live, base_alloc);
     if (fds != base_fds)
-        harness_fail(file, line, "leak gate: %ld fds open, %ld at test "
-                     "start", fds, base_fds);
+        harness_fail(file, line,
+                     "leak gate: %ld fds open, %ld at test "
+                     "start",
+                     fds, base_fds);
     gate_passed = true;
 }
 
@@ -221,7 +223,7 @@ static int wait_child(pid_t pid, double timeout)
             }
             return -1;
         }
-        struct timespec ts = { 0, nap };
+        struct timespec ts = {0, nap};
         nanosleep(&ts, NULL);
         if (nap < 2000000)
             nap *= 2;

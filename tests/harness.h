@@ -29,89 +29,88 @@
 typedef void (*harness_fn)(void);
 
 void harness_register(const char *name, harness_fn fn, int line);
-__attribute__((noreturn, format(printf, 3, 4)))
-void harness_fail(const char *file, int line, const char *fmt, ...);
+__attribute__((noreturn, format(printf, 3, 4))) void harness_fail(
+    const char *file, int line, const char *fmt, ...);
 __attribute__((noreturn)) void harness_skip(const char *why);
 /* CHECK_ERR's failure: prints both codes by name (tide_err_name). */
-__attribute__((noreturn))
-void harness_fail_err(const char *file, int line, const char *expr,
-                      const char *want_expr, long long got, long long want);
+__attribute__((noreturn)) void harness_fail_err(const char *file, int line,
+                                                const char *expr,
+                                                const char *want_expr,
+                                                long long got, long long want);
 /* An error code as CHECK_ERR prints it, into buf (n bytes): "-EAGAIN" for
  * a negative errno, "EAGAIN" for a positive one when a positive one is
  * wanted (errno), the number otherwise (0, a count, no errno). */
-const char *harness_err_str(long long v, long long want, char *buf,
-                            size_t n);
+const char *harness_err_str(long long v, long long want, char *buf, size_t n);
 void harness_leak_gate(const char *file, int line);
-long harness_fd_count(void);        /* entries in /proc/self/fd */
-double harness_now(void);           /* CLOCK_MONOTONIC, seconds */
-double harness_timeout_mult(void);  /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
+long harness_fd_count(void);       /* entries in /proc/self/fd */
+double harness_now(void);          /* CLOCK_MONOTONIC, seconds */
+double harness_timeout_mult(void); /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
 void harness_busy_wait(double seconds);
 /* Run fn(arg) in a forked child whose stderr is captured into buf (cap
  * bytes, NUL-terminated; the rest is read and dropped); the child exits 3
  * if fn returns. Returns the child's wait status. For death tests (a
  * stack overflow must kill) and runs that must start from a clean
  * process. */
-int harness_run_child(void (*fn)(void *arg), void *arg, char *buf,
-                      size_t cap);
+int harness_run_child(void (*fn)(void *arg), void *arg, char *buf, size_t cap);
 
-#define TEST(name)                                                        \
-    static void test_##name(void);                                        \
-    __attribute__((constructor)) static void test_register_##name(void)   \
-    {                                                                     \
-        harness_register(#name, test_##name, __LINE__);                   \
-    }                                                                     \
+#define TEST(name)                                                      \
+    static void test_##name(void);                                      \
+    __attribute__((constructor)) static void test_register_##name(void) \
+    {                                                                   \
+        harness_register(#name, test_##name, __LINE__);                 \
+    }                                                                   \
     static void test_##name(void)
 
-#define CHECK(cond)                                                       \
-    do {                                                                  \
-        if (!(cond))                                                      \
-            harness_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);         \
+#define CHECK(cond)                                               \
+    do {                                                          \
+        if (!(cond))                                              \
+            harness_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                    \
-    do {                                                                  \
-        long long harness_a_ = (long long)(a);                            \
-        long long harness_b_ = (long long)(b);                            \
-        if (harness_a_ != harness_b_)                                     \
-            harness_fail(__FILE__, __LINE__,                              \
-                         "CHECK_EQ(%s, %s): %lld != %lld", #a, #b,        \
-                         harness_a_, harness_b_);                         \
+#define CHECK_EQ(a, b)                                             \
+    do {                                                           \
+        long long harness_a_ = (long long)(a);                     \
+        long long harness_b_ = (long long)(b);                     \
+        if (harness_a_ != harness_b_)                              \
+            harness_fail(__FILE__, __LINE__,                       \
+                         "CHECK_EQ(%s, %s): %lld != %lld", #a, #b, \
+                         harness_a_, harness_b_);                  \
     } while (0)
 
 /* An error code compared with the one wanted (0, a negative errno as tide
  * returns it, or a positive one as errno holds it); a failure names both:
  * "CHECK_ERR(rc, -ECANCELED): got -EAGAIN, want -ECANCELED". */
-#define CHECK_ERR(rc, want)                                               \
-    do {                                                                  \
-        long long harness_a_ = (long long)(rc);                           \
-        long long harness_b_ = (long long)(want);                         \
-        if (harness_a_ != harness_b_)                                     \
-            harness_fail_err(__FILE__, __LINE__, #rc, #want, harness_a_,  \
-                             harness_b_);                                 \
+#define CHECK_ERR(rc, want)                                              \
+    do {                                                                 \
+        long long harness_a_ = (long long)(rc);                          \
+        long long harness_b_ = (long long)(want);                        \
+        if (harness_a_ != harness_b_)                                    \
+            harness_fail_err(__FILE__, __LINE__, #rc, #want, harness_a_, \
+                             harness_b_);                                \
     } while (0)
 
-#define CHECK_STR_EQ(a, b)                                                \
-    do {                                                                  \
-        const char *harness_a_ = (a);                                     \
-        const char *harness_b_ = (b);                                     \
-        if (!harness_a_ || !harness_b_ ||                                 \
-            strcmp(harness_a_, harness_b_) != 0)                          \
-            harness_fail(__FILE__, __LINE__,                              \
-                         "CHECK_STR_EQ(%s, %s): \"%s\" != \"%s\"", #a,    \
-                         #b, harness_a_ ? harness_a_ : "(null)",          \
-                         harness_b_ ? harness_b_ : "(null)");             \
+#define CHECK_STR_EQ(a, b)                                                 \
+    do {                                                                   \
+        const char *harness_a_ = (a);                                      \
+        const char *harness_b_ = (b);                                      \
+        if (!harness_a_ || !harness_b_ ||                                  \
+            strcmp(harness_a_, harness_b_) != 0)                           \
+            harness_fail(__FILE__, __LINE__,                               \
+                         "CHECK_STR_EQ(%s, %s): \"%s\" != \"%s\"", #a, #b, \
+                         harness_a_ ? harness_a_ : "(null)",               \
+                         harness_b_ ? harness_b_ : "(null)");              \
     } while (0)
 
-#define CHECK_NULL(p)                                                     \
-    do {                                                                  \
-        if ((p) != NULL)                                                  \
-            harness_fail(__FILE__, __LINE__, "CHECK_NULL(%s)", #p);       \
+#define CHECK_NULL(p)                                               \
+    do {                                                            \
+        if ((p) != NULL)                                            \
+            harness_fail(__FILE__, __LINE__, "CHECK_NULL(%s)", #p); \
     } while (0)
 
-#define CHECK_NOT_NULL(p)                                                 \
-    do {                                                                  \
-        if ((p) == NULL)                                                  \
-            harness_fail(__FILE__, __LINE__, "CHECK_NOT_NULL(%s)", #p);   \
+#define CHECK_NOT_NULL(p)                                               \
+    do {                                                                \
+        if ((p) == NULL)                                                \
+            harness_fail(__FILE__, __LINE__, "CHECK_NOT_NULL(%s)", #p); \
     } while (0)
 
 #define SKIP(why) harness_skip(why)
@@ -171,10 +170,10 @@ static inline bool harness_compact(void)
 
     return e && e[0] == '1';
 }
-#define SKIP_IF_COMPACT(why)                                              \
-    do {                                                                  \
-        if (harness_compact())                                            \
-            SKIP("TIDE_COMPACT=1: " why);                                 \
+#define SKIP_IF_COMPACT(why)              \
+    do {                                  \
+        if (harness_compact())            \
+            SKIP("TIDE_COMPACT=1: " why); \
     } while (0)
 
 static inline void harness_stop_cb(void *loop)

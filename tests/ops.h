@@ -17,13 +17,13 @@
 static char order[128];
 
 struct op {
-    const char *tag;             /* appended to order when the call returns */
+    const char *tag; /* appended to order when the call returns */
     int (*fn)(struct op *o);
-    void *obj;                   /* the primitive or queue */
-    void *item;                  /* queue put: the item; get: what came out */
-    int rc;                      /* 1 until the call returns */
-    unsigned index;              /* barrier arrival index */
-    bool held;                   /* condition: lock held on return */
+    void *obj;      /* the primitive or queue */
+    void *item;     /* queue put: the item; get: what came out */
+    int rc;         /* 1 until the call returns */
+    unsigned index; /* barrier arrival index */
+    bool held;      /* condition: lock held on return */
     bool done;
     tide_future *task;
 };

@@ -44,8 +44,8 @@ static inline void check_overflow_death(const tide_task_options *opt,
     if (HARNESS_VALGRIND)
         SKIP("valgrind reports the overflow itself");
     char buf[4096];
-    int status = harness_run_child(overflow_child, (void *)opt, buf,
-                                   sizeof buf);
+    int status =
+        harness_run_child(overflow_child, (void *)opt, buf, sizeof buf);
     /* ASan may take the SIGSEGV before tide's handler sees it. */
     if (HARNESS_ASAN && strstr(buf, "AddressSanitizer") &&
         !strstr(buf, opt->name))

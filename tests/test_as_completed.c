@@ -68,8 +68,8 @@ TEST(hands_back_in_completion_order)
 {
     tide_loop *loop = new_virtual_loop();
     double t0 = tide_loop_time(loop);
-    struct sleeper s[3] = { { 3, 30 }, { 1, 10 }, { 2, 20 } };
-    struct consumer c = { .loop = loop, .n = 3 };
+    struct sleeper s[3] = {{3, 30}, {1, 10}, {2, 20}};
+    struct consumer c = {.loop = loop, .n = 3};
     for (int i = 0; i < 3; i++)
         c.fs[i] = tide_create_task(loop, sleeper_body, &s[i]);
     c.it = tide_as_completed_new(c.fs, 3);
@@ -106,7 +106,7 @@ static void complete_2_0_1(void *arg)
 TEST(same_iteration_completions_keep_their_order)
 {
     tide_loop *loop = tide_loop_new();
-    struct consumer c = { .loop = loop, .n = 3 };
+    struct consumer c = {.loop = loop, .n = 3};
     for (int i = 0; i < 3; i++)
         c.fs[i] = tide_future_new(loop);
     c.it = tide_as_completed_new(c.fs, 3);
@@ -185,7 +185,7 @@ static void *wait_one(void *arg)
 TEST(cancel_waiting_task_leaves_futures_alone)
 {
     tide_loop *loop = tide_loop_new();
-    struct consumer c = { .loop = loop, .n = 2, .last_rc = 1 };
+    struct consumer c = {.loop = loop, .n = 2, .last_rc = 1};
     for (int i = 0; i < 2; i++)
         c.fs[i] = tide_future_new(loop);
     c.it = tide_as_completed_new(c.fs, 2);
@@ -221,7 +221,7 @@ static void free_it(void *arg)
 TEST(free_under_a_waiting_task_gives_ebadf)
 {
     tide_loop *loop = tide_loop_new();
-    struct consumer c = { .loop = loop, .n = 2, .last_rc = 1 };
+    struct consumer c = {.loop = loop, .n = 2, .last_rc = 1};
     for (int i = 0; i < 2; i++)
         c.fs[i] = tide_future_new(loop);
     c.it = tide_as_completed_new(c.fs, 2);
@@ -265,11 +265,11 @@ TEST(free_with_completions_pending)
 TEST(retains_its_futures)
 {
     tide_loop *loop = new_virtual_loop();
-    struct sleeper s[2] = { { 2, 20 }, { 1, 10 } };
+    struct sleeper s[2] = {{2, 20}, {1, 10}};
     tide_future *fs[2];
     for (int i = 0; i < 2; i++)
         fs[i] = tide_create_task(loop, sleeper_body, &s[i]);
-    struct consumer c = { .loop = loop, .n = 2 };
+    struct consumer c = {.loop = loop, .n = 2};
     c.it = tide_as_completed_new(fs, 2);
     for (int i = 0; i < 2; i++) {
         c.fs[i] = fs[i]; /* kept alive by the iterator alone */
@@ -304,7 +304,7 @@ static void *read_results(void *arg)
 TEST(borrowed_futures_readable_until_free)
 {
     tide_loop *loop = new_virtual_loop();
-    struct sleeper s[2] = { { 2, 20 }, { 1, 10 } };
+    struct sleeper s[2] = {{2, 20}, {1, 10}};
     tide_future *fs[2];
     for (int i = 0; i < 2; i++)
         fs[i] = tide_create_task(loop, sleeper_body, &s[i]);
@@ -330,17 +330,17 @@ TEST(bad_input)
     errno = 0;
     CHECK_NULL(tide_as_completed_new(NULL, 1));
     CHECK_ERR(errno, EINVAL);
-    tide_future *with_null[2] = { a, NULL };
+    tide_future *with_null[2] = {a, NULL};
     errno = 0;
     CHECK_NULL(tide_as_completed_new(with_null, 2));
     CHECK_ERR(errno, EINVAL);
-    tide_future *mixed[2] = { a, b };
+    tide_future *mixed[2] = {a, b};
     errno = 0;
     CHECK_NULL(tide_as_completed_new(mixed, 2));
     CHECK_ERR(errno, EINVAL);
     tide_future *next = NULL;
     CHECK_ERR(tide_as_completed_next(NULL, &next), -EINVAL);
-    tide_future *one[1] = { a };
+    tide_future *one[1] = {a};
     tide_as_completed *it = tide_as_completed_new(one, 1);
     CHECK_NOT_NULL(it);
     CHECK_ERR(tide_as_completed_next(it, NULL), -EINVAL);

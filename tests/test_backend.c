@@ -32,10 +32,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CONTRACT(name)                                                    \
-    static void contract_##name(const struct tide__backend_ops *ops);     \
-    TEST(name##_epoll) { contract_##name(&tide__backend_epoll); }         \
-    TEST(name##_poll) { contract_##name(&tide__backend_poll); }           \
+#define CONTRACT(name)                                                \
+    static void contract_##name(const struct tide__backend_ops *ops); \
+    TEST(name##_epoll)                                                \
+    {                                                                 \
+        contract_##name(&tide__backend_epoll);                        \
+    }                                                                 \
+    TEST(name##_poll)                                                 \
+    {                                                                 \
+        contract_##name(&tide__backend_poll);                         \
+    }                                                                 \
     static void contract_##name(const struct tide__backend_ops *ops)
 
 /* ---- helpers --------------------------------------------------------- */
@@ -51,8 +57,9 @@ static void open_backend(struct tide__backend *b,
 
 static void pair(int sv[2])
 {
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        0, sv), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                        sv),
+             0);
 }
 
 static void op_init(struct tide__op *op, uint8_t kind, int fd, void *buf,
@@ -437,7 +444,8 @@ CONTRACT(dup_closed_through_backend_is_quiet)
                      tide__sys_count(TIDE__SYS_POLL);
     CHECK_EQ(b.ops->wait(&b, 50000000, c, CAP), 0); /* sleeps it out */
     CHECK_EQ(tide__sys_count(TIDE__SYS_EPOLL_WAIT) +
-             tide__sys_count(TIDE__SYS_POLL), waits + 1);
+                 tide__sys_count(TIDE__SYS_POLL),
+             waits + 1);
     b.ops->close(&b);
     close(d);
     close(sv[1]);
@@ -662,8 +670,8 @@ CONTRACT(time_limit)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         CHECK_EQ(b.ops->wait(&b, limits[i], c, CAP), 0);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        int64_t ns = (t1.tv_sec - t0.tv_sec) * 1000000000LL +
-                     (t1.tv_nsec - t0.tv_nsec);
+        int64_t ns =
+            (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
         CHECK(ns >= limits[i]);
     }
     CHECK_EQ(b.ops->wait(&b, 0, c, CAP), 0);
@@ -785,10 +793,10 @@ TEST(seam_counts_and_fault_once)
     CHECK(fd >= 0);
     tide__sys_fault(TIDE__SYS_CLOSE, 2, EIO, 0);
     int fd2 = dup(0);
-    CHECK_EQ(tide__sys_close(fd), 0);     /* 1st: made */
-    CHECK_EQ(tide__sys_close(fd2), -1);   /* 2nd: faulted, not made */
+    CHECK_EQ(tide__sys_close(fd), 0);   /* 1st: made */
+    CHECK_EQ(tide__sys_close(fd2), -1); /* 2nd: faulted, not made */
     CHECK_EQ(errno, EIO);
-    CHECK_EQ(tide__sys_close(fd2), 0);    /* fires once */
+    CHECK_EQ(tide__sys_close(fd2), 0); /* fires once */
     CHECK_EQ(tide__sys_count(TIDE__SYS_CLOSE), n + 3);
     tide__sys_fault(TIDE__SYS_CLOSE, 1, EIO, 0);
     tide__sys_fault(TIDE__SYS_CLOSE, 0, 0, 0); /* disarmed */
@@ -832,15 +840,15 @@ TEST(stale_tokens_reach_no_one)
     a->state = TIDE__OPSLOT_IDLE;
     tide__op_free(loop, a);
     struct tide__opslot *b = tide__op_new(loop);
-    CHECK(b == a);                       /* the same slot, reused... */
-    CHECK(b->op.token != old);           /* ...under a new token */
+    CHECK(b == a);             /* the same slot, reused... */
+    CHECK(b->op.token != old); /* ...under a new token */
     CHECK_EQ((uint32_t)b->op.token, (uint32_t)old);
     b->complete = count_complete;
     b->state = TIDE__OPSLOT_INFLIGHT;
     struct tide__completion c[3] = {
-        {.token = old, .result = 1},              /* the freed use */
-        {.token = old + ((uint64_t)7 << 32)},     /* never issued */
-        {.token = (uint64_t)1 << 32 | 999999},    /* no such slot */
+        {.token = old, .result = 1},           /* the freed use */
+        {.token = old + ((uint64_t)7 << 32)},  /* never issued */
+        {.token = (uint64_t)1 << 32 | 999999}, /* no such slot */
     };
     completed = 0;
     uint64_t stale = loop->ops_stale;
@@ -852,7 +860,7 @@ TEST(stale_tokens_reach_no_one)
     CHECK_EQ(completed, 1);
     CHECK_EQ(b->op.result, 1);
     CHECK_EQ(b->state, TIDE__OPSLOT_IDLE);
-    tide__op_dispatch(loop, c, 1);       /* once only */
+    tide__op_dispatch(loop, c, 1); /* once only */
     CHECK_EQ(completed, 1);
     tide__op_free(loop, b);
     CHECK_EQ(loop->ops_live, 0);
@@ -892,9 +900,9 @@ TEST(op_dropped_earlier_in_the_batch)
     CHECK_EQ(n, 2);
     victim = c[0].token == a->op.token ? b : a;
     tide__op_dispatch(loop, c, 2);
-    CHECK_EQ(completed, 1);              /* only the first */
+    CHECK_EQ(completed, 1); /* only the first */
     CHECK(victim == NULL);
-    CHECK_EQ(loop->ops_live, 1);         /* the dropped one is freed */
+    CHECK_EQ(loop->ops_live, 1); /* the dropped one is freed */
     tide__op_free(loop, c[0].token == a->op.token ? a : b);
     CHECK_EQ(tide_loop_close(loop), 0);
     close(s1[0]);
@@ -932,7 +940,7 @@ TEST(op_slots_are_reused_without_allocating)
     while (got < 100 && (extra[got] = tide__op_new(loop)))
         got++;
     tide__alloc_fail_after(0);
-    CHECK(got < 100);                    /* ran into the failed chunk */
+    CHECK(got < 100); /* ran into the failed chunk */
     for (int i = 0; i < got; i++)
         tide__op_free(loop, extra[i]);
     for (int i = 0; i < 1000; i++)

@@ -74,7 +74,7 @@ static void *swallow(void *arg)
 
 struct fwd {
     tide_future *target;
-    int how;         /* 0 await, 1 wait_for, 2 await then return at once */
+    int how; /* 0 await, 1 wait_for, 2 await then return at once */
     int rc;
     void *value;
     int next_rc;
@@ -166,10 +166,10 @@ TEST(gather_failing_with_a_child_error_does_not_absorb_the_request)
 /* ---- closing asks until the task is done -------------------------------- */
 
 struct stubborn {
-    int rounds;      /* cancellations caught */
-    int cancelling;  /* tide_task_cancelling seen at the first one */
+    int rounds;     /* cancellations caught */
+    int cancelling; /* tide_task_cancelling seen at the first one */
     int timeouts;
-    int kind;        /* 0: catches 5 cancellations; 1: retries on timeout */
+    int kind; /* 0: catches 5 cancellations; 1: retries on timeout */
 };
 
 static void *stubborn_body(void *arg)
@@ -328,9 +328,9 @@ TEST(timeout_scope_counts_from_the_call)
 /* ---- due timers are not starved by hand-offs ---------------------------- */
 
 static struct {
-    int switches;     /* hand-offs so far */
-    int fired_at;     /* the count when the timer ran, or -1 */
-    int scope_at;     /* the count when the scope cancelled, or -1 */
+    int switches; /* hand-offs so far */
+    int fired_at; /* the count when the timer ran, or -1 */
+    int scope_at; /* the count when the scope cancelled, or -1 */
 } starve;
 
 static void mark_fired(void *arg)
@@ -479,7 +479,8 @@ TEST(semaphore_woken_waiters_run_before_a_releaser_that_reacquires)
     LEAK_GATE();
 }
 
-/* ---- as_completed over a repeated future --------------------------------- */
+/* ---- as_completed over a repeated future ---------------------------------
+ */
 
 static void *ac_dups(void *arg)
 {
@@ -517,7 +518,8 @@ TEST(as_completed_hands_out_a_repeated_future_once)
     LEAK_GATE();
 }
 
-/* ---- waiting on oneself ----------------------------------------------------- */
+/* ---- waiting on oneself
+ * ----------------------------------------------------- */
 
 static void *wait_on_self(void *arg)
 {
@@ -559,7 +561,8 @@ TEST(waiting_on_oneself_is_refused_at_once)
     LEAK_GATE();
 }
 
-/* ---- leaks at close ---------------------------------------------------------- */
+/* ---- leaks at close
+ * ---------------------------------------------------------- */
 
 TEST(gather_and_shield_over_a_pending_future_are_freed_at_close)
 {
@@ -624,7 +627,8 @@ TEST(task_returning_with_a_scope_open_frees_it_and_debug_reports)
     LEAK_GATE();
 }
 
-/* ---- a nested run restores the outer run's completion flag --------------- */
+/* ---- a nested run restores the outer run's completion flag ---------------
+ */
 
 struct nest {
     tide_loop *loop;
@@ -677,7 +681,8 @@ TEST(nested_run_restores_the_outer_completion_flag)
     LEAK_GATE();
 }
 
-/* ---- timer slack ----------------------------------------------------------- */
+/* ---- timer slack -----------------------------------------------------------
+ */
 
 /* White box: a relative deadline is rounded up by less than 1/128 of the
  * delay and at most 2^20 ns, never down; short delays and the virtual
@@ -706,7 +711,8 @@ TEST(timer_slack_is_bounded_and_never_early)
     LEAK_GATE();
 }
 
-/* ---- a wait whose object was freed, then a cancel before it ran ---------- */
+/* ---- a wait whose object was freed, then a cancel before it ran ----------
+ */
 
 struct freed_it {
     tide_as_completed *it;
@@ -718,7 +724,7 @@ static void free_then_cancel(void *arg)
 {
     struct freed_it *f = arg;
 
-    tide_as_completed_free(f->it); /* wakes the waiter with -EBADF */
+    tide_as_completed_free(f->it);      /* wakes the waiter with -EBADF */
     CHECK(tide_future_cancel(f->task)); /* while it is queued */
 }
 

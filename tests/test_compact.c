@@ -23,8 +23,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static tide_future *spawn(tide_loop *loop, tide_fn fn, void *arg,
-                          bool compact)
+static tide_future *spawn(tide_loop *loop, tide_fn fn, void *arg, bool compact)
 {
     tide_task_options o = {0};
     o.compact = compact;
@@ -153,7 +152,8 @@ TEST(deep_frames_are_copied_whole)
     LEAK_GATE();
 }
 
-/* ---- what they hold ------------------------------------------------------- */
+/* ---- what they hold -------------------------------------------------------
+ */
 
 static void *sleep_long(void *arg)
 {
@@ -206,7 +206,8 @@ TEST(sleeping_compact_tasks_share_one_stack)
     LEAK_GATE();
 }
 
-/* ---- options ------------------------------------------------------------- */
+/* ---- options -------------------------------------------------------------
+ */
 
 static void *return_arg(void *arg)
 {
@@ -267,7 +268,8 @@ TEST(loop_default_makes_tasks_compact_except_sized_ones)
     LEAK_GATE();
 }
 
-/* ---- every wait ------------------------------------------------------------ */
+/* ---- every wait ------------------------------------------------------------
+ */
 
 struct waits {
     tide_lock *lock;
@@ -277,8 +279,8 @@ struct waits {
     tide_barrier *bar;
     tide_queue *q;
     tide_future *fut;
-    int ready;          /* condition predicate */
-    long sum;           /* queue items taken */
+    int ready; /* condition predicate */
+    long sum;  /* queue items taken */
     int failures;
 };
 
@@ -298,14 +300,14 @@ static void *waiter_main(void *arg)
     int bad = 0;
 
     fill(frame, sizeof frame, seed);
-#define STEP(call)                                     \
-    do {                                               \
-        int rc_ = (call);                              \
+#define STEP(call)                                         \
+    do {                                                   \
+        int rc_ = (call);                                  \
         if (rc_ < 0 || !intact(frame, sizeof frame, seed)) \
-            bad++;                                     \
+            bad++;                                         \
     } while (0)
     STEP(tide_lock_acquire(w->lock));
-    STEP(tide_sleep(0));            /* others queue on the lock meanwhile */
+    STEP(tide_sleep(0)); /* others queue on the lock meanwhile */
     STEP(tide_lock_release(w->lock));
     STEP(tide_event_wait(w->ev));
     STEP(tide_semaphore_acquire(w->sem));
@@ -412,15 +414,15 @@ static void *combine_main(void *arg)
 
     tide_future *g = spawn_compact(loop, short_sleep, IPTR(50));
     size_t nd = 0, np = 0;
-    bad += tide_wait(&g, 1, TIDE_ALL_COMPLETED, 0.01, NULL, &nd, NULL, &np)
-           != 0;
+    bad +=
+        tide_wait(&g, 1, TIDE_ALL_COMPLETED, 0.01, NULL, &nd, NULL, &np) != 0;
     bad += nd != 0 || np != 1;
     bad += !intact(frame, sizeof frame, 99);
 
     tide_task_group *tg = tide_task_group_new();
     for (int i = 0; i < 3; i++)
-        tide_future_release(tide_task_group_spawn(tg, short_sleep, IPTR(5),
-                                                  NULL));
+        tide_future_release(
+            tide_task_group_spawn(tg, short_sleep, IPTR(5), NULL));
     bad += tide_task_group_end(tg, 0) != 0;
     tide_task_group_free(tg);
     bad += !intact(frame, sizeof frame, 99);
@@ -446,10 +448,11 @@ TEST(combinators_work_in_compact_tasks)
     LEAK_GATE();
 }
 
-/* ---- cancellation ---------------------------------------------------------- */
+/* ---- cancellation ----------------------------------------------------------
+ */
 
 struct victim {
-    int how;            /* 0 sleep, 1 await, 2 lock, 3 queue get, 4 yield */
+    int how; /* 0 sleep, 1 await, 2 lock, 3 queue get, 4 yield */
     tide_future *fut;
     tide_lock *lock;
     tide_queue *q;
@@ -465,10 +468,18 @@ static void *victim_main(void *arg)
 
     fill(frame, sizeof frame, 5);
     switch (v->how) {
-    case 0: v->rc = tide_sleep(10.0); break;
-    case 1: v->rc = tide_await(v->fut, NULL); break;
-    case 2: v->rc = tide_lock_acquire(v->lock); break;
-    case 3: v->rc = tide_queue_get(v->q, &item); break;
+    case 0:
+        v->rc = tide_sleep(10.0);
+        break;
+    case 1:
+        v->rc = tide_await(v->fut, NULL);
+        break;
+    case 2:
+        v->rc = tide_lock_acquire(v->lock);
+        break;
+    case 3:
+        v->rc = tide_queue_get(v->q, &item);
+        break;
     default:
         for (int i = 0; i < 100 && (v->rc = tide_sleep(0)) == 0; i++)
             ;
@@ -528,15 +539,15 @@ TEST(loop_close_cancels_suspended_compact_tasks)
     int cleaned = 0;
 
     for (int i = 0; i < 50; i++)
-        tide_future_release(spawn_compact(loop, cleanup_on_cancel,
-                                          &cleaned));
+        tide_future_release(spawn_compact(loop, cleanup_on_cancel, &cleaned));
     run_once(loop);
     CHECK_EQ(tide_loop_close(loop), 0);
     CHECK_EQ(cleaned, 50);
     LEAK_GATE();
 }
 
-/* ---- nested runs and eager starts ----------------------------------------- */
+/* ---- nested runs and eager starts -----------------------------------------
+ */
 
 struct nested {
     tide_loop *loop;
@@ -630,7 +641,8 @@ TEST(eager_starts_and_compact_tasks)
     LEAK_GATE();
 }
 
-/* ---- out of memory ------------------------------------------------------- */
+/* ---- out of memory -------------------------------------------------------
+ */
 
 static void *sleep_a_bit(void *arg)
 {
@@ -665,7 +677,8 @@ TEST(out_of_memory_at_every_allocation)
     LEAK_GATE();
 }
 
-/* ---- overflow ------------------------------------------------------------- */
+/* ---- overflow -------------------------------------------------------------
+ */
 
 TEST(overflow_of_the_shared_stack_names_the_task)
 {
@@ -676,7 +689,8 @@ TEST(overflow_of_the_shared_stack_names_the_task)
     LEAK_GATE();
 }
 
-/* ---- order ---------------------------------------------------------------- */
+/* ---- order ----------------------------------------------------------------
+ */
 
 static int last_player = -1;
 static long out_of_turn;
@@ -721,7 +735,8 @@ TEST(hand_offs_keep_fifo_order)
     LEAK_GATE();
 }
 
-/* ---- debug mode catches the rule's most common break ----------------------- */
+/* ---- debug mode catches the rule's most common break -----------------------
+ */
 
 static char reports[2048];
 

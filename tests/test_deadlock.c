@@ -47,9 +47,9 @@ static tide_loop *debug_loop(void)
 /* TSan runs a thread of its own once a thread has started (the
  * watchdog's), and any other thread may post: the loop is then never
  * reported, as designed, and a test that expects a report skips. */
-#define SKIP_IF_TSAN() \
-    do { \
-        if (HARNESS_TSAN) \
+#define SKIP_IF_TSAN()                                                 \
+    do {                                                               \
+        if (HARNESS_TSAN)                                              \
             SKIP("TSan's own thread could post: nothing is reported"); \
     } while (0)
 
@@ -83,7 +83,8 @@ static void finish(tide_loop *loop, tide_future **ts, size_t n)
         tide_future_release(ts[i]);
 }
 
-/* ---- cycles -------------------------------------------------------------- */
+/* ---- cycles --------------------------------------------------------------
+ */
 
 static tide_future *task_a, *task_b;
 
@@ -386,7 +387,8 @@ TEST(a_lock_whose_holder_failed_names_the_failure)
     LEAK_GATE();
 }
 
-/* ---- the dump's details -------------------------------------------------- */
+/* ---- the dump's details --------------------------------------------------
+ */
 
 static void *sem_acquire(void *s)
 {

@@ -31,11 +31,11 @@ static void capture(tide_loop *loop, const char *msg, void *arg)
 }
 
 /* Fails the test unless the captured messages contain `want`. */
-#define CHECK_REPORTED(want)                                              \
-    do {                                                                  \
-        if (!strstr(msgs, (want)))                                        \
-            harness_fail(__FILE__, __LINE__, "no \"%s\" in: %s", (want),  \
-                         msgs);                                           \
+#define CHECK_REPORTED(want)                                             \
+    do {                                                                 \
+        if (!strstr(msgs, (want)))                                       \
+            harness_fail(__FILE__, __LINE__, "no \"%s\" in: %s", (want), \
+                         msgs);                                          \
     } while (0)
 
 /* A loop whose reports are captured, from an empty capture. */
@@ -187,10 +187,12 @@ TEST(dump_lists_every_task_with_what_it_waits_on)
     char buf[2048];
     read_all(p[0], buf, sizeof buf);
     close(p[0]);
-    if (!strstr(buf, "'waiter'") || !strstr(buf, "waiting on future (created at") ||
+    if (!strstr(buf, "'waiter'") ||
+        !strstr(buf, "waiting on future (created at") ||
         !strstr(buf, "'sleeper'") || !strstr(buf, "waiting on sleep") ||
         !strstr(buf, "'unstarted'") || !strstr(buf, ": new") ||
-        !strstr(buf, harness_compact() ? "compact, frames " : "KiB of 259 KiB") ||
+        !strstr(buf,
+                harness_compact() ? "compact, frames " : "KiB of 259 KiB") ||
         !strstr(buf, "created at"))
         harness_fail(__FILE__, __LINE__, "dump: %s", buf);
     CHECK_ERR(tide_loop_dump(loop, -1), -EINVAL);
@@ -317,14 +319,20 @@ TEST(futures_never_released_are_reported_at_close_with_their_site)
     tide_future_release(done_task);
     CHECK_EQ(nmsgs, 0); /* nothing said before close */
     CHECK_EQ(tide_loop_close(loop), 0);
-    snprintf(want, sizeof want, "future (created at %s:%d) was not released "
-             "when its loop closed", __FILE__, future_line);
+    snprintf(want, sizeof want,
+             "future (created at %s:%d) was not released "
+             "when its loop closed",
+             __FILE__, future_line);
     CHECK_REPORTED(want);
-    snprintf(want, sizeof want, "task 'forgotten' (created at %s:%d) was not "
-             "released", __FILE__, task_line);
+    snprintf(want, sizeof want,
+             "task 'forgotten' (created at %s:%d) was not "
+             "released",
+             __FILE__, task_line);
     CHECK_REPORTED(want);
-    snprintf(want, sizeof want, "gather (created at %s:%d) of 1, 0 pending "
-             "was not released", __FILE__, gather_line);
+    snprintf(want, sizeof want,
+             "gather (created at %s:%d) of 1, 0 pending "
+             "was not released",
+             __FILE__, gather_line);
     CHECK_REPORTED(want);
     snprintf(want, sizeof want, "future (created at %s:%d) was not released",
              __FILE__, shield_line);
@@ -417,12 +425,16 @@ TEST(a_second_release_is_reported_with_the_creation_site)
     }
     CHECK_EQ(nmsgs, 0);
     tide_future_release(f);
-    snprintf(want, sizeof want, "tide_future_release of a future already "
-             "released (a future created at %s:%d)", __FILE__, future_line);
+    snprintf(want, sizeof want,
+             "tide_future_release of a future already "
+             "released (a future created at %s:%d)",
+             __FILE__, future_line);
     CHECK_STR_EQ(last_msg, want);
     tide_future_release(t);
-    snprintf(want, sizeof want, "tide_future_release of a future already "
-             "released (a task created at %s:%d)", __FILE__, task_line);
+    snprintf(want, sizeof want,
+             "tide_future_release of a future already "
+             "released (a task created at %s:%d)",
+             __FILE__, task_line);
     CHECK_STR_EQ(last_msg, want);
     tide_future_release(t); /* and again: still caught, nothing breaks */
     CHECK_STR_EQ(last_msg, want);
@@ -468,9 +480,11 @@ TEST(tide_fail_of_a_positive_errno_is_reported_naming_task_and_value)
     tide_future *t = tide_create_task_ex(loop, fail_with, IPTR(EIO), &o);
     CHECK_ERR(tide_run_until_complete(loop, t, NULL), -EINVAL);
     char want[256];
-    snprintf(want, sizeof want, "task 'sloppy' (created at %s:%d) called "
+    snprintf(want, sizeof want,
+             "task 'sloppy' (created at %s:%d) called "
              "tide_fail(%d): an error is a negative errno (tide_fail(-EIO)); "
-             "the task fails with -EINVAL", __FILE__, line, EIO);
+             "the task fails with -EINVAL",
+             __FILE__, line, EIO);
     CHECK_STR_EQ(last_msg, want);
     tide_future_release(t);
     o.name = "zero";

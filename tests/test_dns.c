@@ -23,8 +23,8 @@
 
 extern void (*tide__dns_hook)(void);
 
-static atomic_int hung;      /* lookups inside the hook */
-static atomic_int release;   /* the hook returns once this is 1 */
+static atomic_int hung;    /* lookups inside the hook */
+static atomic_int release; /* the hook returns once this is 1 */
 
 static void hang(void)
 {
@@ -32,7 +32,6 @@ static void hang(void)
     while (!atomic_load(&release))
         sched_yield();
 }
-
 
 static int add_one(void *arg, void **result)
 {
@@ -64,15 +63,18 @@ TEST(numeric_hosts_resolve_inline_outside_a_task)
     /* A name needs a task (the lookup suspends). */
     CHECK_ERR(tide_getaddrinfo("localhost", NULL, NULL, &res), -EPERM);
     char host[64], serv[16];
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(443),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(443),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     CHECK_EQ(tide_getnameinfo((struct sockaddr *)&a, sizeof a, host,
                               sizeof host, serv, sizeof serv,
-                              NI_NUMERICHOST | NI_NUMERICSERV), 0);
+                              NI_NUMERICHOST | NI_NUMERICSERV),
+             0);
     CHECK_STR_EQ(host, "127.0.0.1");
     CHECK_STR_EQ(serv, "443");
     CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, sizeof a, host,
-                               sizeof host, NULL, 0, 0), -EPERM);
+                               sizeof host, NULL, 0, 0),
+              -EPERM);
     CHECK_EQ(atomic_load(&hung), 0);
     CHECK_EQ(tide__pool_live(), 0);
     tide__dns_hook = NULL;
@@ -93,20 +95,22 @@ TEST(bad_input)
     hints = (struct addrinfo){.ai_flags = ~0};
     CHECK_ERR(tide_getaddrinfo("127.0.0.1", NULL, &hints, &res), -EINVAL);
     CHECK_ERR(tide_getnameinfo(NULL, sizeof a, host, sizeof host, NULL, 0,
-                               NI_NUMERICHOST | NI_NUMERICSERV), -EINVAL);
+                               NI_NUMERICHOST | NI_NUMERICSERV),
+              -EINVAL);
     CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, 0, host, sizeof host,
                                NULL, 0, NI_NUMERICHOST | NI_NUMERICSERV),
               -EINVAL);
-    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, 4096, host,
-                               sizeof host, NULL, 0, NI_NUMERICHOST), -EINVAL);
-    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, sizeof a, NULL, 0,
-                               NULL, 0, NI_NUMERICHOST | NI_NUMERICSERV),
+    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, 4096, host, sizeof host,
+                               NULL, 0, NI_NUMERICHOST),
               -EINVAL);
-    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, sizeof a, NULL, 10,
-                               NULL, 0, NI_NUMERICHOST | NI_NUMERICSERV),
+    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, sizeof a, NULL, 0, NULL,
+                               0, NI_NUMERICHOST | NI_NUMERICSERV),
               -EINVAL);
-    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, sizeof a, host, 3,
-                               NULL, 0, NI_NUMERICHOST | NI_NUMERICSERV),
+    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, sizeof a, NULL, 10, NULL,
+                               0, NI_NUMERICHOST | NI_NUMERICSERV),
+              -EINVAL);
+    CHECK_ERR(tide_getnameinfo((struct sockaddr *)&a, sizeof a, host, 3, NULL,
+                               0, NI_NUMERICHOST | NI_NUMERICSERV),
               -ENOSPC); /* "0.0.0.0" does not fit in 3 bytes */
     CHECK_EQ(tide__pool_live(), 0);
     LEAK_GATE();
@@ -127,11 +131,11 @@ static void *lookup_body(void *arg)
         freeaddrinfo(res);
     }
     char host[NI_MAXHOST], serv[NI_MAXSERV];
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(80),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(80),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     out[2] = tide_getnameinfo((struct sockaddr *)&a, sizeof a, host,
-                              sizeof host, serv, sizeof serv,
-                              NI_NUMERICSERV);
+                              sizeof host, serv, sizeof serv, NI_NUMERICSERV);
     out[3] = out[2] == 0 && host[0] != '\0' && strcmp(serv, "80") == 0;
     /* A name that cannot exist (.invalid is reserved: RFC 2606): no
      * network is needed to fail, with -ENOENT or -EHOSTUNREACH. */
@@ -195,15 +199,15 @@ TEST(hung_lookups_leave_file_work_running_and_cancel_at_once)
     CHECK_EQ(tide_pool_set_size(4), 0);
     tide__dns_hook = hang;
     for (int i = 0; i < 4; i++)
-        t[i] = tide_create_task(loop, i % 2 ? hung_name_body : hung_body,
-                                &h[i]);
+        t[i] =
+            tide_create_task(loop, i % 2 ? hung_name_body : hung_body, &h[i]);
     CHECK_EQ(tide_loop_run_once(loop, 0), 1);
     wait_for(&hung, 2); /* the DNS class's limit: half the pool */
     for (int i = 0; i < 20; i++) {
         void *v = NULL;
-        tide_future *f = tide_run_in_executor(loop, i % 2 ? TIDE_POOL_FILE
-                                                          : TIDE_POOL_CPU,
-                                              add_one, IPTR(i), NULL);
+        tide_future *f =
+            tide_run_in_executor(loop, i % 2 ? TIDE_POOL_FILE : TIDE_POOL_CPU,
+                                 add_one, IPTR(i), NULL);
         CHECK_NOT_NULL(f);
         CHECK_EQ(tide_run_until_complete(loop, f, &v), 0);
         CHECK_EQ(PINT(v), i + 1);

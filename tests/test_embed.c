@@ -218,9 +218,9 @@ static void *sender_main(void *arg)
     struct timespec ts = {0, (long)(s->delay * 1e9)};
 
     nanosleep(&ts, NULL);
-    CHECK_EQ(
-        tide_call_soon_threadsafe(s->loop, s->cb ? s->cb : complete_cb, s->f),
-        0);
+    CHECK_EQ(tide_call_soon_threadsafe(s->loop, s->cb ? s->cb : complete_cb,
+                                       s->f),
+             0);
     return NULL;
 }
 
@@ -585,8 +585,10 @@ TEST(a_never_firing_timer_makes_no_iteration_spin)
     struct sleeper s = {.delay = 1e300, .tag = 's'};
     tide_future *task = tide_create_task(loop, sleep_and_note, &s);
     CHECK_NOT_NULL(task);
-    struct sender snd = {
-        .loop = loop, .f = task, .delay = 0.03, .cb = stop_loop_cb};
+    struct sender snd = {.loop = loop,
+                         .f = task,
+                         .delay = 0.03,
+                         .cb = stop_loop_cb};
     start_sender(&snd);
     CHECK_EQ(tide_run_forever(loop), 0);
     CHECK_EQ(pthread_join(snd.th, NULL), 0);

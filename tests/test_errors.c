@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__GLIBC__) &&                                               \
+#if defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
 #define LIBC_HAS_ERRNO_NP 1
 #else
@@ -95,9 +95,9 @@ TEST(err_name_of_values_that_are_no_errno)
 TEST(every_errno_has_a_message_and_a_name)
 {
     static const int own[] = {
-        ECANCELED, ETIMEDOUT, EINVAL, ENOMEM, EAGAIN, EPERM, EBUSY, EINTR,
-        ESHUTDOWN, EOVERFLOW, EPROTO, EIO, ENOENT, EBADF, EMFILE, EPIPE,
-        ECONNRESET, EDEADLK,
+        ECANCELED, ETIMEDOUT, EINVAL,    ENOMEM,    EAGAIN,     EPERM,
+        EBUSY,     EINTR,     ESHUTDOWN, EOVERFLOW, EPROTO,     EIO,
+        ENOENT,    EBADF,     EMFILE,    EPIPE,     ECONNRESET, EDEADLK,
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         CHECK(strcmp(tide_strerror(-own[i]), "unknown error") != 0);
@@ -158,16 +158,16 @@ TEST(check_err_names_both_codes)
     static const struct check_err_case cases[] = {
         {-EAGAIN, -ECANCELED, "got -EAGAIN, want -ECANCELED"},
         {0, -ETIMEDOUT, "got 0, want -ETIMEDOUT"},
-        {1, -EPERM, "got 1, want -EPERM"},       /* a count is no errno */
+        {1, -EPERM, "got 1, want -EPERM"},           /* a count is no errno */
         {ENOMEM, EINVAL, "got ENOMEM, want EINVAL"}, /* errno's sign */
-        {-99999, 0, "got -99999, want 0"},       /* no errno at all */
+        {-99999, 0, "got -99999, want 0"},           /* no errno at all */
         {INT_MIN, -EIO, "got -2147483648, want -EIO"},
     };
     char buf[512];
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int status = harness_run_child(check_err_child, (void *)&cases[i],
-                                       buf, sizeof buf);
+        int status = harness_run_child(check_err_child, (void *)&cases[i], buf,
+                                       sizeof buf);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
         if (!strstr(buf, cases[i].says))
             harness_fail(__FILE__, __LINE__, "wanted \"%s\" in: %s",

@@ -136,13 +136,13 @@ TEST(cancel_plain_future)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    struct cb_log l = { f, 0, NULL };
+    struct cb_log l = {f, 0, NULL};
     CHECK_EQ(tide_future_add_done_callback(f, log_cb, &l), 0);
     CHECK(tide_future_cancel(f));
-    CHECK(tide_future_done(f));       /* at once */
+    CHECK(tide_future_done(f)); /* at once */
     CHECK(tide_future_cancelled(f));
     CHECK_ERR(tide_future_result(f, NULL), -ECANCELED);
-    CHECK_EQ(l.calls, 0);             /* not inside cancel */
+    CHECK_EQ(l.calls, 0); /* not inside cancel */
     CHECK(!tide_future_cancel(f));
     CHECK_ERR(tide_future_set_result(f, IPTR(1)), -EINVAL);
     CHECK_ERR(tide_future_set_error(f, -EIO), -EINVAL);
@@ -191,7 +191,7 @@ TEST(only_plain_futures_are_set_by_hand)
 TEST(null_arguments)
 {
     tide_loop *loop = tide_loop_new();
-    struct cb_log l = { NULL, 0, NULL };
+    struct cb_log l = {NULL, 0, NULL};
     CHECK_ERR(tide_future_set_result(NULL, NULL), -EINVAL);
     CHECK_ERR(tide_future_set_error(NULL, -EIO), -EINVAL);
     CHECK(!tide_future_cancel(NULL));
@@ -243,7 +243,7 @@ TEST(b26_callbacks_never_run_inside_set_result)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    struct locked k = { PTHREAD_MUTEX_INITIALIZER, 0, -1 };
+    struct locked k = {PTHREAD_MUTEX_INITIALIZER, 0, -1};
     CHECK_EQ(tide_future_add_done_callback(f, lock_cb, &k), 0);
     CHECK_EQ(tide_future_add_done_callback(f, lock_cb, &k), 0);
     CHECK_EQ(k.ran, 0);
@@ -264,7 +264,7 @@ TEST(b26_callbacks_never_run_inside_set_error_or_cancel)
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
     tide_future *g = tide_future_new(loop);
-    struct cb_log lf = { f, 0, NULL }, lg = { g, 0, NULL };
+    struct cb_log lf = {f, 0, NULL}, lg = {g, 0, NULL};
     CHECK_EQ(tide_future_add_done_callback(f, log_cb, &lf), 0);
     CHECK_EQ(tide_future_add_done_callback(g, log_cb, &lg), 0);
     CHECK_EQ(tide_future_set_error(f, -EIO), 0);
@@ -284,7 +284,7 @@ TEST(callback_added_after_done_is_scheduled)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    struct cb_log l = { f, 0, NULL };
+    struct cb_log l = {f, 0, NULL};
     CHECK_EQ(tide_future_set_result(f, NULL), 0);
     run_once(loop);
     CHECK_EQ(tide_future_add_done_callback(f, log_cb, &l), 0);
@@ -302,11 +302,10 @@ TEST(callbacks_run_in_the_order_added)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    static const char *tags[] = { "a", "b", "c", "d", "e", "f", "g", "h" };
+    static const char *tags[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
     order[0] = '\0';
     for (int i = 0; i < 8; i++)
-        CHECK_EQ(tide_future_add_done_callback(f, tag_cb, (void *)tags[i]),
-                 0);
+        CHECK_EQ(tide_future_add_done_callback(f, tag_cb, (void *)tags[i]), 0);
     CHECK_EQ(tide_future_set_result(f, NULL), 0);
     CHECK_EQ(tide_future_add_done_callback(f, tag_cb, "z"), 0);
     CHECK_EQ(tide_future_add_done_callback(f, tag_cb, "a"), 0); /* twice */
@@ -331,7 +330,7 @@ TEST(waiters_and_callbacks_in_the_order_added)
     tide_future *f = tide_future_new(loop);
     order[0] = '\0';
     tide_future *t = tide_create_task(loop, await_and_tag, f);
-    run_once(loop);                    /* the task now waits on f */
+    run_once(loop); /* the task now waits on f */
     CHECK_EQ(tide_future_add_done_callback(f, tag_cb, "C"), 0);
     CHECK_EQ(tide_future_set_result(f, NULL), 0);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
@@ -376,7 +375,7 @@ static void *completer(void *arg)
     struct handoff *h = arg;
 
     CHECK_EQ(tide_future_set_result(h->f, NULL), 0);
-    h->seen_inside = h->resumed;      /* not resumed inside set_result */
+    h->seen_inside = h->resumed; /* not resumed inside set_result */
     CHECK_EQ(tide_sleep(0), 0);
     h->seen_after_yield = h->resumed; /* resumed on a later step */
     return NULL;
@@ -385,7 +384,7 @@ static void *completer(void *arg)
 TEST(b26_waiter_not_resumed_inside_set_result_from_a_task)
 {
     tide_loop *loop = tide_loop_new();
-    struct handoff h = { tide_future_new(loop), 0, -1, -1 };
+    struct handoff h = {tide_future_new(loop), 0, -1, -1};
     tide_future *w = tide_create_task(loop, waiter, &h);
     tide_future *c = tide_create_task(loop, completer, &h);
     CHECK_EQ(tide_run_until_complete(loop, c, NULL), 0);
@@ -447,7 +446,7 @@ TEST(callback_releasing_last_reference_of_cancelled_future)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    struct cb_log l = { f, 0, NULL };
+    struct cb_log l = {f, 0, NULL};
     CHECK_EQ(tide_future_add_done_callback(f, release_cb, NULL), 0);
     CHECK_EQ(tide_future_add_done_callback(f, log_cb, &l), 0);
     CHECK(tide_future_cancel(f));
@@ -479,7 +478,7 @@ TEST(retain_and_release)
 TEST(release_pending_future_with_callbacks)
 {
     tide_loop *loop = tide_loop_new();
-    struct cb_log l = { NULL, 0, NULL };
+    struct cb_log l = {NULL, 0, NULL};
     for (int i = 0; i < 100; i++) {
         tide_future *f = tide_future_new(loop);
         l.expect_f = f;
@@ -497,7 +496,7 @@ TEST(release_done_future_with_scheduled_callbacks)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    struct cb_log l = { f, 0, NULL };
+    struct cb_log l = {f, 0, NULL};
     CHECK_EQ(tide_future_add_done_callback(f, log_cb, &l), 0);
     CHECK_EQ(tide_future_set_result(f, NULL), 0);
     tide_future_release(f); /* the scheduled callback keeps f alive */
@@ -516,7 +515,7 @@ TEST(future_outlives_its_loop)
     tide_future *failed = tide_future_new(loop);
     tide_future *pending = tide_future_new(loop);
     tide_future *scheduled = tide_future_new(loop);
-    struct cb_log l = { scheduled, 0, NULL };
+    struct cb_log l = {scheduled, 0, NULL};
     CHECK_EQ(tide_future_set_result(done, IPTR(8)), 0);
     CHECK_EQ(tide_future_set_error(failed, -EPIPE), 0);
     CHECK_EQ(tide_future_add_done_callback(scheduled, log_cb, &l), 0);
@@ -588,7 +587,7 @@ TEST(add_done_callback_fails_cleanly_without_memory)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    struct cb_log l = { f, 0, NULL };
+    struct cb_log l = {f, 0, NULL};
     int added = 0;
     for (long n = 1; n <= 40; n++) {
         tide__alloc_fail_after(n);

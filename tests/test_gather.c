@@ -17,9 +17,9 @@
 
 struct child {
     double delay;
-    int err;    /* < 0: fail with it after the delay */
+    int err; /* < 0: fail with it after the delay */
     long value;
-    int rc;     /* what the sleep returned */
+    int rc; /* what the sleep returned */
     int ran;
 };
 
@@ -54,8 +54,7 @@ TEST(results_in_order_and_children_overlap)
 {
     tide_loop *loop = new_virtual_loop();
     double t0 = tide_loop_time(loop);
-    struct child c[3] = { { 3, 0, 10, 1, 0 }, { 1, 0, 20, 1, 0 },
-                          { 2, 0, 30, 1, 0 } };
+    struct child c[3] = {{3, 0, 10, 1, 0}, {1, 0, 20, 1, 0}, {2, 0, 30, 1, 0}};
     tide_future *fs[3];
     spawn(loop, c, fs, 3);
     tide_future *g = tide_gather(fs, 3, 0);
@@ -119,8 +118,9 @@ TEST(first_error_fails_at_once_others_keep_running)
 {
     tide_loop *loop = new_virtual_loop();
     double t0 = tide_loop_time(loop);
-    struct child c[3] = { { 2, 0, 10, 1, 0 }, { 1, -EIO, 0, 1, 0 },
-                          { 3, 0, 30, 1, 0 } };
+    struct child c[3] = {{2, 0, 10, 1, 0},
+                         {1, -EIO, 0, 1, 0},
+                         {3, 0, 30, 1, 0}};
     tide_future *fs[3];
     spawn(loop, c, fs, 3);
     tide_future *g = tide_gather(fs, 3, 0);
@@ -148,8 +148,9 @@ TEST(return_errors_gives_null_slots)
 {
     tide_loop *loop = new_virtual_loop();
     double t0 = tide_loop_time(loop);
-    struct child c[3] = { { 2, 0, 10, 1, 0 }, { 1, -EIO, 0, 1, 0 },
-                          { 3, 0, 30, 1, 0 } };
+    struct child c[3] = {{2, 0, 10, 1, 0},
+                         {1, -EIO, 0, 1, 0},
+                         {3, 0, 30, 1, 0}};
     tide_future *fs[3];
     spawn(loop, c, fs, 3);
     tide_future *g = tide_gather(fs, 3, TIDE_RETURN_ERRORS);
@@ -172,7 +173,7 @@ TEST(cancelled_child_fails_the_gather_unless_return_errors)
     tide_loop *loop = tide_loop_new();
     tide_future *a = tide_future_new(loop);
     tide_future *b = tide_future_new(loop);
-    tide_future *fs[2] = { a, b };
+    tide_future *fs[2] = {a, b};
     tide_future *g = tide_gather(fs, 2, 0);
     tide_future *h = tide_gather(fs, 2, TIDE_RETURN_ERRORS);
     CHECK(tide_future_cancel(a));
@@ -197,7 +198,7 @@ TEST(cancelled_child_fails_the_gather_unless_return_errors)
 TEST(cancel_gather_cancels_children)
 {
     tide_loop *loop = new_virtual_loop();
-    struct child c[2] = { { 1e9, 0, 1, 1, 0 }, { 1e9, 0, 2, 1, 0 } };
+    struct child c[2] = {{1e9, 0, 1, 1, 0}, {1e9, 0, 2, 1, 0}};
     tide_future *fs[3];
     spawn(loop, c, fs, 2);
     fs[2] = tide_future_new(loop);
@@ -229,7 +230,7 @@ static void *await_gather(void *g)
 TEST(cancel_task_awaiting_gather_cancels_everything)
 {
     tide_loop *loop = new_virtual_loop();
-    struct child c[2] = { { 1e9, 0, 1, 1, 0 }, { 1e9, 0, 2, 1, 0 } };
+    struct child c[2] = {{1e9, 0, 1, 1, 0}, {1e9, 0, 2, 1, 0}};
     tide_future *fs[2];
     spawn(loop, c, fs, 2);
     tide_future *g = tide_gather(fs, 2, TIDE_RETURN_ERRORS);
@@ -258,7 +259,7 @@ TEST(empty_gather_completes_on_next_step)
     run_once(loop);
     CHECK(tide_future_done(g));
     CHECK_EQ(tide_future_result(g, NULL), 0);
-    tide_future *dummy[1] = { NULL };
+    tide_future *dummy[1] = {NULL};
     tide_future *h = tide_gather(dummy, 0, TIDE_RETURN_ERRORS);
     CHECK_NOT_NULL(h);
     CHECK_EQ(tide_run_until_complete(loop, h, NULL), 0);
@@ -271,7 +272,7 @@ TEST(empty_gather_completes_on_next_step)
 TEST(already_done_children)
 {
     tide_loop *loop = tide_loop_new();
-    tide_future *fs[2] = { tide_future_new(loop), tide_future_new(loop) };
+    tide_future *fs[2] = {tide_future_new(loop), tide_future_new(loop)};
     CHECK_EQ(tide_future_set_result(fs[0], IPTR(5)), 0);
     CHECK_EQ(tide_future_set_result(fs[1], IPTR(6)), 0);
     tide_future *g = tide_gather(fs, 2, 0);
@@ -291,9 +292,9 @@ TEST(nested_gather_and_duplicate_children)
     tide_loop *loop = tide_loop_new();
     tide_future *a = tide_future_new(loop);
     tide_future *b = tide_future_new(loop);
-    tide_future *pair[2] = { a, b };
+    tide_future *pair[2] = {a, b};
     tide_future *inner = tide_gather(pair, 2, 0);
-    tide_future *outer_fs[3] = { inner, a, a };
+    tide_future *outer_fs[3] = {inner, a, a};
     tide_future *outer = tide_gather(outer_fs, 3, 0);
     CHECK_NOT_NULL(outer);
     CHECK_EQ(tide_future_set_result(b, IPTR(2)), 0);
@@ -317,7 +318,7 @@ TEST(nested_gather_and_duplicate_children)
 TEST(gather_pending_at_close_is_readable)
 {
     tide_loop *loop = tide_loop_new();
-    struct child c[2] = { { 1e9, 0, 1, 1, 0 }, { 1e9, 0, 2, 1, 0 } };
+    struct child c[2] = {{1e9, 0, 1, 1, 0}, {1e9, 0, 2, 1, 0}};
     tide_future *fs[2];
     spawn(loop, c, fs, 2);
     tide_future *g = tide_gather(fs, 2, 0);
@@ -338,7 +339,7 @@ TEST(cancel_gather_while_its_completion_is_pending)
      * runs: whichever wins, the gather is set once, nothing touches freed
      * memory. */
     tide_loop *loop = tide_loop_new();
-    tide_future *fs[2] = { tide_future_new(loop), tide_future_new(loop) };
+    tide_future *fs[2] = {tide_future_new(loop), tide_future_new(loop)};
     tide_future *g = tide_gather(fs, 2, 0);
     CHECK_EQ(tide_future_set_result(fs[0], IPTR(1)), 0);
     CHECK_EQ(tide_future_set_result(fs[1], IPTR(2)), 0);
@@ -366,7 +367,7 @@ TEST(cancel_gather_while_its_completion_is_pending)
 TEST(release_pending_gather)
 {
     tide_loop *loop = tide_loop_new();
-    tide_future *fs[2] = { tide_future_new(loop), tide_future_new(loop) };
+    tide_future *fs[2] = {tide_future_new(loop), tide_future_new(loop)};
     tide_future *g = tide_gather(fs, 2, TIDE_RETURN_ERRORS);
     tide_future_release(g); /* nobody holds it now */
     run_once(loop);
@@ -388,15 +389,15 @@ TEST(bad_input)
     errno = 0;
     CHECK_NULL(tide_gather(NULL, 2, 0));
     CHECK_ERR(errno, EINVAL);
-    tide_future *with_null[2] = { a, NULL };
+    tide_future *with_null[2] = {a, NULL};
     errno = 0;
     CHECK_NULL(tide_gather(with_null, 2, 0));
     CHECK_ERR(errno, EINVAL);
-    tide_future *mixed[2] = { a, b };
+    tide_future *mixed[2] = {a, b};
     errno = 0;
     CHECK_NULL(tide_gather(mixed, 2, 0));
     CHECK_ERR(errno, EINVAL);
-    tide_future *one[1] = { a };
+    tide_future *one[1] = {a};
     errno = 0;
     CHECK_NULL(tide_gather(one, 1, 2u));
     CHECK_ERR(errno, EINVAL);

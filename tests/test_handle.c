@@ -83,7 +83,7 @@ static void schedules_c(void *arg)
 TEST(call_soon_from_callback_runs_after_ready_ones)
 {
     tide_loop *loop = tide_loop_new();
-    struct chain c = { loop };
+    struct chain c = {loop};
     order[0] = '\0';
     tide_call_soon(loop, schedules_c, &c);
     tide_call_soon(loop, append_cb, "B");
@@ -141,17 +141,16 @@ TEST(timers_fire_in_deadline_order_ties_in_set_order)
 {
     tide_loop *loop = new_virtual_loop();
     double t0 = tide_loop_time(loop);
-    static const double delay[] = { 3, 1, 2, 1, 1, 2, 0.5 };
-    static const char *tag[] = { "a", "b", "c", "d", "e", "f", "g" };
+    static const double delay[] = {3, 1, 2, 1, 1, 2, 0.5};
+    static const char *tag[] = {"a", "b", "c", "d", "e", "f", "g"};
     struct stamp st[7];
     order[0] = '\0';
     for (int i = 0; i < 7; i++) {
-        st[i] = (struct stamp){ loop, tag[i], t0 + delay[i] };
+        st[i] = (struct stamp){loop, tag[i], t0 + delay[i]};
         /* Alternate call_later and call_at: same deadlines either way. */
-        tide_handle h = i % 2 ? tide_call_at(loop, t0 + delay[i], stamp_cb,
-                                             &st[i])
-                              : tide_call_later(loop, delay[i], stamp_cb,
-                                                &st[i]);
+        tide_handle h =
+            i % 2 ? tide_call_at(loop, t0 + delay[i], stamp_cb, &st[i])
+                  : tide_call_later(loop, delay[i], stamp_cb, &st[i]);
         CHECK(h != 0);
     }
     CHECK_EQ(loop_stats(loop).timers, 7);
@@ -189,7 +188,7 @@ static void *tie_rounds(void *loop)
     for (int i = 0; i < 300; i++) {
         /* Move the clock by odd amounts so the reading has many values. */
         CHECK_EQ(tide_sleep(0.37 + 1.23456789e-7 * i), 0);
-        struct tie_round r = { loop, "" };
+        struct tie_round r = {loop, ""};
         double now = tide_loop_time(loop);
         CHECK(tide_call_later(loop, 0.5, tie_a, &r) != 0);
         CHECK(tide_call_at(loop, now + 0.5, tie_b, &r) != 0);
@@ -239,7 +238,7 @@ static void set_two_apart(void *arg)
 TEST(equal_delays_count_from_each_call)
 {
     tide_loop *loop = tide_loop_new();
-    struct same_iter s = { loop, { 0, 0 }, 0 };
+    struct same_iter s = {loop, {0, 0}, 0};
     CHECK(tide_call_soon(loop, set_two_apart, &s) != 0);
     CHECK(tide_call_later(loop, 0.2, harness_stop_cb, loop) != 0);
     CHECK_EQ(tide_run_forever(loop), 0);
@@ -253,8 +252,8 @@ TEST(negative_delay_and_past_deadline_run_next)
 {
     tide_loop *loop = new_virtual_loop();
     double t0 = tide_loop_time(loop);
-    struct stamp a = { loop, "a", t0 }, b = { loop, "b", t0 + 1 };
-    struct stamp c = { loop, "c", t0 };
+    struct stamp a = {loop, "a", t0}, b = {loop, "b", t0 + 1};
+    struct stamp c = {loop, "c", t0};
     order[0] = '\0';
     CHECK(tide_call_later(loop, 1, stamp_cb, &b) != 0);
     CHECK(tide_call_later(loop, -5, stamp_cb, &a) != 0);
@@ -283,7 +282,7 @@ static void at_cb(void *arg)
 TEST(call_at_fires_at_its_time_on_the_real_clock)
 {
     tide_loop *loop = tide_loop_new();
-    struct at_probe p = { loop, tide_loop_time(loop) + 0.015, -1 };
+    struct at_probe p = {loop, tide_loop_time(loop) + 0.015, -1};
     CHECK(tide_call_at(loop, p.when, at_cb, &p) != 0);
     CHECK(tide_call_at(loop, p.when + 0.005, harness_stop_cb, loop) != 0);
     CHECK_EQ(tide_run_forever(loop), 0);
@@ -394,11 +393,11 @@ static void cancelled_next(void *arg)
 TEST(callback_cancels_next_ready_callback)
 {
     tide_loop *loop = tide_loop_new();
-    struct soon_pair p = { loop, 0, 0, -1, -1, 0 };
+    struct soon_pair p = {loop, 0, 0, -1, -1, 0};
     p.self = tide_call_soon(loop, cancels_next, &p);
     p.other = tide_call_soon(loop, cancelled_next, &p);
     run_once(loop);
-    CHECK_EQ(p.self_cancel, 0);  /* running: no longer pending */
+    CHECK_EQ(p.self_cancel, 0); /* running: no longer pending */
     CHECK_EQ(p.other_cancel, 1);
     CHECK_EQ(p.other_ran, 0);
     run_once(loop);
@@ -448,7 +447,7 @@ static void *three_short_sleeps(void *arg)
 static void zero_rearm(int use_soon)
 {
     tide_loop *loop = tide_loop_new();
-    struct rearm r = { loop, 0, 0, 0, use_soon };
+    struct rearm r = {loop, 0, 0, 0, use_soon};
     if (use_soon)
         CHECK(tide_call_soon(loop, rearm_cb, &r) != 0);
     else
@@ -630,7 +629,7 @@ static void selfish_cb(void *arg)
 TEST(b16_timer_cancels_itself_rearms_and_cancels_again)
 {
     tide_loop *loop = new_virtual_loop();
-    struct selfish s = { loop, 0, 0 };
+    struct selfish s = {loop, 0, 0};
     s.self = tide_call_later(loop, 1, selfish_cb, &s);
     CHECK(tide_call_later(loop, 10, harness_stop_cb, loop) != 0);
     CHECK_EQ(tide_run_forever(loop), 0);
@@ -669,7 +668,7 @@ static void *race_task(void *arg)
 TEST(b16_task_cancels_timer_due_in_same_tick)
 {
     tide_loop *loop = new_virtual_loop();
-    struct race r = { loop, 0, 0, 0 };
+    struct race r = {loop, 0, 0, 0};
     tide_future *t = tide_create_task(loop, race_task, &r);
     run_once(loop); /* the task's sleep is armed first */
     r.h = tide_call_later(loop, 1, race_cb, &r);
@@ -707,7 +706,7 @@ static void *wake_later(void *arg)
 TEST(threadsafe_wakes_a_blocked_loop)
 {
     tide_loop *loop = tide_loop_new();
-    struct waker w = { loop, tide_future_new(loop) };
+    struct waker w = {loop, tide_future_new(loop)};
     pthread_t th;
     CHECK_EQ(pthread_create(&th, NULL, wake_later, &w), 0);
     /* Nothing is ready and no timer is armed: the loop blocks in poll. */
@@ -725,7 +724,7 @@ TEST(threadsafe_wakes_a_blocked_virtual_clock_loop)
     /* No timer, nothing ready: the virtual clock has nowhere to jump, so
      * the loop must block in poll and still wake for the thread. */
     tide_loop *loop = new_virtual_loop();
-    struct waker w = { loop, tide_future_new(loop) };
+    struct waker w = {loop, tide_future_new(loop)};
     pthread_t th;
     CHECK_EQ(pthread_create(&th, NULL, wake_later, &w), 0);
     CHECK_EQ(tide_run_until_complete(loop, w.f, NULL), 0);
@@ -756,9 +755,8 @@ static void soon_threadsafe_from_cb(void *arg)
 TEST(threadsafe_from_the_loop_thread)
 {
     tide_loop *loop = tide_loop_new();
-    struct waker w = { loop, tide_future_new(loop) };
-    CHECK_EQ(tide_call_soon_threadsafe(loop, soon_threadsafe_from_cb, &w),
-             0);
+    struct waker w = {loop, tide_future_new(loop)};
+    CHECK_EQ(tide_call_soon_threadsafe(loop, soon_threadsafe_from_cb, &w), 0);
     CHECK(!tide_future_done(w.f));
     CHECK_EQ(tide_run_until_complete(loop, w.f, NULL), 0);
     tide_future_release(w.f);
@@ -849,8 +847,8 @@ static void blocker_cb(void *arg)
 static void threadsafe_stress(int per_thread, int with_blocker)
 {
     tide_loop *loop = tide_loop_new();
-    struct stress s = { .loop = loop, .per_thread = per_thread };
-    struct blocker b = { loop, 0, 0 };
+    struct stress s = {.loop = loop, .per_thread = per_thread};
+    struct blocker b = {loop, 0, 0};
     pthread_t th[PRODUCERS];
     stress = &s;
     s.want = (long)per_thread * PRODUCERS;
@@ -858,7 +856,7 @@ static void threadsafe_stress(int per_thread, int with_blocker)
         s.items[t] = malloc(sizeof(struct item) * (size_t)per_thread);
         CHECK_NOT_NULL(s.items[t]);
         for (int i = 0; i < per_thread; i++)
-            s.items[t][i] = (struct item){ t, i };
+            s.items[t][i] = (struct item){t, i};
         CHECK_EQ(pthread_create(&th[t], NULL, producer, s.items[t]), 0);
     }
     if (with_blocker)
@@ -917,7 +915,7 @@ static void *hammer_thread(void *arg)
 TEST(b33_threadsafe_senders_then_drain_then_close)
 {
     tide_loop *loop = tide_loop_new();
-    struct hammer h = { .loop = loop };
+    struct hammer h = {.loop = loop};
     pthread_t th[PRODUCERS];
     hm = &h;
     for (int t = 0; t < PRODUCERS; t++)
@@ -1009,7 +1007,7 @@ TEST(b33_threadsafe_senders_race_close_nothing_accepted_is_lost)
     int rounds = 0;
 
     while (rounds < 200 && (rounds < 20 || harness_now() - t0 < budget)) {
-        struct b33 s = { .loop = tide_loop_new() };
+        struct b33 s = {.loop = tide_loop_new()};
         CHECK_NOT_NULL(s.loop);
         b33 = &s;
         /* Holds the loop record for senders that call after close. */
@@ -1017,8 +1015,8 @@ TEST(b33_threadsafe_senders_race_close_nothing_accepted_is_lost)
         CHECK_NOT_NULL(keep);
         tide_future *task = NULL;
         if (rounds % 2)
-            CHECK_NOT_NULL(task = tide_create_task(s.loop, b33_sleep_forever,
-                                                   NULL));
+            CHECK_NOT_NULL(
+                task = tide_create_task(s.loop, b33_sleep_forever, NULL));
         pthread_t th[B33_SENDERS];
         for (int t = 0; t < B33_SENDERS; t++)
             CHECK_EQ(pthread_create(&th[t], NULL, b33_sender, &s), 0);

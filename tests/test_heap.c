@@ -22,7 +22,7 @@ struct model {
     struct tide__timer t[NT];
     int armed[NT];
     int64_t deadline[NT];
-    uint64_t order[NT];   /* when it was armed: ties break on this */
+    uint64_t order[NT]; /* when it was armed: ties break on this */
     uint64_t clock;
 };
 
@@ -87,9 +87,9 @@ static void run_model(uint64_t seed, int distinct, int steps)
                 harness_fail(__FILE__, __LINE__,
                              "seed %llu step %d: popped #%d (d=%lld), "
                              "model wants #%d (d=%lld)",
-                             (unsigned long long)seed, s,
-                             (int)(got - m->t), (long long)got->deadline,
-                             want, (long long)m->deadline[want]);
+                             (unsigned long long)seed, s, (int)(got - m->t),
+                             (long long)got->deadline, want,
+                             (long long)m->deadline[want]);
             m->armed[want] = 0;
             armed--;
         }
@@ -138,9 +138,9 @@ TEST(leader_removed_promotes_first_follower)
         tide__timer_init(&t[i], 0);
         CHECK_EQ(tide__heap_push(h, &t[i], 50), 0);
     }
-    CHECK_EQ(h->count, 1);          /* one leader, three followers */
-    tide__heap_remove(h, &t[0]);    /* the leader goes */
-    tide__heap_remove(h, &t[2]);    /* a follower goes */
+    CHECK_EQ(h->count, 1);       /* one leader, three followers */
+    tide__heap_remove(h, &t[0]); /* the leader goes */
+    tide__heap_remove(h, &t[2]); /* a follower goes */
     CHECK(tide__heap_pop(h) == &t[1]);
     CHECK(tide__heap_pop(h) == &t[3]);
     CHECK_NULL(tide__heap_pop(h));

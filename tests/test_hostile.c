@@ -40,8 +40,8 @@ static void *swallow_once(void *arg)
  * their own"). asyncio 3.12 does not deliver anything here either. */
 
 struct scoped {
-    int how;        /* 0 scope + await, 1 wait_for, 2 scope + return */
-    int first_rc;   /* the delivered external cancel */
+    int how;      /* 0 scope + await, 1 wait_for, 2 scope + return */
+    int first_rc; /* the delivered external cancel */
     int await_rc;
     void *value;
     int end_rc;
@@ -240,7 +240,10 @@ TEST(hostile_uncancel_while_forwarded_withdraws)
 
 /* ---- nested scopes ---------------------------------------------------- */
 
-struct nest { double outer, inner; int in_rc, out_rc, after_rc; };
+struct nest {
+    double outer, inner;
+    int in_rc, out_rc, after_rc;
+};
 
 static void *nested_scopes(void *arg)
 {
@@ -276,8 +279,23 @@ TEST(hostile_nested_scopes_each_convert_their_own)
 
 /* ---- close against stubborn tasks at every suspension point ----------- */
 
-enum { K_SLEEP, K_EVENT, K_LOCK, K_SEM, K_QGET, K_QPUT, K_COND, K_BARRIER,
-       K_AWAIT, K_ASCOMP, K_WAIT, K_WAITFOR, K_GROUP, K_SCOPE, K_NKINDS };
+enum {
+    K_SLEEP,
+    K_EVENT,
+    K_LOCK,
+    K_SEM,
+    K_QGET,
+    K_QPUT,
+    K_COND,
+    K_BARRIER,
+    K_AWAIT,
+    K_ASCOMP,
+    K_WAIT,
+    K_WAITFOR,
+    K_GROUP,
+    K_SCOPE,
+    K_NKINDS
+};
 
 struct prims {
     tide_event *ev;
@@ -309,12 +327,20 @@ static int one_wait(struct stub *s)
     struct prims *p = s->p;
     int rc;
     switch (s->kind) {
-    case K_SLEEP: return tide_sleep(1e9);
-    case K_EVENT: return tide_event_wait(p->ev);
-    case K_LOCK: return tide_lock_acquire(p->lock); /* held by main */
-    case K_SEM: return tide_semaphore_acquire(p->sem);
-    case K_QGET: { void *it; return tide_queue_get(p->qe, &it); }
-    case K_QPUT: return tide_queue_put(p->qf, IPTR(1));
+    case K_SLEEP:
+        return tide_sleep(1e9);
+    case K_EVENT:
+        return tide_event_wait(p->ev);
+    case K_LOCK:
+        return tide_lock_acquire(p->lock); /* held by main */
+    case K_SEM:
+        return tide_semaphore_acquire(p->sem);
+    case K_QGET: {
+        void *it;
+        return tide_queue_get(p->qe, &it);
+    }
+    case K_QPUT:
+        return tide_queue_put(p->qf, IPTR(1));
     case K_COND:
         rc = tide_condition_acquire(p->cond);
         if (rc < 0)
@@ -323,7 +349,8 @@ static int one_wait(struct stub *s)
         if (tide_condition_locked(p->cond))
             tide_condition_release(p->cond);
         return rc;
-    case K_BARRIER: return tide_barrier_wait(p->bar, NULL);
+    case K_BARRIER:
+        return tide_barrier_wait(p->bar, NULL);
     case K_AWAIT: {
         tide_future *f = tide_future_new(NULL);
         rc = tide_await(f, NULL);
@@ -344,8 +371,8 @@ static int one_wait(struct stub *s)
         tide_future *f = tide_future_new(NULL);
         tide_future *fs[2] = {f, p->never};
         size_t nd, np;
-        rc = tide_wait(fs, 2, TIDE_ALL_COMPLETED, INFINITY, NULL, &nd,
-                       NULL, &np);
+        rc = tide_wait(fs, 2, TIDE_ALL_COMPLETED, INFINITY, NULL, &nd, NULL,
+                       &np);
         tide_future_release(f);
         return rc;
     }
@@ -439,10 +466,19 @@ static void close_stubborn(int kind, bool compact, bool realclock)
 /* K_LOCK: three tasks contend; the first takes the lock and keeps it
  * (its next acquire waits on itself... a lock is not reentrant, so it
  * waits like the others). */
-#define CLOSE_KIND(name, k)                                              \
-    TEST(hostile_close_stubborn_##name) { close_stubborn(k, false, false); } \
-    TEST(hostile_close_stubborn_compact_##name) { close_stubborn(k, true, false); } \
-    TEST(hostile_close_stubborn_real_##name) { close_stubborn(k, false, true); }
+#define CLOSE_KIND(name, k)                     \
+    TEST(hostile_close_stubborn_##name)         \
+    {                                           \
+        close_stubborn(k, false, false);        \
+    }                                           \
+    TEST(hostile_close_stubborn_compact_##name) \
+    {                                           \
+        close_stubborn(k, true, false);         \
+    }                                           \
+    TEST(hostile_close_stubborn_real_##name)    \
+    {                                           \
+        close_stubborn(k, false, true);         \
+    }
 
 CLOSE_KIND(sleep, K_SLEEP)
 CLOSE_KIND(event, K_EVENT)
@@ -472,7 +508,8 @@ static void *spawner(void *arg)
         tide_task_options o = {0};
         o.eager = depth % 2;
         o.compact = depth % 3 == 0;
-        tide_future *c = tide_create_task_ex(NULL, spawner, IPTR(depth - 1), &o);
+        tide_future *c =
+            tide_create_task_ex(NULL, spawner, IPTR(depth - 1), &o);
         CHECK_NOT_NULL(c);
         spawned++;
         if (tide_task_cancelling(c) >= 1)
@@ -666,7 +703,12 @@ TEST(hostile_sem_storm_seeds)
 
 /* Two waiters granted (granted == 2), the first cancelled before it runs,
  * a newcomer arrives: each permit reaches exactly one task. */
-struct sg { tide_semaphore *s; int rc[4]; int order[4]; int n; };
+struct sg {
+    tide_semaphore *s;
+    int rc[4];
+    int order[4];
+    int n;
+};
 
 static void *sg_acq(void *arg)
 {
@@ -694,7 +736,7 @@ TEST(hostile_sem_cancel_granted_waiter_with_newcomer)
         args[i][1] = IPTR(i);
         t[i] = tide_create_task(loop, sg_acq, args[i]);
     }
-    run_once(loop); /* 0,1,2 wait */
+    run_once(loop);                           /* 0,1,2 wait */
     CHECK_EQ(tide_semaphore_release(g.s), 0); /* grant 0 */
     CHECK_EQ(tide_semaphore_release(g.s), 0); /* grant 1 */
     CHECK(tide_future_cancel(t[0]));          /* granted, not run */
@@ -735,7 +777,7 @@ TEST(hostile_sem_free_while_granted)
         t[i] = tide_create_task(loop, sg_acq, args[i]);
     run_once(loop);
     CHECK_EQ(tide_semaphore_release(g.s), 0); /* grant 0 */
-    (void)tide_semaphore_release(g.s); /* grant 1 (value 0 < bound) */
+    (void)tide_semaphore_release(g.s);        /* grant 1 (value 0 < bound) */
     tide_semaphore_free(g.s);
     g.s = NULL;
     for (int i = 0; i < 3; i++) {
@@ -764,7 +806,8 @@ TEST(hostile_bounded_overflow_while_granted)
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     CHECK_EQ(g.rc[0], 0);
     if (rc == 0)
-        CHECK(tide_semaphore_value(g.s) <= 1 || tide_semaphore_value(g.s) == 2);
+        CHECK(tide_semaphore_value(g.s) <= 1 ||
+              tide_semaphore_value(g.s) == 2);
     tide_future_release(t);
     tide_semaphore_free(g.s);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -789,8 +832,8 @@ TEST(hostile_nested_gathers_and_shields_at_close)
         tide_future *ss[2] = {s2, g1};
         tide_future *g4 = tide_gather(ss, 2, 0);
         tide_future *s3 = tide_shield(p[3]);
-        tide_future *all[11] = {p[0], p[1], p[2], p[3], g1, g2, g3, s1,
-                                s2, g4, s3};
+        tide_future *all[11] = {p[0], p[1], p[2], p[3], g1, g2,
+                                g3,   s1,   s2,   g4,   s3};
         CHECK_NOT_NULL(g4);
         CHECK_NOT_NULL(s3);
         if (order == 1)
@@ -937,14 +980,15 @@ static void *bad_sleeps(void *arg)
     CHECK_ERR(tide_wait(&f, 1, TIDE_ALL_COMPLETED, NAN, NULL, &nd, NULL, &np),
               -EINVAL);
     CHECK_EQ(tide_wait(&f, 1, TIDE_ALL_COMPLETED, -INFINITY, NULL, &nd, NULL,
-                       &np), 0);
+                       &np),
+             0);
     CHECK_EQ(np, 1);
-    CHECK_EQ(tide_wait(&f, 1, TIDE_ALL_COMPLETED, -1.0, NULL, &nd, NULL,
-                       &np), 0);
+    CHECK_EQ(tide_wait(&f, 1, TIDE_ALL_COMPLETED, -1.0, NULL, &nd, NULL, &np),
+             0);
     CHECK_EQ(np, 1);
     double t0 = tide_loop_time(NULL);
-    CHECK_EQ(tide_wait(&f, 1, TIDE_ALL_COMPLETED, 0.25, NULL, &nd, NULL,
-                       &np), 0);
+    CHECK_EQ(tide_wait(&f, 1, TIDE_ALL_COMPLETED, 0.25, NULL, &nd, NULL, &np),
+             0);
     CHECK(tide_loop_time(NULL) - t0 >= 0.25 - EARLY);
     CHECK(tide_loop_time(NULL) - t0 <= 0.25 + EARLY); /* virtual: exact */
     tide_future_release(f);
@@ -986,8 +1030,8 @@ TEST(hostile_call_later_then_call_at_same_deadline_real_clock)
         fired[0] = 0;
         double t0 = tide_loop_time(loop);
         CHECK(tide_call_later(loop, 0.02, mark, IPTR('L')));
-        CHECK(tide_call_at(loop, tide_loop_time(loop) + 0.02, mark,
-                           IPTR('A')));
+        CHECK(
+            tide_call_at(loop, tide_loop_time(loop) + 0.02, mark, IPTR('A')));
         while (fired_n < 2)
             run_once(loop);
         CHECK(tide_loop_time(loop) >= t0 + 0.02);
@@ -1000,7 +1044,11 @@ TEST(hostile_call_later_then_call_at_same_deadline_real_clock)
 /* A timer set in a callback after a long busy-wait counts from the call:
  * it must not fire early relative to the moment it was set. */
 static double set_at, fire_at;
-static void fire_cb(void *arg) { (void)arg; fire_at = harness_now(); }
+static void fire_cb(void *arg)
+{
+    (void)arg;
+    fire_at = harness_now();
+}
 static void busy_then_set(void *arg)
 {
     tide_loop *loop = arg;
@@ -1024,9 +1072,19 @@ TEST(hostile_timer_after_busy_wait_counts_from_call)
 
 /* call_later(0) set by a task in the middle of a hand-off chain fires
  * before tasks that became ready after it. */
-struct chain { tide_future *fut[6]; int step; char log[64]; int n; tide_loop *loop; };
+struct chain {
+    tide_future *fut[6];
+    int step;
+    char log[64];
+    int n;
+    tide_loop *loop;
+};
 static struct chain ch;
-static void chain_mark(void *arg) { (void)arg; ch.log[ch.n++] = 'T'; }
+static void chain_mark(void *arg)
+{
+    (void)arg;
+    ch.log[ch.n++] = 'T';
+}
 static void *chain_task(void *arg)
 {
     intptr_t i = (intptr_t)arg;
@@ -1133,7 +1191,11 @@ TEST(hostile_as_completed_with_self_and_duplicates)
 
 /* The same iterator used by two different tasks in turn (cache of the
  * last caller), one of which is in the set. */
-struct ac2 { tide_as_completed *it; int rc, rc2; tide_future *n1, *n2; };
+struct ac2 {
+    tide_as_completed *it;
+    int rc, rc2;
+    tide_future *n1, *n2;
+};
 static void *ac_next_once(void *arg)
 {
     struct ac2 *a = arg;
@@ -1154,9 +1216,9 @@ TEST(hostile_as_completed_shared_iterator_self_check_per_task)
     tide_future *tb = tide_create_task(loop, ac_next_once, &b);
     run_once(loop);
     CHECK_ERR(a.rc, -EINVAL); /* ta is in the set */
-    CHECK_EQ(b.rc, 1);       /* ta finished meanwhile: handed to tb */
+    CHECK_EQ(b.rc, 1);        /* ta finished meanwhile: handed to tb */
     CHECK(b.n1 == ta);
-    CHECK_EQ(b.rc2, 9);      /* tb waits for p (it is not in the set) */
+    CHECK_EQ(b.rc2, 9); /* tb waits for p (it is not in the set) */
     tide_future_set_result(p, NULL);
     CHECK_EQ(tide_run_until_complete(loop, tb, NULL), 0);
     CHECK_EQ(b.rc2, 1);
@@ -1223,7 +1285,7 @@ static void *wait_for_zero(void *arg)
     tide_future *c = arg;
     void *v = NULL;
     int rc = tide_wait_for(c, 0.0, &v);
-    CHECK_EQ(rc, 0);          /* it completed anyway: its result wins */
+    CHECK_EQ(rc, 0); /* it completed anyway: its result wins */
     CHECK_EQ(PINT(v), 7);
     CHECK_EQ(tide_sleep(0), 0); /* nothing pending on the caller */
     return NULL;

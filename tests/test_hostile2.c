@@ -24,8 +24,9 @@
 
 static void pair(int sv[2])
 {
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        0, sv), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                        sv),
+             0);
 }
 
 static void run_main(tide_fn fn, void *arg)
@@ -341,10 +342,10 @@ static void *emfile_connect_body(void *arg)
     tide_stream *s = (tide_stream *)1;
     (void)arg;
 
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0,
-                                         (tide_stream_handler)(void (*)(void))
-                                             count_cb,
-                                         NULL, NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", 0,
+                          (tide_stream_handler)(void (*)(void))count_cb, NULL,
+                          NULL);
     CHECK_NOT_NULL(srv);
     struct sockaddr_in a;
     socklen_t len = sizeof a;
@@ -437,8 +438,7 @@ static void *client_task(void *arg)
     tide_stream *s;
     const void *p;
 
-    CHECK_ERR(tide_open_connection("127.0.0.1", ntohs(a->sin_port), 0, &s),
-              0);
+    CHECK_ERR(tide_open_connection("127.0.0.1", ntohs(a->sin_port), 0, &s), 0);
     CHECK_ERR(tide_stream_write(s, "hi", 2), 0);
     ssize_t n = tide_stream_read(s, 10, &p);
     n = tide_stream_read(s, 10, &p); /* waits: the loop closes */

@@ -35,8 +35,9 @@
 
 static void pair(int sv[2])
 {
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        0, sv), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                        sv),
+             0);
 }
 
 static void close_pair(int sv[2])
@@ -187,8 +188,8 @@ static void *bad_input_body(void *arg)
     CHECK_EQ(tide_sock_recvfrom(-1, buf, 8, 0, NULL, NULL), -EBADF);
     CHECK_EQ(tide_sock_send(-1, buf, 8, 0), -EBADF);
     CHECK_EQ(tide_sock_sendall(-1, buf, 8, 0), -EBADF);
-    CHECK_EQ(tide_sock_sendto(-1, buf, 8, 0, (struct sockaddr *)&a,
-                              sizeof a), -EBADF);
+    CHECK_EQ(tide_sock_sendto(-1, buf, 8, 0, (struct sockaddr *)&a, sizeof a),
+             -EBADF);
     CHECK_EQ(tide_sock_recvmsg(-1, &m, 0), -EBADF);
     CHECK_EQ(tide_sock_sendmsg(-1, &m, 0), -EBADF);
     CHECK_EQ(tide_sock_accept(-1, NULL, NULL), -EBADF);
@@ -207,8 +208,8 @@ static void *bad_input_body(void *arg)
     CHECK_EQ(tide_sock_recv(sv[0], NULL, 8, 0), -EINVAL);
     CHECK_EQ(tide_sock_send(sv[0], NULL, 8, 0), -EINVAL);
     CHECK_EQ(tide_sock_sendall(sv[0], NULL, 8, 0), -EINVAL);
-    CHECK_EQ(tide_sock_recvfrom(sv[0], buf, 8, 0, (struct sockaddr *)&a,
-                                NULL), -EINVAL);
+    CHECK_EQ(tide_sock_recvfrom(sv[0], buf, 8, 0, (struct sockaddr *)&a, NULL),
+             -EINVAL);
     CHECK_EQ(tide_sock_sendto(sv[0], buf, 8, 0, NULL, 0), -EINVAL);
     CHECK_EQ(tide_sock_recvmsg(sv[0], NULL, 0), -EINVAL);
     CHECK_EQ(tide_sock_sendmsg(sv[0], NULL, 0), -EINVAL);
@@ -216,8 +217,8 @@ static void *bad_input_body(void *arg)
     CHECK_EQ(tide_sock_connect(sv[0], NULL, 0), -EINVAL);
     CHECK_EQ(tide_wait_readable(sv[0], NAN), -EINVAL);
     /* Zero lengths: 0 at once, no system call, nothing taken. */
-    uint64_t calls = tide__sys_count(TIDE__SYS_RECV) +
-                     tide__sys_count(TIDE__SYS_SEND);
+    uint64_t calls =
+        tide__sys_count(TIDE__SYS_RECV) + tide__sys_count(TIDE__SYS_SEND);
     CHECK_EQ(tide_sock_recv(sv[0], buf, 0, 0), 0);
     CHECK_EQ(tide_sock_recv(sv[0], NULL, 0, 0), 0);
     CHECK_EQ(tide_sock_send(sv[0], NULL, 0, 0), 0);
@@ -231,8 +232,7 @@ static void *bad_input_body(void *arg)
     CHECK_EQ(tide_wait_readable(fileno(f), 1), 0); /* files are ready */
     fclose(f);
     CHECK_EQ(tide_sock_accept(sv[0], NULL, NULL), -EINVAL);
-    CHECK_EQ(tide_sock_connect(sv[0], (struct sockaddr *)&a, alen),
-             -EINVAL);
+    CHECK_EQ(tide_sock_connect(sv[0], (struct sockaddr *)&a, alen), -EINVAL);
     /* The pair still works, with nothing lost. */
     CHECK_EQ(tide_sock_send(sv[1], "ok", 2, 0), 2);
     CHECK_EQ(tide_sock_recv(sv[0], buf, 8, 0), 2);
@@ -257,14 +257,23 @@ TEST(bad_input_returns_documented_errors)
 /* ---- every call, each cancelled at its suspension point ---------------- */
 
 enum call {
-    C_RECV, C_RECVFROM, C_RECVMSG, C_SEND, C_SENDALL, C_SENDMSG, C_ACCEPT,
-    C_CONNECT, C_WAIT_R, C_WAIT_W, NCALLS
+    C_RECV,
+    C_RECVFROM,
+    C_RECVMSG,
+    C_SEND,
+    C_SENDALL,
+    C_SENDMSG,
+    C_ACCEPT,
+    C_CONNECT,
+    C_WAIT_R,
+    C_WAIT_W,
+    NCALLS
 };
 
 struct blocked {
     enum call call;
     int fd;
-    struct sockaddr_in addr;   /* C_CONNECT */
+    struct sockaddr_in addr; /* C_CONNECT */
     ssize_t ret;
     bool returned;
 };
@@ -282,25 +291,40 @@ static void *blocked_body(void *arg)
     socklen_t flen = sizeof from;
 
     switch (b->call) {
-    case C_RECV: b->ret = tide_sock_recv(b->fd, buf, sizeof buf, 0); break;
+    case C_RECV:
+        b->ret = tide_sock_recv(b->fd, buf, sizeof buf, 0);
+        break;
     case C_RECVFROM:
         b->ret = tide_sock_recvfrom(b->fd, buf, sizeof buf, 0,
                                     (struct sockaddr *)&from, &flen);
         break;
-    case C_RECVMSG: b->ret = tide_sock_recvmsg(b->fd, &m, 0); break;
-    case C_SEND: b->ret = tide_sock_send(b->fd, big, sizeof big, 0); break;
+    case C_RECVMSG:
+        b->ret = tide_sock_recvmsg(b->fd, &m, 0);
+        break;
+    case C_SEND:
+        b->ret = tide_sock_send(b->fd, big, sizeof big, 0);
+        break;
     case C_SENDALL:
         b->ret = tide_sock_sendall(b->fd, big, sizeof big, 0);
         break;
-    case C_SENDMSG: b->ret = tide_sock_sendmsg(b->fd, &bm, 0); break;
-    case C_ACCEPT: b->ret = tide_sock_accept(b->fd, NULL, NULL); break;
+    case C_SENDMSG:
+        b->ret = tide_sock_sendmsg(b->fd, &bm, 0);
+        break;
+    case C_ACCEPT:
+        b->ret = tide_sock_accept(b->fd, NULL, NULL);
+        break;
     case C_CONNECT:
         b->ret = tide_sock_connect(b->fd, (struct sockaddr *)&b->addr,
                                    sizeof b->addr);
         break;
-    case C_WAIT_R: b->ret = tide_wait_readable(b->fd, INFINITY); break;
-    case C_WAIT_W: b->ret = tide_wait_writable(b->fd, INFINITY); break;
-    default: break;
+    case C_WAIT_R:
+        b->ret = tide_wait_readable(b->fd, INFINITY);
+        break;
+    case C_WAIT_W:
+        b->ret = tide_wait_writable(b->fd, INFINITY);
+        break;
+    default:
+        break;
     }
     b->returned = true;
     return NULL;
@@ -313,12 +337,18 @@ static void block_setup(struct blocked *b, int extra[4], int *nextra)
 
     *nextra = 0;
     switch (b->call) {
-    case C_RECV: case C_RECVFROM: case C_RECVMSG: case C_WAIT_R:
+    case C_RECV:
+    case C_RECVFROM:
+    case C_RECVMSG:
+    case C_WAIT_R:
         pair(sv);
         b->fd = sv[0];
         extra[(*nextra)++] = sv[1];
         break;
-    case C_SEND: case C_SENDALL: case C_SENDMSG: case C_WAIT_W:
+    case C_SEND:
+    case C_SENDALL:
+    case C_SENDMSG:
+    case C_WAIT_W:
         pair(sv);
         fill(sv[0]);
         b->fd = sv[0];
@@ -438,7 +468,7 @@ TEST(cancel_after_completion_keeps_data_and_request)
         CHECK_EQ(victim.next, 0);
         CHECK_EQ(read(a[0], victim.buf, sizeof victim.buf), 4);
     } else {
-        CHECK_EQ(victim.got, 4);          /* nothing lost */
+        CHECK_EQ(victim.got, 4);           /* nothing lost */
         CHECK_EQ(victim.next, -ECANCELED); /* delivered at the next one */
     }
     CHECK(memcmp(victim.buf, "data", 4) == 0);
@@ -450,7 +480,8 @@ TEST(cancel_after_completion_keeps_data_and_request)
     LEAK_GATE();
 }
 
-/* ---- time limits --------------------------------------------------------- */
+/* ---- time limits ---------------------------------------------------------
+ */
 
 static void *recv_in_scope(void *arg)
 {
@@ -510,7 +541,7 @@ TEST(wait_for_around_recv)
 static void *wait_readable_timed(void *arg)
 {
     int *fd = arg;
-    CHECK_EQ(tide_wait_readable(*fd, 0), -ETIMEDOUT);   /* only looks */
+    CHECK_EQ(tide_wait_readable(*fd, 0), -ETIMEDOUT); /* only looks */
     CHECK_EQ(tide_wait_readable(*fd, 2.5), -ETIMEDOUT);
     return result_of(tide_wait_readable(*fd, 100));
 }
@@ -596,7 +627,8 @@ TEST(close_wakes_every_waiter_with_ebadf)
     LEAK_GATE();
 }
 
-/* ---- peer reset mid-send; SIGPIPE never kills ---------------------------- */
+/* ---- peer reset mid-send; SIGPIPE never kills ----------------------------
+ */
 
 struct sender {
     int fd;
@@ -766,8 +798,8 @@ TEST(datagrams_and_msghdrs)
     CHECK_EQ(getsockname(u, (struct sockaddr *)&a, &alen), 0);
     tide_future *echo = spawn(loop, udp_echo, &u);
     steps(loop, 2);
-    CHECK_EQ(tide_sock_sendto(v, "dgram", 5, 0, (struct sockaddr *)&a,
-                              alen), 5);
+    CHECK_EQ(tide_sock_sendto(v, "dgram", 5, 0, (struct sockaddr *)&a, alen),
+             5);
     CHECK_EQ(run_task(loop, echo, &err), 5);
     CHECK_EQ(err, 0);
     char buf[8];
@@ -894,8 +926,8 @@ TEST(compact_tasks_with_stack_buffers)
         cp[i] = (struct cpair){.mine = sv[i][0], .theirs = sv[i][1]};
         CHECK_NOT_NULL(t[2 * i] = tide_create_task_ex(loop, compact_echo,
                                                       IPTR(sv[i][1]), &opt));
-        CHECK_NOT_NULL(t[2 * i + 1] = tide_create_task_ex(
-                           loop, compact_client, &cp[i], &opt));
+        CHECK_NOT_NULL(t[2 * i + 1] = tide_create_task_ex(loop, compact_client,
+                                                          &cp[i], &opt));
     }
     tide_future *all = tide_gather(t, 2 * N, 0);
     CHECK_NOT_NULL(all);
@@ -915,8 +947,8 @@ struct rd {
     tide_loop *loop;
     int fd;
     int calls;
-    bool drain;      /* read what is there */
-    bool remove;     /* remove itself on the first call */
+    bool drain;  /* read what is there */
+    bool remove; /* remove itself on the first call */
 };
 
 static void on_readable(void *arg)
@@ -949,7 +981,7 @@ static void idle(tide_loop *loop, double seconds)
 
 struct other {
     tide_loop *loop;
-    int fd;          /* whose reader to remove */
+    int fd; /* whose reader to remove */
     int self;
     int *calls;
 };
@@ -972,17 +1004,17 @@ TEST(reader_callbacks)
     struct rd r = {.loop = loop, .fd = sv[0]};
     CHECK_EQ(tide_add_reader(loop, sv[0], on_readable, &r), 0);
     idle(loop, 0.002);
-    CHECK_EQ(r.calls, 0);                 /* nothing to read */
+    CHECK_EQ(r.calls, 0); /* nothing to read */
     CHECK_EQ(write(sv[1], "abc", 3), 3);
-    double t0 = harness_now();            /* slow tools: a few rounds */
+    double t0 = harness_now(); /* slow tools: a few rounds */
     while (r.calls < 3 && harness_now() - t0 < 1.0)
         idle(loop, 0.002);
-    CHECK(r.calls >= 3);                  /* level-triggered: not read */
+    CHECK(r.calls >= 3); /* level-triggered: not read */
     r.drain = true;
     idle(loop, 0.002);
     int after = r.calls;
     idle(loop, 0.002);
-    CHECK_EQ(r.calls, after);             /* drained: no more calls */
+    CHECK_EQ(r.calls, after); /* drained: no more calls */
     /* Replacing: only the new callback runs. */
     struct rd r2 = {.loop = loop, .fd = sv[0], .drain = true};
     CHECK_EQ(tide_add_reader(loop, sv[0], on_readable, &r2), 0);
@@ -1134,13 +1166,15 @@ TEST(enomem_for_an_op_slot)
     LEAK_GATE();
 }
 
-/* ---- loop close with tasks blocked in I/O -------------------------------- */
+/* ---- loop close with tasks blocked in I/O --------------------------------
+ */
 
 TEST(loop_close_cancels_blocked_io)
 {
     tide_loop *loop = tide_loop_new();
     int sv[2];
-    struct blocked b[3] = {{.call = C_RECV}, {.call = C_SEND},
+    struct blocked b[3] = {{.call = C_RECV},
+                           {.call = C_SEND},
                            {.call = C_WAIT_R}};
 
     CHECK_NOT_NULL(loop);

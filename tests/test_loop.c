@@ -221,7 +221,7 @@ static void spin_cb(void *arg)
 TEST(stop_from_self_rescheduling_callback)
 {
     tide_loop *loop = tide_loop_new();
-    struct spinner s = { loop, 0, 1000 };
+    struct spinner s = {loop, 0, 1000};
     CHECK(tide_call_soon(loop, spin_cb, &s) != 0);
     CHECK_EQ(tide_run_forever(loop), 0);
     CHECK_EQ(s.runs, 1000);
@@ -333,7 +333,7 @@ static void *probe_task(void *arg)
 TEST(is_running_inside_tasks_and_callbacks)
 {
     tide_loop *loop = tide_loop_new();
-    struct running_probe p = { loop, 0, 0 };
+    struct running_probe p = {loop, 0, 0};
     CHECK(!tide_loop_is_running(loop));
     tide_call_soon(loop, probe_cb, &p);
     tide_future *t = tide_create_task(loop, probe_task, &p);
@@ -365,7 +365,7 @@ static void time_cb(void *arg)
 TEST(loop_time_is_the_clock_now)
 {
     tide_loop *loop = tide_loop_new();
-    struct time_probe p = { loop, 0, 0 };
+    struct time_probe p = {loop, 0, 0};
     double t0 = tide_loop_time(loop);
     CHECK(!isnan(t0));
     tide_call_soon(loop, time_cb, &p);
@@ -549,7 +549,7 @@ static void *outer(void *arg)
 TEST(nested_run_from_task_lets_others_run)
 {
     tide_loop *loop = tide_loop_new();
-    struct nest n = { .loop = loop };
+    struct nest n = {.loop = loop};
     tide_future *tk = tide_create_task(loop, ticker, &n);
     tide_future *o = tide_create_task(loop, outer, &n);
     void *r = NULL;
@@ -582,7 +582,7 @@ static void nest_cb(void *arg)
 TEST(nested_run_from_callback_lets_others_run)
 {
     tide_loop *loop = tide_loop_new();
-    struct nest n = { .loop = loop };
+    struct nest n = {.loop = loop};
     tide_future *tk = tide_create_task(loop, ticker, &n);
     CHECK(tide_call_soon(loop, nest_cb, &n) != 0);
     CHECK_EQ(tide_run_until_complete(loop, tk, NULL), 0);
@@ -612,7 +612,7 @@ static void *nest_deeper(void *arg)
 TEST(nested_runs_three_deep)
 {
     tide_loop *loop = tide_loop_new();
-    struct nest n = { .loop = loop };
+    struct nest n = {.loop = loop};
     tide_future *tk = tide_create_task(loop, ticker, &n);
     tide_future *t = tide_create_task(loop, nest_deeper, &n);
     void *r = NULL;
@@ -654,7 +654,7 @@ static void *stop_later(void *arg)
 TEST(stop_ends_only_the_innermost_run)
 {
     tide_loop *loop = tide_loop_new();
-    struct nested_forever s = { loop, -1, 0 };
+    struct nested_forever s = {loop, -1, 0};
     tide_future *a = tide_create_task(loop, run_forever_inside, &s);
     tide_future *b = tide_create_task(loop, stop_later, &s);
     void *r = NULL;
@@ -695,7 +695,7 @@ static void *stop_once(void *arg)
 TEST(stop_gives_eintr_to_the_nested_run_only)
 {
     tide_loop *loop = tide_loop_new();
-    struct inner_stop s = { loop, tide_future_new(loop), 1 };
+    struct inner_stop s = {loop, tide_future_new(loop), 1};
     tide_future *a = tide_create_task(loop, nested_on_never, &s);
     tide_future *b = tide_create_task(loop, stop_once, &s);
     void *r = NULL;
@@ -772,7 +772,7 @@ static void *never_started(void *arg)
 TEST(close_cancels_pending_tasks_and_runs_cleanup)
 {
     tide_loop *loop = tide_loop_new();
-    struct victim v = { 0, 1, 1, 0 }, u = { 0, 1, 1, 0 };
+    struct victim v = {0, 1, 1, 0}, u = {0, 1, 1, 0};
     tide_future *t = tide_create_task(loop, victim_body, &v);
     run_once(loop);
     CHECK_EQ(v.started, 1);
@@ -783,7 +783,7 @@ TEST(close_cancels_pending_tasks_and_runs_cleanup)
     CHECK_ERR(v.sleep_rc, -ECANCELED);
     CHECK_ERR(v.cleanup_rc, -ECANCELED); /* close asked again */
     CHECK_EQ(v.cleaned, 1);
-    CHECK_EQ(u.started, 0);      /* not started: cancelled without running */
+    CHECK_EQ(u.started, 0); /* not started: cancelled without running */
     CHECK(tide_future_done(w));
     CHECK(tide_future_cancelled(w));
     CHECK_ERR(tide_future_result(w, NULL), -ECANCELED);
@@ -803,7 +803,7 @@ static void *swallow_and_return(void *arg)
 TEST(close_task_that_swallows_cancel_keeps_its_result)
 {
     tide_loop *loop = tide_loop_new();
-    struct victim v = { 0, 1, 1, 0 };
+    struct victim v = {0, 1, 1, 0};
     tide_future *t = tide_create_task(loop, swallow_and_return, &v);
     run_once(loop);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -819,8 +819,7 @@ TEST(close_task_that_swallows_cancel_keeps_its_result)
 
 static void *await_forever(void *f)
 {
-    return tide_fail(tide_await(f, NULL) == -ECANCELED ? -ECANCELED
-                                                        : -EPROTO);
+    return tide_fail(tide_await(f, NULL) == -ECANCELED ? -ECANCELED : -EPROTO);
 }
 
 TEST(close_cancels_future_awaited_by_task)
@@ -866,7 +865,7 @@ static void *cleanup_spawns(void *arg)
 TEST(close_cancels_tasks_made_during_close)
 {
     tide_loop *loop = tide_loop_new();
-    struct victim v[2] = { { 0, 1, 1, 0 }, { 0, 1, 1, 0 } };
+    struct victim v[2] = {{0, 1, 1, 0}, {0, 1, 1, 0}};
     spawned_in_cleanup_ran = 0;
     tide_future *t = tide_create_task(loop, cleanup_spawns, v);
     run_once(loop);
@@ -1033,8 +1032,8 @@ TEST(loops_on_several_threads_at_once)
 {
     pthread_t th[4];
     for (int i = 0; i < 4; i++)
-        CHECK_EQ(pthread_create(&th[i], NULL, run_in_thread,
-                                IPTR(i * 3 + 1)), 0);
+        CHECK_EQ(pthread_create(&th[i], NULL, run_in_thread, IPTR(i * 3 + 1)),
+                 0);
     for (int i = 0; i < 4; i++) {
         void *r = NULL;
         CHECK_EQ(pthread_join(th[i], &r), 0);
@@ -1073,7 +1072,7 @@ TEST(stats_count_what_the_loop_holds)
     CHECK_EQ(st.tasks, 2);
     CHECK_EQ(st.ready, 0);
     CHECK_EQ(st.handles, 1);
-    CHECK_EQ(st.timers, 3);      /* two sleeps and one call_later */
+    CHECK_EQ(st.timers, 3); /* two sleeps and one call_later */
     CHECK_EQ(st.stacks_in_use, 2);
     CHECK(st.iterations > it0);
     CHECK_EQ(tide_run_until_complete(loop, b, NULL), 0);
@@ -1095,8 +1094,7 @@ TEST(set_stack_size_bounds)
     tide_loop *loop = tide_loop_new();
     CHECK_ERR(tide_loop_set_stack_size(loop, 16 * 1024 - 1), -EINVAL);
     CHECK_ERR(tide_loop_set_stack_size(loop, 0), -EINVAL);
-    CHECK_ERR(tide_loop_set_stack_size(loop, ((size_t)1 << 30) + 1),
-              -EINVAL);
+    CHECK_ERR(tide_loop_set_stack_size(loop, ((size_t)1 << 30) + 1), -EINVAL);
     CHECK_EQ(tide_loop_set_stack_size(loop, 16 * 1024), 0);
     CHECK_EQ(tide_loop_set_stack_size(loop, (size_t)1 << 30), 0);
     CHECK_EQ(tide_loop_set_stack_size(loop, 100000), 0); /* rounded up */
@@ -1168,7 +1166,8 @@ TEST(loop_new_fails_cleanly_without_memory)
     LEAK_GATE();
 }
 
-/* ---- HAZARDS B37: fork with a live loop ---------------------------------- */
+/* ---- HAZARDS B37: fork with a live loop ----------------------------------
+ */
 
 static tide_loop *b37_parent_loop;
 static atomic_int b37_woken;
@@ -1215,8 +1214,9 @@ TEST(b37_fork_child_gets_a_loop_of_its_own)
         if (!mine || mine == b37_parent_loop)
             _exit(4);
         void *r = NULL;
-        if (tide_run_until_complete(mine, tide_create_task(mine,
-                b37_child_main, NULL), &r) != 0 || PINT(r) != 37)
+        if (tide_run_until_complete(
+                mine, tide_create_task(mine, b37_child_main, NULL), &r) != 0 ||
+            PINT(r) != 37)
             _exit(5);
         _exit(0);
     }

@@ -76,11 +76,11 @@ enum cb_action { CB_CANCEL, CB_EVENT_SET, CB_PUT, CB_GET, CB_LOCK, CB_N };
 
 struct worker {
     int idx;
-    int budget;           /* operations to perform */
-    tide_future *fut;     /* the registry's reference; NULL if never made */
-    bool started, ended;  /* the body began / returned */
+    int budget;          /* operations to perform */
+    tide_future *fut;    /* the registry's reference; NULL if never made */
+    bool started, ended; /* the body began / returned */
     enum outcome outcome;
-    int swallowed;        /* -ECANCELED results it went on after */
+    int swallowed; /* -ECANCELED results it went on after */
 };
 
 struct handle_slot {
@@ -103,10 +103,10 @@ static struct model {
     uint64_t rng;
     enum mode mode;
     tide_loop *loop;
-    double t0;            /* loop time when the driver starts */
-    double horizon;       /* loop time until which the driver lets tasks run */
-    bool stopping;        /* past the horizon: workers stop, none spawn */
-    bool leave_to_close;  /* left-over tasks are cancelled by loop_close */
+    double t0;           /* loop time when the driver starts */
+    double horizon;      /* loop time until which the driver lets tasks run */
+    bool stopping;       /* past the horizon: workers stop, none spawn */
+    bool leave_to_close; /* left-over tasks are cancelled by loop_close */
 
     tide_lock *lock;
     int lock_holders;
@@ -121,7 +121,7 @@ static struct model {
     unsigned long ev_sets;
     tide_condition *cond;
     int own_cond_holders;
-    int *cond_holders;    /* &lock_holders when cond uses m.lock */
+    int *cond_holders; /* &lock_holders when cond uses m.lock */
     long tokens, produced, consumed;
     tide_barrier *bar;
     unsigned parties;
@@ -139,8 +139,8 @@ static char replay[256];
 
 /* ---- failing with the seed ------------------------------------------- */
 
-__attribute__((noreturn, format(printf, 2, 3)))
-static void model_fail(int line, const char *fmt, ...)
+__attribute__((noreturn, format(printf, 2, 3))) static void model_fail(
+    int line, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -151,31 +151,31 @@ static void model_fail(int line, const char *fmt, ...)
     harness_fail(__FILE__, line, "%s\n%s", msg, replay);
 }
 
-#define MCHECK(cond)                                                      \
-    do {                                                                  \
-        if (!(cond))                                                      \
-            model_fail(__LINE__, "MCHECK(%s)", #cond);                    \
+#define MCHECK(cond)                                   \
+    do {                                               \
+        if (!(cond))                                   \
+            model_fail(__LINE__, "MCHECK(%s)", #cond); \
     } while (0)
 
-#define MCHECK_EQ(a, b)                                                   \
-    do {                                                                  \
-        long long model_a_ = (long long)(a);                              \
-        long long model_b_ = (long long)(b);                              \
-        if (model_a_ != model_b_)                                         \
-            model_fail(__LINE__, "MCHECK_EQ(%s, %s): %lld != %lld", #a,   \
-                       #b, model_a_, model_b_);                           \
+#define MCHECK_EQ(a, b)                                                     \
+    do {                                                                    \
+        long long model_a_ = (long long)(a);                                \
+        long long model_b_ = (long long)(b);                                \
+        if (model_a_ != model_b_)                                           \
+            model_fail(__LINE__, "MCHECK_EQ(%s, %s): %lld != %lld", #a, #b, \
+                       model_a_, model_b_);                                 \
     } while (0)
 
-#define MCHECK_ERR(rc, want)                                              \
-    do {                                                                  \
-        long long model_a_ = (long long)(rc);                             \
-        long long model_b_ = (long long)(want);                           \
-        char model_g_[48], model_w_[48];                                  \
-        if (model_a_ != model_b_)                                         \
-            model_fail(__LINE__, "MCHECK_ERR(%s, %s): got %s, want %s",   \
-                       #rc, #want,                                        \
-                       harness_err_str(model_a_, model_b_, model_g_, 48), \
-                       harness_err_str(model_b_, model_b_, model_w_, 48));\
+#define MCHECK_ERR(rc, want)                                                 \
+    do {                                                                     \
+        long long model_a_ = (long long)(rc);                                \
+        long long model_b_ = (long long)(want);                              \
+        char model_g_[48], model_w_[48];                                     \
+        if (model_a_ != model_b_)                                            \
+            model_fail(__LINE__, "MCHECK_ERR(%s, %s): got %s, want %s", #rc, \
+                       #want,                                                \
+                       harness_err_str(model_a_, model_b_, model_g_, 48),    \
+                       harness_err_str(model_b_, model_b_, model_w_, 48));   \
     } while (0)
 
 static void say_replay(void)
@@ -405,7 +405,6 @@ static int op_sem(void)
 
 /* ---- the queue ---------------------------------------------------------- */
 
-
 /* Items whose put returned 0 are surely in the queue until gotten; those
  * whose put is under way may be (a blocked put's item goes in before the
  * putter runs again). */
@@ -415,8 +414,10 @@ static void check_queue(void)
 
     MCHECK(m.maxsize == 0 || size <= (long)m.maxsize);
     if (size < m.surely_in || size > m.surely_in + m.maybe_in)
-        model_fail(__LINE__, "queue size %ld, but %ld item(s) surely in "
-                   "it and %ld maybe", size, m.surely_in, m.maybe_in);
+        model_fail(__LINE__,
+                   "queue size %ld, but %ld item(s) surely in "
+                   "it and %ld maybe",
+                   size, m.surely_in, m.maybe_in);
 }
 
 /* Put a fresh item; callable from a callback when nowait. */
@@ -438,8 +439,10 @@ static int op_put(bool nowait)
         MCHECK(rc == -ECANCELED || rc == -ESHUTDOWN ||
                (nowait && rc == -EAGAIN));
         if (m.got[id])
-            model_fail(__LINE__, "item %d was gotten, but its put "
-                       "returned %d", id, rc);
+            model_fail(__LINE__,
+                       "item %d was gotten, but its put "
+                       "returned %d",
+                       id, rc);
         m.state[id] = ITEM_NOT_PUT;
     }
     check_queue();
@@ -866,24 +869,48 @@ static void op_handle_cancel(void)
 /* ---- choosing operations ------------------------------------------------ */
 
 enum op {
-    OP_SLEEP, OP_LOCK, OP_SEM, OP_PUT, OP_GET, OP_JOIN, OP_EVENT_WAIT,
-    OP_COND_CONSUME, OP_BARRIER, OP_AWAIT, OP_WAIT_FOR, OP_SCOPE, /* leaves */
-    OP_PUT_NOWAIT, OP_GET_NOWAIT, OP_EVENT_SET, OP_EVENT_CLEAR,
-    OP_COND_PRODUCE, OP_SHIELD, OP_GATHER, OP_WAIT, OP_AS_COMPLETED,
-    OP_GROUP, OP_SPAWN, OP_CANCEL, OP_CANCEL_SELF, OP_CALL_LATER,
-    OP_HANDLE_CANCEL, OP_FAIL, OP_N
+    OP_SLEEP,
+    OP_LOCK,
+    OP_SEM,
+    OP_PUT,
+    OP_GET,
+    OP_JOIN,
+    OP_EVENT_WAIT,
+    OP_COND_CONSUME,
+    OP_BARRIER,
+    OP_AWAIT,
+    OP_WAIT_FOR,
+    OP_SCOPE, /* leaves */
+    OP_PUT_NOWAIT,
+    OP_GET_NOWAIT,
+    OP_EVENT_SET,
+    OP_EVENT_CLEAR,
+    OP_COND_PRODUCE,
+    OP_SHIELD,
+    OP_GATHER,
+    OP_WAIT,
+    OP_AS_COMPLETED,
+    OP_GROUP,
+    OP_SPAWN,
+    OP_CANCEL,
+    OP_CANCEL_SELF,
+    OP_CALL_LATER,
+    OP_HANDLE_CANCEL,
+    OP_FAIL,
+    OP_N
 };
 #define N_LEAVES (OP_SCOPE + 1)
 
 static const unsigned weight[OP_N] = {
-    [OP_SLEEP] = 10, [OP_LOCK] = 10, [OP_SEM] = 8, [OP_PUT] = 10,
-    [OP_GET] = 10, [OP_JOIN] = 1, [OP_EVENT_WAIT] = 4,
-    [OP_COND_CONSUME] = 4, [OP_BARRIER] = 2, [OP_AWAIT] = 4,
-    [OP_WAIT_FOR] = 4, [OP_SCOPE] = 6, [OP_PUT_NOWAIT] = 3,
-    [OP_GET_NOWAIT] = 3, [OP_EVENT_SET] = 3, [OP_EVENT_CLEAR] = 2,
-    [OP_COND_PRODUCE] = 5, [OP_SHIELD] = 3, [OP_GATHER] = 3, [OP_WAIT] = 3,
-    [OP_AS_COMPLETED] = 2, [OP_GROUP] = 2, [OP_SPAWN] = 3, [OP_CANCEL] = 4,
-    [OP_CANCEL_SELF] = 1, [OP_CALL_LATER] = 3, [OP_HANDLE_CANCEL] = 2,
+    [OP_SLEEP] = 10,      [OP_LOCK] = 10,        [OP_SEM] = 8,
+    [OP_PUT] = 10,        [OP_GET] = 10,         [OP_JOIN] = 1,
+    [OP_EVENT_WAIT] = 4,  [OP_COND_CONSUME] = 4, [OP_BARRIER] = 2,
+    [OP_AWAIT] = 4,       [OP_WAIT_FOR] = 4,     [OP_SCOPE] = 6,
+    [OP_PUT_NOWAIT] = 3,  [OP_GET_NOWAIT] = 3,   [OP_EVENT_SET] = 3,
+    [OP_EVENT_CLEAR] = 2, [OP_COND_PRODUCE] = 5, [OP_SHIELD] = 3,
+    [OP_GATHER] = 3,      [OP_WAIT] = 3,         [OP_AS_COMPLETED] = 2,
+    [OP_GROUP] = 2,       [OP_SPAWN] = 3,        [OP_CANCEL] = 4,
+    [OP_CANCEL_SELF] = 1, [OP_CALL_LATER] = 3,   [OP_HANDLE_CANCEL] = 2,
     [OP_FAIL] = 1,
 };
 
@@ -1051,8 +1078,8 @@ static void *driver_main(void *arg)
     m.horizon += m.t0; /* the virtual clock starts at the real one */
     for (int n = 4 + (int)rnd(12); n > 0; n--) {
         double delay = rnd(1000) * 0.001 * (m.horizon - now());
-        schedule_callback(delay, rnd(2) ? CB_CANCEL
-                                        : (enum cb_action)rnd(CB_N));
+        schedule_callback(delay,
+                          rnd(2) ? CB_CANCEL : (enum cb_action)rnd(CB_N));
     }
     /* Start workers in waves until the horizon, and let them end by
      * themselves meanwhile. */
@@ -1065,7 +1092,8 @@ static void *driver_main(void *arg)
             until = m.horizon;
         if ((n = unfinished()) > 0)
             MCHECK_EQ(tide_wait(m.snap, n, TIDE_ALL_COMPLETED, until - now(),
-                                NULL, NULL, NULL, NULL), 0);
+                                NULL, NULL, NULL, NULL),
+                      0);
         else
             MCHECK_EQ(op_sleep(until - now()), 0);
     }
@@ -1079,12 +1107,15 @@ static void *driver_main(void *arg)
     /* Cancel what is left, again and again, until it has ended. */
     for (int round = 0; (n = unfinished()) > 0; round++) {
         if (round == 100)
-            model_fail(__LINE__, "%zu task(s) still running after 100 "
-                       "rounds of cancelling", n);
+            model_fail(__LINE__,
+                       "%zu task(s) still running after 100 "
+                       "rounds of cancelling",
+                       n);
         for (size_t i = 0; i < n; i++)
             tide_future_cancel(m.snap[i]);
         MCHECK_EQ(tide_wait(m.snap, n, TIDE_ALL_COMPLETED, 0.01, NULL, NULL,
-                            NULL, NULL), 0);
+                            NULL, NULL),
+                  0);
     }
     return IPTR(42);
 }
@@ -1117,7 +1148,8 @@ static void run_seed(uint64_t seed, enum mode mode, const char *test)
     memset(&m, 0, sizeof m);
     m.rng = seed;
     m.mode = mode;
-    snprintf(replay, sizeof replay, "model: seed %llu failed; replay: "
+    snprintf(replay, sizeof replay,
+             "model: seed %llu failed; replay: "
              "TIDE_MODEL_SEED=%llu TIDE_MODEL_SEEDS=1 tests/test_model %s\n",
              (unsigned long long)seed, (unsigned long long)seed, test);
     if (getenv("TIDE_MODEL_VERBOSE"))
@@ -1210,9 +1242,10 @@ static void run_seed(uint64_t seed, enum mode mode, const char *test)
     alarm(0);
 
     if (getenv("TIDE_MODEL_VERBOSE"))
-        fprintf(stderr, "model:   %ld ops, %ld tasks, %ld items, %ld "
-                "cancels, %ld unfinished at the horizon\n", m.c.ops,
-                m.c.tasks, m.c.items, m.c.cancels, m.c.at_horizon);
+        fprintf(stderr,
+                "model:   %ld ops, %ld tasks, %ld items, %ld "
+                "cancels, %ld unfinished at the horizon\n",
+                m.c.ops, m.c.tasks, m.c.items, m.c.cancels, m.c.at_horizon);
     m.c.seeds = 1;
     long *sum = (long *)&total;
     const long *add = (const long *)&m.c;
@@ -1251,6 +1284,15 @@ static void run_model(enum mode mode, const char *test)
            total.etimedout, total.callbacks, total.at_horizon);
 }
 
-TEST(model_plain) { run_model(MODE_PLAIN, "model_plain"); }
-TEST(model_mixed) { run_model(MODE_MIXED, "model_mixed"); }
-TEST(model_compact) { run_model(MODE_COMPACT, "model_compact"); }
+TEST(model_plain)
+{
+    run_model(MODE_PLAIN, "model_plain");
+}
+TEST(model_mixed)
+{
+    run_model(MODE_MIXED, "model_mixed");
+}
+TEST(model_compact)
+{
+    run_model(MODE_COMPACT, "model_compact");
+}

@@ -31,11 +31,11 @@
 
 /* ---- helpers --------------------------------------------------------- */
 
-static atomic_int gate;     /* blocking jobs wait for it to be 1 */
-static atomic_int started;  /* blocking jobs that have begun */
-static atomic_int ran;      /* flag jobs that ran */
-static atomic_int freed;    /* results given to free_box */
-static atomic_int boxes;    /* results blocker made */
+static atomic_int gate;    /* blocking jobs wait for it to be 1 */
+static atomic_int started; /* blocking jobs that have begun */
+static atomic_int ran;     /* flag jobs that ran */
+static atomic_int freed;   /* results given to free_box */
+static atomic_int boxes;   /* results blocker made */
 
 static int add_one(void *arg, void **result)
 {
@@ -89,8 +89,8 @@ struct call {
 static void *to_thread_body(void *arg)
 {
     struct call *c = arg;
-    c->err = tide_to_thread_ex(c->cls, c->fn, c->arg, c->free_result,
-                               &c->value);
+    c->err =
+        tide_to_thread_ex(c->cls, c->fn, c->arg, c->free_result, &c->value);
     c->done = true;
     return NULL;
 }
@@ -146,8 +146,8 @@ TEST(run_in_executor_future)
     void *v = NULL;
 
     CHECK_NOT_NULL(loop);
-    tide_future *f = tide_run_in_executor(loop, TIDE_POOL_CPU, add_one,
-                                          IPTR(6), NULL);
+    tide_future *f =
+        tide_run_in_executor(loop, TIDE_POOL_CPU, add_one, IPTR(6), NULL);
     CHECK_NOT_NULL(f);
     CHECK_ERR(tide_future_set_result(f, NULL), -EINVAL); /* not by hand */
     CHECK_EQ(tide_run_until_complete(loop, f, &v), 0);
@@ -173,8 +173,8 @@ TEST(executor_value_nobody_can_read_is_freed)
     tide_loop *loop = tide_loop_new();
 
     CHECK_NOT_NULL(loop);
-    tide_future *f = tide_run_in_executor(loop, TIDE_POOL_CPU, blocker, NULL,
-                                          free_box);
+    tide_future *f =
+        tide_run_in_executor(loop, TIDE_POOL_CPU, blocker, NULL, free_box);
     CHECK_NOT_NULL(f);
     tide_future_release(f);
     atomic_store(&gate, 1);
@@ -246,10 +246,10 @@ TEST(cancelled_executor_futures_queued_and_running)
 
     CHECK_NOT_NULL(loop);
     CHECK_EQ(tide_pool_set_size(1), 0);
-    tide_future *run = tide_run_in_executor(loop, TIDE_POOL_CPU, blocker,
-                                            NULL, free_box);
-    tide_future *queued = tide_run_in_executor(loop, TIDE_POOL_CPU,
-                                               set_flag, NULL, NULL);
+    tide_future *run =
+        tide_run_in_executor(loop, TIDE_POOL_CPU, blocker, NULL, free_box);
+    tide_future *queued =
+        tide_run_in_executor(loop, TIDE_POOL_CPU, set_flag, NULL, NULL);
     CHECK_NOT_NULL(run);
     CHECK_NOT_NULL(queued);
     wait_for(&started, 1);
@@ -299,11 +299,11 @@ static bool calls_done(void *arg)
 
 /* n tasks, each waiting on a blocking DNS-class job, submitted; back
  * once the class's two places are taken (a pool of four). */
-static void start_slow(tide_loop *loop, struct call *c, tide_future **t,
-                       int n)
+static void start_slow(tide_loop *loop, struct call *c, tide_future **t, int n)
 {
     for (int i = 0; i < n; i++) {
-        c[i] = (struct call){.cls = TIDE_POOL_DNS, .fn = blocker,
+        c[i] = (struct call){.cls = TIDE_POOL_DNS,
+                             .fn = blocker,
                              .free_result = free_box};
         t[i] = tide_create_task(loop, to_thread_body, &c[i]);
     }
@@ -453,8 +453,8 @@ TEST(many_jobs_queued_at_once_one_wake_per_batch)
     uint64_t wakes = tide__sys_count(TIDE__SYS_WAKE);
     uint64_t batches = loop->remote_batches;
     for (long i = 0; i < MANY; i++) {
-        fs[i] = tide_run_in_executor(loop, TIDE_POOL_CPU, add_one, IPTR(i),
-                                     NULL);
+        fs[i] =
+            tide_run_in_executor(loop, TIDE_POOL_CPU, add_one, IPTR(i), NULL);
         CHECK_NOT_NULL(fs[i]);
     }
     tide_future *g = tide_gather(fs, MANY, 0);
@@ -489,8 +489,8 @@ TEST(close_with_jobs_in_flight_does_not_wait_for_them)
     CHECK_NOT_NULL(loop);
     CHECK_EQ(tide_pool_set_size(2), 0);
     tide_future *t = tide_create_task(loop, to_thread_body, &c);
-    tide_future *f = tide_run_in_executor(loop, TIDE_POOL_CPU, blocker, NULL,
-                                          free_box);
+    tide_future *f =
+        tide_run_in_executor(loop, TIDE_POOL_CPU, blocker, NULL, free_box);
     CHECK_NOT_NULL(f);
     CHECK_EQ(tide_loop_run_once(loop, 0), 1);
     wait_for(&started, 2); /* both threads blocked */
@@ -573,8 +573,8 @@ TEST(enomem_at_every_allocation)
             CHECK_ERR(err, -ENOMEM);
         errno = 0;
         tide__alloc_fail_after(n);
-        tide_future *f = tide_run_in_executor(loop, TIDE_POOL_CPU, add_one,
-                                              NULL, NULL);
+        tide_future *f =
+            tide_run_in_executor(loop, TIDE_POOL_CPU, add_one, NULL, NULL);
         tide__alloc_fail_after(0);
         if (!f)
             CHECK_EQ(errno, ENOMEM);
@@ -663,8 +663,8 @@ TEST(future_set_result_threadsafe)
     CHECK_ERR(tide_future_set_result_threadsafe(NULL, NULL), -EINVAL);
     CHECK_ERR(tide_future_set_error_threadsafe(f[1], 0), -EINVAL);
     CHECK_ERR(tide_future_set_error_threadsafe(f[1], 5), -EINVAL);
-    tide_future *task = tide_create_task(loop, to_thread_body,
-                                         &(struct call){.fn = add_one});
+    tide_future *task =
+        tide_create_task(loop, to_thread_body, &(struct call){.fn = add_one});
     CHECK_ERR(tide_future_set_result_threadsafe(task, NULL), -EINVAL);
     CHECK_EQ(pthread_create(&th, NULL, setter_thread, f), 0);
     CHECK_EQ(tide_run_until_complete(loop, f[0], &v), 0);

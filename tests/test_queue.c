@@ -22,16 +22,24 @@
 #include <stdio.h>
 #include <string.h>
 
-
 static void spawn(tide_loop *loop, struct op *o, const char *tag,
                   int (*fn)(struct op *), tide_queue *q, void *item)
 {
     op_start(loop, o, tag, fn, q, item);
 }
 
-static int do_get(struct op *o) { return tide_queue_get(o->obj, &o->item); }
-static int do_put(struct op *o) { return tide_queue_put(o->obj, o->item); }
-static int do_join(struct op *o) { return tide_queue_join(o->obj); }
+static int do_get(struct op *o)
+{
+    return tide_queue_get(o->obj, &o->item);
+}
+static int do_put(struct op *o)
+{
+    return tide_queue_put(o->obj, o->item);
+}
+static int do_join(struct op *o)
+{
+    return tide_queue_join(o->obj);
+}
 
 static void *get_now(tide_queue *q)
 {
@@ -69,7 +77,7 @@ TEST(queue_bad_input)
     tide_queue *q = tide_queue_new(0);
     CHECK_ERR(tide_queue_get(q, NULL), -EINVAL);
     CHECK_ERR(tide_queue_get_nowait(q, NULL), -EINVAL);
-    CHECK_ERR(tide_queue_task_done(q), -EINVAL);  /* nothing gotten */
+    CHECK_ERR(tide_queue_task_done(q), -EINVAL); /* nothing gotten */
     tide_queue_free(q);
     LEAK_GATE();
 }
@@ -82,7 +90,7 @@ TEST(queue_fifo_nowait_and_state)
     CHECK(tide_queue_empty(q));
     CHECK(!tide_queue_full(q));
     CHECK_ERR(tide_queue_get_nowait(q, &item), -EAGAIN);
-    CHECK_EQ(PINT(item), 7);                    /* untouched */
+    CHECK_EQ(PINT(item), 7);                     /* untouched */
     CHECK_ERR(tide_queue_get(q, &item), -EPERM); /* would wait */
     for (int i = 1; i <= 3; i++)
         CHECK_EQ(tide_queue_put_nowait(q, IPTR(i)), 0);
@@ -92,7 +100,7 @@ TEST(queue_fifo_nowait_and_state)
     CHECK_ERR(tide_queue_put(q, IPTR(4)), -EPERM);
     CHECK_EQ(tide_queue_size(q), 3);
     CHECK_EQ(PINT(get_now(q)), 1);
-    CHECK_EQ(tide_queue_put(q, IPTR(4)), 0);    /* room: no task needed */
+    CHECK_EQ(tide_queue_put(q, IPTR(4)), 0); /* room: no task needed */
     CHECK_EQ(tide_queue_get(q, &item), 0);
     CHECK_EQ(PINT(item), 2);
     CHECK_EQ(PINT(get_now(q)), 3);
@@ -107,7 +115,7 @@ TEST(queue_lifo_and_priority_order)
     tide_queue *q = tide_queue_new_lifo(0);
     for (int i = 1; i <= 4; i++)
         CHECK_EQ(tide_queue_put_nowait(q, IPTR(i)), 0);
-    CHECK(!tide_queue_full(q));                 /* unbounded */
+    CHECK(!tide_queue_full(q)); /* unbounded */
     for (int i = 4; i >= 1; i--)
         CHECK_EQ(PINT(get_now(q)), i);
     tide_queue_free(q);
@@ -172,12 +180,12 @@ TEST(queue_getters_fifo_and_direct_hand_off)
     spawn(loop, &g[1], "b", do_get, q, NULL);
     spawn(loop, &g[2], "c", do_get, q, NULL);
     drain(loop);
-    CHECK_EQ(tide_queue_put_nowait(q, IPTR(1)), 0);  /* handed to a */
-    CHECK_EQ(tide_queue_size(q), 1);                 /* until a runs */
+    CHECK_EQ(tide_queue_put_nowait(q, IPTR(1)), 0); /* handed to a */
+    CHECK_EQ(tide_queue_size(q), 1);                /* until a runs */
     CHECK(!tide_queue_empty(q));
     void *item;
     CHECK_ERR(tide_queue_get_nowait(q, &item), -EAGAIN); /* promised */
-    CHECK_EQ(tide_queue_put_nowait(q, IPTR(2)), 0);  /* handed to b */
+    CHECK_EQ(tide_queue_put_nowait(q, IPTR(2)), 0);      /* handed to b */
     CHECK(tide_queue_full(q));
     CHECK_ERR(tide_queue_put_nowait(q, IPTR(3)), -EAGAIN);
     drain(loop);
@@ -206,7 +214,7 @@ TEST(queue_putters_fifo_no_barging)
     spawn(loop, &p[2], "c", do_put, q, IPTR(3));
     drain(loop);
     CHECK_STR_EQ(order, "");
-    CHECK_EQ(PINT(get_now(q)), 0);       /* the slot is a's now */
+    CHECK_EQ(PINT(get_now(q)), 0); /* the slot is a's now */
     CHECK(tide_queue_full(q));
     CHECK_ERR(tide_queue_put_nowait(q, IPTR(9)), -EAGAIN);
     CHECK_EQ(tide_queue_size(q), 0);
@@ -244,7 +252,7 @@ TEST(queue_cancel_waiting_get_put_join)
     CHECK_STR_EQ(order, "gpj");
     for (int i = 0; i < 3; i++)
         CHECK_ERR(w[i].rc, -ECANCELED);
-    CHECK_EQ(tide_queue_size(full), 1);  /* 2 was not put */
+    CHECK_EQ(tide_queue_size(full), 1); /* 2 was not put */
     CHECK_EQ(PINT(get_now(full)), 1);
     CHECK_ERR(tide_queue_get_nowait(full, &w[0].item), -EAGAIN);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -262,8 +270,8 @@ static void b19_get(tide_queue *q)
     struct op g[4] = {{0}};
     order[0] = '\0';
     for (int i = 0; i < 4; i++)
-        spawn(loop, &g[i], (const char *[]){"1", "2", "3", "4"}[i], do_get,
-              q, NULL);
+        spawn(loop, &g[i], (const char *[]){"1", "2", "3", "4"}[i], do_get, q,
+              NULL);
     drain(loop);
     CHECK_EQ(tide_queue_put_nowait(q, IPTR(10)), 0);
     CHECK(tide_future_cancel(g[0].task));
@@ -285,9 +293,18 @@ static void b19_get(tide_queue *q)
     LEAK_GATE();
 }
 
-TEST(b19_queue_get_fifo) { b19_get(tide_queue_new(0)); }
-TEST(b19_queue_get_lifo) { b19_get(tide_queue_new_lifo(2)); }
-TEST(b19_queue_get_priority) { b19_get(tide_queue_new_priority(0, cmp_int)); }
+TEST(b19_queue_get_fifo)
+{
+    b19_get(tide_queue_new(0));
+}
+TEST(b19_queue_get_lifo)
+{
+    b19_get(tide_queue_new_lifo(2));
+}
+TEST(b19_queue_get_priority)
+{
+    b19_get(tide_queue_new_priority(0, cmp_int));
+}
 
 /* B23: a getter handed an item, cancelled before it runs, with no other
  * getter: the item goes back to the FRONT (the next get returns it). */
@@ -345,8 +362,8 @@ TEST(b19_queue_put_woken_putter_cancelled)
     order[0] = '\0';
     CHECK_EQ(tide_queue_put_nowait(q, IPTR(0)), 0);
     for (int i = 0; i < 4; i++)
-        spawn(loop, &p[i], (const char *[]){"1", "2", "3", "4"}[i], do_put,
-              q, IPTR(i + 1));
+        spawn(loop, &p[i], (const char *[]){"1", "2", "3", "4"}[i], do_put, q,
+              IPTR(i + 1));
     drain(loop);
     CHECK_EQ(PINT(get_now(q)), 0);
     CHECK(tide_future_cancel(p[0].task));
@@ -355,7 +372,7 @@ TEST(b19_queue_put_woken_putter_cancelled)
     CHECK_EQ(p[1].rc, 0);
     CHECK_STR_EQ(order, "12");
     CHECK_EQ(tide_queue_size(q), 1);
-    CHECK_EQ(PINT(get_now(q)), 2);       /* 1 was never put */
+    CHECK_EQ(PINT(get_now(q)), 2); /* 1 was never put */
     drain(loop);
     CHECK_EQ(PINT(get_now(q)), 3);
     drain(loop);
@@ -370,7 +387,8 @@ TEST(b19_queue_put_woken_putter_cancelled)
     LEAK_GATE();
 }
 
-/* ---- task_done / join ---------------------------------------------------- */
+/* ---- task_done / join ----------------------------------------------------
+ */
 
 static int do_consume(struct op *o)
 {
@@ -379,7 +397,7 @@ static int do_consume(struct op *o)
         int rc = tide_queue_get(o->obj, &item);
         if (rc < 0)
             return rc;
-        CHECK_EQ(tide_sleep(0.5), 0);    /* "work" */
+        CHECK_EQ(tide_sleep(0.5), 0); /* "work" */
         CHECK_EQ(tide_queue_task_done(o->obj), 0);
     }
 }
@@ -390,7 +408,7 @@ TEST(queue_join_waits_for_task_done)
     tide_queue *q = tide_queue_new(0);
     struct op w[3] = {{0}};
     order[0] = '\0';
-    CHECK_EQ(tide_queue_join(q), 0);     /* nothing unfinished: anywhere */
+    CHECK_EQ(tide_queue_join(q), 0); /* nothing unfinished: anywhere */
     for (int i = 0; i < 4; i++)
         CHECK_EQ(tide_queue_put_nowait(q, IPTR(i)), 0);
     CHECK_ERR(tide_queue_join(q), -EPERM);
@@ -428,7 +446,7 @@ TEST(queue_freed_after_join_released_before_the_joiner_runs)
     CHECK(!w[0].done);
     void *item = NULL;
     CHECK_EQ(tide_queue_get_nowait(q, &item), 0);
-    CHECK_EQ(tide_queue_task_done(q), 0);    /* releases the joiner */
+    CHECK_EQ(tide_queue_task_done(q), 0); /* releases the joiner */
     tide_queue_free(q);
     drain(loop);
     CHECK_EQ(w[0].rc, 0);
@@ -437,7 +455,8 @@ TEST(queue_freed_after_join_released_before_the_joiner_runs)
     LEAK_GATE();
 }
 
-/* ---- shutdown ------------------------------------------------------------ */
+/* ---- shutdown ------------------------------------------------------------
+ */
 
 TEST(queue_shutdown_graceful)
 {
@@ -454,7 +473,7 @@ TEST(queue_shutdown_graceful)
     drain(loop);
     CHECK_EQ(tide_queue_shutdown(q, false), 0);
     CHECK_EQ(tide_queue_shutdown(e, false), 0);
-    CHECK_EQ(tide_queue_shutdown(e, false), 0);  /* twice: harmless */
+    CHECK_EQ(tide_queue_shutdown(e, false), 0); /* twice: harmless */
     drain(loop);
     CHECK_ERR(w[0].rc, -ESHUTDOWN);
     CHECK_ERR(w[1].rc, -ESHUTDOWN);
@@ -462,7 +481,7 @@ TEST(queue_shutdown_graceful)
     CHECK_ERR(tide_queue_put_nowait(q, IPTR(4)), -ESHUTDOWN);
     CHECK_ERR(tide_queue_put(q, IPTR(4)), -ESHUTDOWN);
     void *item;
-    CHECK_EQ(tide_queue_get(q, &item), 0);       /* what is left */
+    CHECK_EQ(tide_queue_get(q, &item), 0); /* what is left */
     CHECK_EQ(PINT(item), 1);
     CHECK_EQ(PINT(get_now(q)), 2);
     CHECK_ERR(tide_queue_get(q, &item), -ESHUTDOWN);
@@ -485,30 +504,30 @@ TEST(queue_shutdown_immediate)
     order[0] = '\0';
     spawn(loop, &w[0], "g", do_get, q, NULL);
     spawn(loop, &w[1], "j", do_join, q, NULL);
-    drain(loop);                         /* g waits; j returns at once */
+    drain(loop); /* g waits; j returns at once */
     CHECK_EQ(w[1].rc, 0);
-    CHECK_EQ(tide_queue_put_nowait(q, IPTR(1)), 0);  /* handed to g */
+    CHECK_EQ(tide_queue_put_nowait(q, IPTR(1)), 0); /* handed to g */
     CHECK_EQ(tide_queue_put_nowait(q, IPTR(2)), 0);
     CHECK_EQ(tide_queue_put_nowait(q, IPTR(3)), 0);
-    CHECK_EQ(PINT(get_now(q)), 2);                   /* gotten, not done */
+    CHECK_EQ(PINT(get_now(q)), 2); /* gotten, not done */
     spawn(loop, &w[2], "k", do_join, q, NULL);
     spawn(loop, &w[3], "l", do_join, q, NULL);
     drain(loop);
-    CHECK_EQ(PINT(w[0].item), 1);        /* g ran before the shutdown */
+    CHECK_EQ(PINT(w[0].item), 1); /* g ran before the shutdown */
     CHECK(!w[2].done);
     CHECK_EQ(tide_queue_put_nowait(q, IPTR(4)), 0);
     tide_future_release(w[0].task);
     spawn(loop, &w[0], "G", do_get, q, NULL);
-    drain(loop);                         /* G gets 3 */
+    drain(loop); /* G gets 3 */
     tide_future_release(w[0].task);
     w[0].task = NULL;
     CHECK_EQ(tide_queue_size(q), 1);
-    CHECK_EQ(tide_queue_shutdown(q, true), 0);  /* drops 4 */
+    CHECK_EQ(tide_queue_shutdown(q, true), 0); /* drops 4 */
     CHECK(tide_queue_empty(q));
     void *item;
     CHECK_ERR(tide_queue_get_nowait(q, &item), -ESHUTDOWN);
     drain(loop);
-    CHECK(!w[2].done);                   /* 1, 2 and 3 still not done */
+    CHECK(!w[2].done); /* 1, 2 and 3 still not done */
     CHECK_EQ(tide_queue_task_done(q), 0);
     CHECK_EQ(tide_queue_task_done(q), 0);
     CHECK_EQ(tide_queue_task_done(q), 0);
@@ -534,17 +553,17 @@ TEST(queue_shutdown_immediate_drops_handed_item)
     CHECK_EQ(tide_queue_put_nowait(q, IPTR(1)), 0);
     spawn(loop, &w[0], "j", do_join, q, NULL);
     drain(loop);
-    CHECK_EQ(PINT(get_now(q)), 1);       /* gotten, not done */
+    CHECK_EQ(PINT(get_now(q)), 1); /* gotten, not done */
     spawn(loop, &w[1], "h", do_get, q, NULL);
     drain(loop);
-    CHECK_EQ(tide_queue_put_nowait(q, IPTR(2)), 0);  /* handed to h */
+    CHECK_EQ(tide_queue_put_nowait(q, IPTR(2)), 0); /* handed to h */
     CHECK_EQ(tide_queue_size(q), 1);
     CHECK_EQ(tide_queue_shutdown(q, true), 0);
     CHECK_EQ(tide_queue_size(q), 0);
     CHECK(!tide_queue_full(q));
     drain(loop);
     CHECK_ERR(w[1].rc, -ESHUTDOWN);
-    CHECK(!w[0].done);                   /* 1 is not done yet */
+    CHECK(!w[0].done); /* 1 is not done yet */
     CHECK_EQ(tide_queue_task_done(q), 0);
     CHECK_ERR(tide_queue_task_done(q), -EINVAL);
     drain(loop);
@@ -556,7 +575,8 @@ TEST(queue_shutdown_immediate_drops_handed_item)
     LEAK_GATE();
 }
 
-/* ---- free with waiters, ENOMEM ------------------------------------------- */
+/* ---- free with waiters, ENOMEM -------------------------------------------
+ */
 
 TEST(queue_free_with_waiters)
 {
@@ -574,8 +594,8 @@ TEST(queue_free_with_waiters)
     drain(loop);
     CHECK_EQ(tide_queue_put_nowait(q, IPTR(1)), 0); /* handed, not run */
     CHECK_ERR(tide_queue_put_nowait(q, IPTR(2)), -EAGAIN);
-    CHECK(tide_future_cancel(w[1].task));           /* queued: cancelled */
-    CHECK_EQ(PINT(get_now(f)), 0);                  /* slot reserved */
+    CHECK(tide_future_cancel(w[1].task)); /* queued: cancelled */
+    CHECK_EQ(PINT(get_now(f)), 0);        /* slot reserved */
     tide_queue_free(q);
     tide_queue_free(f);
     drain(loop);
@@ -636,7 +656,8 @@ TEST(queue_enomem)
     LEAK_GATE();
 }
 
-/* ---- randomized ---------------------------------------------------------- */
+/* ---- randomized ----------------------------------------------------------
+ */
 
 /* Batches of random actions on a bounded queue, each batch in one step:
  * spawn a getter, spawn a putter (of a fresh item), cancel a random
@@ -651,7 +672,7 @@ TEST(queue_enomem)
 #define RITEMS 20000
 
 static struct op rops[RTASKS];
-static signed char put_ok[RITEMS];   /* 1 put, 0 not put, -1 unknown */
+static signed char put_ok[RITEMS]; /* 1 put, 0 not put, -1 unknown */
 static signed char gotten[RITEMS];
 static uint64_t rng = 0x2545f4914f6cdd1du;
 
@@ -666,7 +687,7 @@ static unsigned rnd(unsigned n)
 static void got(int item)
 {
     CHECK(item > 0 && item < RITEMS);
-    CHECK_EQ(gotten[item], 0);           /* never twice */
+    CHECK_EQ(gotten[item], 0); /* never twice */
     gotten[item] = 1;
 }
 
@@ -763,8 +784,14 @@ static void queue_model(tide_queue *q, size_t maxsize)
     LEAK_GATE();
 }
 
-TEST(queue_randomized_model_fifo) { queue_model(tide_queue_new(3), 3); }
-TEST(queue_randomized_model_lifo) { queue_model(tide_queue_new_lifo(1), 1); }
+TEST(queue_randomized_model_fifo)
+{
+    queue_model(tide_queue_new(3), 3);
+}
+TEST(queue_randomized_model_lifo)
+{
+    queue_model(tide_queue_new_lifo(1), 1);
+}
 TEST(queue_randomized_model_priority)
 {
     queue_model(tide_queue_new_priority(4, cmp_int), 4);

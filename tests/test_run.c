@@ -77,7 +77,7 @@ TEST(main_runs_as_a_task_on_a_new_loop)
 {
     tide_loop *prev = tide_loop_new();
     tide_set_event_loop(prev);
-    struct seen s = { prev, NULL, 0, 0, 0 };
+    struct seen s = {prev, NULL, 0, 0, 0};
     CHECK_EQ(tide_run(inspect, &s, NULL), 0);
     CHECK_NOT_NULL(s.loop);
     CHECK(s.loop != prev);
@@ -93,7 +93,7 @@ TEST(main_runs_as_a_task_on_a_new_loop)
 
 TEST(no_previous_default_stays_none)
 {
-    struct seen s = { NULL, NULL, 0, 0, 0 };
+    struct seen s = {NULL, NULL, 0, 0, 0};
     CHECK_EQ(tide_run(inspect, &s, NULL), 0);
     /* The run's loop is closed; a new default is made on demand and
      * works. */
@@ -270,9 +270,9 @@ TEST(fails_cleanly_without_memory)
 /* ---- HAZARDS B45: shutdown with live work ------------------------------ */
 
 static struct {
-    int cleaned;      /* kind 0: cleanup that tries to sleep 10 ms more */
-    int cancelled;    /* kind 1: plain cancellation */
-    int failed;       /* kind 2: fails inside its cancel handler */
+    int cleaned;   /* kind 0: cleanup that tries to sleep 10 ms more */
+    int cancelled; /* kind 1: plain cancellation */
+    int failed;    /* kind 2: fails inside its cancel handler */
     int timer_ran;
 } b45;
 

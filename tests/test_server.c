@@ -82,11 +82,11 @@ static void *bad_args_body(void *arg)
     longpath[sizeof longpath - 1] = 0;
     CHECK_NULL(tide_start_unix_server(NULL, longpath, echo, NULL, NULL));
     CHECK_ERR(errno, ENAMETOOLONG);
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
-                                         NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", 0, echo, NULL, NULL);
     CHECK_NOT_NULL(srv);
-    CHECK_NULL(tide_start_server(NULL, "127.0.0.1", port_of(srv), echo,
-                                 NULL, NULL));
+    CHECK_NULL(
+        tide_start_server(NULL, "127.0.0.1", port_of(srv), echo, NULL, NULL));
     CHECK_ERR(errno, EADDRINUSE);
     CHECK_ERR(tide_server_sockname(srv, NULL, NULL), -EINVAL);
     CHECK_ERR(tide_server_close(NULL, 1), -EINVAL);
@@ -110,7 +110,7 @@ struct client {
     uint16_t port;
     const char *path; /* a Unix server's, or NULL */
     int lines;
-    size_t hold;      /* > 0: stay connected until this many are */
+    size_t hold; /* > 0: stay connected until this many are */
     size_t *live;
     tide_event *all;
 };
@@ -146,9 +146,12 @@ static void run_clients(tide_server *srv, const char *path, size_t n,
                         int lines, bool together)
 {
     size_t live = 0;
-    struct client c = {.port = path ? 0 : port_of(srv), .path = path,
-                       .lines = lines, .hold = together ? n : 0,
-                       .live = &live, .all = tide_event_new()};
+    struct client c = {.port = path ? 0 : port_of(srv),
+                       .path = path,
+                       .lines = lines,
+                       .hold = together ? n : 0,
+                       .live = &live,
+                       .all = tide_event_new()};
     tide_future **t = calloc(n, sizeof *t);
 
     CHECK_NOT_NULL(t);
@@ -175,8 +178,8 @@ static void *closer(void *arg)
 static void *tcp_body(void *arg)
 {
     (void)arg;
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
-                                         NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", 0, echo, NULL, NULL);
     CHECK_NOT_NULL(srv);
     run_clients(srv, NULL, 50, 20, false);
     /* serve_forever returns once another task closes the server */
@@ -220,8 +223,7 @@ static void *many_body(void *arg)
     size_t n = (size_t)(intptr_t)arg;
     tide_server_options o = {.limit = 256, .backlog = 4096};
 
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
-                                         &o);
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL, &o);
     CHECK_NOT_NULL(srv);
     run_clients(srv, NULL, n, 1, true); /* all n connected at once */
     CHECK_EQ(tide_server_close(srv, 1), 0);
@@ -293,8 +295,8 @@ static void *mid_request_client(void *arg)
 static void *close_mid_body(void *arg)
 {
     (void)arg;
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, slow_reply,
-                                         NULL, NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", 0, slow_reply, NULL, NULL);
     CHECK_NOT_NULL(srv);
     struct mid m[4];
     tide_future *t[4];
@@ -327,8 +329,8 @@ TEST(close_waits_for_handlers_then_cancels_them_at_the_deadline)
 static void *abort_body(void *arg)
 {
     (void)arg;
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, slow_reply,
-                                         NULL, NULL);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", 0, slow_reply, NULL, NULL);
     CHECK_NOT_NULL(srv);
     struct mid m = {.port = port_of(srv)};
     tide_future *t = tide_create_task(NULL, mid_request_client, &m);
@@ -364,8 +366,7 @@ static void *emfile_body(void *arg)
     struct rlimit old, low;
     (void)arg;
 
-    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL,
-                                         &o);
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL, &o);
     CHECK_NOT_NULL(srv);
     uint16_t port = port_of(srv);
     tide_stream *first;

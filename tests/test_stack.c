@@ -161,8 +161,8 @@ static void culprit_child(void *arg)
     tide_future *victim = tide_create_task_ex(loop, wait_forever, NULL, &o);
     run_once(loop);
     o.name = "culprit";
-    tide_future *t = tide_create_task_ex(loop, overflow_then_suspend,
-                                         IPTR(80), &o);
+    tide_future *t =
+        tide_create_task_ex(loop, overflow_then_suspend, IPTR(80), &o);
     tide_run_until_complete(loop, t, NULL);
     (void)victim;
 }
@@ -227,8 +227,8 @@ __attribute__((noinline)) static long dive(const char *floor, long depth)
 }
 
 struct culprit_plan {
-    int yields_first;    /* switches before the overflow (warms the slot) */
-    int kib_below;       /* how far below its stack the recursion goes */
+    int yields_first; /* switches before the overflow (warms the slot) */
+    int kib_below;    /* how far below its stack the recursion goes */
 };
 
 static void *recurse_into_the_red_zone(void *arg)
@@ -253,8 +253,8 @@ static void red_zone_child(void *arg)
     run_once(loop);
     start_bystander(loop);
     o.name = "culprit";
-    tide_future *t = tide_create_task_ex(loop, recurse_into_the_red_zone,
-                                         arg, &o);
+    tide_future *t =
+        tide_create_task_ex(loop, recurse_into_the_red_zone, arg, &o);
     tide_run_until_complete(loop, t, NULL);
 }
 
@@ -271,8 +271,7 @@ static void expect_overflow_report(void (*child)(void *), void *arg,
         harness_fail(__FILE__, line, "child status %#x, stderr: %s", status,
                      buf);
     if (!strstr(buf, want))
-        harness_fail(__FILE__, line, "stderr lacks \"%s\": \"%s\"", want,
-                     buf);
+        harness_fail(__FILE__, line, "stderr lacks \"%s\": \"%s\"", want, buf);
 }
 
 /* A recursion 8 KiB into the red zone, back, then a switch: the sp is
@@ -284,7 +283,8 @@ TEST(recursion_into_the_red_zone_is_caught_at_the_next_switch)
     struct culprit_plan plan = {0, 8};
     expect_overflow_report(red_zone_child, &plan,
                            "stack overflow in task 'culprit': it wrote into "
-                           "the red zone", __LINE__);
+                           "the red zone",
+                           __LINE__);
     LEAK_GATE();
 }
 
@@ -293,7 +293,8 @@ TEST(recursion_into_the_red_zone_of_a_warm_slot_is_caught)
     struct culprit_plan plan = {TIDE__STACK_COLD_CHECKS + 4, 8};
     expect_overflow_report(red_zone_child, &plan,
                            "stack overflow in task 'culprit': it wrote into "
-                           "the red zone", __LINE__);
+                           "the red zone",
+                           __LINE__);
     LEAK_GATE();
 }
 
@@ -340,7 +341,8 @@ TEST(a_write_past_the_red_zone_is_caught_by_the_canary_below)
 {
     expect_overflow_report(canary_below_child, NULL,
                            "stack overflow in task 'culprit': it overwrote "
-                           "the canary of the stack below", __LINE__);
+                           "the canary of the stack below",
+                           __LINE__);
     LEAK_GATE();
 }
 
@@ -384,7 +386,8 @@ TEST(a_guarded_stack_jumping_its_guard_is_caught_by_the_canary_below_it)
 {
     expect_overflow_report(own_canary_child, NULL,
                            "stack overflow into the stack of the task "
-                           "switching away", __LINE__);
+                           "switching away",
+                           __LINE__);
     LEAK_GATE();
 }
 
@@ -392,8 +395,8 @@ static void *unprobed_frame_of_32_kib(void *arg)
 {
     (void)arg;
     CHECK(tide__stack_current->guarded);
-    volatile char *low = (char *)(uintptr_t)tide__stack_current->lo -
-                         32 * 1024;
+    volatile char *low =
+        (char *)(uintptr_t)tide__stack_current->lo - 32 * 1024;
     *low = 1; /* the old 4 KiB guard would not see it: the slot below */
     tide_sleep(0);
     return NULL;
@@ -436,7 +439,8 @@ TEST(a_frame_wider_than_a_page_faults_in_the_wide_guard)
     static const tide_fn body = unprobed_frame_of_32_kib;
     expect_overflow_report(guarded_child, (void *)&body,
                            "stack overflow in task 'culprit': it touched "
-                           "the guard", __LINE__);
+                           "the guard",
+                           __LINE__);
     LEAK_GATE();
 }
 
@@ -448,7 +452,8 @@ TEST(a_frame_wider_than_the_guard_is_probed_into_it)
     static const tide_fn body = alloca_beyond_the_guard;
     expect_overflow_report(guarded_child, (void *)&body,
                            "stack overflow in task 'culprit': it touched "
-                           "the guard", __LINE__);
+                           "the guard",
+                           __LINE__);
     LEAK_GATE();
 }
 
@@ -470,7 +475,8 @@ static void *unprobed_huge_frame(void *arg)
     unsigned char resident;
 
     if (mincore((void *)((uintptr_t)target & ~(uintptr_t)(page - 1)),
-                (size_t)page, &resident) == 0 || errno != ENOMEM)
+                (size_t)page, &resident) == 0 ||
+        errno != ENOMEM)
         _exit(MAPPED_BELOW);
 #if defined(__x86_64__)
     __asm__ volatile("mov %%rsp, %%rbx\n\t"
@@ -552,7 +558,7 @@ static int slow_tool_divisor(void)
 #include "stack/stack.h"
 
 struct probe {
-    const char *lo;       /* the running stack's lowest usable byte */
+    const char *lo; /* the running stack's lowest usable byte */
     bool guarded;
 };
 
@@ -806,7 +812,7 @@ static long vm_size_kib(void)
 }
 
 struct burst {
-    tide_event *hold;   /* wait for it instead of sleeping 1 ms */
+    tide_event *hold; /* wait for it instead of sleeping 1 ms */
     unsigned seed;
     bool frame_ok;
 };
@@ -851,8 +857,8 @@ TEST(an_idle_loop_unmaps_the_stacks_a_burst_left)
     tide_loop *loop = tide_loop_new();
     tide_event *hold = tide_event_new();
     for (int i = 0; i < BURST; i++)
-        bursts[i] = (struct burst){i % 1000 == 0 ? hold : NULL,
-                                   (unsigned)i, false};
+        bursts[i] =
+            (struct burst){i % 1000 == 0 ? hold : NULL, (unsigned)i, false};
     long maps0 = count_mappings(), vm0 = vm_size_kib();
     run_burst(loop, bursts, burst_ts, BURST);
     CHECK_EQ(loop_stats(loop).stacks_in_use, BURST);

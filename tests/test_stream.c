@@ -37,8 +37,9 @@ static tide_stream *stream_pair(int *peer, size_t limit)
 {
     int sv[2];
 
-    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        0, sv), 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                        sv),
+             0);
     tide_stream *s = tide_stream_new(sv[0], limit);
     CHECK_NOT_NULL(s);
     *peer = sv[1];
@@ -92,10 +93,10 @@ static void check_bytes(const void *p, ssize_t n, const char *want)
 }
 
 /* call (which sets p) returns the bytes of want at p; call runs first. */
-#define CHECK_READ(call, p, want)                                         \
-    do {                                                                  \
-        ssize_t n_ = (call);                                              \
-        check_bytes(p, n_, want);                                         \
+#define CHECK_READ(call, p, want) \
+    do {                          \
+        ssize_t n_ = (call);      \
+        check_bytes(p, n_, want); \
     } while (0)
 
 /* ---- bad input ------------------------------------------------------- */
@@ -143,7 +144,7 @@ static void *bad_args_body(void *arg)
     CHECK_ERR(tide_stream_set_write_limits(s, 1, 2), -EINVAL);
     CHECK_ERR(tide_stream_close(s, NAN), -EINVAL);
     CHECK_ERR(tide_stream_peername(s, NULL, NULL), -EINVAL);
-    CHECK_EQ(tide_stream_read(s, 0, &p), 0);      /* n == 0: no wait */
+    CHECK_EQ(tide_stream_read(s, 0, &p), 0); /* n == 0: no wait */
     CHECK_EQ(tide_stream_read_into(s, buf, 0), 0);
     CHECK_EQ(tide_stream_write(s, "", 0), 0);
     CHECK_EQ(tide_stream_queued(s), 0);
@@ -355,8 +356,7 @@ static void *trickle_body(void *arg)
     CHECK(harness_now() - t0 < 1.0);
     /* readexactly under a limit: the bytes go back to the stream */
     scope = tide_timeout_begin(0.05);
-    err = tide_timeout_end(scope,
-                           tide_stream_readexactly(s, buf, 60, &got));
+    err = tide_timeout_end(scope, tide_stream_readexactly(s, buf, 60, &got));
     CHECK_ERR(err, -ETIMEDOUT);
     CHECK_EQ(got, 0);
     ssize_t n = tide_stream_read(s, 64, &p);
@@ -592,7 +592,8 @@ static void *connect_body(void *arg)
              0);
     CHECK_EQ(one, 1);
     CHECK_EQ(tide_stream_setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &one,
-                                    sizeof one), 0);
+                                    sizeof one),
+             0);
     /* abort: the peer sees a reset, not an orderly end */
     CHECK_EQ(tide_stream_write(s, "queued?", 7), 0);
     CHECK_EQ(tide_stream_abort(s), 0);

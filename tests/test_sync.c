@@ -31,9 +31,18 @@ static void spawn(tide_loop *loop, struct op *o, const char *tag,
     op_start(loop, o, tag, fn, obj, NULL);
 }
 
-static int do_lock(struct op *o) { return tide_lock_acquire(o->obj); }
-static int do_sem(struct op *o) { return tide_semaphore_acquire(o->obj); }
-static int do_event(struct op *o) { return tide_event_wait(o->obj); }
+static int do_lock(struct op *o)
+{
+    return tide_lock_acquire(o->obj);
+}
+static int do_sem(struct op *o)
+{
+    return tide_semaphore_acquire(o->obj);
+}
+static int do_event(struct op *o)
+{
+    return tide_event_wait(o->obj);
+}
 static int do_barrier(struct op *o)
 {
     return tide_barrier_wait(o->obj, &o->index);
@@ -47,7 +56,7 @@ static int do_cond(struct op *o)
         return rc;
     rc = tide_condition_wait(o->obj);
     if (rc == -EBADF)
-        return rc;                       /* freed: do not touch it */
+        return rc; /* freed: do not touch it */
     o->held = tide_condition_locked(o->obj);
     CHECK_EQ(tide_condition_release(o->obj), 0);
     return rc;
@@ -65,10 +74,10 @@ TEST(lock_basics_and_bad_input)
     tide_lock *l = tide_lock_new();
     CHECK_NOT_NULL(l);
     CHECK(!tide_lock_locked(l));
-    CHECK_ERR(tide_lock_release(l), -EINVAL);    /* not locked */
-    CHECK_EQ(tide_lock_acquire(l), 0);           /* free: no task needed */
+    CHECK_ERR(tide_lock_release(l), -EINVAL); /* not locked */
+    CHECK_EQ(tide_lock_acquire(l), 0);        /* free: no task needed */
     CHECK(tide_lock_locked(l));
-    CHECK_ERR(tide_lock_acquire(l), -EPERM);     /* would wait */
+    CHECK_ERR(tide_lock_acquire(l), -EPERM); /* would wait */
     CHECK(tide_lock_locked(l));
     CHECK_EQ(tide_lock_release(l), 0);
     CHECK(!tide_lock_locked(l));
@@ -89,8 +98,8 @@ TEST(lock_fifo_without_barging)
     spawn(loop, &w[2], "c", do_lock, l);
     drain(loop);
     CHECK_STR_EQ(order, "");
-    CHECK_EQ(tide_lock_release(l), 0);   /* handed to a */
-    CHECK(tide_lock_locked(l));          /* across the hand-off */
+    CHECK_EQ(tide_lock_release(l), 0);       /* handed to a */
+    CHECK(tide_lock_locked(l));              /* across the hand-off */
     CHECK_ERR(tide_lock_acquire(l), -EPERM); /* a newcomer does not barge */
     drain(loop);
     CHECK_STR_EQ(order, "a");
@@ -123,7 +132,7 @@ TEST(lock_cancel_while_waiting)
     CHECK(tide_future_cancel(w[0].task));
     drain(loop);
     CHECK_ERR(w[0].rc, -ECANCELED);
-    CHECK(tide_lock_locked(l));          /* still the main's */
+    CHECK(tide_lock_locked(l)); /* still the main's */
     CHECK_EQ(tide_lock_release(l), 0);
     drain(loop);
     CHECK_EQ(w[1].rc, 0);
@@ -148,19 +157,19 @@ TEST(b19_lock_woken_waiter_cancelled)
         spawn(loop, &w[i], (const char *[]){"1", "2", "3", "4"}[i], do_lock,
               l);
     drain(loop);
-    CHECK_EQ(tide_lock_release(l), 0);   /* granted to 1 */
+    CHECK_EQ(tide_lock_release(l), 0);    /* granted to 1 */
     CHECK(tide_future_cancel(w[0].task)); /* same step */
     drain(loop);
     CHECK_ERR(w[0].rc, -ECANCELED);
-    CHECK_EQ(w[1].rc, 0);                /* the next one proceeds */
+    CHECK_EQ(w[1].rc, 0); /* the next one proceeds */
     CHECK_STR_EQ(order, "12");
     CHECK(tide_lock_locked(l));
-    CHECK_EQ(tide_lock_release(l), 0);   /* for 2 */
+    CHECK_EQ(tide_lock_release(l), 0); /* for 2 */
     drain(loop);
-    CHECK_EQ(tide_lock_release(l), 0);   /* for 3 */
+    CHECK_EQ(tide_lock_release(l), 0); /* for 3 */
     drain(loop);
     CHECK_STR_EQ(order, "1234");
-    CHECK_EQ(tide_lock_release(l), 0);   /* for 4 */
+    CHECK_EQ(tide_lock_release(l), 0); /* for 4 */
     CHECK(!tide_lock_locked(l));
     CHECK_EQ(tide_loop_close(loop), 0);
     tide_lock_free(l);
@@ -180,8 +189,7 @@ static void b19_semaphore(unsigned value, bool bounded)
         CHECK_EQ(tide_semaphore_acquire(s), 0);
     CHECK(tide_semaphore_locked(s));
     for (int i = 0; i < 4; i++)
-        spawn(loop, &w[i], (const char *[]){"1", "2", "3", "4"}[i], do_sem,
-              s);
+        spawn(loop, &w[i], (const char *[]){"1", "2", "3", "4"}[i], do_sem, s);
     drain(loop);
     CHECK_STR_EQ(order, "");
     CHECK_EQ(tide_semaphore_release(s), 0);
@@ -211,9 +219,18 @@ static void b19_semaphore(unsigned value, bool bounded)
     LEAK_GATE();
 }
 
-TEST(b19_semaphore_1) { b19_semaphore(1, false); }
-TEST(b19_semaphore_3) { b19_semaphore(3, false); }
-TEST(b19_bounded_semaphore_3) { b19_semaphore(3, true); }
+TEST(b19_semaphore_1)
+{
+    b19_semaphore(1, false);
+}
+TEST(b19_semaphore_3)
+{
+    b19_semaphore(3, false);
+}
+TEST(b19_bounded_semaphore_3)
+{
+    b19_semaphore(3, true);
+}
 
 /* B21: 3 waiters; in one callback, cancel waiter 1 and release. A counter
  * kept inside the critical section never exceeds 1. */
@@ -277,8 +294,14 @@ static void b21(bool release_first)
     LEAK_GATE();
 }
 
-TEST(b21_cancel_then_release_one_holder) { b21(false); }
-TEST(b21_release_then_cancel_one_holder) { b21(true); }
+TEST(b21_cancel_then_release_one_holder)
+{
+    b21(false);
+}
+TEST(b21_release_then_cancel_one_holder)
+{
+    b21(true);
+}
 
 TEST(lock_free_with_waiters_wakes_them_with_ebadf)
 {
@@ -317,13 +340,13 @@ TEST(event_basics_and_bad_input)
     tide_event *ev = tide_event_new();
     CHECK_NOT_NULL(ev);
     CHECK(!tide_event_is_set(ev));
-    CHECK_ERR(tide_event_wait(ev), -EPERM);  /* would wait */
+    CHECK_ERR(tide_event_wait(ev), -EPERM); /* would wait */
     long live = tide__alloc_live();
-    CHECK_EQ(tide_event_set(ev), 0);         /* no waiter: no allocation */
+    CHECK_EQ(tide_event_set(ev), 0); /* no waiter: no allocation */
     CHECK_EQ(tide__alloc_live(), live);
     CHECK(tide_event_is_set(ev));
     CHECK_EQ(tide_event_set(ev), 0);
-    CHECK_EQ(tide_event_wait(ev), 0);        /* set: no task needed */
+    CHECK_EQ(tide_event_wait(ev), 0); /* set: no task needed */
     CHECK_EQ(tide_event_clear(ev), 0);
     CHECK(!tide_event_is_set(ev));
     tide_event_free(ev);
@@ -342,8 +365,8 @@ TEST(event_set_wakes_every_waiter)
     drain(loop);
     CHECK_STR_EQ(order, "");
     CHECK_EQ(tide_event_set(ev), 0);
-    CHECK_EQ(tide_event_clear(ev), 0);       /* the woken still return 0 */
-    CHECK_STR_EQ(order, "");                 /* nothing ran inside set */
+    CHECK_EQ(tide_event_clear(ev), 0); /* the woken still return 0 */
+    CHECK_STR_EQ(order, "");           /* nothing ran inside set */
     drain(loop);
     CHECK_STR_EQ(order, "abc");
     for (int i = 0; i < 3; i++)
@@ -361,14 +384,13 @@ TEST(event_cancel_before_and_after_set)
     struct op w[3] = {{0}};
     order[0] = '\0';
     for (int i = 0; i < 3; i++)
-        spawn(loop, &w[i], (const char *[]){"a", "b", "c"}[i], do_event,
-              ev);
+        spawn(loop, &w[i], (const char *[]){"a", "b", "c"}[i], do_event, ev);
     drain(loop);
-    CHECK(tide_future_cancel(w[0].task));    /* while waiting */
+    CHECK(tide_future_cancel(w[0].task)); /* while waiting */
     drain(loop);
     CHECK_ERR(w[0].rc, -ECANCELED);
     CHECK_EQ(tide_event_set(ev), 0);
-    CHECK(tide_future_cancel(w[1].task));    /* woken, then cancelled */
+    CHECK(tide_future_cancel(w[1].task)); /* woken, then cancelled */
     drain(loop);
     CHECK_ERR(w[1].rc, -ECANCELED);
     CHECK_EQ(w[2].rc, 0);
@@ -405,7 +427,10 @@ static void free_event_under_two_waiters(bool set_first)
     LEAK_GATE();
 }
 
-TEST(event_free_with_waiters) { free_event_under_two_waiters(false); }
+TEST(event_free_with_waiters)
+{
+    free_event_under_two_waiters(false);
+}
 TEST(event_freed_after_set_before_the_woken_run)
 {
     free_event_under_two_waiters(true);
@@ -413,7 +438,10 @@ TEST(event_freed_after_set_before_the_woken_run)
 
 /* ---- Condition --------------------------------------------------------- */
 
-static bool flag_pred(void *arg) { return *(bool *)arg; }
+static bool flag_pred(void *arg)
+{
+    return *(bool *)arg;
+}
 
 TEST(condition_basics_and_bad_input)
 {
@@ -430,19 +458,19 @@ TEST(condition_basics_and_bad_input)
     tide_condition *c = tide_condition_new(NULL);
     CHECK_NOT_NULL(c);
     CHECK(!tide_condition_locked(c));
-    CHECK_ERR(tide_condition_wait(c), -EINVAL);         /* lock not held */
+    CHECK_ERR(tide_condition_wait(c), -EINVAL); /* lock not held */
     CHECK_ERR(tide_condition_notify(c, 1), -EINVAL);
     CHECK_ERR(tide_condition_notify_all(c), -EINVAL);
     CHECK_ERR(tide_condition_wait_for(c, flag_pred, &yes), -EINVAL);
     CHECK_EQ(tide_condition_acquire(c), 0);
     CHECK(tide_condition_locked(c));
     CHECK_ERR(tide_condition_wait_for(c, NULL, NULL), -EINVAL);
-    CHECK_ERR(tide_condition_wait(c), -EPERM);          /* outside a task */
-    CHECK(tide_condition_locked(c));                    /* nothing changed */
+    CHECK_ERR(tide_condition_wait(c), -EPERM); /* outside a task */
+    CHECK(tide_condition_locked(c));           /* nothing changed */
     CHECK_EQ(tide_condition_wait_for(c, flag_pred, &yes), 0); /* true */
     bool no = false;
     CHECK_ERR(tide_condition_wait_for(c, flag_pred, &no), -EPERM);
-    CHECK_EQ(tide_condition_notify(c, 5), 0);           /* nobody waits */
+    CHECK_EQ(tide_condition_notify(c, 5), 0); /* nobody waits */
     CHECK_EQ(tide_condition_notify_all(c), 0);
     CHECK_EQ(tide_condition_release(c), 0);
     CHECK_ERR(tide_condition_release(c), -EINVAL);
@@ -469,10 +497,10 @@ TEST(condition_notify_fifo_and_counts)
     struct op w[4] = {{0}};
     order[0] = '\0';
     for (int i = 0; i < 4; i++)
-        spawn(loop, &w[i], (const char *[]){"a", "b", "c", "d"}[i],
-              do_cond, c);
+        spawn(loop, &w[i], (const char *[]){"a", "b", "c", "d"}[i], do_cond,
+              c);
     drain(loop);
-    CHECK(!tide_condition_locked(c));    /* each released it to wait */
+    CHECK(!tide_condition_locked(c)); /* each released it to wait */
     CHECK_EQ(tide_condition_acquire(c), 0);
     CHECK_EQ(tide_condition_notify(c, 2), 2);
     CHECK_EQ(tide_condition_release(c), 0);
@@ -496,7 +524,11 @@ TEST(condition_notify_fifo_and_counts)
 }
 
 static int counter;
-static bool counter_reached_3(void *arg) { (void)arg; return counter >= 3; }
+static bool counter_reached_3(void *arg)
+{
+    (void)arg;
+    return counter >= 3;
+}
 
 static int do_cond_wait_for(struct op *o)
 {
@@ -535,7 +567,7 @@ TEST(condition_wait_for_predicate)
     CHECK_EQ(w[0].rc, 0);
     CHECK(w[0].held);
     CHECK_EQ(counter, 3);
-    CHECK_STR_EQ(order, "wn");           /* woke at the third notify */
+    CHECK_STR_EQ(order, "wn"); /* woke at the third notify */
     CHECK_EQ(tide_loop_close(loop), 0);
     tide_condition_free(c);
     release_ops(w, 2);
@@ -554,8 +586,8 @@ TEST(condition_cancel_while_waiting_reacquires)
     CHECK(tide_future_cancel(w[0].task));
     drain(loop);
     CHECK_ERR(w[0].rc, -ECANCELED);
-    CHECK(w[0].held);                    /* held on return */
-    CHECK(!w[1].done);                   /* no notification invented */
+    CHECK(w[0].held);  /* held on return */
+    CHECK(!w[1].done); /* no notification invented */
     CHECK_EQ(tide_condition_acquire(c), 0);
     CHECK_EQ(tide_condition_notify(c, 1), 1);
     CHECK_EQ(tide_condition_release(c), 0);
@@ -586,11 +618,11 @@ static void b20a(int n)
     drain(loop);
     CHECK_ERR(w[0].rc, -ECANCELED);
     CHECK(w[0].held);
-    CHECK_EQ(w[1].rc, 0);                /* the notification was not lost */
+    CHECK_EQ(w[1].rc, 0); /* the notification was not lost */
     CHECK(w[1].held);
     CHECK_STR_EQ(order, "12");
     for (int i = 2; i < n; i++)
-        CHECK(!w[i].done);               /* one notify: one wake-up */
+        CHECK(!w[i].done); /* one notify: one wake-up */
     CHECK_EQ(tide_condition_acquire(c), 0);
     CHECK_EQ(tide_condition_notify_all(c), n - 2);
     CHECK_EQ(tide_condition_release(c), 0);
@@ -604,8 +636,14 @@ static void b20a(int n)
     LEAK_GATE();
 }
 
-TEST(b20a_notified_waiter_cancelled_two_waiters) { b20a(2); }
-TEST(b19_condition_woken_waiter_cancelled) { b20a(4); }
+TEST(b20a_notified_waiter_cancelled_two_waiters)
+{
+    b20a(2);
+}
+TEST(b19_condition_woken_waiter_cancelled)
+{
+    b20a(4);
+}
 
 /* B20b: cancelled while re-acquiring a contested lock, a waiter still
  * returns holding the lock, and its release succeeds. */
@@ -617,18 +655,18 @@ TEST(b20b_cancel_while_reacquiring_contested_lock)
     order[0] = '\0';
     spawn(loop, &w[0], "a", do_cond, c);
     drain(loop);
-    CHECK_EQ(tide_condition_acquire(c), 0);  /* contested from now on */
+    CHECK_EQ(tide_condition_acquire(c), 0); /* contested from now on */
     CHECK_EQ(tide_condition_notify(c, 1), 1);
-    drain(loop);                             /* a waits for the lock */
+    drain(loop); /* a waits for the lock */
     CHECK(!w[0].done);
     CHECK(tide_future_cancel(w[0].task));
     drain(loop);
-    CHECK(!w[0].done);                       /* still needs the lock */
+    CHECK(!w[0].done); /* still needs the lock */
     CHECK_EQ(tide_condition_release(c), 0);
     drain(loop);
     CHECK_ERR(w[0].rc, -ECANCELED);
     CHECK(w[0].held);
-    CHECK(!tide_condition_locked(c));        /* its release succeeded */
+    CHECK(!tide_condition_locked(c)); /* its release succeeded */
     CHECK_EQ(tide_loop_close(loop), 0);
     tide_condition_free(c);
     release_ops(w, 1);
@@ -647,7 +685,7 @@ TEST(b20b_cancel_before_notify_with_contested_lock)
     CHECK(tide_future_cancel(w[0].task));
     drain(loop);
     CHECK(!w[0].done);
-    CHECK(tide_future_cancel(w[0].task));    /* again, while re-acquiring */
+    CHECK(tide_future_cancel(w[0].task)); /* again, while re-acquiring */
     drain(loop);
     CHECK_EQ(tide_condition_release(c), 0);
     drain(loop);
@@ -692,7 +730,7 @@ static int do_cond_borrowed(struct op *o)
     int rc = tide_condition_acquire(c);
     if (rc < 0)
         return rc;
-    return tide_condition_wait(c);       /* c may be gone on return */
+    return tide_condition_wait(c); /* c may be gone on return */
 }
 
 TEST(condition_freed_while_reacquiring_borrowed_lock)
@@ -706,7 +744,7 @@ TEST(condition_freed_while_reacquiring_borrowed_lock)
     drain(loop);
     CHECK_EQ(tide_lock_acquire(l), 0);
     CHECK_EQ(tide_condition_notify(c, 1), 1);
-    drain(loop);                         /* a waits for l */
+    drain(loop); /* a waits for l */
     tide_condition_free(c);
     CHECK_EQ(tide_lock_release(l), 0);
     drain(loop);
@@ -737,7 +775,7 @@ TEST(semaphore_basics_and_bad_input)
     CHECK(tide_semaphore_locked(s));
     CHECK_ERR(tide_semaphore_acquire(s), -EPERM);
     CHECK_EQ(tide_semaphore_value(s), 0);
-    for (int i = 0; i < 5; i++)          /* unbounded: above the start */
+    for (int i = 0; i < 5; i++) /* unbounded: above the start */
         CHECK_EQ(tide_semaphore_release(s), 0);
     CHECK_EQ(tide_semaphore_value(s), 5);
     tide_semaphore_free(s);
@@ -772,14 +810,14 @@ TEST(semaphore_fifo_no_barging_and_cancel)
     for (int i = 0; i < 3; i++)
         spawn(loop, &w[i], (const char *[]){"a", "b", "c"}[i], do_sem, s);
     drain(loop);
-    CHECK(tide_future_cancel(w[1].task));    /* b, while waiting */
+    CHECK(tide_future_cancel(w[1].task)); /* b, while waiting */
     drain(loop);
     CHECK_ERR(w[1].rc, -ECANCELED);
-    CHECK_EQ(tide_semaphore_release(s), 0);  /* handed to a */
+    CHECK_EQ(tide_semaphore_release(s), 0); /* handed to a */
     CHECK_EQ(tide_semaphore_value(s), 0);
     CHECK_ERR(tide_semaphore_acquire(s), -EPERM); /* no barging */
-    CHECK_EQ(tide_semaphore_release(s), 0);  /* handed to c */
-    CHECK_EQ(tide_semaphore_release(s), 0);  /* nobody left: value 1 */
+    CHECK_EQ(tide_semaphore_release(s), 0);       /* handed to c */
+    CHECK_EQ(tide_semaphore_release(s), 0);       /* nobody left: value 1 */
     CHECK_EQ(tide_semaphore_value(s), 1);
     drain(loop);
     CHECK_STR_EQ(order, "bac");
@@ -844,9 +882,9 @@ static void semaphore_model(bool bounded, unsigned initial)
     tide_semaphore *s = bounded ? tide_bounded_semaphore_new(initial)
                                 : tide_semaphore_new(initial);
     int nt = 0;
-    unsigned value = initial;            /* the model's */
-    int fifo[MODEL_TASKS], nfifo = 0;    /* waiting, in order */
-    int holders = 0;                     /* permits held by finished tasks */
+    unsigned value = initial;         /* the model's */
+    int fifo[MODEL_TASKS], nfifo = 0; /* waiting, in order */
+    int holders = 0;                  /* permits held by finished tasks */
 
     order[0] = '\0';
     memset(mops, 0, sizeof mops);
@@ -938,9 +976,18 @@ static void semaphore_model(bool bounded, unsigned initial)
     LEAK_GATE();
 }
 
-TEST(semaphore_randomized_model_1) { semaphore_model(false, 1); }
-TEST(semaphore_randomized_model_3) { semaphore_model(false, 3); }
-TEST(bounded_semaphore_randomized_model_2) { semaphore_model(true, 2); }
+TEST(semaphore_randomized_model_1)
+{
+    semaphore_model(false, 1);
+}
+TEST(semaphore_randomized_model_3)
+{
+    semaphore_model(false, 3);
+}
+TEST(bounded_semaphore_randomized_model_2)
+{
+    semaphore_model(true, 2);
+}
 
 /* ---- Barrier ----------------------------------------------------------- */
 
@@ -958,7 +1005,7 @@ TEST(barrier_basics_and_bad_input)
     CHECK_NULL(tide_barrier_new(0));
     CHECK_ERR(errno, EINVAL);
 
-    tide_barrier *b = tide_barrier_new(1);  /* one party never waits */
+    tide_barrier *b = tide_barrier_new(1); /* one party never waits */
     CHECK_EQ(tide_barrier_parties(b), 1);
     for (int i = 0; i < 3; i++) {
         idx = 99;
@@ -970,7 +1017,7 @@ TEST(barrier_basics_and_bad_input)
 
     b = tide_barrier_new(2);
     CHECK_ERR(tide_barrier_wait(b, &idx), -EPERM); /* would wait */
-    CHECK_EQ(tide_barrier_n_waiting(b), 0);       /* changed nothing */
+    CHECK_EQ(tide_barrier_n_waiting(b), 0);        /* changed nothing */
     CHECK_EQ(tide_barrier_abort(b), 0);
     CHECK(tide_barrier_broken(b));
     CHECK_ERR(tide_barrier_wait(b, &idx), -EPIPE);
@@ -993,7 +1040,7 @@ TEST(barrier_trips_with_indexes_and_cycles)
     CHECK_STR_EQ(order, "");
     spawn(loop, &w[2], "c", do_barrier, b);
     drain(loop);
-    CHECK_STR_EQ(order, "cab");          /* the last one does not wait */
+    CHECK_STR_EQ(order, "cab"); /* the last one does not wait */
     for (int i = 0; i < 3; i++) {
         CHECK_EQ(w[i].rc, 0);
         CHECK_EQ(w[i].index, (unsigned)i);
@@ -1035,7 +1082,7 @@ TEST(barrier_blocks_newcomers_while_draining)
     order[0] = '\0';
     spawn(loop, &w[0], "a", do_barrier_twice, b);
     drain(loop);
-    spawn(loop, &w[1], "b", do_barrier, b);  /* runs before a resumes */
+    spawn(loop, &w[1], "b", do_barrier, b); /* runs before a resumes */
     unsigned idx;
     /* Trip from outside: a is released but has not run; the barrier is
      * draining, so an arrival now has to wait for the next cycle. */
@@ -1075,7 +1122,7 @@ TEST(barrier_abort_breaks_every_party)
     CHECK_ERR(w[1].rc, -EPIPE);
     spawn(loop, &w[2], "c", do_barrier, b);
     drain(loop);
-    CHECK_ERR(w[2].rc, -EPIPE);          /* broken until reset */
+    CHECK_ERR(w[2].rc, -EPIPE); /* broken until reset */
     CHECK_EQ(tide_barrier_reset(b), 0);
     CHECK(!tide_barrier_broken(b));
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -1093,13 +1140,13 @@ TEST(barrier_reset_while_waiting)
     spawn(loop, &w[0], "a", do_barrier, b);
     spawn(loop, &w[1], "b", do_barrier, b);
     drain(loop);
-    CHECK_EQ(tide_barrier_reset(b), 0);      /* resetting until they leave */
+    CHECK_EQ(tide_barrier_reset(b), 0); /* resetting until they leave */
     CHECK(!tide_barrier_broken(b));
-    spawn(loop, &w[2], "c", do_barrier, b);  /* arrives while resetting */
+    spawn(loop, &w[2], "c", do_barrier, b); /* arrives while resetting */
     drain(loop);
     CHECK_ERR(w[0].rc, -EPIPE);
     CHECK_ERR(w[1].rc, -EPIPE);
-    CHECK(!w[2].done);                       /* a fresh cycle: it waits */
+    CHECK(!w[2].done); /* a fresh cycle: it waits */
     CHECK_EQ(tide_barrier_n_waiting(b), 1);
     CHECK(!tide_barrier_broken(b));
     spawn(loop, &w[3], "d", do_barrier, b);
@@ -1150,13 +1197,13 @@ TEST(barrier_cancel_while_blocked_by_drain)
     spawn(loop, &w[1], "b", do_barrier, b);
     spawn(loop, &w[2], "c", do_barrier, b);
     CHECK_EQ(tide_barrier_wait(b, NULL), 0); /* trip: draining */
-    run_once(loop);             /* b and c block; a leaves, wakes them */
-    CHECK(tide_future_cancel(w[1].task));    /* woken, then cancelled */
+    run_once(loop); /* b and c block; a leaves, wakes them */
+    CHECK(tide_future_cancel(w[1].task)); /* woken, then cancelled */
     drain(loop);
     CHECK_EQ(w[0].rc, 0);
     CHECK_ERR(w[1].rc, -ECANCELED);
-    CHECK(!w[2].done);                       /* c waits for a partner */
-    CHECK(!tide_barrier_broken(b));          /* b never arrived */
+    CHECK(!w[2].done);              /* c waits for a partner */
+    CHECK(!tide_barrier_broken(b)); /* b never arrived */
     CHECK_EQ(tide_barrier_n_waiting(b), 1);
     CHECK_EQ(tide_barrier_wait(b, NULL), 0);
     drain(loop);
@@ -1177,8 +1224,8 @@ TEST(b19_barrier_woken_party_cancelled)
     struct op w[9] = {{0}};
     order[0] = '\0';
     for (int i = 0; i < 4; i++)
-        spawn(loop, &w[i], (const char *[]){"1", "2", "3", "4"}[i],
-              do_barrier, b);
+        spawn(loop, &w[i], (const char *[]){"1", "2", "3", "4"}[i], do_barrier,
+              b);
     drain(loop);
     unsigned idx;
     CHECK_EQ(tide_barrier_wait(b, &idx), 0);
@@ -1287,12 +1334,24 @@ TEST(constructors_report_enomem_and_leak_nothing)
             tide__alloc_fail_after(n);
             errno = 0;
             switch (kind) {
-            case 0: p = tide_lock_new(); break;
-            case 1: p = tide_event_new(); break;
-            case 2: p = tide_condition_new(NULL); break;
-            case 3: p = tide_semaphore_new(1); break;
-            case 4: p = tide_bounded_semaphore_new(1); break;
-            case 5: p = tide_barrier_new(2); break;
+            case 0:
+                p = tide_lock_new();
+                break;
+            case 1:
+                p = tide_event_new();
+                break;
+            case 2:
+                p = tide_condition_new(NULL);
+                break;
+            case 3:
+                p = tide_semaphore_new(1);
+                break;
+            case 4:
+                p = tide_bounded_semaphore_new(1);
+                break;
+            case 5:
+                p = tide_barrier_new(2);
+                break;
             }
             int e = errno;
             tide__alloc_fail_after(0);
@@ -1303,11 +1362,22 @@ TEST(constructors_report_enomem_and_leak_nothing)
             }
             CHECK(n > 1 && (kind != 2 || n > 2));
             switch (kind) {
-            case 0: tide_lock_free(p); break;
-            case 1: tide_event_free(p); break;
-            case 2: tide_condition_free(p); break;
-            case 3: case 4: tide_semaphore_free(p); break;
-            case 5: tide_barrier_free(p); break;
+            case 0:
+                tide_lock_free(p);
+                break;
+            case 1:
+                tide_event_free(p);
+                break;
+            case 2:
+                tide_condition_free(p);
+                break;
+            case 3:
+            case 4:
+                tide_semaphore_free(p);
+                break;
+            case 5:
+                tide_barrier_free(p);
+                break;
             }
         }
     }

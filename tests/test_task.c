@@ -57,7 +57,7 @@ TEST(tasks_start_later_in_creation_order)
     tide_future *b = tide_create_task(loop, append, "b");
     tide_future *c = tide_create_task(loop, append, "c");
     CHECK(a && b && c);
-    CHECK_STR_EQ(order, "");           /* creating never runs the body */
+    CHECK_STR_EQ(order, ""); /* creating never runs the body */
     CHECK(!tide_future_done(a));
     CHECK(tide_future_is_task(a));
     CHECK(tide_future_get_loop(a) == loop);
@@ -83,9 +83,9 @@ static void *fail_with(void *arg)
 TEST(tide_fail_sets_the_error)
 {
     tide_loop *loop = tide_loop_new();
-    static const int in[] = { -ENOENT, -ETIMEDOUT, 5, 0, -ECANCELED };
-    static const int out[] = { -ENOENT, -ETIMEDOUT, -EINVAL, -EINVAL,
-                               -ECANCELED };
+    static const int in[] = {-ENOENT, -ETIMEDOUT, 5, 0, -ECANCELED};
+    static const int out[] = {-ENOENT, -ETIMEDOUT, -EINVAL, -EINVAL,
+                              -ECANCELED};
     for (int i = 0; i < 5; i++) {
         tide_future *t = tide_create_task(loop, fail_with, IPTR(in[i]));
         CHECK_EQ(tide_run_until_complete(loop, t, NULL), out[i]);
@@ -140,7 +140,7 @@ TEST(create_task_bad_args)
     errno = 0;
     CHECK_NULL(tide_create_task(loop, NULL, NULL));
     CHECK_ERR(errno, EINVAL);
-    tide_task_options o = { 0 };
+    tide_task_options o = {0};
     o.stack_size = 1000;
     errno = 0;
     CHECK_NULL(tide_create_task_ex(loop, return_arg, NULL, &o));
@@ -198,7 +198,7 @@ TEST(task_names)
     CHECK_STR_EQ(tide_task_get_name(a), "worker");
     CHECK_ERR(tide_task_set_name(a, NULL), -EINVAL);
     CHECK_STR_EQ(tide_task_get_name(a), "worker");
-    tide_task_options o = { 0 };
+    tide_task_options o = {0};
     char nb[16] = "named";
     o.name = nb;
     tide_future *c = tide_create_task_ex(loop, rename_self, NULL, &o);
@@ -290,7 +290,7 @@ TEST(cancel_task_awaiting_a_future_cancels_the_future)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *f = tide_future_new(loop);
-    struct awaiter w = { f, 1, NULL, 1 };
+    struct awaiter w = {f, 1, NULL, 1};
     tide_future *t = tide_create_task(loop, await_target, &w);
     run_once(loop);
     CHECK(tide_future_cancel(t));
@@ -318,7 +318,7 @@ TEST(cancel_task_awaiting_a_task_that_swallows)
     tide_loop *loop = tide_loop_new();
     int inner_rc = 1;
     tide_future *b = tide_create_task(loop, swallower, &inner_rc);
-    struct awaiter w = { b, 1, NULL, 1 };
+    struct awaiter w = {b, 1, NULL, 1};
     tide_future *a = tide_create_task(loop, await_target, &w);
     run_once(loop);
     CHECK(tide_future_cancel(a));
@@ -365,7 +365,7 @@ TEST(cancel_awaiter_waits_for_the_awaited_task_to_finish)
 {
     tide_loop *loop = tide_loop_new();
     tide_future *b = tide_create_task(loop, cancelled_slowly, NULL);
-    struct awaiter w = { b, 1, NULL, 1 };
+    struct awaiter w = {b, 1, NULL, 1};
     tide_future *a = tide_create_task(loop, await_task_that_fails, &w);
     run_once(loop);
     CHECK(tide_future_cancel(a));
@@ -393,7 +393,7 @@ static void *swallow_then_continue(void *arg)
 TEST(body_that_swallows_cancel_ends_normally)
 {
     tide_loop *loop = tide_loop_new();
-    int rcs[3] = { 1, 1, 1 };
+    int rcs[3] = {1, 1, 1};
     tide_future *t = tide_create_task(loop, swallow_then_continue, rcs);
     run_once(loop);
     CHECK(tide_future_cancel(t));
@@ -422,7 +422,7 @@ static void *cancel_self(void *arg)
 TEST(cancel_self_is_delivered_at_next_suspension)
 {
     tide_loop *loop = tide_loop_new();
-    int rcs[2] = { 1, 1 };
+    int rcs[2] = {1, 1};
     tide_future *t = tide_create_task(loop, cancel_self, rcs);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     CHECK_ERR(rcs[0], -ECANCELED);
@@ -486,7 +486,7 @@ TEST(b19_cancel_after_wakeup_is_not_lost)
      * before it runs. The request must be delivered exactly once: at the
      * await (f's result is then dropped) or at the next suspension. */
     tide_loop *loop = tide_loop_new();
-    struct woken w = { tide_future_new(loop), 1, NULL, 1 };
+    struct woken w = {tide_future_new(loop), 1, NULL, 1};
     tide_future *t = tide_create_task(loop, await_then_yield, &w);
     run_once(loop);
     CHECK_EQ(tide_future_set_result(w.f, IPTR(5)), 0);
@@ -526,7 +526,7 @@ static void *equal_sleeper(void *arg)
 TEST(equal_sleeps_wake_in_the_order_they_were_set)
 {
     tide_loop *loop = tide_loop_new();
-    struct equal_sleep a = { loop, "a", 0.004, 0 }, b = { loop, "b", 0, 0 };
+    struct equal_sleep a = {loop, "a", 0.004, 0}, b = {loop, "b", 0, 0};
     order[0] = '\0';
     tide_future *ta = tide_create_task(loop, equal_sleeper, &a);
     tide_future *tb = tide_create_task(loop, equal_sleeper, &b);
@@ -566,7 +566,7 @@ static void set_stop(void *arg)
 TEST(yielding_tasks_do_not_starve_timers)
 {
     tide_loop *loop = tide_loop_new();
-    struct pingpong p = { loop, 0, 0 };
+    struct pingpong p = {loop, 0, 0};
     tide_future *a = tide_create_task(loop, yield_until_stopped, &p);
     tide_future *b = tide_create_task(loop, yield_until_stopped, &p);
     CHECK(tide_call_later(loop, 0.005, set_stop, &p) != 0);
@@ -591,7 +591,7 @@ static void *send_stop(void *arg)
 TEST(yielding_tasks_do_not_starve_wakeups)
 {
     tide_loop *loop = tide_loop_new();
-    struct pingpong p = { loop, 0, 0 };
+    struct pingpong p = {loop, 0, 0};
     tide_future *a = tide_create_task(loop, yield_until_stopped, &p);
     tide_future *b = tide_create_task(loop, yield_until_stopped, &p);
     pthread_t th;
@@ -621,7 +621,7 @@ static void *yield_between(void *arg)
 static void sleep_zero_case(const char *delay)
 {
     tide_loop *loop = tide_loop_new();
-    const char *ta[] = { "a1", "a2", delay };
+    const char *ta[] = {"a1", "a2", delay};
     order[0] = '\0';
     tide_future *a = tide_create_task(loop, yield_between, ta);
     tide_future *b = tide_create_task(loop, append, "b");
@@ -731,7 +731,7 @@ TEST(await_self_null_or_foreign_is_einval)
 {
     tide_loop *loop = tide_loop_new();
     tide_loop *other = tide_loop_new();
-    struct misuse m = { tide_future_new(other), 1, 1, 1 };
+    struct misuse m = {tide_future_new(other), 1, 1, 1};
     tide_future *t = tide_create_task(loop, await_misuse, &m);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     CHECK_ERR(m.self_rc, -EINVAL);
@@ -894,7 +894,7 @@ TEST(default_stack_takes_160_kib_of_recursion)
 TEST(per_task_stack_size)
 {
     tide_loop *loop = tide_loop_new();
-    tide_task_options o = { 0 };
+    tide_task_options o = {0};
     o.stack_size = 4u << 20;
     o.name = "big";
     tide_future *t = tide_create_task_ex(loop, use_stack, IPTR(2048), &o);
@@ -983,7 +983,7 @@ TEST(create_task_ex_with_name_fails_cleanly_without_memory)
 {
     for (long n = 1; n <= 12; n++) {
         tide_loop *loop = tide_loop_new();
-        tide_task_options o = { 0 };
+        tide_task_options o = {0};
         o.name = "a-rather-long-task-name-to-copy";
         tide__alloc_fail_after(n);
         errno = 0;

@@ -50,8 +50,8 @@ static void *all_succeed(void *arg)
     double t0 = tide_loop_time(NULL);
     tide_task_group *g = tide_task_group_new();
     for (long ms = 100; ms <= 300; ms += 100)
-        tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(ms),
-                                                  NULL));
+        tide_future_release(
+            tide_task_group_spawn(g, child_sleep, IPTR(ms), NULL));
     o->end_rc = tide_task_group_end(g, 0);
     o->took = tide_loop_time(NULL) - t0;
     o->nerrs = tide_task_group_errors(g, o->errs, 4);
@@ -85,12 +85,11 @@ static void *fail_fast(void *arg)
     struct owner *o = arg;
     double t0 = tide_loop_time(NULL);
     tide_task_group *g = tide_task_group_new();
-    tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(5000),
-                                              NULL));
-    tide_future_release(tide_task_group_spawn(g, child_fail, IPTR(100),
-                                              NULL));
-    tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(6000),
-                                              NULL));
+    tide_future_release(
+        tide_task_group_spawn(g, child_sleep, IPTR(5000), NULL));
+    tide_future_release(tide_task_group_spawn(g, child_fail, IPTR(100), NULL));
+    tide_future_release(
+        tide_task_group_spawn(g, child_sleep, IPTR(6000), NULL));
     /* The block's own wait is interrupted by the failure. */
     o->block_rc = tide_sleep(60);
     errno = 0;
@@ -129,10 +128,9 @@ static void *two_failures(void *arg)
 {
     struct owner *o = arg;
     tide_task_group *g = tide_task_group_new();
-    tide_future_release(tide_task_group_spawn(g, child_fail, IPTR(100),
-                                              NULL));
-    tide_future_release(tide_task_group_spawn(g, child_fail_other, IPTR(100),
-                                              NULL));
+    tide_future_release(tide_task_group_spawn(g, child_fail, IPTR(100), NULL));
+    tide_future_release(
+        tide_task_group_spawn(g, child_fail_other, IPTR(100), NULL));
     o->end_rc = tide_task_group_end(g, 0);
     o->nerrs = tide_task_group_errors(g, o->errs, 4);
     tide_task_group_free(g);
@@ -158,10 +156,10 @@ static void *waits_in_group(void *arg)
 {
     struct owner *o = arg;
     tide_task_group *g = tide_task_group_new();
-    tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(5000),
-                                              NULL));
-    tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(7000),
-                                              NULL));
+    tide_future_release(
+        tide_task_group_spawn(g, child_sleep, IPTR(5000), NULL));
+    tide_future_release(
+        tide_task_group_spawn(g, child_sleep, IPTR(7000), NULL));
     o->block_rc = tide_sleep(1); /* finishes normally */
     o->end_rc = tide_task_group_end(g, o->block_rc);
     tide_task_group_free(g);
@@ -198,8 +196,8 @@ static void *group_in_timeout(void *arg)
     struct owner *o = arg;
     tide_timeout *to = tide_timeout_begin(1);
     tide_task_group *g = tide_task_group_new();
-    tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(5000),
-                                              NULL));
+    tide_future_release(
+        tide_task_group_spawn(g, child_sleep, IPTR(5000), NULL));
     int err = tide_task_group_end(g, 0);
     tide_task_group_free(g);
     o->end_rc = tide_timeout_end(to, err);
@@ -223,9 +221,9 @@ static void *body_fails(void *arg)
 {
     struct owner *o = arg;
     tide_task_group *g = tide_task_group_new();
-    tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(5000),
-                                              NULL));
-    tide_sleep(0.01); /* the child is running now */
+    tide_future_release(
+        tide_task_group_spawn(g, child_sleep, IPTR(5000), NULL));
+    tide_sleep(0.01);                            /* the child is running now */
     o->end_rc = tide_task_group_end(g, -ENOENT); /* the block failed */
     tide_task_group_free(g);
     return NULL;
@@ -277,10 +275,10 @@ TEST(group_bad_input_and_free_with_running_children)
  * owner's end() returns -EBADF, the children are cancelled, and nothing
  * touches the freed group (ASan). */
 struct freed_group {
-    tide_task_group *g;      /* published once the owner is in end() */
+    tide_task_group *g; /* published once the owner is in end() */
     int end_rc;
-    int after_rc;            /* the owner's next wait, after end() */
-    bool cancel_owner;       /* the freer also cancels the owner */
+    int after_rc;      /* the owner's next wait, after end() */
+    bool cancel_owner; /* the freer also cancels the owner */
     tide_future *owner;
 };
 
@@ -290,8 +288,8 @@ static void *owner_waits_in_end(void *arg)
     tide_task_group *g = tide_task_group_new();
     CHECK_NOT_NULL(g);
     for (long ms = 1000; ms <= 2000; ms += 1000)
-        tide_future_release(tide_task_group_spawn(g, child_sleep, IPTR(ms),
-                                                  NULL));
+        tide_future_release(
+            tide_task_group_spawn(g, child_sleep, IPTR(ms), NULL));
     fg->g = g;
     fg->end_rc = tide_task_group_end(g, 0);
     /* g is gone now: not freed again. */
@@ -313,7 +311,7 @@ static void *frees_the_group(void *arg)
 static void free_while_owner_waits(bool cancel_owner)
 {
     tide_loop *loop = new_virtual_loop();
-    struct freed_group fg = { .cancel_owner = cancel_owner };
+    struct freed_group fg = {.cancel_owner = cancel_owner};
     finished = cancelled_children = 0;
     fg.owner = tide_create_task(loop, owner_waits_in_end, &fg);
     tide_future *freer = tide_create_task(loop, frees_the_group, &fg);
@@ -367,8 +365,8 @@ static void *owner_of_one_child(void *arg)
     tide_task_group *g = tide_task_group_new();
     CHECK_NOT_NULL(g);
     fg->g = g;
-    tide_future_release(tide_task_group_spawn(
-        g, child_frees_group_after_its_end, fg, NULL));
+    tide_future_release(
+        tide_task_group_spawn(g, child_frees_group_after_its_end, fg, NULL));
     fg->end_rc = tide_task_group_end(g, 0);
     return NULL;
 }
@@ -398,7 +396,7 @@ TEST(all_tasks_lists_unfinished_tasks)
         tide_future_release(out[i]);
     run_once(loop);
     CHECK_EQ(tide_all_tasks(loop, NULL, 0), 2); /* started, suspended */
-    CHECK_EQ(tide_all_tasks(loop, out, 1), 2);   /* cap respected */
+    CHECK_EQ(tide_all_tasks(loop, out, 1), 2);  /* cap respected */
     CHECK(out[0] == a || out[0] == b);
     tide_future_release(out[0]);
     CHECK_EQ(tide_run_until_complete(loop, a, NULL), 0);
@@ -520,7 +518,7 @@ TEST(cancelling_tasks_that_await_each_other_terminates)
     tide_loop *loop = new_virtual_loop();
     cyc_a = tide_create_task(loop, await_other, &cyc_b);
     cyc_b = tide_create_task(loop, await_other, &cyc_a);
-    run_once(loop); /* a deadlock: each awaits the other */
+    run_once(loop);                   /* a deadlock: each awaits the other */
     CHECK(tide_future_cancel(cyc_a)); /* a -> b -> a: must not recurse */
     CHECK_ERR(tide_run_until_complete(loop, cyc_a, NULL), -ECANCELED);
     CHECK_ERR(tide_run_until_complete(loop, cyc_b, NULL), -ECANCELED);

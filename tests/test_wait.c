@@ -77,7 +77,14 @@ TEST(wait_first_completed)
     struct waitcase w = {{spawn(loop, sleep_then, 300),
                           spawn(loop, sleep_then, 100),
                           spawn(loop, sleep_then, 200)},
-                         TIDE_FIRST_COMPLETED, INFINITY, 1, 0, 0, {0}, {0}, 0};
+                         TIDE_FIRST_COMPLETED,
+                         INFINITY,
+                         1,
+                         0,
+                         0,
+                         {0},
+                         {0},
+                         0};
     run_wait(&w, loop);
     CHECK_EQ(w.rc, 0);
     CHECK_EQ(w.ndone, 1);
@@ -96,7 +103,14 @@ TEST(wait_first_exception_ignores_cancelled_and_stops_at_failure)
     struct waitcase w = {{spawn(loop, sleep_then, 100),
                           spawn(loop, fail_after, 200),
                           spawn(loop, sleep_then, 300)},
-                         TIDE_FIRST_EXCEPTION, INFINITY, 1, 0, 0, {0}, {0}, 0};
+                         TIDE_FIRST_EXCEPTION,
+                         INFINITY,
+                         1,
+                         0,
+                         0,
+                         {0},
+                         {0},
+                         0};
     run_once(loop);
     run_wait(&w, loop);
     CHECK_EQ(w.rc, 0);
@@ -113,7 +127,14 @@ TEST(wait_first_exception_without_failure_waits_for_all)
     struct waitcase w = {{spawn(loop, sleep_then, 100),
                           spawn(loop, sleep_then, 50),
                           spawn(loop, sleep_then, 300)},
-                         TIDE_FIRST_EXCEPTION, INFINITY, 1, 0, 0, {0}, {0}, 0};
+                         TIDE_FIRST_EXCEPTION,
+                         INFINITY,
+                         1,
+                         0,
+                         0,
+                         {0},
+                         {0},
+                         0};
     run_once(loop);
     tide_future_cancel(w.fs[1]); /* cancelled is not an exception */
     run_wait(&w, loop);
@@ -129,7 +150,14 @@ TEST(wait_all_completed_with_timeout_cancels_nothing)
     struct waitcase w = {{spawn(loop, sleep_then, 100),
                           spawn(loop, sleep_then, 5000),
                           spawn(loop, sleep_then, 200)},
-                         TIDE_ALL_COMPLETED, 1.0, 1, 0, 0, {0}, {0}, 0};
+                         TIDE_ALL_COMPLETED,
+                         1.0,
+                         1,
+                         0,
+                         0,
+                         {0},
+                         {0},
+                         0};
     run_wait(&w, loop);
     CHECK_EQ(w.rc, 0); /* a timeout is not an error, as in asyncio */
     CHECK_EQ(w.ndone, 2);
@@ -154,7 +182,14 @@ TEST(wait_cancelled_returns_ecanceled_and_leaves_the_futures)
     struct waitcase w = {{spawn(loop, sleep_then, 100),
                           spawn(loop, sleep_then, 200),
                           spawn(loop, sleep_then, 300)},
-                         TIDE_ALL_COMPLETED, INFINITY, 1, 0, 0, {0}, {0}, 0};
+                         TIDE_ALL_COMPLETED,
+                         INFINITY,
+                         1,
+                         0,
+                         0,
+                         {0},
+                         {0},
+                         0};
     tide_future *t = tide_create_task(loop, do_wait, &w);
     tide_future *c = tide_create_task(loop, cancel_later, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
@@ -170,7 +205,7 @@ TEST(wait_cancelled_returns_ecanceled_and_leaves_the_futures)
 /* Every wait on futures of one loop, made from a task of another: -EINVAL
  * (it is in a task, but not one that can wait on them), the same for
  * tide_wait, tide_wait_for, tide_await and tide_as_completed_next. */
-static tide_future *foreign;              /* pending, on the other loop */
+static tide_future *foreign; /* pending, on the other loop */
 
 static void *wait_on_foreign(void *arg)
 {
@@ -199,7 +234,7 @@ TEST(waits_on_another_loops_futures_are_refused)
     tide_future *t = tide_create_task(mine, wait_on_foreign, NULL);
     CHECK_NOT_NULL(t);
     CHECK_EQ(tide_run_until_complete(mine, t, NULL), 0);
-    CHECK(!tide_future_done(foreign));      /* nothing touched it */
+    CHECK(!tide_future_done(foreign)); /* nothing touched it */
     tide_future_release(t);
     tide_future_release(foreign);
     CHECK_EQ(tide_loop_close(mine), 0);
@@ -215,24 +250,24 @@ TEST(wait_bad_input_and_outside_a_task)
     size_t nd = 9, np = 9;
 
     CHECK_ERR(tide_wait(NULL, 1, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL,
-                        NULL), -EINVAL);
+                        NULL),
+              -EINVAL);
     CHECK_ERR(tide_wait(fs, 0, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
               -EINVAL);
     CHECK_ERR(tide_wait(fs, 2, TIDE_ALL_COMPLETED, 1, NULL, NULL, NULL, NULL),
               -EINVAL);
     CHECK_ERR(tide_wait(fs, 1, 7, 1, NULL, NULL, NULL, NULL), -EINVAL);
     CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, NAN, NULL, NULL, NULL,
-                        NULL), -EINVAL);
+                        NULL),
+              -EINVAL);
     CHECK_ERR(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, &nd, NULL, &np),
               -EPERM);
     /* timeout <= 0 just looks, anywhere */
-    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 0, NULL, &nd, NULL, &np),
-             0);
+    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 0, NULL, &nd, NULL, &np), 0);
     CHECK_EQ(nd, 0);
     CHECK_EQ(np, 1);
     tide_future_set_result(f, NULL);
-    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, &nd, NULL, &np),
-             0);
+    CHECK_EQ(tide_wait(fs, 1, TIDE_ALL_COMPLETED, 1, NULL, &nd, NULL, &np), 0);
     CHECK_EQ(nd, 1);
     tide_future_release(f);
     CHECK_EQ(tide_loop_close(loop), 0);
@@ -349,7 +384,8 @@ TEST(wait_for_zero_timeout_and_bad_input)
     LEAK_GATE();
 }
 
-/* ---- timeout scopes ------------------------------------------------------- */
+/* ---- timeout scopes -------------------------------------------------------
+ */
 
 struct scopes {
     int inner_rc, outer_rc;
@@ -438,8 +474,8 @@ TEST(b24_timeout_in_cleanup)
 {
     tide_loop *loop = new_virtual_loop();
     double took = 0;
-    tide_future *t = tide_create_task(loop, cleanup_needs_its_own_timeout,
-                                      &took);
+    tide_future *t =
+        tide_create_task(loop, cleanup_needs_its_own_timeout, &took);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     CHECK(fabs(took - 0.02) < 1e-6);
     tide_future_release(t);
@@ -515,7 +551,8 @@ TEST(timeout_bad_input)
     LEAK_GATE();
 }
 
-/* ---- shield --------------------------------------------------------------- */
+/* ---- shield ---------------------------------------------------------------
+ */
 
 struct sh {
     tide_future *inner;
@@ -539,7 +576,7 @@ TEST(shield_protects_the_inner_work)
     tide_future *t = tide_create_task(loop, await_shielded, &s);
     tide_future *c = tide_create_task(loop, cancel_later, t);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    CHECK_ERR(s.rc, -ECANCELED);      /* the outer await is cancelled */
+    CHECK_ERR(s.rc, -ECANCELED);       /* the outer await is cancelled */
     CHECK(!tide_future_done(s.inner)); /* the inner work is not */
     void *r = NULL;
     CHECK_EQ(tide_run_until_complete(loop, s.inner, &r), 0);

@@ -59,8 +59,8 @@ static bool err_has(const char *want)
     pthread_mutex_lock(&err.lock);
     ssize_t n;
     while (err.len + 1 < sizeof err.buf &&
-           (n = read(err.rd, err.buf + err.len, sizeof err.buf - 1 - err.len)) >
-               0)
+           (n = read(err.rd, err.buf + err.len,
+                     sizeof err.buf - 1 - err.len)) > 0)
         err.len += (size_t)n;
     err.buf[err.len] = '\0';
     bool has = strstr(err.buf, want) != NULL;
@@ -152,7 +152,8 @@ static int watchdogs(void)
         FILE *f = fopen(path, "re");
         if (!f)
             continue; /* it just ended */
-        if (fgets(comm, sizeof comm, f) && strcmp(comm, "tide-watchdog\n") == 0)
+        if (fgets(comm, sizeof comm, f) &&
+            strcmp(comm, "tide-watchdog\n") == 0)
             n++;
         fclose(f);
     }
@@ -434,8 +435,10 @@ static void *run_in_thread(void *arg)
     CHECK_EQ(tide_loop_set_debug(loop, true), 0);
     CHECK_EQ(tide_loop_set_slow_callback_duration(loop, SLOW), 0);
     o.name = name; /* reports at the step's end go to stderr too */
-    tide_future *t = tide_create_task_ex(
-        loop, strcmp(name, "left") == 0 ? left_body : right_body, NULL, &o);
+    tide_future *t =
+        tide_create_task_ex(loop,
+                            strcmp(name, "left") == 0 ? left_body : right_body,
+                            NULL, &o);
     CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);

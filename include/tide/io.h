@@ -108,9 +108,8 @@ TIDE_API int tide_sock_connect(int fd, const struct sockaddr *addr,
 /* Receive up to len bytes: the count, 0 at end of stream. */
 TIDE_API ssize_t tide_sock_recv(int fd, void *buf, size_t len, int flags);
 /* The same, with the sender's address (addr may be NULL). */
-TIDE_API ssize_t tide_sock_recvfrom(int fd, void *buf, size_t len,
-                                    int flags, struct sockaddr *addr,
-                                    socklen_t *addrlen);
+TIDE_API ssize_t tide_sock_recvfrom(int fd, void *buf, size_t len, int flags,
+                                    struct sockaddr *addr, socklen_t *addrlen);
 /* Send up to len bytes in one system call: the count sent (maybe
  * fewer). */
 TIDE_API ssize_t tide_sock_send(int fd, const void *buf, size_t len,

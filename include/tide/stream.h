@@ -70,8 +70,7 @@ TIDE_API int tide_stream_fd(const tide_stream *s);
  * them inside the stream's buffer, borrowed until the next read call on
  * s. Returns the count; 0 at end of stream (or n == 0); -EINVAL (data
  * NULL). Suspends. */
-TIDE_API ssize_t tide_stream_read(tide_stream *s, size_t n,
-                                  const void **data);
+TIDE_API ssize_t tide_stream_read(tide_stream *s, size_t n, const void **data);
 
 /* asyncio's read into a caller's buffer: up to n bytes into buf. When
  * the stream's buffer is empty the bytes are received straight into
@@ -239,15 +238,13 @@ typedef struct tide_server_options {
  * error (EADDRINUSE, ...), ENOMEM. */
 TIDE_API tide_server *tide_start_server(tide_loop *loop, const char *host,
                                         uint16_t port,
-                                        tide_stream_handler handler,
-                                        void *arg,
+                                        tide_stream_handler handler, void *arg,
                                         const tide_server_options *opt);
 
 /* asyncio's start_unix_server(handler, path): the same on a Unix socket
  * bound at path (a stale socket file there is replaced; the file is
  * removed when the server closes). Errors also ENAMETOOLONG. */
-TIDE_API tide_server *tide_start_unix_server(tide_loop *loop,
-                                             const char *path,
+TIDE_API tide_server *tide_start_unix_server(tide_loop *loop, const char *path,
                                              tide_stream_handler handler,
                                              void *arg,
                                              const tide_server_options *opt);

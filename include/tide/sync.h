@@ -292,7 +292,8 @@ TIDE_API tide_queue *tide_queue_new_lifo(size_t maxsize);
  * cancelled getter comes before its equals). NULL and errno: EINVAL if
  * cmp is NULL, ENOMEM. */
 TIDE_API tide_queue *tide_queue_new_priority(size_t maxsize,
-        int (*cmp)(const void *a, const void *b));
+                                             int (*cmp)(const void *a,
+                                                        const void *b));
 
 /* Free the queue; its items are not freed (they are the caller's).
  * Waiters, and getters handed an item who have not run yet, are woken

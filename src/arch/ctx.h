@@ -24,15 +24,18 @@ struct tide__ctx {
 #define TIDE__CTX_METHOD "ucontext"
 #else
 struct tide__ctx {
-    void *sp; /* saved stack pointer; the registers sit on the stack above it */
+    void
+        *sp; /* saved stack pointer; the registers sit on the stack above it */
 };
-_Static_assert(offsetof(struct tide__ctx, sp) == 0, "ctx_*.S expects sp first");
+_Static_assert(offsetof(struct tide__ctx, sp) == 0,
+               "ctx_*.S expects sp first");
 #if defined(__x86_64__)
 #define TIDE__CTX_METHOD "asm-x86_64"
 #elif defined(__aarch64__)
 #define TIDE__CTX_METHOD "asm-aarch64"
 #else
-#error "no assembly switch for this architecture: configure with -DTIDE_CTX=ucontext"
+#error \
+    "no assembly switch for this architecture: configure with -DTIDE_CTX=ucontext"
 #endif
 #endif
 

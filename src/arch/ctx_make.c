@@ -16,18 +16,18 @@ void tide__ctx_make(struct tide__ctx *c, void *stack, size_t size,
                     void (*entry)(void *), void *arg)
 {
     void **top = (void **)((char *)stack + size);
-    void **sp = top - 10;          /* 8 saved slots + 16 bytes of slack */
+    void **sp = top - 10; /* 8 saved slots + 16 bytes of slack */
     uint64_t ctl = 0x1F80u | ((uint64_t)0x037Fu << 32); /* mxcsr, fcw */
 
     memcpy(&sp[0], &ctl, sizeof ctl);
-    sp[1] = NULL;                  /* r15 */
-    sp[2] = NULL;                  /* r14 */
-    sp[3] = NULL;                  /* r13 */
-    sp[4] = arg;                   /* r12 */
-    sp[5] = (void *)(uintptr_t)entry; /* rbx */
-    sp[6] = NULL;                  /* rbp */
+    sp[1] = NULL;                                    /* r15 */
+    sp[2] = NULL;                                    /* r14 */
+    sp[3] = NULL;                                    /* r13 */
+    sp[4] = arg;                                     /* r12 */
+    sp[5] = (void *)(uintptr_t)entry;                /* rbx */
+    sp[6] = NULL;                                    /* rbp */
     sp[7] = (void *)(uintptr_t)tide__ctx_trampoline; /* return address */
-    sp[8] = NULL;                  /* trampoline's rsp: 16-byte aligned */
+    sp[8] = NULL; /* trampoline's rsp: 16-byte aligned */
     sp[9] = NULL;
     c->sp = sp;
 }

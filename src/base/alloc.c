@@ -17,8 +17,8 @@ static int should_fail(void)
 {
     if (atomic_load_explicit(&fail_countdown, memory_order_relaxed) <= 0)
         return 0;
-    if (atomic_fetch_sub_explicit(&fail_countdown, 1,
-                                  memory_order_relaxed) == 1) {
+    if (atomic_fetch_sub_explicit(&fail_countdown, 1, memory_order_relaxed) ==
+        1) {
         errno = ENOMEM;
         return 1;
     }

@@ -16,7 +16,7 @@
 void *tide__malloc(size_t size);
 void *tide__calloc(size_t n, size_t size);
 void *tide__realloc(void *p, size_t size); /* p NULL: malloc; fails leave p */
-void  tide__free(void *p);
+void tide__free(void *p);
 char *tide__strdup(const char *s);
 
 /* Replace the string *slot owns with a copy of `name` (freeing the old

@@ -116,8 +116,9 @@ static void find_tool(void)
 {
     int probe = 0;
 
-    under_memcheck = RUNNING_ON_VALGRIND &&
-           (long)VALGRIND_MAKE_MEM_DEFINED(&probe, sizeof probe) == -1;
+    under_memcheck =
+        RUNNING_ON_VALGRIND &&
+        (long)VALGRIND_MAKE_MEM_DEFINED(&probe, sizeof probe) == -1;
 }
 #endif
 
@@ -200,8 +201,8 @@ static __attribute__((noinline)) int refill(void)
         next_chunk *= 2;
     for (size_t off = bytes; off >= TIDE__BLOCK_SIZE;
          off -= TIDE__BLOCK_SIZE) {
-        struct free_block *b = (struct free_block *)(void *)
-            (chunk + off - TIDE__BLOCK_SIZE);
+        struct free_block *b =
+            (struct free_block *)(void *)(chunk + off - TIDE__BLOCK_SIZE);
         b->next = cache;
         cache = b;
     }

@@ -8,7 +8,8 @@
 
 #include <errno.h>
 
-static inline int less(const struct tide__timer *a, const struct tide__timer *b)
+static inline int less(const struct tide__timer *a,
+                       const struct tide__timer *b)
 {
     if (a->deadline != b->deadline)
         return a->deadline < b->deadline;

@@ -20,16 +20,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TIDE__TIMER_IDLE UINT32_MAX     /* not armed */
+#define TIDE__TIMER_IDLE UINT32_MAX           /* not armed */
 #define TIDE__TIMER_FOLLOWER (UINT32_MAX - 1) /* armed behind a leader */
-#define TIDE__HEAP_RECENT 1024          /* leaders remembered by deadline */
+#define TIDE__HEAP_RECENT 1024 /* leaders remembered by deadline */
 
 struct tide__timer {
-    int64_t deadline;   /* loop time in ns */
-    uint64_t seq;       /* leaders: order of arming, breaks deadline ties */
+    int64_t deadline; /* loop time in ns */
+    uint64_t seq;     /* leaders: order of arming, breaks deadline ties */
     struct tide__timer *next, *prev; /* followers: circular via the leader */
-    uint32_t index;     /* heap slot, TIDE__TIMER_FOLLOWER or _IDLE */
-    uint8_t kind;       /* what it stands for: its owner's business */
+    uint32_t index; /* heap slot, TIDE__TIMER_FOLLOWER or _IDLE */
+    uint8_t kind;   /* what it stands for: its owner's business */
 };
 
 struct tide__heap {

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define tide__container_of(p, type, member) \
-    ((type *)(void *)((char *)(p) - offsetof(type, member)))
+    ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 struct tide__list {
     struct tide__list *next, *prev;
@@ -49,8 +49,8 @@ static inline void tide__list_remove(struct tide__list *n)
 
 struct tide__node {
     struct tide__node *next;
-    uint8_t kind;        /* what it stands for: its owner's business */
-    uint32_t aux;        /* free for the node's owner (an index) */
+    uint8_t kind; /* what it stands for: its owner's business */
+    uint32_t aux; /* free for the node's owner (an index) */
 };
 
 /* FIFO of nodes: O(1) push at the tail and pop at the head. */

@@ -23,12 +23,12 @@ static atomic_int armed; /* faults armed, any kind: the fast-path test */
 static bool enter(enum tide__sys_kind kind, int *err, size_t *len)
 {
     atomic_fetch_add_explicit(&counts[kind], 1, memory_order_relaxed);
-    if (__builtin_expect(!atomic_load_explicit(&armed,
-                                               memory_order_relaxed), 1))
+    if (__builtin_expect(!atomic_load_explicit(&armed, memory_order_relaxed),
+                         1))
         return false;
     if (atomic_load_explicit(&countdown[kind], memory_order_relaxed) <= 0 ||
-        atomic_fetch_sub_explicit(&countdown[kind], 1,
-                                  memory_order_relaxed) != 1)
+        atomic_fetch_sub_explicit(&countdown[kind], 1, memory_order_relaxed) !=
+            1)
         return false;
     atomic_fetch_sub_explicit(&armed, 1, memory_order_relaxed);
     *err = fault_err[kind];
@@ -38,13 +38,13 @@ static bool enter(enum tide__sys_kind kind, int *err, size_t *len)
 }
 
 /* The common shape: a fault with an errno fails the call unmade. */
-#define ENTER(kind, lenp)                                                 \
-    do {                                                                  \
-        int err_;                                                         \
-        if (enter((kind), &err_, (lenp)) && err_) {                       \
-            errno = err_;                                                 \
-            return -1;                                                    \
-        }                                                                 \
+#define ENTER(kind, lenp)                           \
+    do {                                            \
+        int err_;                                   \
+        if (enter((kind), &err_, (lenp)) && err_) { \
+            errno = err_;                           \
+            return -1;                              \
+        }                                           \
     } while (0)
 
 ssize_t tide__sys_recv(int fd, void *buf, size_t len, int flags)

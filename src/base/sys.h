@@ -24,22 +24,22 @@
 #include <time.h>
 
 enum tide__sys_kind {
-    TIDE__SYS_RECV,       /* recv, recvfrom */
-    TIDE__SYS_SEND,       /* send, sendto */
+    TIDE__SYS_RECV, /* recv, recvfrom */
+    TIDE__SYS_SEND, /* send, sendto */
     TIDE__SYS_RECVMSG,
     TIDE__SYS_SENDMSG,
     TIDE__SYS_READ,
     TIDE__SYS_WRITE,
-    TIDE__SYS_ACCEPT,     /* accept4 */
+    TIDE__SYS_ACCEPT, /* accept4 */
     TIDE__SYS_CONNECT,
     TIDE__SYS_CLOSE,
     TIDE__SYS_GETSOCKOPT,
-    TIDE__SYS_POLL,       /* poll(2), also the poll backend's wait */
+    TIDE__SYS_POLL, /* poll(2), also the poll backend's wait */
     TIDE__SYS_EPOLL_CTL,
     TIDE__SYS_EPOLL_WAIT, /* epoll_wait, epoll_pwait2 */
     TIDE__SYS_EPOLL_CREATE,
-    TIDE__SYS_EVENTFD,    /* eventfd creation */
-    TIDE__SYS_WAKE,       /* the 8-byte write that wakes a loop */
+    TIDE__SYS_EVENTFD, /* eventfd creation */
+    TIDE__SYS_WAKE,    /* the 8-byte write that wakes a loop */
     TIDE__SYS_COUNT
 };
 

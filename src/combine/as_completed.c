@@ -46,14 +46,15 @@ static void on_done(struct tide__inline *in, tide_future *f)
 
 static int by_address(const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t)**(tide_future *const *const *)a;
-    uintptr_t y = (uintptr_t)**(tide_future *const *const *)b;
+    uintptr_t x = (uintptr_t) * *(tide_future *const *const *)a;
+    uintptr_t y = (uintptr_t) * *(tide_future *const *const *)b;
 
     if (x != y)
         return x < y ? -1 : 1;
     /* The same future: the earlier position first. */
     return *(tide_future *const *const *)a < *(tide_future *const *const *)b
-               ? -1 : 1;
+               ? -1
+               : 1;
 }
 
 /* dup[j] = fs[j] appeared before j. O(n log n): a sorted array of
@@ -87,7 +88,8 @@ tide_as_completed *tide_as_completed_new(tide_future *const *fs, size_t n)
             return NULL;
         }
     }
-    if (n > UINT32_MAX || n > (SIZE_MAX - sizeof(tide_as_completed)) /
+    if (n > UINT32_MAX ||
+        n > (SIZE_MAX - sizeof(tide_as_completed)) /
                 (sizeof(struct tide__inline) + 2 * sizeof(void *))) {
         errno = EINVAL;
         return NULL;
@@ -175,9 +177,9 @@ int tide_as_completed_next(tide_as_completed *it, tide_future **next)
         }
         if (it->holds_checked)
             return -EINVAL;
-        it->slot = (struct ac_wait){.wait = {.cancel = ac_cancel,
-                                             .kind = &ac_kind},
-                                    .co = loop->current};
+        it->slot =
+            (struct ac_wait){.wait = {.cancel = ac_cancel, .kind = &ac_kind},
+                             .co = loop->current};
         it->waiter = &it->slot;
         err = tide__suspend(loop, &it->slot.wait);
         if (err == -EBADF)

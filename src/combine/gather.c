@@ -28,7 +28,7 @@ struct gather {
     struct tide__call empty_done; /* n == 0: completes on the next step */
     tide_future **children;
     void **results;
-    struct tide__inline links[];  /* one per child */
+    struct tide__inline links[]; /* one per child */
 };
 
 static void child_done(struct tide__inline *in, tide_future *child)
@@ -77,8 +77,8 @@ static void empty_done(tide_loop *loop, struct tide__call *c, bool cancel)
     tide_future_release(&g->fut);
 }
 
-tide_future *tide__gather_at(tide_future *const *fs, size_t n,
-                             unsigned flags, const char *file, int line)
+tide_future *tide__gather_at(tide_future *const *fs, size_t n, unsigned flags,
+                             const char *file, int line)
 {
     if ((n && !fs) || (flags & ~TIDE_RETURN_ERRORS)) {
         errno = EINVAL;
@@ -99,8 +99,9 @@ tide_future *tide__gather_at(tide_future *const *fs, size_t n,
             return NULL;
         }
     }
-    if (loop->closed || n > UINT32_MAX || n > (SIZE_MAX - sizeof(struct gather)) /
-                            (sizeof(struct tide__inline) + 2 * sizeof(void *))) {
+    if (loop->closed || n > UINT32_MAX ||
+        n > (SIZE_MAX - sizeof(struct gather)) /
+                (sizeof(struct tide__inline) + 2 * sizeof(void *))) {
         errno = EINVAL;
         return NULL;
     }
@@ -186,8 +187,8 @@ static void gather_describe(tide_future *f, char *buf, size_t n)
     int line;
 
     if (f->tracked && tide__track_site(f, &file, &line))
-        snprintf(buf, n, "gather (created at %s:%d) of %zu, %zu pending",
-                 file, line, g->n, g->pending);
+        snprintf(buf, n, "gather (created at %s:%d) of %zu, %zu pending", file,
+                 line, g->n, g->pending);
     else
         snprintf(buf, n, "gather %p of %zu, %zu pending", (void *)f, g->n,
                  g->pending);

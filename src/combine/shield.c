@@ -13,8 +13,8 @@
 
 struct shield {
     struct tide__inline in;
-    struct tide__linger linger;  /* on the loop's list until then */
-    tide_future *inner, *outer;  /* both retained until inner is done */
+    struct tide__linger linger; /* on the loop's list until then */
+    tide_future *inner, *outer; /* both retained until inner is done */
 };
 
 static void on_inner_done(struct tide__inline *in, tide_future *f)

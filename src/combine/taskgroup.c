@@ -20,9 +20,9 @@
 
 struct child {
     struct tide__inline in;
-    struct tide__list link;       /* g->children while unfinished */
+    struct tide__list link; /* g->children while unfinished */
     tide_task_group *g;
-    tide_future *task;            /* retained until it ends */
+    tide_future *task; /* retained until it ends */
 };
 
 struct group_wait {
@@ -32,20 +32,20 @@ struct group_wait {
 
 struct tide_task_group {
     tide_loop *loop;
-    tide_future *owner;           /* retained */
-    struct tide__list children;   /* struct child, unfinished ones */
+    tide_future *owner;         /* retained */
+    struct tide__list children; /* struct child, unfinished ones */
     size_t nchildren;
     int *errors;
     size_t nerrors, cap;
-    int body_err;                 /* the block's own failure, or 0 */
-    int base_cancelling;          /* owner's cancel requests at creation */
+    int body_err;        /* the block's own failure, or 0 */
+    int base_cancelling; /* owner's cancel requests at creation */
     bool aborting, exiting, ended;
-    bool owner_cancelled;         /* the group cancelled its owner */
-    bool freed;                   /* free() ran while the owner waited in
-                                   * end(): end() frees it */
-    struct tide__coro *waiter;    /* the owner, waiting in end() */
-    struct group_wait wait;       /* its wait (not on its stack: a compact
-                                   * task's frames move while it waits) */
+    bool owner_cancelled;      /* the group cancelled its owner */
+    bool freed;                /* free() ran while the owner waited in
+                                * end(): end() frees it */
+    struct tide__coro *waiter; /* the owner, waiting in end() */
+    struct group_wait wait;    /* its wait (not on its stack: a compact
+                                * task's frames move while it waits) */
 };
 
 static void destroy(tide_task_group *g)
@@ -242,8 +242,8 @@ void tide_task_group_free(tide_task_group *g)
     /* Children still running are cancelled and let go: the loop keeps
      * them until they finish; nothing points back at g any more. */
     while (!tide__list_empty(&g->children)) {
-        struct child *c = tide__container_of(g->children.next, struct child,
-                                             link);
+        struct child *c =
+            tide__container_of(g->children.next, struct child, link);
         tide__list_remove(&c->link);
         tide__future_remove_node(c->task, &c->in.node);
         tide_future_cancel(c->task);

@@ -21,12 +21,12 @@
 enum { T_OPEN, T_EXPIRING, T_EXPIRED };
 
 struct tide_timeout {
-    tide_timeout *outer;      /* the task's enclosing open scope */
+    tide_timeout *outer; /* the task's enclosing open scope */
     tide_loop *loop;
-    tide_future *task;        /* the task the scope cancels */
-    tide_handle timer;        /* 0: no deadline armed */
-    int64_t deadline;         /* loop ns; INT64_MAX: none */
-    int cancelling;           /* the task's cancel requests at begin */
+    tide_future *task; /* the task the scope cancels */
+    tide_handle timer; /* 0: no deadline armed */
+    int64_t deadline;  /* loop ns; INT64_MAX: none */
+    int cancelling;    /* the task's cancel requests at begin */
     int state;
 };
 
@@ -62,8 +62,10 @@ static void drop_scopes(tide_future *task)
         if (t->loop->debug) {
             char who[256], msg[400];
             tide__task_describe(task, who, sizeof who);
-            snprintf(msg, sizeof msg, "%s returned with a timeout scope "
-                     "still open (tide_timeout_end was not called)", who);
+            snprintf(msg, sizeof msg,
+                     "%s returned with a timeout scope "
+                     "still open (tide_timeout_end was not called)",
+                     who);
             tide__loop_report(t->loop, msg);
         }
         if (t->timer)

@@ -93,8 +93,7 @@ int tide_wait(tide_future *const *fs, size_t n, int return_when,
               tide_future **pending, size_t *npending)
 {
     if (!fs || n == 0 || n > UINT32_MAX || isnan(timeout) ||
-        return_when < TIDE_FIRST_COMPLETED ||
-        return_when > TIDE_ALL_COMPLETED)
+        return_when < TIDE_FIRST_COMPLETED || return_when > TIDE_ALL_COMPLETED)
         return -EINVAL;
     tide_loop *loop = fs[0] ? fs[0]->loop : NULL;
     tide_future *self = tide_current_task();

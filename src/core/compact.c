@@ -38,10 +38,10 @@
 #include <string.h>
 
 struct tide__saved {
-    struct tide__list link;   /* in loop->compact_saved */
+    struct tide__list link; /* in loop->compact_saved */
     struct tide__coro *co;
-    char *sp;                 /* where the frames go back to */
-    size_t len, cap;          /* bytes saved; room in data[] */
+    char *sp;        /* where the frames go back to */
+    size_t len, cap; /* bytes saved; room in data[] */
     _Alignas(16) char data[];
 };
 
@@ -163,8 +163,8 @@ void tide__compact_each(tide_loop *loop,
 
     for (struct tide__list *l = loop->compact_saved.next;
          l != &loop->compact_saved; l = l->next) {
-        struct tide__coro *co = tide__container_of(l, struct tide__saved,
-                                                   link)->co;
+        struct tide__coro *co =
+            tide__container_of(l, struct tide__saved, link)->co;
         if (co->state != TIDE__CORO_DONE)
             fn(loop, co, arg);
     }

@@ -104,8 +104,8 @@ static bool prepare(tide_loop *loop, struct tide__coro *co)
  *
  * When the batch is used up and the next entry is again a coroutine, the
  * batch may be extended by up to EXTEND_BUDGET (sched.c) hand-offs: the
- * same thing as further iterations in which no timer or I/O is due, without reading
- * the clock or going back to the loop's context for each (two yielding
+ * same thing as further iterations in which no timer or I/O is due, without
+ * reading the clock or going back to the loop's context for each (two yielding
  * tasks would otherwise pay a clock read per round). Order is unchanged:
  * the queue is FIFO either way. */
 static void switch_away_slow(tide_loop *loop, struct tide__coro *self,

@@ -51,7 +51,8 @@ size_t tide__put_label(char *buf, size_t n, size_t len, const char *kind,
     return tide__appendf(buf, n, len, "%s %p", kind, obj);
 }
 
-/* ---- the census of unfinished coroutines --------------------------------- */
+/* ---- the census of unfinished coroutines ---------------------------------
+ */
 
 struct tide__census {
     size_t n, cap;
@@ -120,7 +121,8 @@ bool tide__census_has(tide_loop *loop, const struct tide__coro *co)
     return census_index(loop->census, co) >= 0;
 }
 
-/* ---- failures nobody read (debug mode) ----------------------------------- */
+/* ---- failures nobody read (debug mode) -----------------------------------
+ */
 
 #define MAX_FAILURES 8
 
@@ -203,7 +205,8 @@ void tide__wait_describe(tide_loop *loop, struct tide__coro *co, char *buf,
         snprintf(buf, n, "%s", w->kind->what);
 }
 
-/* ---- can anything wake the loop? ----------------------------------------- */
+/* ---- can anything wake the loop? -----------------------------------------
+ */
 
 /* Whether a thread other than the caller, tide's watchdog and the thread
  * pool's threads runs in this process (any of them may call
@@ -248,7 +251,8 @@ bool tide__loop_external_pending(tide_loop *loop)
     return other_threads();
 }
 
-/* ---- the wait-for graph -------------------------------------------------- */
+/* ---- the wait-for graph --------------------------------------------------
+ */
 
 /* Edges from census[i] to census[j]: edge[start[i]] .. edge[start[i+1]). */
 struct graph {

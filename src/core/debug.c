@@ -156,8 +156,7 @@ int tide_loop_set_slow_callback_duration(tide_loop *loop, double seconds)
     return 0;
 }
 
-int tide_loop_set_report_handler(tide_loop *loop, tide_report_fn fn,
-                                 void *arg)
+int tide_loop_set_report_handler(tide_loop *loop, tide_report_fn fn, void *arg)
 {
     loop = tide__loop_resolve(loop);
     if (!loop || loop->closed)
@@ -229,7 +228,8 @@ void tide__debug_close(tide_loop *loop)
     tide__loop_each_coro(loop, report_pending, NULL);
 }
 
-/* ---- compact tasks' one rule --------------------------------------------- */
+/* ---- compact tasks' one rule ---------------------------------------------
+ */
 
 void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to)
 {
@@ -242,9 +242,11 @@ void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to)
         return;
     char who[256], msg[512];
     describe(loop, co, who, sizeof who);
-    snprintf(msg, sizeof msg, "%s is compact and passed a pointer into its "
+    snprintf(msg, sizeof msg,
+             "%s is compact and passed a pointer into its "
              "own stack to %s: its frames are copied away while it is "
-             "suspended (pass heap memory instead)", who, to);
+             "suspended (pass heap memory instead)",
+             who, to);
     tide__loop_report(loop, msg);
 }
 
@@ -280,7 +282,7 @@ static size_t high_water(const struct tide__stack *st)
 /* Where dump lines go: an fd (tide_loop_dump), or a stream (a report). */
 struct dump {
     int fd;
-    FILE *mem;                   /* if not NULL, instead of fd */
+    FILE *mem; /* if not NULL, instead of fd */
     int n;
     int err;
 };

@@ -96,4 +96,3 @@ tide_loop *tide__loop_resolve(tide_loop *loop)
 {
     return loop ? loop : tide_get_event_loop();
 }
-

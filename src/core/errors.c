@@ -14,30 +14,30 @@
 #include <limits.h>
 #include <string.h>
 
-#define TIDE__ERRNO_MAP(X)                                              \
-    X(ECANCELED, "operation canceled")                                  \
-    X(ETIMEDOUT, "timed out")                                           \
-    X(EINVAL, "invalid argument")                                       \
-    X(ENOMEM, "out of memory")                                          \
-    X(EAGAIN, "not ready yet")                                          \
-    X(EPERM, "not allowed outside a task")                              \
-    X(EBUSY, "busy: the loop is running or the object is in use")      \
-    X(EINTR, "interrupted: the loop was stopped")                       \
-    X(ESHUTDOWN, "shut down: the loop, queue or group is closed")      \
-    X(EOVERFLOW, "released more often than acquired")                   \
-    X(EPROTO, "protocol error")                                         \
-    X(EIO, "input/output error")                                        \
-    X(ENOENT, "no such file or directory")                              \
-    X(EBADF, "bad file descriptor, or the object was freed")            \
-    X(EMFILE, "too many open files")                                    \
-    X(EPIPE, "broken pipe")                                             \
-    X(ECONNRESET, "connection reset by peer")                           \
+#define TIDE__ERRNO_MAP(X)                                        \
+    X(ECANCELED, "operation canceled")                            \
+    X(ETIMEDOUT, "timed out")                                     \
+    X(EINVAL, "invalid argument")                                 \
+    X(ENOMEM, "out of memory")                                    \
+    X(EAGAIN, "not ready yet")                                    \
+    X(EPERM, "not allowed outside a task")                        \
+    X(EBUSY, "busy: the loop is running or the object is in use") \
+    X(EINTR, "interrupted: the loop was stopped")                 \
+    X(ESHUTDOWN, "shut down: the loop, queue or group is closed") \
+    X(EOVERFLOW, "released more often than acquired")             \
+    X(EPROTO, "protocol error")                                   \
+    X(EIO, "input/output error")                                  \
+    X(ENOENT, "no such file or directory")                        \
+    X(EBADF, "bad file descriptor, or the object was freed")      \
+    X(EMFILE, "too many open files")                              \
+    X(EPIPE, "broken pipe")                                       \
+    X(ECONNRESET, "connection reset by peer")                     \
     X(EDEADLK, "deadlock would occur")
 
 /* glibc 2.32 added strerrordesc_np and strerrorname_np: static strings,
  * NULL for an unknown errno, no locale. TIDE__NO_ERRNO_NP (a test knob)
  * builds the fallback instead. */
-#if defined(__GLIBC__) && !defined(TIDE__NO_ERRNO_NP) &&                \
+#if defined(__GLIBC__) && !defined(TIDE__NO_ERRNO_NP) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
 #define HAVE_ERRNO_NP 1
 #else

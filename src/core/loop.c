@@ -142,7 +142,8 @@ static void drop_ready(tide_loop *loop)
     struct tide__node *node;
 
     while ((node = tide__fifo_pop(&loop->ready))) {
-        struct tide__call *c = tide__container_of(node, struct tide__call, node);
+        struct tide__call *c =
+            tide__container_of(node, struct tide__call, node);
         c->run(loop, c, true);
     }
 }

@@ -51,8 +51,8 @@
 
 /* What a tide__node in the ready queue stands for. */
 enum tide__node_kind {
-    TIDE__NODE_CORO,     /* a coroutine to resume (struct tide__coro) */
-    TIDE__NODE_CALL,     /* a callback to run (struct tide__call) */
+    TIDE__NODE_CORO,      /* a coroutine to resume (struct tide__coro) */
+    TIDE__NODE_CALL,      /* a callback to run (struct tide__call) */
     TIDE__NODE_CORE_KINDS /* the future layer's kinds follow (future.h) */
 };
 
@@ -80,7 +80,7 @@ struct tide__wait;
  * of its kind. The object waited on is found from w itself (the struct
  * that embeds it: a queue waiter's queue, an await's future). */
 struct tide__wait_kind {
-    const char *what;            /* "sleep", "await", "lock", ... */
+    const char *what; /* "sleep", "await", "lock", ... */
     /* Say what w waits on, in full ("lock 'db' held by task 'b'"); NULL:
      * just `what`. Runs on the loop's thread, in a dump only. */
     void (*describe)(tide_loop *loop, const struct tide__wait *w, char *buf,
@@ -124,7 +124,7 @@ struct tide__coro_ops {
  * coroutine runs there. */
 #define TIDE__POOL_COMPACT 0xFF
 
-struct tide__saved; /* compact.c */
+struct tide__saved;    /* compact.c */
 struct tide__watchers; /* io/watch.c */
 
 /* Kept small: a million of these may be alive. The loop finds every
@@ -132,17 +132,17 @@ struct tide__watchers; /* io/watch.c */
  * is in the ready queue, one that has started owns a stack (a compact one
  * is on the shared stack or has its frames saved). */
 struct tide__coro {
-    struct tide__node node;      /* ready-queue link, kind TIDE__NODE_CORO */
-    struct tide__fiber fiber;    /* saved context while not running */
-    struct tide__stack *stack;   /* NULL until it starts */
-    struct tide__wait *wait;     /* what it is suspended on, else NULL */
-    struct tide__saved *saved;   /* compact: its frames, once copied away */
-    int16_t wake_err;            /* what tide__suspend returns (an errno) */
-    uint8_t state;               /* enum tide__coro_state */
-    uint8_t pool;                /* index into loop->pools, or COMPACT */
-    bool queued;                 /* in the ready queue now */
-    bool must_cancel;            /* a cancel request not yet delivered */
-    bool in_cancel;              /* its wait's cancel hook is running */
+    struct tide__node node;    /* ready-queue link, kind TIDE__NODE_CORO */
+    struct tide__fiber fiber;  /* saved context while not running */
+    struct tide__stack *stack; /* NULL until it starts */
+    struct tide__wait *wait;   /* what it is suspended on, else NULL */
+    struct tide__saved *saved; /* compact: its frames, once copied away */
+    int16_t wake_err;          /* what tide__suspend returns (an errno) */
+    uint8_t state;             /* enum tide__coro_state */
+    uint8_t pool;              /* index into loop->pools, or COMPACT */
+    bool queued;               /* in the ready queue now */
+    bool must_cancel;          /* a cancel request not yet delivered */
+    bool in_cancel;            /* its wait's cancel hook is running */
 };
 
 /* A record that holds references to itself (or to futures) until a future
@@ -152,7 +152,7 @@ struct tide__coro {
  * from the futures it waits on and lets go of what it holds. The record
  * takes itself off the list when it no longer needs it. */
 struct tide__linger {
-    struct tide__list link;      /* loop->lingering */
+    struct tide__list link; /* loop->lingering */
     void (*drop)(struct tide__linger *l);
 };
 
@@ -160,12 +160,12 @@ struct tide__linger {
 
 struct tide__handle {
     struct tide__call call;
-    struct tide__timer timer;   /* armed for call_later/call_at */
+    struct tide__timer timer; /* armed for call_later/call_at */
     tide_callback cb;
     void *arg;
-    uint32_t gen;               /* bumped on every reuse: stale ids miss */
-    uint32_t index;             /* slot in loop->handle_chunks */
-    uint8_t state;              /* handle.c: FREE, PENDING, CANCELLED */
+    uint32_t gen;   /* bumped on every reuse: stale ids miss */
+    uint32_t index; /* slot in loop->handle_chunks */
+    uint8_t state;  /* handle.c: FREE, PENDING, CANCELLED */
     struct tide__handle *next_free;
 };
 
@@ -189,17 +189,17 @@ enum tide__opslot_state {
 };
 
 struct tide__opslot {
-    struct tide__op op;          /* what the backend sees */
-    struct tide__wait wait;      /* a task waiting on it (the I/O layer) */
-    const char *what;            /* its call, for dumps ("sock recv") */
+    struct tide__op op;     /* what the backend sees */
+    struct tide__wait wait; /* a task waiting on it (the I/O layer) */
+    const char *what;       /* its call, for dumps ("sock recv") */
     /* Called once at the op's completion (op.result set), from the loop's
      * dispatch or inside tide__op_cancel: wakes or queues, runs no user
      * code. */
     void (*complete)(tide_loop *loop, struct tide__opslot *s);
-    void *owner;                 /* complete's: a coroutine, a watcher */
+    void *owner; /* complete's: a coroutine, a watcher */
     struct tide__opslot *next_free;
-    uint8_t state;               /* enum tide__opslot_state */
-    bool cancelled;              /* tide__op_cancel was asked */
+    uint8_t state;  /* enum tide__opslot_state */
+    bool cancelled; /* tide__op_cancel was asked */
 };
 
 #define TIDE__OP_CHUNK 256
@@ -241,30 +241,30 @@ void tide__ops_destroy(tide_loop *loop);
 struct tide__debug_hooks; /* debug.c's, below */
 
 struct tide_loop {
-    struct tide__fifo ready;     /* nodes of kind CORO or CALL, FIFO */
-    size_t ntodo;                /* entries of the current batch left */
-    unsigned extend;             /* hand-offs the batch may still grow by */
-    const bool *run_done;        /* the innermost run's end flag, or NULL */
-    struct tide__coro *eager_co; /* running eagerly: its first suspension */
+    struct tide__fifo ready;        /* nodes of kind CORO or CALL, FIFO */
+    size_t ntodo;                   /* entries of the current batch left */
+    unsigned extend;                /* hand-offs the batch may still grow by */
+    const bool *run_done;           /* the innermost run's end flag, or NULL */
+    struct tide__coro *eager_co;    /* running eagerly: its first suspension */
     struct tide__fiber *eager_back; /* returns here, to its creator */
     struct tide__stack *eager_back_stack;
-    struct tide__coro *current;  /* coroutine on the CPU, or NULL */
-    struct tide__fiber *sched;   /* context running the current iteration */
+    struct tide__coro *current; /* coroutine on the CPU, or NULL */
+    struct tide__fiber *sched;  /* context running the current iteration */
     struct tide__stack *sched_stack; /* its stack (NULL: the thread's) */
     struct tide__coro *sched_owner;  /* coroutine hosting it, or NULL */
-    struct tide__coro *zombie;   /* finished, its stack not yet released */
+    struct tide__coro *zombie;       /* finished, its stack not yet released */
     struct tide__heap timers;
-    int64_t now;                 /* ns, read once per iteration */
+    int64_t now; /* ns, read once per iteration */
     uint64_t iterations;
-    unsigned busy_iterations;    /* iterations since the last poll */
+    unsigned busy_iterations; /* iterations since the last poll */
 
     const struct tide__coro_ops *coro_ops; /* the task layer's */
-    size_t ncoros;               /* unfinished coroutines */
-    size_t default_stack;        /* usable bytes for new tasks */
-    int default_pool;            /* its pool's index, -1: not looked up */
+    size_t ncoros;                         /* unfinished coroutines */
+    size_t default_stack;                  /* usable bytes for new tasks */
+    int default_pool; /* its pool's index, -1: not looked up */
     struct tide__stack_pool pools[TIDE__MAX_POOLS]; /* one per stack size */
     unsigned npools;
-    int64_t next_trim;           /* earliest loop time to trim the pools */
+    int64_t next_trim; /* earliest loop time to trim the pools */
 
     /* compact coroutines (compact.c) */
     struct tide__stack *compact_stack;   /* theirs, from the default pool */
@@ -277,14 +277,15 @@ struct tide_loop {
 
     struct tide__backend backend;
     /* I/O op slots (opslot.c) */
-    struct tide__opslot **op_chunks; /* TIDE__OP_CHUNK slots each, never move */
+    struct tide__opslot *
+        *op_chunks; /* TIDE__OP_CHUNK slots each, never move */
     uint32_t op_nchunks;
     struct tide__opslot *free_ops;
-    size_t ops_live;             /* slots not free */
-    uint64_t ops_stale;          /* completions dropped by their token */
+    size_t ops_live;                 /* slots not free */
+    uint64_t ops_stale;              /* completions dropped by their token */
     struct tide__watchers *watchers; /* reader/writer callbacks (io/watch.c) */
-    struct tide__list thread_link; /* tide__thread_loops() of its maker */
-    struct tide__list lingering; /* struct tide__linger */
+    struct tide__list thread_link;   /* tide__thread_loops() of its maker */
+    struct tide__list lingering;     /* struct tide__linger */
 
     struct tide__handle **handle_chunks;
     uint32_t nchunks;
@@ -309,38 +310,41 @@ struct tide_loop {
     int64_t remote_last;         /* loop->now at the last drain */
     struct tide__jobs *jobs;     /* thread-pool jobs (io/pool.c), or NULL */
 
-    unsigned depth;              /* runs in progress (nesting) */
-    int64_t embed_wait;          /* tide_loop_run_once, for its one
-                                  * iteration: poll, waiting at most this
-                                  * (ns; INT64_MAX: no limit); else -1 */
+    unsigned depth;     /* runs in progress (nesting) */
+    int64_t embed_wait; /* tide_loop_run_once, for its one
+                         * iteration: poll, waiting at most this
+                         * (ns; INT64_MAX: no limit); else -1 */
     bool stopping;
     bool closing;
     bool closed;
     bool virtual_clock;
-    unsigned refs;               /* 1 while open + 1 per live future */
+    unsigned refs; /* 1 while open + 1 per live future */
 
     /* debug mode (src/core/debug.c) */
     const struct tide__debug_hooks *debug; /* NULL: debug mode is off */
-    int64_t slow_ns;             /* a step longer than this is reported */
-    int64_t step_start;          /* when the running step began */
+    int64_t slow_ns;    /* a step longer than this is reported */
+    int64_t step_start; /* when the running step began */
     void (*report)(tide_loop *loop, const char *msg, void *arg);
     void *report_arg;
-    unsigned dump_seen;          /* dump requests handled so far */
-    int debug_slot;              /* in the signal registry, or -1 */
-    struct tide__watch *watch;   /* its watchdog slot (watchdog.c), or NULL */
-    struct tide__list tracked;   /* futures made in debug mode, alive */
+    unsigned dump_seen;           /* dump requests handled so far */
+    int debug_slot;               /* in the signal registry, or -1 */
+    struct tide__watch *watch;    /* its watchdog slot (watchdog.c), or NULL */
+    struct tide__list tracked;    /* futures made in debug mode, alive */
     struct tide__list quarantine; /* and freed, kept a while (track.c) */
     size_t nquarantined;
-    struct tide__census *census; /* live coroutines, during a dump only */
+    struct tide__census *census;     /* live coroutines, during a dump only */
     struct tide__failures *failures; /* tasks' unread failures (deadlock.c) */
-    bool deadlocked;             /* the run ends with -EDEADLK (deadlock.c) */
+    bool deadlocked; /* the run ends with -EDEADLK (deadlock.c) */
     uint64_t next_task_id;
 };
 
 /* ---- the loop record (loop.c) ------------------------------------------ */
 
 /* A future keeps its loop's record (not its resources) alive. */
-static inline void tide__loop_ref(tide_loop *loop) { loop->refs++; }
+static inline void tide__loop_ref(tide_loop *loop)
+{
+    loop->refs++;
+}
 void tide__loop_unref(tide_loop *loop);
 
 /* ---- this thread's loops (default.c) ----------------------------------- */
@@ -603,8 +607,7 @@ static inline bool tide__compact_running(const tide_loop *loop)
     return __builtin_expect(loop->current->pool == TIDE__POOL_COMPACT, 0);
 }
 
-static inline void *tide__wait_frame(tide_loop *loop, void *local,
-                                     size_t size)
+static inline void *tide__wait_frame(tide_loop *loop, void *local, size_t size)
 {
     return tide__compact_running(loop) ? tide__malloc(size) : local;
 }
@@ -673,15 +676,15 @@ struct tide__debug_hooks {
     /* A step ends: a coroutine's (co) or a callback's (c). */
     void (*step_end)(tide_loop *loop, struct tide__coro *co,
                      struct tide__call *c);
-    void (*poll)(tide_loop *loop);  /* once per iteration */
+    void (*poll)(tide_loop *loop); /* once per iteration */
     /* The run would wait forever (no timer will fire): true if debug
      * mode found that nothing can wake the loop and reported it; the
      * run then ends with -EDEADLK (deadlock.c). */
     bool (*stuck)(tide_loop *loop);
 };
 
-void tide__debug_open(tide_loop *loop);  /* TIDE_DEBUG in the environment */
-void tide__debug_close(tide_loop *loop); /* report tasks still pending */
+void tide__debug_open(tide_loop *loop);   /* TIDE_DEBUG in the environment */
+void tide__debug_close(tide_loop *loop);  /* report tasks still pending */
 void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
 /* Report a compact task passing `arg`, a pointer into its own stack, to
  * `to` ("a new task", "a callback"): README, "Compact tasks". */

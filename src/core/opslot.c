@@ -23,8 +23,8 @@
 static int add_chunk(tide_loop *loop)
 {
     uint32_t c = loop->op_nchunks;
-    struct tide__opslot **chunks = tide__realloc(loop->op_chunks,
-                                                 (c + 1) * sizeof *chunks);
+    struct tide__opslot **chunks =
+        tide__realloc(loop->op_chunks, (c + 1) * sizeof *chunks);
     if (!chunks)
         return -ENOMEM;
     loop->op_chunks = chunks;
@@ -143,8 +143,7 @@ void tide__op_dispatch(tide_loop *loop, const struct tide__completion *c,
 void tide__loop_poll(tide_loop *loop, int64_t timeout_ns)
 {
     struct tide__completion c[POLL_BATCH];
-    int n = loop->backend.ops->wait(&loop->backend, timeout_ns, c,
-                                    POLL_BATCH);
+    int n = loop->backend.ops->wait(&loop->backend, timeout_ns, c, POLL_BATCH);
 
     while (n > 0) {
         tide__op_dispatch(loop, c, n);

@@ -73,8 +73,8 @@ void tide__loop_trim(tide_loop *loop)
 {
     for (unsigned i = 0; i < loop->npools; i++) {
         struct tide__stack_pool *p = &loop->pools[i];
-        size_t keep = p->in_use > TIDE__POOL_KEEP ? p->in_use
-                                                  : TIDE__POOL_KEEP;
+        size_t keep =
+            p->in_use > TIDE__POOL_KEEP ? p->in_use : TIDE__POOL_KEEP;
         if (p->pooled > 2 * keep) {
             tide__stack_pool_trim(p, keep);
             /* A scan walks every pooled stack: not more than once a

@@ -129,4 +129,3 @@ void tide__remote_refuse(tide_loop *loop)
     pthread_mutex_unlock(&loop->remote_lock);
     queue_taken(loop, head);
 }
-

@@ -69,13 +69,14 @@ static bool spin_for_remote(tide_loop *loop, int64_t timeout)
 
     if (start - loop->remote_last > SPIN_RECENT_NS)
         return false;
-    int64_t end = start + (timeout > 0 && timeout < SPIN_NS ? timeout
-                                                             : SPIN_NS);
+    int64_t end =
+        start + (timeout > 0 && timeout < SPIN_NS ? timeout : SPIN_NS);
     /* Senders skip the wake-up meanwhile (remote.c); seq_cst: see
      * tide__remote_post_locked. */
     atomic_store(&loop->remote_spinning, true);
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire)) {
+        if (atomic_load_explicit(&loop->remote_pending,
+                                 memory_order_acquire)) {
             came = true;
             break;
         }
@@ -118,8 +119,9 @@ static void run_once(tide_loop *loop)
     /* The backend is waited on every iteration when idle (and by
      * tide_loop_run_once); when busy, every BUSY_POLL_INTERVAL
      * iterations while ops are in flight. */
-    if (timeout != 0 || cap >= 0 || (loop->backend.inflight > 0 &&
-                         ++loop->busy_iterations >= BUSY_POLL_INTERVAL)) {
+    if (timeout != 0 || cap >= 0 ||
+        (loop->backend.inflight > 0 &&
+         ++loop->busy_iterations >= BUSY_POLL_INTERVAL)) {
         loop->busy_iterations = 0;
         tide__loop_poll(loop, timeout);
     } else if (timeout == 0 && loop->virtual_clock && !loop->ready.count) {
@@ -209,7 +211,7 @@ struct borrowed_run {
     bool (*done)(void *arg);
     void *arg;
     const bool *done_flag;
-    struct tide__fiber fiber;   /* the borrowed stack's context */
+    struct tide__fiber fiber; /* the borrowed stack's context */
     int err;
 };
 
@@ -256,11 +258,13 @@ static int run_borrowed(tide_loop *loop, struct tide__coro *host,
 
     if (!st)
         return err;
-    struct borrowed_run b = {.loop = loop, .host = host, .done = done,
-                             .arg = arg, .done_flag = done_flag};
+    struct borrowed_run b = {.loop = loop,
+                             .host = host,
+                             .done = done,
+                             .arg = arg,
+                             .done_flag = done_flag};
     tide__fiber_make(&b.fiber, st, borrowed_main, &b);
-    tide__fiber_switch(&host->fiber, loop->compact_stack, &b.fiber, st,
-                       false);
+    tide__fiber_switch(&host->fiber, loop->compact_stack, &b.fiber, st, false);
     if (__builtin_expect(loop->zombie != NULL, 0))
         tide__reap(loop);
     tide__fiber_destroy(&b.fiber);

@@ -94,7 +94,8 @@ static void object_open(struct object *o, const char *path)
     if (fd < 0)
         return;
     if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        void *m =
+            mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m != MAP_FAILED) {
             o->map = m;
             o->size = (size_t)st.st_size;
@@ -139,9 +140,10 @@ static int format_frame(struct object *o, int i, const void *pc, char *buf,
     const char *file = base_name(info.dli_fname);
     uintptr_t base = (uintptr_t)info.dli_fbase;
     if (info.dli_sname && info.dli_saddr)
-        return snprintf(
-            buf, cap, "    #%d %s+%#lx (%s)\n", i, info.dli_sname,
-            (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_saddr), file);
+        return snprintf(buf, cap, "    #%d %s+%#lx (%s)\n", i, info.dli_sname,
+                        (unsigned long)((uintptr_t)pc -
+                                        (uintptr_t)info.dli_saddr),
+                        file);
     if (o->path != info.dli_fname &&
         (!o->path || strcmp(o->path, info.dli_fname) != 0))
         object_open(o, info.dli_fname);

@@ -56,8 +56,8 @@ int tide__deadline_in(tide_loop *loop, double seconds, int64_t *deadline)
          * distinct and W4 pays a cache-missing heap walk per timer).
          * Never early; equal deadlines still fire in set order. */
         int shift = 63 - __builtin_clzll((uint64_t)d >> SLACK_SHIFT);
-        int64_t g = (int64_t)1 << (shift < SLACK_MAX_SHIFT ? shift
-                                                          : SLACK_MAX_SHIFT);
+        int64_t g = (int64_t)1
+                    << (shift < SLACK_MAX_SHIFT ? shift : SLACK_MAX_SHIFT);
         *deadline = (*deadline + g - 1) & ~(g - 1);
     }
     return 0;
@@ -115,7 +115,8 @@ int tide__sleep_until(tide_loop *loop, int64_t deadline)
 
     if (!s)
         return -ENOMEM;
-    *s = (struct sleeper){.wait = {.cancel = sleep_cancel, .kind = &sleep_kind}};
+    *s = (struct sleeper){
+        .wait = {.cancel = sleep_cancel, .kind = &sleep_kind}};
     int err = tide__alarm_arm(loop, &s->alarm, deadline, 0);
     if (err == 0) {
         err = tide__suspend(loop, &s->wait);
@@ -130,14 +131,14 @@ int tide__sleep_until(tide_loop *loop, int64_t deadline)
 static void fire_timer(tide_loop *loop, struct tide__timer *t)
 {
     if (t->kind == TIDE__TIMER_WAKE) {
-        struct tide__alarm *a = tide__container_of(t, struct tide__alarm,
-                                                   timer);
+        struct tide__alarm *a =
+            tide__container_of(t, struct tide__alarm, timer);
         tide__wake(loop, a->co, a->result);
     } else {
         /* A handle whose timer has fired is queued; handle.c tells the
          * two apart by whether the timer is armed. */
-        struct tide__handle *h = tide__container_of(t, struct tide__handle,
-                                                    timer);
+        struct tide__handle *h =
+            tide__container_of(t, struct tide__handle, timer);
         tide__call_schedule(loop, &h->call);
     }
 }

@@ -8,8 +8,8 @@
 
 void tide__waitq_cancel(tide_loop *loop, struct tide__wait *wait)
 {
-    struct tide__qwaiter *w = tide__container_of(wait, struct tide__qwaiter,
-                                                 wait);
+    struct tide__qwaiter *w =
+        tide__container_of(wait, struct tide__qwaiter, wait);
 
     if (w->woken)
         return; /* the wake-up won; tide__suspend reports the request */
@@ -58,9 +58,8 @@ void tide__waitq_close(struct tide__waitq *q, bool inside_gone)
 {
     tide__waitq_wake_all(q, TIDE__GONE);
     while (!tide__list_empty(&q->inside)) {
-        struct tide__qwaiter *w = tide__container_of(q->inside.next,
-                                                     struct tide__qwaiter,
-                                                     link);
+        struct tide__qwaiter *w =
+            tide__container_of(q->inside.next, struct tide__qwaiter, link);
         if (inside_gone)
             w->result = TIDE__GONE;
         tide__list_remove(&w->link);

@@ -30,20 +30,20 @@
 #define TIDE__GONE (-EBADF)
 
 struct tide__waitq {
-    struct tide__list waiters;   /* tide__qwaiter.link, FIFO */
-    size_t count;                /* in waiters */
-    struct tide__list inside;    /* tide__qwaiter.link: woken or cancelled,
-                                  * not yet out of the call */
+    struct tide__list waiters; /* tide__qwaiter.link, FIFO */
+    size_t count;              /* in waiters */
+    struct tide__list inside;  /* tide__qwaiter.link: woken or cancelled,
+                                * not yet out of the call */
 };
 
 struct tide__qwaiter {
-    struct tide__wait wait;      /* cancel hook */
-    struct tide__list link;      /* in q->waiters, then in q->inside */
-    tide_loop *loop;             /* the waiting task's loop */
+    struct tide__wait wait; /* cancel hook */
+    struct tide__list link; /* in q->waiters, then in q->inside */
+    tide_loop *loop;        /* the waiting task's loop */
     struct tide__coro *co;
     struct tide__waitq *q;
-    void *data;                  /* the primitive's payload (an item...) */
-    int result;                  /* set by the waker */
+    void *data; /* the primitive's payload (an item...) */
+    int result; /* set by the waker */
     bool woken;
 };
 
@@ -114,8 +114,8 @@ static inline int tide__waitq_wait(tide_loop *loop, struct tide__waitq *q,
 
 /* The queue the waiter of wait w waits in (a kind's describe finds its
  * primitive from it). */
-static inline const struct tide__waitq *
-tide__waitq_of(const struct tide__wait *w)
+static inline const struct tide__waitq *tide__waitq_of(
+    const struct tide__wait *w)
 {
     return tide__container_of(w, struct tide__qwaiter, wait)->q;
 }
@@ -136,9 +136,8 @@ static inline void tide__waitq_leave(struct tide__qwaiter *w)
  * `local` (the caller's frame), or for a compact task an allocation
  * (tide__wait_frame; give it back with tide__wait_frame_end). NULL with
  * *err -EPERM outside a task, -ENOMEM. */
-static inline struct tide__qwaiter *tide__waitq_waiter(tide_loop **loop,
-                                                       struct tide__qwaiter *local,
-                                                       int *err)
+static inline struct tide__qwaiter *tide__waitq_waiter(
+    tide_loop **loop, struct tide__qwaiter *local, int *err)
 {
     *loop = tide__task_loop();
     if (!*loop) {

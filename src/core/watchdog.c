@@ -178,14 +178,16 @@ char *tide__watch_trace(tide_loop *loop, const char *msg)
     char *buf = tide__malloc(TRACE_MAX);
     if (!buf)
         return NULL;
-    int len = snprintf(buf, TRACE_MAX, "%s; the watchdog caught it at:\n", msg);
+    int len =
+        snprintf(buf, TRACE_MAX, "%s; the watchdog caught it at:\n", msg);
     if (len < 0 || len >= TRACE_MAX) {
         tide__free(buf);
         return NULL;
     }
-    size_t n = (size_t)len +
-               tide__symbols_format(w->frames + w->first, w->nframes - w->first,
-                                    buf + len, TRACE_MAX - (size_t)len);
+    size_t n =
+        (size_t)len + tide__symbols_format(w->frames + w->first,
+                                           w->nframes - w->first, buf + len,
+                                           TRACE_MAX - (size_t)len);
     if (buf[n - 1] == '\n')
         buf[n - 1] = '\0'; /* a report is a message, not a line */
     return buf;
@@ -211,7 +213,8 @@ static void capture(struct tide__watch *w, uint64_t token, void *uctx)
 
     /* The step asked about is the one running here, so its loop and
      * coroutine are alive (this thread is inside that step). */
-    if (!loop || atomic_load_explicit(&w->start, memory_order_relaxed) != start)
+    if (!loop ||
+        atomic_load_explicit(&w->start, memory_order_relaxed) != start)
         return;
     struct tide__coro *co =
         atomic_load_explicit(&w->task, memory_order_relaxed);

@@ -30,8 +30,8 @@
 
 struct attempt {
     const struct addrinfo *ai;
-    int fd;                 /* -1 once handed on or closed */
-    tide_future *task;      /* NULL: not started, or could not start */
+    int fd;            /* -1 once handed on or closed */
+    tide_future *task; /* NULL: not started, or could not start */
 };
 
 static void *attempt_body(void *arg)
@@ -138,9 +138,9 @@ static ssize_t race(struct attempt *at, size_t n, double delay,
                 return -1;
             continue;
         }
-        int r = tide_wait(live, k, TIDE_FIRST_COMPLETED,
-                          next < n ? delay : INFINITY, done, &ndone, NULL,
-                          NULL);
+        int r =
+            tide_wait(live, k, TIDE_FIRST_COMPLETED,
+                      next < n ? delay : INFINITY, done, &ndone, NULL, NULL);
         if (r < 0) {
             *err = r;
             return -1;
@@ -181,8 +181,8 @@ int tide_open_connection_addrinfo(const struct addrinfo *list, double delay,
     for (size_t i = 0; i < n; i++)
         at[i].fd = -1;
     int err = -ECONNREFUSED;
-    ssize_t win = race(at, n, delay > 0 ? delay : DEFAULT_DELAY, fs, fs + n,
-                       &err);
+    ssize_t win =
+        race(at, n, delay > 0 ? delay : DEFAULT_DELAY, fs, fs + n, &err);
     int fd = -1, family = 0;
     if (win >= 0) {
         fd = at[win].fd;

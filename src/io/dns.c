@@ -58,11 +58,11 @@ static int eai_err(int eai, int sys_errno)
 }
 
 struct request {
-    char *node, *service;        /* copies, or NULL */
+    char *node, *service; /* copies, or NULL */
     struct addrinfo hints;
     bool has_hints;
-    struct addrinfo *res;        /* getaddrinfo's answer */
-    struct sockaddr_storage sa;  /* getnameinfo's question */
+    struct addrinfo *res;       /* getaddrinfo's answer */
+    struct sockaddr_storage sa; /* getnameinfo's question */
     socklen_t salen;
     bool want_host, want_serv;
     int flags;
@@ -87,8 +87,8 @@ static int lookup_addr(void *arg, void **result)
 
     if (tide__dns_hook)
         tide__dns_hook();
-    int eai = getaddrinfo(r->node, r->service,
-                          r->has_hints ? &r->hints : NULL, &r->res);
+    int eai = getaddrinfo(r->node, r->service, r->has_hints ? &r->hints : NULL,
+                          &r->res);
     *result = r;
     return eai_err(eai, errno);
 }

@@ -44,8 +44,8 @@ static bool took_effect(const struct tide__op *op, ssize_t r)
 }
 
 /* "sock recv on fd 5": the call and its fd (task dumps). */
-static void describe_op(tide_loop *loop, const struct tide__wait *w,
-                        char *buf, size_t n)
+static void describe_op(tide_loop *loop, const struct tide__wait *w, char *buf,
+                        size_t n)
 {
     const struct tide__opslot *s =
         tide__container_of(w, struct tide__opslot, wait);
@@ -150,7 +150,8 @@ static ssize_t run_here(tide_loop *loop, struct tide__op *req,
         }
         if (!loop || !loop->current)
             return -EPERM;
-        struct tide__op poll = {.kind = TIDE__OP_POLL, .fd = req->fd,
+        struct tide__op poll = {.kind = TIDE__OP_POLL,
+                                .fd = req->fd,
                                 .flags = writes(req) ? POLLOUT : POLLIN,
                                 .offset = -1};
         r = run_in_slot(loop, &poll, what);
@@ -170,7 +171,9 @@ ssize_t tide__io_run(struct tide__op *req, const char *what)
 
 static int wait_ready(int fd, short events, double timeout)
 {
-    struct tide__op req = {.kind = TIDE__OP_POLL, .fd = fd, .flags = events,
+    struct tide__op req = {.kind = TIDE__OP_POLL,
+                           .fd = fd,
+                           .flags = events,
                            .offset = -1};
     ssize_t r;
 

@@ -33,7 +33,7 @@
 #define NCLASSES 3
 #define MAX_SIZE 256u
 #define DEFAULT_SIZE 4u
-#define FREE_CAP 1024   /* job records a loop keeps for reuse */
+#define FREE_CAP 1024 /* job records a loop keeps for reuse */
 /* An idle worker spins this long for new work before it blocks: a
  * futex wake-up across CPUs costs tens of microseconds. */
 #define WORKER_SPIN_NS 50000
@@ -41,58 +41,57 @@
 enum job_state { QUEUED, RUNNING, DONE, ABANDONED };
 
 struct exec_future {
-    struct tide_future fut;      /* first: the record's start */
-    struct tide__job *job;       /* in flight for it, or NULL */
+    struct tide_future fut; /* first: the record's start */
+    struct tide__job *job;  /* in flight for it, or NULL */
 };
 
 struct tide__job {
-    struct tide__call call;      /* its completion, posted to the loop */
-    struct tide__list qlink;     /* pool.queue[cls] while QUEUED */
-    struct tide__list link;      /* jobs->inflight until delivered */
-    struct tide__wait wait;      /* what an awaiting task names */
+    struct tide__call call;  /* its completion, posted to the loop */
+    struct tide__list qlink; /* pool.queue[cls] while QUEUED */
+    struct tide__list link;  /* jobs->inflight until delivered */
+    struct tide__wait wait;  /* what an awaiting task names */
     tide_work_fn fn;
     void *arg;
     void (*free_result)(void *);
-    void *result;                /* set by the worker before DONE */
+    void *result; /* set by the worker before DONE */
     int err;
-    atomic_int state;            /* enum job_state, see above */
+    atomic_int state; /* enum job_state, see above */
     uint8_t cls;
-    bool delivered;              /* its completion ran on the loop */
-    bool posted;                 /* DONE and posted (under remote_lock) */
-    bool drop_arg;               /* free_result takes arg, not result:
-                                  * the pool owns arg (tide__to_thread_owned) */
+    bool delivered; /* its completion ran on the loop */
+    bool posted;    /* DONE and posted (under remote_lock) */
+    bool drop_arg;  /* free_result takes arg, not result:
+                     * the pool owns arg (tide__to_thread_owned) */
     tide_loop *loop;
-    struct tide__coro *co;       /* a task waiting in to_thread, or NULL */
-    struct exec_future *fut;     /* an executor future, or NULL */
+    struct tide__coro *co;   /* a task waiting in to_thread, or NULL */
+    struct exec_future *fut; /* an executor future, or NULL */
     struct tide__job *next_free;
 };
 
 struct tide__jobs {
-    struct tide__linger linger;  /* loop->lingering: dropped at close */
-    struct tide__list inflight;  /* tide__job.link */
+    struct tide__linger linger; /* loop->lingering: dropped at close */
+    struct tide__list inflight; /* tide__job.link */
     struct tide__job *free;
     size_t nfree;
-    size_t refs;                 /* 1 until close + records out of it */
+    size_t refs; /* 1 until close + records out of it */
     bool closed;
     tide_loop *loop;
 };
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t cond;         /* idle workers wait here */
+    pthread_cond_t cond; /* idle workers wait here */
     struct tide__list queue[NCLASSES];
     unsigned running[NCLASSES];
-    unsigned limit[NCLASSES];    /* 0: the default */
-    unsigned size;               /* 0: not decided yet */
+    unsigned limit[NCLASSES]; /* 0: the default */
+    unsigned size;            /* 0: not decided yet */
     unsigned threads, idle, spinning, queued;
-    atomic_uint submits;         /* bumped at every submit: spinners
-                                  * watch it (relaxed: they then take
-                                  * the lock, which orders the rest) */
-    atomic_long live;            /* jobs taken, not yet finished (tests) */
-    unsigned stopping;           /* tide__pool_stop in progress */
-    bool ready;                  /* queues set up, fork handler set */
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
-          .cond = PTHREAD_COND_INITIALIZER};
+    atomic_uint submits; /* bumped at every submit: spinners
+                          * watch it (relaxed: they then take
+                          * the lock, which orders the rest) */
+    atomic_long live;    /* jobs taken, not yet finished (tests) */
+    unsigned stopping;   /* tide__pool_stop in progress */
+    bool ready;          /* queues set up, fork handler set */
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* ---- the pool ----------------------------------------------------------- */
 
@@ -116,8 +115,14 @@ static void reset_locked(void)
     pool.threads = pool.idle = pool.spinning = pool.queued = 0;
 }
 
-static void fork_prepare(void) { pthread_mutex_lock(&pool.lock); }
-static void fork_parent(void) { pthread_mutex_unlock(&pool.lock); }
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&pool.lock);
+}
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&pool.lock);
+}
 
 /* The child has no pool threads: it starts an empty pool (tide/pool.h). */
 static void fork_child(void)
@@ -160,8 +165,8 @@ static struct tide__job *take_locked(void)
         if (tide__list_empty(&pool.queue[c]) ||
             pool.running[c] >= limit_locked((int)c))
             continue;
-        struct tide__job *j = tide__container_of(pool.queue[c].next,
-                                                 struct tide__job, qlink);
+        struct tide__job *j =
+            tide__container_of(pool.queue[c].next, struct tide__job, qlink);
         tide__list_remove(&j->qlink);
         pool.queued--;
         pool.running[c]++;
@@ -208,7 +213,8 @@ static bool spin_for_work(unsigned seen)
         if (i % 8 == 0) {
             clock_gettime(CLOCK_MONOTONIC, &t);
             if ((t.tv_sec - t0.tv_sec) * 1000000000L + t.tv_nsec -
-                    t0.tv_nsec >= WORKER_SPIN_NS)
+                    t0.tv_nsec >=
+                WORKER_SPIN_NS)
                 return false;
         }
         /* Yield, not pause: on a machine whose CPUs are all busy (or
@@ -245,8 +251,8 @@ static void *worker(void *unused)
         }
         if (!spun) {
             /* Nothing to start: spin for a submit, then look again. */
-            unsigned seen = atomic_load_explicit(&pool.submits,
-                                                 memory_order_relaxed);
+            unsigned seen =
+                atomic_load_explicit(&pool.submits, memory_order_relaxed);
             pool.spinning++;
             pthread_mutex_unlock(&pool.lock);
             spin_for_work(seen);
@@ -298,8 +304,7 @@ static int submit(struct tide__job *j)
 {
     pthread_mutex_lock(&pool.lock);
     setup_locked();
-    if (pool.idle + pool.spinning <= pool.queued &&
-        pool.threads < pool.size) {
+    if (pool.idle + pool.spinning <= pool.queued && pool.threads < pool.size) {
         int err = start_worker_locked();
         if (err < 0 && pool.threads == 0) {
             pthread_mutex_unlock(&pool.lock);
@@ -427,8 +432,8 @@ static void jobs_drop(struct tide__linger *l)
 
     js->closed = true;
     while (!tide__list_empty(&js->inflight)) {
-        struct tide__job *j = tide__container_of(js->inflight.next,
-                                                 struct tide__job, link);
+        struct tide__job *j =
+            tide__container_of(js->inflight.next, struct tide__job, link);
         tide__list_remove(&j->link);
         tide__list_init(&j->link);
         struct exec_future *ef = j->fut;
@@ -482,8 +487,11 @@ static struct tide__job *job_new(tide_loop *loop, int cls, tide_work_fn fn,
     } else if (!(j = tide__malloc(sizeof *j))) {
         return NULL;
     }
-    *j = (struct tide__job){.fn = fn, .arg = arg, .free_result = free_result,
-                            .cls = (uint8_t)cls, .loop = loop};
+    *j = (struct tide__job){.fn = fn,
+                            .arg = arg,
+                            .free_result = free_result,
+                            .cls = (uint8_t)cls,
+                            .loop = loop};
     j->call.run = job_done;
     tide__list_init(&j->link);
     js->refs++;
@@ -520,8 +528,8 @@ static void abandon(tide_loop *loop, struct tide__job *j)
     if (j->fut)
         exec_release(j);
     pthread_mutex_lock(&pool.lock);
-    bool queued = atomic_load_explicit(&j->state, memory_order_relaxed) ==
-                  QUEUED;
+    bool queued =
+        atomic_load_explicit(&j->state, memory_order_relaxed) == QUEUED;
     if (queued) {
         tide__list_remove(&j->qlink);
         pool.queued--;
@@ -531,9 +539,11 @@ static void abandon(tide_loop *loop, struct tide__job *j)
     bool running = false;
     if (!queued) {
         int expect = RUNNING;
-        running = atomic_compare_exchange_strong_explicit(
-            &j->state, &expect, ABANDONED, memory_order_acq_rel,
-            memory_order_acquire);
+        running =
+            atomic_compare_exchange_strong_explicit(&j->state, &expect,
+                                                    ABANDONED,
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire);
     }
     if (!queued && !running) {
         /* DONE: its worker is posting it, if it has not yet; wait for
@@ -573,8 +583,7 @@ static void job_done(tide_loop *loop, struct tide__call *c, bool cancel)
         struct exec_future *ef = j->fut;
         /* Only the job's own reference left: nobody can read it. */
         if (!cancel && !ef->fut.done && ef->fut.refs > 1) {
-            tide__future_complete(&ef->fut, j->err,
-                                  j->err ? NULL : j->result);
+            tide__future_complete(&ef->fut, j->err, j->err ? NULL : j->result);
             if (!j->err)
                 j->result = NULL;
         }
@@ -584,7 +593,8 @@ static void job_done(tide_loop *loop, struct tide__call *c, bool cancel)
     recycle(loop->jobs, j);
 }
 
-/* ---- to_thread ----------------------------------------------------------- */
+/* ---- to_thread -----------------------------------------------------------
+ */
 
 /* The awaiting task is cancelled: give up on the job, and wake the task
  * with -EBADF, which says "the job is gone" (a cancel request made while
@@ -607,8 +617,9 @@ static void describe_job(tide_loop *loop, const struct tide__wait *w,
 
     (void)loop;
     snprintf(buf, n, "to_thread (%s class, %s)", names[j->cls],
-             state == QUEUED ? "queued" : state == RUNNING ? "running"
-                                                           : "done");
+             state == QUEUED    ? "queued"
+             : state == RUNNING ? "running"
+                                : "done");
 }
 
 static const struct tide__wait_kind to_thread_kind = {
@@ -622,8 +633,7 @@ static bool class_ok(int cls)
 }
 
 static int to_thread(int cls, tide_work_fn fn, void *arg,
-                     void (*free_result)(void *), bool drop_arg,
-                     void **result)
+                     void (*free_result)(void *), bool drop_arg, void **result)
 {
     if (!fn || !class_ok(cls))
         return -EINVAL;
@@ -727,9 +737,9 @@ tide_future *tide_run_in_executor(tide_loop *loop, int cls, tide_work_fn fn,
     /* Debug mode tracks it as it does every future (named by this
      * site: the caller's is not passed in). */
     bool tracked = loop->debug != NULL;
-    struct exec_future *ef = tide__future_alloc(loop, tracked, sizeof *ef,
-                                                "executor future", __FILE__,
-                                                __LINE__, tide__malloc);
+    struct exec_future *ef =
+        tide__future_alloc(loop, tracked, sizeof *ef, "executor future",
+                           __FILE__, __LINE__, tide__malloc);
     if (!ef)
         return NULL;
     tide__future_init(&ef->fut, loop, &exec_ops, tracked);

@@ -44,26 +44,26 @@
 #define DEFAULT_CLOSE_TIMEOUT 5.0
 
 struct conn {
-    struct tide__list link;  /* tide_server.conns */
-    tide_stream *s;          /* held while the handler runs */
+    struct tide__list link; /* tide_server.conns */
+    tide_stream *s;         /* held while the handler runs */
     tide_future *task;
     tide_server *srv;
 };
 
 struct tide_server {
     tide_loop *loop;
-    int fd;                  /* listening; -1 once closing */
+    int fd; /* listening; -1 once closing */
     int family;
-    int refs;                /* owner + tasks in tide_serve_forever */
+    int refs; /* owner + tasks in tide_serve_forever */
     tide_stream_handler handler;
     void *arg;
     tide_server_options opt;
     tide_future *acceptor;   /* the accept task */
     struct tide__list conns; /* struct conn.link */
     size_t nconns;
-    tide_event *idle;        /* set while nconns == 0 */
-    tide_event *closed;      /* set once closing */
-    char *path;              /* a Unix socket's file, removed at close */
+    tide_event *idle;           /* set while nconns == 0 */
+    tide_event *closed;         /* set once closing */
+    char *path;                 /* a Unix socket's file, removed at close */
     struct tide__linger linger; /* on loop->lingering while it exists */
 };
 
@@ -192,8 +192,8 @@ static void drop_at_close(struct tide__linger *l)
 static int listen_on(const struct sockaddr *addr, socklen_t len, int backlog)
 {
     int one = 1;
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
+    int fd =
+        socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
         return -errno;
@@ -227,7 +227,8 @@ static tide_server *start(tide_loop *loop, const struct sockaddr *addr,
         return NULL;
     }
     o.backlog = o.backlog ? o.backlog : DEFAULT_BACKLOG;
-    o.close_timeout = o.close_timeout ? o.close_timeout : DEFAULT_CLOSE_TIMEOUT;
+    o.close_timeout =
+        o.close_timeout ? o.close_timeout : DEFAULT_CLOSE_TIMEOUT;
     tide_server *srv = tide__calloc(1, sizeof *srv);
     if (!srv)
         return NULL;
@@ -274,8 +275,8 @@ tide_server *tide_start_server(tide_loop *loop, const char *host,
                                void *arg, const tide_server_options *opt)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST |
-                                         AI_NUMERICSERV};
+                             .ai_flags =
+                                 AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
     struct addrinfo *res;
     char service[8];
 
@@ -287,8 +288,8 @@ tide_server *tide_start_server(tide_loop *loop, const char *host,
         errno = r == EAI_NONAME ? ENOTSUP : r == EAI_MEMORY ? ENOMEM : EINVAL;
         return NULL;
     }
-    tide_server *srv = start(loop, res->ai_addr, res->ai_addrlen, NULL,
-                             handler, arg, opt);
+    tide_server *srv =
+        start(loop, res->ai_addr, res->ai_addrlen, NULL, handler, arg, opt);
     int err = errno;
     freeaddrinfo(res);
     errno = err;

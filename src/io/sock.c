@@ -12,8 +12,12 @@
 static struct tide__op op_of(uint8_t kind, int fd, void *buf, size_t len,
                              int flags)
 {
-    return (struct tide__op){.kind = kind, .fd = fd, .buf = buf, .len = len,
-                             .flags = flags, .offset = -1};
+    return (struct tide__op){.kind = kind,
+                             .fd = fd,
+                             .buf = buf,
+                             .len = len,
+                             .flags = flags,
+                             .offset = -1};
 }
 
 int tide_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
@@ -22,8 +26,8 @@ int tide_sock_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
         return -EBADF;
     if (addr && !addrlen)
         return -EINVAL;
-    struct tide__op op = op_of(TIDE__OP_ACCEPT, fd, NULL, 0,
-                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct tide__op op =
+        op_of(TIDE__OP_ACCEPT, fd, NULL, 0, SOCK_NONBLOCK | SOCK_CLOEXEC);
     op.addr = addr;
     op.addrlen = addr ? addrlen : NULL;
     return (int)tide__io_run(&op, "sock accept");

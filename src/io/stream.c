@@ -41,24 +41,24 @@
 #define DEFAULT_LOW ((size_t)16 * 1024)
 
 struct tide_stream {
-    int fd;                 /* -1 once closed */
-    int refs;               /* owner + suspended calls + server task */
-    int err;                /* sticky send error (< 0), or 0 */
+    int fd;   /* -1 once closed */
+    int refs; /* owner + suspended calls + server task */
+    int err;  /* sticky send error (< 0), or 0 */
     tide_loop *loop;
     /* reading */
-    char *rbuf;             /* rcap bytes; [rstart, rend) buffered */
+    char *rbuf; /* rcap bytes; [rstart, rend) buffered */
     size_t rcap, rstart, rend;
-    size_t scanned;         /* readuntil: bytes after rstart without sep */
-    bool eof;               /* the peer closed its side */
-    bool reading;           /* a read is suspended */
+    size_t scanned; /* readuntil: bytes after rstart without sep */
+    bool eof;       /* the peer closed its side */
+    bool reading;   /* a read is suspended */
     /* writing */
-    char *wbuf;             /* wcap bytes; [wstart, wend) queued */
+    char *wbuf; /* wcap bytes; [wstart, wend) queued */
     size_t wcap, wstart, wend;
-    size_t high, low;       /* drain's water marks */
-    bool flushing;          /* the writer callback is armed */
-    bool eof_wanted;        /* write_eof: shut down once the queue is empty */
+    size_t high, low; /* drain's water marks */
+    bool flushing;    /* the writer callback is armed */
+    bool eof_wanted;  /* write_eof: shut down once the queue is empty */
     bool eof_sent;
-    tide_event *drained;    /* set when queued <= low, or error, or closed */
+    tide_event *drained; /* set when queued <= low, or error, or closed */
 };
 
 static void flush_cb(void *arg);
@@ -110,7 +110,8 @@ tide_stream *tide_stream_new(int fd, size_t limit)
         return NULL;
     }
     int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+    if (fl < 0 ||
+        (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
         return NULL; /* errno: EBADF */
     tide_stream *s = tide__calloc(1, sizeof *s);
     if (!s)
@@ -666,8 +667,7 @@ int tide_stream_getsockopt(tide_stream *s, int level, int name, void *val,
         return -EINVAL;
     if (s->fd < 0)
         return -EBADF;
-    return tide__sys_getsockopt(s->fd, level, name, val, len) < 0 ? -errno
-                                                                  : 0;
+    return tide__sys_getsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
 }
 
 /* A name of s's socket by `get` (getpeername or getsockname). */
@@ -681,14 +681,12 @@ static int name_of(tide_stream *s, struct sockaddr *addr, socklen_t *len,
     return get(s->fd, addr, len) < 0 ? -errno : 0;
 }
 
-int tide_stream_peername(tide_stream *s, struct sockaddr *addr,
-                         socklen_t *len)
+int tide_stream_peername(tide_stream *s, struct sockaddr *addr, socklen_t *len)
 {
     return name_of(s, addr, len, getpeername);
 }
 
-int tide_stream_sockname(tide_stream *s, struct sockaddr *addr,
-                         socklen_t *len)
+int tide_stream_sockname(tide_stream *s, struct sockaddr *addr, socklen_t *len)
 {
     return name_of(s, addr, len, getsockname);
 }

@@ -19,24 +19,24 @@
 #include <string.h>
 
 struct dir {
-    tide_callback cb;            /* NULL: none */
+    tide_callback cb; /* NULL: none */
     void *arg;
-    struct tide__opslot *op;     /* its POLL in flight, or NULL */
-    struct tide__call call;      /* runs cb, scheduled when ready */
-    bool scheduled;              /* call is in the ready queue */
-    bool running;                /* cb is running */
-    short events;                /* POLLIN or POLLOUT */
+    struct tide__opslot *op; /* its POLL in flight, or NULL */
+    struct tide__call call;  /* runs cb, scheduled when ready */
+    bool scheduled;          /* call is in the ready queue */
+    bool running;            /* cb is running */
+    short events;            /* POLLIN or POLLOUT */
     struct watcher *w;
 };
 
 struct watcher {
     int fd;
-    struct dir d[2];             /* reader, writer */
+    struct dir d[2]; /* reader, writer */
     tide_loop *loop;
 };
 
 struct tide__watchers {
-    struct tide__linger linger;  /* loop->lingering: dropped at close */
+    struct tide__linger linger; /* loop->lingering: dropped at close */
     tide_loop *loop;
     struct watcher **byfd;
     uint32_t n;
@@ -122,8 +122,8 @@ static void dir_run(tide_loop *loop, struct tide__call *c, bool cancel)
 
 static void drop_all(struct tide__linger *l)
 {
-    struct tide__watchers *ws = tide__container_of(l, struct tide__watchers,
-                                                   linger);
+    struct tide__watchers *ws =
+        tide__container_of(l, struct tide__watchers, linger);
     for (uint32_t fd = 0; fd < ws->n; fd++) {
         struct watcher *w = ws->byfd[fd];
         if (!w)
@@ -180,8 +180,7 @@ static struct watcher *watcher_of(tide_loop *loop, int fd, bool make)
     return w;
 }
 
-static int add(tide_loop *loop, int fd, int which, tide_callback cb,
-               void *arg)
+static int add(tide_loop *loop, int fd, int which, tide_callback cb, void *arg)
 {
     loop = tide__loop_resolve(loop);
     if (!loop || loop->closed || !cb)

@@ -89,23 +89,23 @@ enum tide__op_kind {
 
 struct tide__op {
     /* Set by the core before submit; read-only to the backend. */
-    uint8_t kind;                /* enum tide__op_kind */
+    uint8_t kind; /* enum tide__op_kind */
     int fd;
     int flags;
     void *buf;
     size_t len;
     struct msghdr *msg;
-    struct sockaddr *addr;       /* RECV/ACCEPT: out; SEND/CONNECT: in */
-    socklen_t *addrlen;          /* RECV/ACCEPT: in-out */
-    socklen_t addr_len;          /* SEND/CONNECT: length of *addr */
+    struct sockaddr *addr; /* RECV/ACCEPT: out; SEND/CONNECT: in */
+    socklen_t *addrlen;    /* RECV/ACCEPT: in-out */
+    socklen_t addr_len;    /* SEND/CONNECT: length of *addr */
     int64_t offset;
-    uint64_t token;              /* slot index | generation << 32 */
+    uint64_t token; /* slot index | generation << 32 */
     /* Inline results land here; the core fills it from a completion. */
     ssize_t result;
     /* The backend's own while the op is in flight. */
     struct tide__op *bnext, *bprev; /* readiness: fd queue or done list */
-    uint8_t bstate;              /* readiness: where it is (ready.h) */
-    uint8_t bflags;              /* readiness: connect started, ... */
+    uint8_t bstate;                 /* readiness: where it is (ready.h) */
+    uint8_t bflags;                 /* readiness: connect started, ... */
 };
 
 /* A completion reported by wait(). flags are for multishot backends
@@ -142,11 +142,11 @@ struct tide__backend_ops {
 struct tide__fdent {
     struct tide__op *rq, *rq_tail; /* read side: recv, accept, POLLIN */
     struct tide__op *wq, *wq_tail; /* write side: send, connect, POLLOUT */
-    uint32_t gen;                /* bumped when the fd is let go */
-    uint32_t slot;               /* poll: index + 1 in pfds; 0: none */
-    uint8_t registered;          /* epoll: in the interest list */
-    uint8_t ready;               /* epoll: TIDE__READY_* seen, not yet
-                                  * used up (edge-triggered) */
+    uint32_t gen;                  /* bumped when the fd is let go */
+    uint32_t slot;                 /* poll: index + 1 in pfds; 0: none */
+    uint8_t registered;            /* epoll: in the interest list */
+    uint8_t ready;                 /* epoll: TIDE__READY_* seen, not yet
+                                    * used up (edge-triggered) */
 };
 
 #define TIDE__READY_IN 1u
@@ -163,14 +163,14 @@ struct tide__backend {
      * until the loop enters the kernel must make the ring fd show them;
      * check IORING_SETUP_DEFER_TASKRUN against this). */
     int fd;
-    int wake_fd;                 /* eventfd wake() writes; a signal
-                                  * handler may write it too */
-    size_t inflight;             /* ops submitted, not yet reported */
+    int wake_fd;     /* eventfd wake() writes; a signal
+                      * handler may write it too */
+    size_t inflight; /* ops submitted, not yet reported */
     /* Readiness backends (ready.c). */
-    struct tide__fdent *fds;     /* indexed by fd number */
+    struct tide__fdent *fds; /* indexed by fd number */
     uint32_t nfds;
     struct tide__op *done, *done_tail; /* completed, not yet reported */
-    void *pfds;                  /* poll: struct pollfd[] */
+    void *pfds;                        /* poll: struct pollfd[] */
     uint32_t npfds, cap_pfds;
 };
 

@@ -29,8 +29,8 @@ static ssize_t call_once(struct tide__op *op)
                         : tide__sys_recv(op->fd, op->buf, op->len, op->flags);
     case TIDE__OP_SEND:
         return op->addr ? tide__sys_sendto(op->fd, op->buf, op->len,
-                                           op->flags | MSG_NOSIGNAL,
-                                           op->addr, op->addr_len)
+                                           op->flags | MSG_NOSIGNAL, op->addr,
+                                           op->addr_len)
                         : tide__sys_send(op->fd, op->buf, op->len,
                                          op->flags | MSG_NOSIGNAL);
     case TIDE__OP_RECVMSG:
@@ -38,15 +38,13 @@ static ssize_t call_once(struct tide__op *op)
     case TIDE__OP_SENDMSG:
         return tide__sys_sendmsg(op->fd, op->msg, op->flags | MSG_NOSIGNAL);
     case TIDE__OP_READ:
-        return op->offset < 0
-                   ? tide__sys_read(op->fd, op->buf, op->len)
-                   : tide__sys_pread(op->fd, op->buf, op->len,
-                                     (off_t)op->offset);
+        return op->offset < 0 ? tide__sys_read(op->fd, op->buf, op->len)
+                              : tide__sys_pread(op->fd, op->buf, op->len,
+                                                (off_t)op->offset);
     case TIDE__OP_WRITE:
-        return op->offset < 0
-                   ? tide__sys_write(op->fd, op->buf, op->len)
-                   : tide__sys_pwrite(op->fd, op->buf, op->len,
-                                      (off_t)op->offset);
+        return op->offset < 0 ? tide__sys_write(op->fd, op->buf, op->len)
+                              : tide__sys_pwrite(op->fd, op->buf, op->len,
+                                                 (off_t)op->offset);
     case TIDE__OP_ACCEPT:
         return tide__sys_accept4(op->fd, op->addr, op->addrlen, op->flags);
     default:
@@ -137,8 +135,8 @@ static bool write_side(const struct tide__op *op)
 static void unlink_op(struct tide__fdent *e, struct tide__op *op)
 {
     struct tide__op **head = op->bstate == TIDE__B_READQ ? &e->rq : &e->wq;
-    struct tide__op **tail = op->bstate == TIDE__B_READQ ? &e->rq_tail
-                                                          : &e->wq_tail;
+    struct tide__op **tail =
+        op->bstate == TIDE__B_READQ ? &e->rq_tail : &e->wq_tail;
     if (op->bprev)
         op->bprev->bnext = op->bnext;
     else
@@ -173,8 +171,8 @@ static void emit(struct tide__backend *b, struct tide__op *op, ssize_t res,
                  struct tide__completion *out, int cap, int *n)
 {
     if (out && *n < cap) {
-        out[(*n)++] = (struct tide__completion){.token = op->token,
-                                                .result = res};
+        out[(*n)++] =
+            (struct tide__completion){.token = op->token, .result = res};
         op->bstate = TIDE__B_IDLE;
         b->inflight--;
         return;
@@ -314,8 +312,8 @@ int tide__ready_submit(struct tide__backend *b, struct tide__op *op,
      * turn comes with the same readiness); else try the call now. */
     struct tide__fdent *e = tide__ready_ent(b, op->fd);
     struct tide__op *first = e ? (write_side(op) ? e->wq : e->rq) : NULL;
-    bool queued = first && first->kind != TIDE__OP_POLL &&
-                  op->kind != TIDE__OP_POLL;
+    bool queued =
+        first && first->kind != TIDE__OP_POLL && op->kind != TIDE__OP_POLL;
     ssize_t res;
     if (!queued && tide__op_attempt(op, &res)) {
         op->result = res;
@@ -328,8 +326,8 @@ int tide__ready_submit(struct tide__backend *b, struct tide__op *op,
         return 1;
     }
     if (op->kind != TIDE__OP_POLL)
-        e->ready &= (uint8_t)~(write_side(op) ? TIDE__READY_OUT
-                                              : TIDE__READY_IN);
+        e->ready &=
+            (uint8_t) ~(write_side(op) ? TIDE__READY_OUT : TIDE__READY_IN);
     enqueue(e, op);
     int err = w->watch(b, op->fd, e);
     if (err < 0) {
@@ -376,8 +374,8 @@ static void fire_queue(struct tide__backend *b, struct tide__fdent *e,
         struct tide__op *next = op->bnext;
         ssize_t res;
         if (op->kind == TIDE__OP_POLL) {
-            uint32_t got = revents & ((uint32_t)op->flags | POLLHUP |
-                                      POLLERR | POLLRDHUP);
+            uint32_t got = revents & ((uint32_t)op->flags | POLLHUP | POLLERR |
+                                      POLLRDHUP);
             if (revents & POLLNVAL) {
                 unlink_op(e, op);
                 emit(b, op, -EBADF, out, cap, n);

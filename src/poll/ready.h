@@ -18,10 +18,10 @@
 
 /* op->bstate */
 enum {
-    TIDE__B_IDLE,     /* not held by the backend */
-    TIDE__B_READQ,    /* queued on its fd, read side */
-    TIDE__B_WRITEQ,   /* queued on its fd, write side */
-    TIDE__B_DONE,     /* on the done list, result in op->result */
+    TIDE__B_IDLE,   /* not held by the backend */
+    TIDE__B_READQ,  /* queued on its fd, read side */
+    TIDE__B_WRITEQ, /* queued on its fd, write side */
+    TIDE__B_DONE,   /* on the done list, result in op->result */
 };
 
 /* op->bflags */

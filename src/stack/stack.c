@@ -24,11 +24,11 @@
 
 struct tide__slab {
     struct tide__slab *next;
-    char *base;        /* the mapping; slot i starts at base + page + i * slot */
+    char *base; /* the mapping; slot i starts at base + page + i * slot */
     size_t map_size;
     size_t slot_size;
-    unsigned fresh;    /* slots handed out at least once */
-    unsigned nfree;    /* tide__stack_pool_trim's count of pooled slots */
+    unsigned fresh; /* slots handed out at least once */
+    unsigned nfree; /* tide__stack_pool_trim's count of pooled slots */
 };
 
 _Thread_local struct tide__stack *tide__stack_current
@@ -124,8 +124,7 @@ static long budget(void)
         const char *env = getenv("TIDE_STACK_GUARDS");
         if (env && *env) {
             want = strtol(env, NULL, 10);
-            atomic_store_explicit(&budget_capped, true,
-                                  memory_order_relaxed);
+            atomic_store_explicit(&budget_capped, true, memory_order_relaxed);
         }
         if (want < 0)
             want = 0;
@@ -141,7 +140,8 @@ static bool take_guard(void)
 
     while (v > 0) {
         if (atomic_compare_exchange_weak_explicit(&guards_left, &v, v - 1,
-                memory_order_relaxed, memory_order_relaxed))
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
             return true;
     }
     return false;
@@ -248,9 +248,9 @@ static struct tide__stack *slot_init(struct tide__slab *slab,
     st->cold_checks = 0;
     st->canary = TIDE__STACK_CANARY;
     /* Slots are handed out in order, so the slot below is initialized. */
-    st->below = i == 0 ? &slab_floor_canary
-                       : &((struct tide__stack *)(void *)(slot - sizeof *st))
-                              ->canary;
+    st->below =
+        i == 0 ? &slab_floor_canary
+               : &((struct tide__stack *)(void *)(slot - sizeof *st))->canary;
     st->guarded = guard_zone(slot);
 
 #ifdef TIDE__VALGRIND
@@ -408,7 +408,6 @@ void tide__fiber_destroy(struct tide__fiber *f)
 #endif
 }
 
-
 void tide__fiber_init_here(struct tide__fiber *f, struct tide__stack *s)
 {
 #ifdef TIDE__TSAN
@@ -531,8 +530,8 @@ void tide__stack_check_unguarded(struct tide__stack *st, const char *sp)
         if (r > 0)
             tide__stack_overflow(st, TIDE__OVERFLOW_REDZONE);
         /* Warm now (or mincore unusable): read the pages from now on. */
-        st->cold_checks = r < 0 ? TIDE__STACK_COLD_CHECKS
-                                : (uint8_t)(st->cold_checks + 1);
+        st->cold_checks =
+            r < 0 ? TIDE__STACK_COLD_CHECKS : (uint8_t)(st->cold_checks + 1);
         if (r == 0)
             return;
     }
@@ -609,10 +608,10 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
          * sp (less a page for a push) and the stack, so that one huge
          * frame, which leaves the slab far behind, is still an overflow. */
         bool in_slab = addr >= st->slab->base && addr < st->lo;
-        bool sp_low = sp && sp < st->lo && !on_altstack(sp) &&
-                      (sp >= st->slab->base - page ||
-                       ((uintptr_t)addr + page >= (uintptr_t)sp &&
-                        addr < st->lo));
+        bool sp_low =
+            sp && sp < st->lo && !on_altstack(sp) &&
+            (sp >= st->slab->base - page ||
+             ((uintptr_t)addr + page >= (uintptr_t)sp && addr < st->lo));
         if (in_slab || sp_low) {
             char why[160];
             die_overflow(st, in_slab ? "it touched the guard below its stack"

@@ -17,8 +17,8 @@
  * Slot layout, low to high: [zone: TIDE__STACK_ZONE bytes][usable stack]
  * [struct tide__stack header, 64 bytes at the very top]. The zone is one
  * madvise or mprotect, whatever its width, so a wide guard costs no more
- * map entries than a page. Unguarded, its top TIDE__STACK_REDZONE bytes (just below
- * lo) are the red zone, never touched by a task that stays in its stack;
+ * map entries than a page. Unguarded, its top TIDE__STACK_REDZONE bytes (just
+ * below lo) are the red zone, never touched by a task that stays in its stack;
  * every page of it is checked whenever the task switches away. While the
  * slot is cold (its first TIDE__STACK_COLD_CHECKS checks) the check asks
  * the kernel whether any red-zone page is resident (mincore: one system
@@ -64,27 +64,27 @@ enum tide__guard {
 struct tide__stack {
     struct tide__stack *next_free; /* pool free list */
     struct tide__slab *slab;
-    char *lo;                      /* lowest usable byte */
-    size_t size;                   /* usable bytes, up to this header */
-    void *owner;                   /* the coroutine running on it, or NULL */
-    const uint64_t *below;         /* canary of the slot below (or a
-                                    * constant one for a slab's first) */
-    unsigned vg_id;                /* valgrind stack id */
-    uint8_t guarded;               /* enum tide__guard: how the zone
-                                    * below lo is guarded */
-    uint8_t cold_checks;           /* red-zone checks by residency so far,
-                                    * up to TIDE__STACK_COLD_CHECKS */
-    uint64_t canary;               /* TIDE__STACK_CANARY; highest word */
+    char *lo;              /* lowest usable byte */
+    size_t size;           /* usable bytes, up to this header */
+    void *owner;           /* the coroutine running on it, or NULL */
+    const uint64_t *below; /* canary of the slot below (or a
+                            * constant one for a slab's first) */
+    unsigned vg_id;        /* valgrind stack id */
+    uint8_t guarded;       /* enum tide__guard: how the zone
+                            * below lo is guarded */
+    uint8_t cold_checks;   /* red-zone checks by residency so far,
+                            * up to TIDE__STACK_COLD_CHECKS */
+    uint64_t canary;       /* TIDE__STACK_CANARY; highest word */
 };
 _Static_assert(sizeof(struct tide__stack) == 64 &&
-               offsetof(struct tide__stack, canary) == 56,
+                   offsetof(struct tide__stack, canary) == 56,
                "stack header is 64 bytes, the canary last");
 
 /* Stacks of one usable size, for one loop. */
 struct tide__stack_pool {
-    size_t size;                   /* usable bytes of every stack here */
-    struct tide__stack *free;      /* LIFO: the warmest stack first */
-    struct tide__slab *slabs;      /* every slab, for unmapping */
+    size_t size;              /* usable bytes of every stack here */
+    struct tide__stack *free; /* LIFO: the warmest stack first */
+    struct tide__slab *slabs; /* every slab, for unmapping */
     size_t in_use, pooled;
 };
 
@@ -97,7 +97,7 @@ struct tide__fiber {
 #endif
 #ifdef TIDE__TSAN
     void *tsan_fiber;
-    bool tsan_owned;   /* made by fiber_make: destroyed by fiber_destroy */
+    bool tsan_owned; /* made by fiber_make: destroyed by fiber_destroy */
 #endif
 };
 
@@ -146,10 +146,10 @@ int tide__stack_thread_setup(void);
 
 /* What a check found (tide__stack_overflow's message says it). */
 enum tide__overflow {
-    TIDE__OVERFLOW_SP,       /* the stack pointer is below the stack */
-    TIDE__OVERFLOW_REDZONE,  /* a word of the red zone is not zero */
-    TIDE__OVERFLOW_BELOW,    /* the canary of the slot below is broken */
-    TIDE__OVERFLOW_OWN,      /* this slot's own canary is broken */
+    TIDE__OVERFLOW_SP,      /* the stack pointer is below the stack */
+    TIDE__OVERFLOW_REDZONE, /* a word of the red zone is not zero */
+    TIDE__OVERFLOW_BELOW,   /* the canary of the slot below is broken */
+    TIDE__OVERFLOW_OWN,     /* this slot's own canary is broken */
 };
 
 /* Print the overflow message for the task on `st` and abort. */
@@ -202,8 +202,8 @@ void __tsan_destroy_fiber(void *fiber);
 void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #endif
 #ifdef TIDE__ASAN
-void __sanitizer_start_switch_fiber(void **fake_stack_save,
-                                    const void *bottom, size_t size);
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
+                                    size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save,
                                      const void **bottom_old,
                                      size_t *size_old);
@@ -212,8 +212,7 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save,
 static inline void tide__fiber_switch(struct tide__fiber *from,
                                       struct tide__stack *from_stack,
                                       struct tide__fiber *to,
-                                      struct tide__stack *to_stack,
-                                      bool dying)
+                                      struct tide__stack *to_stack, bool dying)
 {
     if (from_stack)
         tide__stack_check(from_stack);

@@ -26,11 +26,11 @@ enum { FILLING, DRAINING, RESETTING, BROKEN };
 
 struct tide_barrier {
     unsigned parties;
-    unsigned count;              /* parties arrived and not yet left */
+    unsigned count; /* parties arrived and not yet left */
     int state;
-    struct tide__waitq fill;     /* arrived, waiting for the trip */
-    struct tide__waitq block;    /* waiting for a drain or reset to end */
-    char *name;                  /* tide_barrier_set_name, or NULL */
+    struct tide__waitq fill;  /* arrived, waiting for the trip */
+    struct tide__waitq block; /* waiting for a drain or reset to end */
+    char *name;               /* tide_barrier_set_name, or NULL */
 };
 
 tide_barrier *tide_barrier_new(unsigned parties)
@@ -76,7 +76,8 @@ static void describe_barrier(const tide_barrier *b, bool filling, char *buf,
     size_t len = tide__put_label(buf, n, 0, "barrier", b->name, b);
 
     if (filling)
-        tide__appendf(buf, n, len, " (%u of %u arrived)", b->count, b->parties);
+        tide__appendf(buf, n, len, " (%u of %u arrived)", b->count,
+                      b->parties);
     else
         tide__appendf(buf, n, len, " (%s: %u still to leave)",
                       b->state == RESETTING ? "resetting" : "draining",
@@ -95,7 +96,8 @@ static void describe_block(tide_loop *loop, const struct tide__wait *w,
                            char *buf, size_t n)
 {
     (void)loop;
-    describe_barrier(tide__container_of(tide__waitq_of(w), tide_barrier, block),
+    describe_barrier(tide__container_of(tide__waitq_of(w), tide_barrier,
+                                        block),
                      false, buf, n);
 }
 

@@ -21,9 +21,9 @@
 
 struct tide_condition {
     tide_lock *lock;
-    bool own_lock;               /* made by tide_condition_new: free it */
-    struct tide__waitq q;        /* waiting for a notify; `inside`: in wait() */
-    char *name;                  /* tide_condition_set_name, or NULL */
+    bool own_lock;        /* made by tide_condition_new: free it */
+    struct tide__waitq q; /* waiting for a notify; `inside`: in wait() */
+    char *name;           /* tide_condition_set_name, or NULL */
 };
 
 tide_condition *tide_condition_new(tide_lock *lock)
@@ -35,7 +35,7 @@ tide_condition *tide_condition_new(tide_lock *lock)
     c->own_lock = !lock;
     if (!lock && !(lock = tide_lock_new())) {
         tide__free(c);
-        return NULL;             /* errno from tide_lock_new */
+        return NULL; /* errno from tide_lock_new */
     }
     c->lock = lock;
     tide__waitq_init(&c->q);
@@ -106,20 +106,20 @@ static const struct tide__wait_kind cond_kind = {
 
 static int wait_in(tide_loop *loop, tide_condition *c, struct tide__qwaiter *w)
 {
-    tide_lock *lock = c->lock;   /* c may be freed while we wait */
+    tide_lock *lock = c->lock; /* c may be freed while we wait */
     tide_lock_release(lock);
     int rc = tide__waitq_wait(loop, &c->q, w, NULL, &cond_kind);
     bool notified = w->woken && w->result == 0;
     bool cancelled = rc == -ECANCELED;
     if (tide__waitq_gone(w))
-        return TIDE__GONE;       /* freed: its own lock may be gone too */
+        return TIDE__GONE; /* freed: its own lock may be gone too */
     for (;;) {
         int err = tide_lock_acquire(lock);
         if (err == 0)
             break;
         if (err != -ECANCELED)
-            return err;          /* -EBADF: the lock was freed */
-        cancelled = true;        /* delivered; keep trying for the lock */
+            return err;   /* -EBADF: the lock was freed */
+        cancelled = true; /* delivered; keep trying for the lock */
     }
     if (tide__waitq_gone(w)) {
         tide_lock_release(lock); /* freed meanwhile; the lock is borrowed */
@@ -129,7 +129,7 @@ static int wait_in(tide_loop *loop, tide_condition *c, struct tide__qwaiter *w)
     if (!cancelled)
         return rc;
     if (notified)
-        notify(c, 1);            /* pass the notification on */
+        notify(c, 1); /* pass the notification on */
     return -ECANCELED;
 }
 

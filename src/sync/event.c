@@ -12,9 +12,9 @@
 #include <errno.h>
 
 struct tide_event {
-    struct tide__waitq waiters;  /* tide__qwaiter.link, FIFO */
+    struct tide__waitq waiters; /* tide__qwaiter.link, FIFO */
     bool is_set;
-    char *name;                  /* tide_event_set_name, or NULL */
+    char *name; /* tide_event_set_name, or NULL */
 };
 
 tide_event *tide_event_new(void)
@@ -71,7 +71,8 @@ bool tide_event_is_set(const tide_event *ev)
 static void describe(tide_loop *loop, const struct tide__wait *w, char *buf,
                      size_t n)
 {
-    tide_event *ev = tide__container_of(tide__waitq_of(w), tide_event, waiters);
+    tide_event *ev =
+        tide__container_of(tide__waitq_of(w), tide_event, waiters);
     size_t len = tide__put_label(buf, n, 0, "event", ev->name, ev);
 
     (void)loop;

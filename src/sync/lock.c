@@ -17,11 +17,11 @@
 #include <errno.h>
 
 struct tide_lock {
-    struct tide__waitq q;        /* acquirers; `inside`: granted, not run */
+    struct tide__waitq q; /* acquirers; `inside`: granted, not run */
     bool locked;
-    struct tide__coro *holder;   /* who took it (NULL: not a task); may
-                                  * have ended since (dumps check) */
-    char *name;                  /* tide_lock_set_name, or NULL */
+    struct tide__coro *holder; /* who took it (NULL: not a task); may
+                                * have ended since (dumps check) */
+    char *name;                /* tide_lock_set_name, or NULL */
 };
 
 tide_lock *tide_lock_new(void)
@@ -115,7 +115,8 @@ int tide_lock_acquire(tide_lock *lock)
         lock->holder = loop ? loop->current : NULL;
         return 0;
     }
-    return tide__waitq_acquire(&lock->q, &lock_kind, pass_on_grant, NULL, lock);
+    return tide__waitq_acquire(&lock->q, &lock_kind, pass_on_grant, NULL,
+                               lock);
 }
 
 int tide_lock_release(tide_lock *lock)

@@ -29,32 +29,32 @@ enum { KIND_FIFO, KIND_LIFO, KIND_PRIO };
 
 struct pq_entry {
     void *item;
-    int64_t seq;                 /* ties: lower first */
+    int64_t seq; /* ties: lower first */
 };
 
 struct tide_queue {
     union {
-        void **ring;             /* FIFO, LIFO */
-        struct pq_entry *heap;   /* priority */
+        void **ring;           /* FIFO, LIFO */
+        struct pq_entry *heap; /* priority */
     } s;
-    size_t cap;                  /* slots allocated; a power of two */
-    size_t head;                 /* ring: the front (FIFO) or bottom (LIFO) */
-    size_t len;                  /* items stored */
-    size_t handed;               /* items given to getters not yet run */
-    size_t reserved;             /* slots promised to putters not yet run */
-    size_t limit;                /* maxsize, or SIZE_MAX if unbounded */
+    size_t cap;      /* slots allocated; a power of two */
+    size_t head;     /* ring: the front (FIFO) or bottom (LIFO) */
+    size_t len;      /* items stored */
+    size_t handed;   /* items given to getters not yet run */
+    size_t reserved; /* slots promised to putters not yet run */
+    size_t limit;    /* maxsize, or SIZE_MAX if unbounded */
     size_t maxsize;
-    size_t unfinished;           /* put, not yet task_done (join) */
-    size_t gotten;               /* gotten, not yet task_done */
+    size_t unfinished; /* put, not yet task_done (join) */
+    size_t gotten;     /* gotten, not yet task_done */
     int (*cmp)(const void *a, const void *b);
-    int64_t back_seq;            /* next seq of a put, counting up */
-    int64_t front_seq;           /* next seq of a give-back, counting down */
+    int64_t back_seq;  /* next seq of a put, counting up */
+    int64_t front_seq; /* next seq of a give-back, counting down */
     uint8_t kind;
     bool shutdown;
-    struct tide__waitq getters;  /* w.data: the item handed */
-    struct tide__waitq putters;  /* w.data: the item to put */
+    struct tide__waitq getters; /* w.data: the item handed */
+    struct tide__waitq putters; /* w.data: the item to put */
     struct tide__waitq joiners;
-    char *name;                  /* tide_queue_set_name, or NULL */
+    char *name; /* tide_queue_set_name, or NULL */
 };
 
 static size_t entry_size(const tide_queue *q)
@@ -147,8 +147,8 @@ static void describe_wait(const char *verb, const tide_queue *q, char *buf,
     tide__appendf(buf, n, len, "%s)", q->shutdown ? ", shut down" : "");
 }
 
-static void describe_get(tide_loop *loop, const struct tide__wait *w, char *buf,
-                         size_t n)
+static void describe_get(tide_loop *loop, const struct tide__wait *w,
+                         char *buf, size_t n)
 {
     (void)loop;
     describe_wait("get from",
@@ -156,8 +156,8 @@ static void describe_get(tide_loop *loop, const struct tide__wait *w, char *buf,
                   buf, n);
 }
 
-static void describe_put(tide_loop *loop, const struct tide__wait *w, char *buf,
-                         size_t n)
+static void describe_put(tide_loop *loop, const struct tide__wait *w,
+                         char *buf, size_t n)
 {
     (void)loop;
     describe_wait("put to",
@@ -364,8 +364,8 @@ static inline __attribute__((always_inline)) int put_wait(
         return rc;
     tide__waitq_leave(w);
     if (!w->woken || w->result != 0)
-        return rc;               /* cancelled while waiting; -ESHUTDOWN */
-    q->reserved--;               /* our slot: use it or pass it on */
+        return rc; /* cancelled while waiting; -ESHUTDOWN */
+    q->reserved--; /* our slot: use it or pass it on */
     if (rc == 0) {
         rc = q->shutdown ? -ESHUTDOWN : do_put(q, item);
         if (rc == 0)
@@ -376,7 +376,8 @@ static inline __attribute__((always_inline)) int put_wait(
 }
 
 static __attribute__((noinline)) int put_wait_compact(tide_loop *loop,
-                                                      tide_queue *q, void *item)
+                                                      tide_queue *q,
+                                                      void *item)
 {
     struct tide__qwaiter *w = tide__malloc(sizeof *w);
 
@@ -433,7 +434,7 @@ static inline __attribute__((always_inline)) int get_wait(
         return rc;
     tide__waitq_leave(w);
     if (!w->woken || w->result != 0)
-        return rc;               /* nothing handed: cancelled, shut down */
+        return rc; /* nothing handed: cancelled, shut down */
     q->handed--;
     if (rc == 0) {
         *item = took(q, w->data);

@@ -19,11 +19,11 @@
 #include <limits.h>
 
 struct tide_semaphore {
-    struct tide__waitq q;        /* acquirers; `inside`: granted, not run */
-    unsigned value;              /* permits available now */
-    unsigned bound;              /* UINT_MAX unless bounded */
-    unsigned granted;            /* woken waiters that have not run yet */
-    char *name;                  /* tide_semaphore_set_name, or NULL */
+    struct tide__waitq q; /* acquirers; `inside`: granted, not run */
+    unsigned value;       /* permits available now */
+    unsigned bound;       /* UINT_MAX unless bounded */
+    unsigned granted;     /* woken waiters that have not run yet */
+    char *name;           /* tide_semaphore_set_name, or NULL */
 };
 
 static tide_semaphore *sem_new(unsigned value, unsigned bound)

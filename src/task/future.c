@@ -39,8 +39,7 @@ void tide__future_init(tide_future *f, tide_loop *loop,
     tide__loop_ref(loop);
 }
 
-tide_future *tide__future_new_at(tide_loop *loop, const char *file,
-                                 int line)
+tide_future *tide__future_new_at(tide_loop *loop, const char *file, int line)
 {
     loop = tide__loop_resolve(loop);
     if (!loop)
@@ -138,7 +137,8 @@ void tide__future_complete(tide_future *f, int err, void *result)
             break;
         }
         default: {
-            struct done_cb *d = tide__container_of(n, struct done_cb, call.node);
+            struct done_cb *d =
+                tide__container_of(n, struct done_cb, call.node);
             tide_future_retain(f);
             tide__call_schedule(loop, &d->call);
             break;
@@ -239,7 +239,8 @@ int tide_future_result(const tide_future *f, void **value)
 }
 
 int tide_future_add_done_callback(tide_future *f,
-        void (*cb)(tide_future *f, void *arg), void *arg)
+                                  void (*cb)(tide_future *f, void *arg),
+                                  void *arg)
 {
     if (!f || !cb)
         return -EINVAL;
@@ -268,8 +269,10 @@ static void report_unretrieved(tide_loop *loop, tide_future *f)
     char who[256], msg[400];
 
     f->ops->describe(f, who, sizeof who);
-    snprintf(msg, sizeof msg, "%s failed with %d (%s): error was never "
-             "retrieved", who, f->err, tide_strerror(f->err));
+    snprintf(msg, sizeof msg,
+             "%s failed with %d (%s): error was never "
+             "retrieved",
+             who, f->err, tide_strerror(f->err));
     tide__loop_report(loop, msg);
 }
 

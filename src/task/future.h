@@ -19,8 +19,8 @@
 enum tide__future_node_kind {
     TIDE__NODE_WAITER = TIDE__NODE_CORE_KINDS, /* wake a coroutine
                                                 * (struct tide__waiter) */
-    TIDE__NODE_INLINE,   /* internal bookkeeping run at completion */
-    TIDE__NODE_DONE_CB,  /* a user's done callback: becomes a CALL */
+    TIDE__NODE_INLINE,  /* internal bookkeeping run at completion */
+    TIDE__NODE_DONE_CB, /* a user's done callback: becomes a CALL */
 };
 
 /* What a kind of future does beyond the shared record: every future
@@ -46,35 +46,35 @@ struct tide__future_ops {
 struct tide_future {
     uint32_t refs;
     bool done;
-    bool retrieved;             /* its outcome was read (debug reports) */
-    bool tracked;               /* made in debug mode: its memory is from
-                                 * tide__track_alloc */
-    int err;                    /* when done: 0 or a negative errno; a
-                                 * running task's tide_fail value */
-    uint32_t aux;               /* the kind's: a task's cancel count */
+    bool retrieved; /* its outcome was read (debug reports) */
+    bool tracked;   /* made in debug mode: its memory is from
+                     * tide__track_alloc */
+    int err;        /* when done: 0 or a negative errno; a
+                     * running task's tide_fail value */
+    uint32_t aux;   /* the kind's: a task's cancel count */
     const struct tide__future_ops *ops; /* its kind */
     union {
         struct tide__node *cb_tail; /* while pending: callbacks, above */
-        void *result;           /* once done: its value (NULL if failed) */
+        void *result;               /* once done: its value (NULL if failed) */
     };
-    tide_loop *loop;            /* referenced; resources gone once closed */
+    tide_loop *loop; /* referenced; resources gone once closed */
 };
 
 /* A waiter on a future's list: wakes `co` when the future completes. */
 struct tide__waiter {
-    struct tide__node node;     /* kind TIDE__NODE_WAITER */
+    struct tide__node node; /* kind TIDE__NODE_WAITER */
     struct tide__coro *co;
 };
 
 /* Internal bookkeeping run at completion, inside the completing call. */
 struct tide__inline {
-    struct tide__node node;     /* kind TIDE__NODE_INLINE; aux is free */
+    struct tide__node node; /* kind TIDE__NODE_INLINE; aux is free */
     void (*fn)(struct tide__inline *in, tide_future *f);
 };
 
 /* The record of `type` whose array of links, member `links`, holds `in`
  * at index in->node.aux (a combinator's one link per future). */
-#define tide__link_owner(in, type, links)                               \
+#define tide__link_owner(in, type, links) \
     tide__container_of((in) - (in)->node.aux, type, links[0])
 
 /* A plain future's ops: cancel completes it with -ECANCELED, free frees
@@ -110,8 +110,9 @@ void tide__future_init(tide_future *f, tide_loop *loop,
  * released twice. Else from untracked(size). NULL (ENOMEM). Inline:
  * tasks are made on a hot path, and untracked is then a direct call. */
 static inline void *tide__future_alloc(tide_loop *loop, bool tracked,
-        size_t size, const char *what, const char *file, int line,
-        void *(*untracked)(size_t size))
+                                       size_t size, const char *what,
+                                       const char *file, int line,
+                                       void *(*untracked)(size_t size))
 {
     if (__builtin_expect(tracked, 0))
         return tide__track_alloc(loop, size, what, file, line,

@@ -228,8 +228,7 @@ static const struct tide__future_ops task_ops = {
  * switch is checked too); on the shared compact stack, the occupant;
  * else (a borrowed stack, or st NULL) the running one. A check at a
  * switch runs after loop->current names the next task, hence the order. */
-static void describe_stack(const struct tide__stack *st, char *buf,
-                           size_t n)
+static void describe_stack(const struct tide__stack *st, char *buf, size_t n)
 {
     tide_loop *loop = tide__running;
     struct tide__coro *co = loop ? loop->current : NULL;
@@ -238,8 +237,7 @@ static void describe_stack(const struct tide__stack *st, char *buf,
         co = st->owner;
     else if (st && loop && loop->zombie && loop->zombie->stack == st)
         co = loop->zombie;
-    else if (st && loop && st == loop->compact_stack &&
-             loop->compact_occupant)
+    else if (st && loop && st == loop->compact_stack && loop->compact_occupant)
         co = loop->compact_occupant;
     if (!co || n < 32) {
         memcpy(buf, "a coroutine", sizeof "a coroutine");
@@ -278,9 +276,8 @@ tide_future *tide__create_task_at(tide_loop *loop, tide_fn fn, void *arg,
             goto free_info;
     }
     bool tracked = loop->debug != NULL;
-    struct tide__task *t = tide__future_alloc(loop, tracked, sizeof *t,
-                                              "task", file, line,
-                                              task_memory);
+    struct tide__task *t = tide__future_alloc(loop, tracked, sizeof *t, "task",
+                                              file, line, task_memory);
     if (!t)
         goto free_info;
     t->info = info;
@@ -384,7 +381,6 @@ tide_future *tide__task_of_coro(struct tide__coro *co)
     return &task_of_coro(co)->fut;
 }
 
-
 void tide__task_withdraw_pending(tide_future *f)
 {
     task_of(f)->co.must_cancel = false;
@@ -441,12 +437,16 @@ static void report_bad_fail(tide_loop *loop, struct tide__task *t, int err)
 
     describe_task(t, who, sizeof who);
     if (name && strcmp(name, "UNKNOWN") != 0)
-        snprintf(msg, sizeof msg, "%s called tide_fail(%d): an error is a "
+        snprintf(msg, sizeof msg,
+                 "%s called tide_fail(%d): an error is a "
                  "negative errno (tide_fail(-%s)); the task fails with "
-                 "-EINVAL", who, err, name);
+                 "-EINVAL",
+                 who, err, name);
     else
-        snprintf(msg, sizeof msg, "%s called tide_fail(%d): an error is a "
-                 "negative errno; the task fails with -EINVAL", who, err);
+        snprintf(msg, sizeof msg,
+                 "%s called tide_fail(%d): an error is a "
+                 "negative errno; the task fails with -EINVAL",
+                 who, err);
     tide__loop_report(loop, msg);
 }
 
@@ -462,13 +462,14 @@ void *tide_fail(int err)
     return NULL;
 }
 
-/* ---- await and sleep ------------------------------------------------------ */
+/* ---- await and sleep ------------------------------------------------------
+ */
 
 struct await {
     struct tide__wait wait;
     struct tide__waiter waiter;
     tide_future *f;
-    bool forwarded;             /* a cancel request went on to f */
+    bool forwarded; /* a cancel request went on to f */
 };
 
 /* Cancelling a task that awaits f cancels f; the await then returns when
@@ -572,7 +573,8 @@ int tide_sleep(double seconds)
     return tide__sleep_until(loop, deadline);
 }
 
-/* ---- running --------------------------------------------------------------- */
+/* ---- running ---------------------------------------------------------------
+ */
 
 static bool future_done(void *arg)
 {

@@ -12,8 +12,8 @@
  * then comes from the tracker (tide__future_alloc), which keeps the
  * __FILE__/__LINE__ that the tide_create_task macros pass along. */
 struct tide__task_info {
-    char *name;                 /* NULL: "Task-<id>" */
-    tide_timeout *scope;        /* innermost open timeout scope */
+    char *name;          /* NULL: "Task-<id>" */
+    tide_timeout *scope; /* innermost open timeout scope */
     /* Set by the timeout layer with the first scope: frees the scopes
      * still open when the body returns (a misuse, reported in debug
      * mode). */
