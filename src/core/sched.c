@@ -232,6 +232,11 @@ static void borrowed_main(void *p)
     /* *b is on the host's frames: read it before anything can move them. */
     struct borrowed_run *b = p;
     struct borrowed_run r = *b;
+    /* One iteration (tide_loop_run_once, close): its flag is on the
+     * host's frames too; count on a copy here. */
+    bool once = r.done == tide__one_iteration && *(const bool *)r.arg;
+    if (r.done == tide__one_iteration)
+        r.arg = &once;
 
     r.err = loop_run(r.loop, r.host, r.done, r.arg, r.done_flag);
     /* Back to the host: its frames go back onto the shared stack first.
