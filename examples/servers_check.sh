@@ -3,6 +3,8 @@
 # against http_server (GET / twice on one kept-alive connection, and a
 # 404), nc (netcat-openbsd) against echo_server. Each server must then
 # exit 0 on SIGTERM. Usage: servers_check.sh BUILD_EXAMPLES_DIR
+# TIDE_WRAP runs each server under a wrapper (CI: valgrind), and
+# TIDE_START_WAIT gives it longer to start.
 # SPDX-License-Identifier: MIT
 set -eu
 dir=$1
@@ -12,8 +14,9 @@ fail() { echo "FAIL: $*"; kill "$pid" 2>/dev/null || true; exit 1; }
 # at once, status 1, when the port is taken); sets pid and port.
 start() {
     for try in 1 2 3 4 5 6 7 8; do
-        "$dir/$1" "$port" 2>/dev/null & pid=$!
-        sleep 0.2
+        # shellcheck disable=SC2086
+        ${TIDE_WRAP:-} "$dir/$1" "$port" 2>/dev/null & pid=$!
+        sleep "${TIDE_START_WAIT:-0.2}"
         kill -0 "$pid" 2>/dev/null && return 0
         port=$((port + 7))
     done
