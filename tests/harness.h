@@ -170,6 +170,16 @@ static inline bool harness_compact(void)
 
     return e && e[0] == '1';
 }
+/* TIDE_TEST_QEMU=1 (CI's aarch64 step): the suite runs under QEMU user
+ * mode, which runs threads of its own in the process and does not carry
+ * every fork of a threaded program through. */
+static inline bool harness_qemu(void)
+{
+    const char *e = getenv("TIDE_TEST_QEMU");
+
+    return e && e[0] == '1';
+}
+
 #define SKIP_IF_COMPACT(why)              \
     do {                                  \
         if (harness_compact())            \
