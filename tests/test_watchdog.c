@@ -236,6 +236,14 @@ static const char *run_spinner(const char *name, double slow, struct spin *s)
     return err_end();
 }
 
+/* Whether the backtrace in out names the frame: under QEMU user mode a
+ * backtrace taken in a signal handler may stop at the first frame, so
+ * there only the report itself is required. */
+static bool has_frame(const char *out, const char *frame)
+{
+    return harness_qemu() || strstr(out, frame) != NULL;
+}
+
 TEST(a_blocked_step_is_reported_while_it_blocks_with_its_backtrace)
 {
     struct spin s = {.min = 0.3, .max = 3, .want = "has held the loop"};
@@ -252,7 +260,8 @@ TEST(a_blocked_step_is_reported_while_it_blocks_with_its_backtrace)
     report_of(out, want, one, sizeof one);
     if (!strstr(one, "has held the loop for 0.") ||
         !strstr(one, "and still holds it; it is at:\n    #0 ") ||
-        !strstr(one, " spin_until_reported+0x") || !strstr(one, " spinner+0x"))
+        !has_frame(one, " spin_until_reported+0x") ||
+        !has_frame(one, " spinner+0x"))
         harness_fail(__FILE__, __LINE__, "report: \"%s\" in \"%s\"", one, out);
     double age = 0;
     CHECK(sscanf(strstr(one, "has held the loop for "),
@@ -267,7 +276,7 @@ TEST(a_blocked_step_is_reported_while_it_blocks_with_its_backtrace)
     if (!strstr(msgs, want) ||
         !strstr(msgs, "(slow step); the watchdog "
                       "caught it at:\n    #") ||
-        !strstr(msgs, " spin_until_reported+0x"))
+        !has_frame(msgs, " spin_until_reported+0x"))
         harness_fail(__FILE__, __LINE__, "report handler got: %s", msgs);
     CHECK_EQ(watchdogs_settled(0), 0);
     LEAK_GATE();
@@ -289,7 +298,7 @@ TEST(a_step_still_blocked_at_ten_times_the_threshold_is_reported_again)
     double age = 0;
     CHECK(second && sscanf(second, "still holds the loop after %lf", &age));
     CHECK(age >= 0.2);
-    CHECK(strstr(second, " spin_until_reported+0x"));
+    CHECK(has_frame(second, " spin_until_reported+0x"));
     LEAK_GATE();
 }
 
@@ -460,8 +469,8 @@ TEST(loops_in_two_threads_each_get_their_own_report)
     report_of(out, "task 'left'", left, sizeof left);
     report_of(out, "task 'right'", right, sizeof right);
     /* Each backtrace is its own thread's. */
-    if (!strstr(left, " left_body+0x") || strstr(left, "right_body") ||
-        !strstr(right, " right_body+0x") || strstr(right, "left_body"))
+    if (!has_frame(left, " left_body+0x") || strstr(left, "right_body") ||
+        !has_frame(right, " right_body+0x") || strstr(right, "left_body"))
         harness_fail(__FILE__, __LINE__, "reports: %s", out);
     CHECK_EQ(watchdogs_settled(0), 0);
     LEAK_GATE();
@@ -487,7 +496,7 @@ TEST(a_blocking_callback_is_reported_too)
     const char *out = err_end();
     CHECK(s.seen > 0);
     if (!strstr(out, "tide: a callback has held the loop") ||
-        !strstr(out, " blocking_callback+0x"))
+        !has_frame(out, " blocking_callback+0x"))
         harness_fail(__FILE__, __LINE__, "stderr: %s", out);
     CHECK(strstr(msgs, "the watchdog caught it at:") != NULL);
     LEAK_GATE();
@@ -544,7 +553,7 @@ TEST(the_programs_own_signals_still_reach_its_handler)
 
     struct spin s = {.max = 3, .want = "has held the loop"};
     const char *out = run_spinner("chained", SLOW, &s);
-    CHECK(s.seen > 0 && strstr(out, " spin_until_reported+0x"));
+    CHECK(s.seen > 0 && has_frame(out, " spin_until_reported+0x"));
     CHECK_EQ(atomic_load(&program_signals), 0); /* the watchdog's: not its */
     raise(sig);
     union sigval v = {.sival_int = 7};
@@ -587,7 +596,7 @@ TEST(tide_watchdog_signal_moves_the_signal_or_turns_the_watchdog_off)
     setenv("TIDE_WATCHDOG_SIGNAL", num, 1);
     struct spin s = {.max = 3, .want = "has held the loop"};
     const char *out = run_spinner("moved", SLOW, &s);
-    CHECK(s.seen > 0 && strstr(out, " spin_until_reported+0x"));
+    CHECK(s.seen > 0 && has_frame(out, " spin_until_reported+0x"));
     struct sigaction now;
     CHECK_EQ(sigaction(watch_signal(), NULL, &now), 0);
     CHECK(!(now.sa_flags & SA_SIGINFO) && now.sa_handler == SIG_DFL);
