@@ -186,6 +186,25 @@ static inline bool harness_qemu(void)
             SKIP("TIDE_COMPACT=1: " why); \
     } while (0)
 
+/* Run body(arg) as a task on a fresh loop to its end; its error. For
+ * bodies that share their locals with the tasks they start, which a
+ * compact task's copied-away frames do not allow (README, "Compact
+ * tasks"): under TIDE_COMPACT=1 the test skips (test_io covers the I/O
+ * layer's compact path). */
+static inline int harness_run_body(tide_fn body, void *arg)
+{
+    if (harness_compact())
+        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_future *t = tide_create_task(loop, body, arg);
+    CHECK_NOT_NULL(t);
+    int err = tide_run_until_complete(loop, t, NULL);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    return err;
+}
+
 static inline void harness_stop_cb(void *loop)
 {
     tide_loop_stop(loop);

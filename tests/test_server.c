@@ -26,23 +26,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int run_main(tide_fn body, void *arg)
-{
-    /* Its bodies share their locals with the tasks they start, which a
-     * compact task's copied-away frames do not allow (README, "Compact
-     * tasks"); the I/O layer's compact path is tested by test_io. */
-    if (harness_compact())
-        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
-    tide_loop *loop = tide_loop_new();
-    CHECK_NOT_NULL(loop);
-    tide_future *t = tide_create_task(loop, body, arg);
-    CHECK_NOT_NULL(t);
-    int err = tide_run_until_complete(loop, t, NULL);
-    tide_future_release(t);
-    CHECK_EQ(tide_loop_close(loop), 0);
-    return err;
-}
-
 static uint16_t port_of(tide_server *srv)
 {
     struct sockaddr_storage a;
@@ -100,7 +83,7 @@ static void *bad_args_body(void *arg)
 
 TEST(bad_arguments)
 {
-    CHECK_EQ(run_main(bad_args_body, NULL), 0);
+    CHECK_EQ(harness_run_body(bad_args_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -192,7 +175,7 @@ static void *tcp_body(void *arg)
 
 TEST(tcp_echo_to_50_clients_and_serve_forever)
 {
-    CHECK_EQ(run_main(tcp_body, NULL), 0);
+    CHECK_EQ(harness_run_body(tcp_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -214,7 +197,7 @@ static void *unix_body(void *arg)
 
 TEST(unix_socket_echo)
 {
-    CHECK_EQ(run_main(unix_body, NULL), 0);
+    CHECK_EQ(harness_run_body(unix_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -248,7 +231,7 @@ TEST(ten_thousand_concurrent_connections)
     }
     if (r.rlim_cur < 2 * n + 100) /* both ends are in this process */
         n = r.rlim_cur >= 2100 ? (r.rlim_cur - 100) / 2 : 1000;
-    CHECK_EQ(run_main(many_body, IPTR(n)), 0);
+    CHECK_EQ(harness_run_body(many_body, IPTR(n)), 0);
     LEAK_GATE();
     if (n < 10000 && !(HARNESS_ASAN || HARNESS_TSAN || HARNESS_VALGRIND))
         fprintf(stderr, "note: fd hard limit %lu: %zu connections\n",
@@ -324,7 +307,7 @@ TEST(close_waits_for_handlers_then_cancels_them_at_the_deadline)
 {
     if (HARNESS_VALGRIND) /* its 20-100 ms steps stretch past its checks */
         SKIP("timed in tens of ms: not under valgrind");
-    CHECK_EQ(run_main(close_mid_body, NULL), 0);
+    CHECK_EQ(harness_run_body(close_mid_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -348,7 +331,7 @@ TEST(abort_resets_live_connections)
 {
     if (HARNESS_VALGRIND) /* its 20-100 ms steps stretch past its checks */
         SKIP("timed in tens of ms: not under valgrind");
-    CHECK_EQ(run_main(abort_body, NULL), 0);
+    CHECK_EQ(harness_run_body(abort_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -424,6 +407,6 @@ TEST(accept_under_emfile_keeps_serving_without_spinning)
 {
     if (HARNESS_VALGRIND) /* its 20-100 ms steps stretch past its checks */
         SKIP("timed in tens of ms: not under valgrind");
-    CHECK_EQ(run_main(emfile_body, NULL), 0);
+    CHECK_EQ(harness_run_body(emfile_body, NULL), 0);
     LEAK_GATE();
 }

@@ -62,24 +62,6 @@ static int tcp_listener(int backlog, uint16_t *port)
     return l;
 }
 
-/* Run body(arg) as a task on a fresh loop to its end; its error. */
-static int run_main(tide_fn body, void *arg)
-{
-    /* Its bodies share their locals with the tasks they start, which a
-     * compact task's copied-away frames do not allow (README, "Compact
-     * tasks"); the I/O layer's compact path is tested by test_io. */
-    if (harness_compact())
-        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
-    tide_loop *loop = tide_loop_new();
-    CHECK_NOT_NULL(loop);
-    tide_future *t = tide_create_task(loop, body, arg);
-    CHECK_NOT_NULL(t);
-    int err = tide_run_until_complete(loop, t, NULL);
-    tide_future_release(t);
-    CHECK_EQ(tide_loop_close(loop), 0);
-    return err;
-}
-
 static void send_str(int fd, const char *str)
 {
     size_t n = strlen(str);
@@ -156,7 +138,7 @@ static void *bad_args_body(void *arg)
 
 TEST(bad_arguments_change_nothing)
 {
-    CHECK_EQ(run_main(bad_args_body, NULL), 0);
+    CHECK_EQ(harness_run_body(bad_args_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -184,7 +166,7 @@ static void *lines_body(void *arg)
 
 TEST(readline_returns_lines_and_the_last_partial_one)
 {
-    CHECK_EQ(run_main(lines_body, NULL), 0);
+    CHECK_EQ(harness_run_body(lines_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -218,7 +200,7 @@ static void *until_body(void *arg)
 
 TEST(readuntil_overflow_and_eof_keep_the_buffered_bytes)
 {
-    CHECK_EQ(run_main(until_body, NULL), 0);
+    CHECK_EQ(harness_run_body(until_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -246,7 +228,7 @@ static void *exactly_body(void *arg)
 
 TEST(readexactly_reports_early_eof_with_the_partial_bytes)
 {
-    CHECK_EQ(run_main(exactly_body, NULL), 0);
+    CHECK_EQ(harness_run_body(exactly_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -272,7 +254,7 @@ static void *direct_body(void *arg)
 
 TEST(read_into_receives_straight_into_the_callers_buffer)
 {
-    CHECK_EQ(run_main(direct_body, NULL), 0);
+    CHECK_EQ(harness_run_body(direct_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -323,7 +305,7 @@ static void *cancel_body(void *arg)
 
 TEST(cancelled_readline_keeps_its_bytes_for_the_next_read)
 {
-    CHECK_EQ(run_main(cancel_body, NULL), 0);
+    CHECK_EQ(harness_run_body(cancel_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -373,7 +355,7 @@ static void *trickle_body(void *arg)
 
 TEST(one_byte_at_a_time_peer_under_a_timeout_scope)
 {
-    CHECK_EQ(run_main(trickle_body, NULL), 0);
+    CHECK_EQ(harness_run_body(trickle_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -401,7 +383,7 @@ static void *close_other_body(void *arg)
 
 TEST(close_from_another_task_wakes_a_reader_with_ebadf)
 {
-    CHECK_EQ(run_main(close_other_body, NULL), 0);
+    CHECK_EQ(harness_run_body(close_other_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -471,7 +453,7 @@ static void *water_body(void *arg)
 
 TEST(drain_waits_above_high_water_and_several_drainers_wake)
 {
-    CHECK_EQ(run_main(water_body, NULL), 0);
+    CHECK_EQ(harness_run_body(water_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -500,7 +482,7 @@ static void *reset_body(void *arg)
 
 TEST(peer_reset_mid_write_ends_drain_with_the_error)
 {
-    CHECK_EQ(run_main(reset_body, NULL), 0);
+    CHECK_EQ(harness_run_body(reset_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -553,7 +535,7 @@ static void *close_flush_body(void *arg)
 
 TEST(close_sends_everything_queued_within_its_deadline)
 {
-    CHECK_EQ(run_main(close_flush_body, NULL), 0);
+    CHECK_EQ(harness_run_body(close_flush_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -652,7 +634,7 @@ static void *connect_body(void *arg)
 
 TEST(open_connection_happy_eyeballs_abort_and_names)
 {
-    CHECK_EQ(run_main(connect_body, NULL), 0);
+    CHECK_EQ(harness_run_body(connect_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -746,6 +728,6 @@ static void *steady_body(void *arg)
 
 TEST(steady_state_allocates_nothing_and_makes_no_epoll_ctl)
 {
-    CHECK_EQ(run_main(steady_body, NULL), 0);
+    CHECK_EQ(harness_run_body(steady_body, NULL), 0);
     LEAK_GATE();
 }
