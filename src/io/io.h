@@ -35,6 +35,34 @@ void tide__stream_hold(struct tide_stream *s);
 void tide__stream_release(struct tide_stream *s);
 bool tide__stream_closed(const struct tide_stream *s);
 
+/* A stream's transport, for a stream over anything but a socket (a
+ * socket stream has none: its calls are made inline). `x` is the
+ * transport's own state, `fd` the stream's. */
+struct tide__stream_xport {
+    /* Read up to n (> 0) bytes into buf for the calling task, suspending
+     * if it must: the count, 0 at end of file, or -errno (-ECANCELED
+     * loses nothing: the bytes are read again by the next call). */
+    ssize_t (*recv)(void *x, int fd, void *buf, size_t n);
+    /* Write some of the n (> 0) bytes of buf, suspending if it must: the
+     * count written (> 0), or -errno. On -ECANCELED the stream writes
+     * the same bytes again with the next call, so a transport that may
+     * have written them (a call abandoned while running) must write them
+     * at the same place (pwrite at its own offset). buf may change once
+     * the call has returned. */
+    ssize_t (*write)(void *x, int fd, const void *buf, size_t n);
+    /* The stream is closing: wake a task suspended in recv or write (it
+     * then returns -ECANCELED or -EBADF) and close fd. */
+    void (*close)(void *x, int fd);
+    /* The stream is freed: free x. */
+    void (*free)(void *x);
+};
+
+/* tide_stream_new for fd (kept as it is: not made non-blocking) with a
+ * transport; x is the transport's from then on (its free frees it) if
+ * this succeeds. NULL and errno: EINVAL (no loop), ENOMEM. */
+struct tide_stream *tide__stream_new_xport(
+    int fd, size_t limit, const struct tide__stream_xport *xport, void *x);
+
 /* tide_to_thread_ex for a job that owns arg: once submitted, the pool
  * calls drop(arg) if nobody receives the job's result (cancelled,
  * queued or running); delivered, the result is in *result (fn sets it,

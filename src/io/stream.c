@@ -20,6 +20,12 @@
  * suspended in the stream, and a server's connection task. The fd is
  * closed at once by close/abort (waking suspended calls with -EBADF);
  * the memory goes with the last reference.
+ *
+ * Transports (io/io.h): a socket stream (xport NULL) makes its calls
+ * inline, as the hot path. A stream over anything else (a file) reads
+ * through its transport's recv, and its queue is written only by the
+ * task that drains or closes it, through the transport's write
+ * (xport_flush): nothing is written in the background.
  * SPDX-License-Identifier: MIT
  */
 #include "io/io.h"
@@ -59,6 +65,8 @@ struct tide_stream {
     bool eof_wanted;  /* write_eof: shut down once the queue is empty */
     bool eof_sent;
     tide_event *drained; /* set when queued <= low, or error, or closed */
+    const struct tide__stream_xport *xport; /* NULL: a socket */
+    void *xarg;                             /* the transport's state */
 };
 
 static void flush_cb(void *arg);
@@ -77,6 +85,8 @@ static void release(tide_stream *s)
 {
     if (--s->refs > 0)
         return;
+    if (s->xport)
+        s->xport->free(s->xarg);
     tide_event_free(s->drained);
     tide__free(s->rbuf);
     tide__free(s->wbuf);
@@ -98,21 +108,9 @@ bool tide__stream_closed(const tide_stream *s)
     return s->fd < 0;
 }
 
-tide_stream *tide_stream_new(int fd, size_t limit)
+/* A stream over fd on the running or default loop; NULL and errno. */
+static tide_stream *stream_new(int fd, size_t limit, tide_loop *loop)
 {
-    if (fd < 0) {
-        errno = EBADF;
-        return NULL;
-    }
-    tide_loop *loop = tide__loop_resolve(NULL);
-    if (!loop || loop->closed) {
-        errno = EINVAL;
-        return NULL;
-    }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 ||
-        (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
-        return NULL; /* errno: EBADF */
     tide_stream *s = tide__calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -135,6 +133,47 @@ tide_stream *tide_stream_new(int fd, size_t limit)
     return s;
 }
 
+static tide_loop *stream_loop(void)
+{
+    tide_loop *loop = tide__loop_resolve(NULL);
+
+    if (!loop || loop->closed) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return loop;
+}
+
+tide_stream *tide_stream_new(int fd, size_t limit)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return NULL;
+    }
+    tide_loop *loop = stream_loop();
+    if (!loop)
+        return NULL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 ||
+        (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+        return NULL; /* errno: EBADF */
+    return stream_new(fd, limit, loop);
+}
+
+tide_stream *tide__stream_new_xport(int fd, size_t limit,
+                                    const struct tide__stream_xport *xport,
+                                    void *xarg)
+{
+    tide_loop *loop = stream_loop();
+    tide_stream *s = loop ? stream_new(fd, limit, loop) : NULL;
+
+    if (s) {
+        s->xport = xport;
+        s->xarg = xarg;
+    }
+    return s;
+}
+
 int tide_stream_fd(const tide_stream *s)
 {
     if (!s)
@@ -147,6 +186,14 @@ int tide_stream_fd(const tide_stream *s)
 static size_t buffered(const tide_stream *s)
 {
     return s->rend - s->rstart;
+}
+
+/* Receive up to n bytes into buf, through the transport if s has one. */
+static inline ssize_t recv_some(tide_stream *s, void *buf, size_t n)
+{
+    if (__builtin_expect(s->xport != NULL, 0))
+        return s->xport->recv(s->xarg, s->fd, buf, n);
+    return tide_sock_recv(s->fd, buf, n, 0);
 }
 
 /* Receive more into the buffer (moving what is there to the front
@@ -163,7 +210,7 @@ static ssize_t fill(tide_stream *s)
     }
     if (s->rend == s->rcap)
         return -EMSGSIZE;
-    ssize_t n = tide_sock_recv(s->fd, s->rbuf + s->rend, s->rcap - s->rend, 0);
+    ssize_t n = recv_some(s, s->rbuf + s->rend, s->rcap - s->rend);
     if (n > 0)
         s->rend += (size_t)n;
     else if (n == 0)
@@ -223,7 +270,7 @@ static ssize_t recv_direct(tide_stream *s, void *buf, size_t n)
 {
     if (s->fd < 0)
         return -EBADF;
-    ssize_t r = tide_sock_recv(s->fd, buf, n, 0);
+    ssize_t r = recv_some(s, buf, n);
     if (r == 0)
         s->eof = true;
     return s->fd < 0 && r < 0 ? -EBADF : r;
@@ -371,6 +418,8 @@ static void set_error(tide_stream *s, int err)
 
 static void stop_flushing(tide_stream *s)
 {
+    if (s->xport)
+        return; /* its flushing is xport_flush's */
     if (s->flushing && s->fd >= 0)
         tide_remove_writer(s->loop, s->fd);
     s->flushing = false;
@@ -381,7 +430,7 @@ static void queue_empty(tide_stream *s)
 {
     s->wstart = s->wend = 0;
     stop_flushing(s);
-    if (s->eof_wanted && !s->eof_sent && !s->err && s->fd >= 0) {
+    if (s->eof_wanted && !s->eof_sent && !s->err && s->fd >= 0 && !s->xport) {
         s->eof_sent = true;
         if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
             set_error(s, -errno);
@@ -454,7 +503,7 @@ static int write_check(const tide_stream *s)
 /* After queueing: arm the background flush, note the high-water mark. */
 static int queued_more(tide_stream *s)
 {
-    if (!s->flushing) {
+    if (!s->flushing && !s->xport) {
         int err = tide_add_writer(s->loop, s->fd, flush_cb, s);
         if (err < 0) {
             set_error(s, err);
@@ -502,7 +551,7 @@ int tide_stream_writev(tide_stream *s, const struct iovec *iov, int n)
     if (!total)
         return 0;
     size_t sent = 0;
-    if (!queued(s)) {
+    if (!queued(s) && !s->xport) {
         ssize_t r = send_now(s, iov, n);
         if (r < 0) {
             set_error(s, (int)r);
@@ -574,13 +623,70 @@ static int wait_queue(tide_stream *s, size_t mark)
     return err;
 }
 
+/* Put the n bytes of buf that a transport did not take back in front of
+ * the queue. 0 or -ENOMEM. */
+static int requeue(tide_stream *s, const char *buf, size_t n)
+{
+    size_t after = queued(s);
+
+    if (reserve(s, n) < 0)
+        return -ENOMEM;
+    memmove(s->wbuf + s->wstart + n, s->wbuf + s->wstart, after);
+    memcpy(s->wbuf + s->wstart, buf, n);
+    s->wend += n;
+    return 0;
+}
+
+/* Write the whole queue through s's transport from this task. The queue
+ * is taken out of the stream (writes made meanwhile queue behind it);
+ * what a cancelled write did not take goes back in front, so that
+ * nothing is lost. One task writes at a time (flushing); another waits
+ * for it on `drained`. Returns 0; the sticky error; -ECANCELED; -EBADF
+ * if s is closed meanwhile. */
+static int xport_flush(tide_stream *s)
+{
+    int err = 0;
+
+    hold(s);
+    while (!err && s->fd >= 0 && !s->err && queued(s)) {
+        if (s->flushing) {
+            err = tide_event_wait(s->drained);
+            continue;
+        }
+        char *buf = s->wbuf;
+        size_t off = s->wstart, end = s->wend;
+        s->wbuf = NULL;
+        s->wcap = s->wstart = s->wend = 0;
+        s->flushing = true;
+        tide_event_clear(s->drained);
+        while (off < end && s->fd >= 0 && !err) {
+            ssize_t n = s->xport->write(s->xarg, s->fd, buf + off, end - off);
+            if (n < 0)
+                err = (int)n;
+            else
+                off += (size_t)n;
+        }
+        s->flushing = false;
+        if (s->fd >= 0 && err == -ECANCELED && requeue(s, buf + off, end - off))
+            set_error(s, -ENOMEM);
+        else if (s->fd >= 0 && err && err != -ECANCELED)
+            set_error(s, err);
+        tide__free(buf);
+        tide_event_set(s->drained);
+    }
+    if (!err)
+        err = s->err ? s->err : s->fd < 0 ? -EBADF : 0;
+    release(s);
+    return err;
+}
+
 int tide_stream_drain(tide_stream *s)
 {
     int err = write_state(s);
 
     if (err || queued(s) <= s->high)
         return err;
-    return wait_queue(s, s->low);
+    return s->xport ? xport_flush(s) : wait_queue(s, s->low);
 }
 
 int tide_stream_write_eof(tide_stream *s)
@@ -605,8 +711,17 @@ static void close_fd(tide_stream *s)
     s->fd = -1;
     s->wstart = s->wend = 0;
     tide_event_set(s->drained);
-    tide_close(fd);
+    if (s->xport)
+        s->xport->close(s->xarg, fd);
+    else
+        tide_close(fd);
     release(s);
+}
+
+/* Send everything queued, waiting as long as it takes. */
+static int send_all(tide_stream *s)
+{
+    return s->xport ? xport_flush(s) : wait_queue(s, 0);
 }
 
 int tide_stream_close(tide_stream *s, double timeout)
@@ -616,7 +731,7 @@ int tide_stream_close(tide_stream *s, double timeout)
     if (s->fd < 0)
         return -EBADF;
     int err = s->err;
-    if (!err && queued(s)) {
+    if (!err && queued(s) && !s->xport) {
         flush(s);
         err = s->err;
     }
@@ -624,10 +739,10 @@ int tide_stream_close(tide_stream *s, double timeout)
         if (!tide_current_task() || timeout <= 0) {
             err = -ETIMEDOUT;
         } else if (isinf(timeout)) {
-            err = wait_queue(s, 0);
+            err = send_all(s);
         } else {
             tide_timeout *scope = tide_timeout_begin(timeout);
-            err = scope ? tide_timeout_end(scope, wait_queue(s, 0)) : -ENOMEM;
+            err = scope ? tide_timeout_end(scope, send_all(s)) : -ENOMEM;
         }
     }
     if (s->fd >= 0)
