@@ -72,6 +72,19 @@ struct tide_stream *tide__stream_new_xport(
 int tide__to_thread_owned(int cls, tide_work_fn fn, void *arg,
                           void (*drop)(void *arg), void **result);
 
+/* A file read (pread at off, or read at fd's offset if off < 0) or
+ * write of at most 1 MiB of n, for the calling task (file.c; tide/file.h's
+ * rules). A read is tried inline with RWF_NOWAIT first. While the call
+ * waits on the pool, *waiting (if not NULL) names the task, so that a
+ * file stream closing can wake it (filestream.c). The count or
+ * -errno. */
+ssize_t tide__file_rw(int fd, void *buf, size_t n, off_t off, bool write,
+                      struct tide__coro **waiting);
+
+/* For tests and benchmarks: true sends every file read to the pool (no
+ * inline RWF_NOWAIT try). The loop's thread only. */
+extern bool tide__file_no_inline;
+
 /* Pool jobs queued or running, in every loop (abandoned ones included,
  * until their worker is done with them). For tests: a job that outlives
  * its test would fail its leak gate. */
