@@ -52,14 +52,14 @@ enum freq_kind {
 
 struct freq {
     enum freq_kind kind;
-    bool ran;      /* the job started (set on its thread) */
-    int fd;        /* the dup (the caller's own fd for F_CLOSE), or -1 */
-    int flags;     /* F_OPEN's */
-    mode_t mode;   /* F_OPEN's, F_MKDIR's */
-    off_t off;     /* F_READ, F_WRITE: -1 for fd's offset */
-    size_t n;      /* bytes in buf */
-    ssize_t res;   /* the outcome: a count, an fd, 0, or -errno */
-    char *path;    /* copies (F_RENAME: path -> path2) */
+    bool ran;    /* the job started (set on its thread) */
+    int fd;      /* the dup (the caller's own fd for F_CLOSE), or -1 */
+    int flags;   /* F_OPEN's */
+    mode_t mode; /* F_OPEN's, F_MKDIR's */
+    off_t off;   /* F_READ, F_WRITE: -1 for fd's offset */
+    size_t n;    /* bytes in buf */
+    ssize_t res; /* the outcome: a count, an fd, 0, or -errno */
+    char *path;  /* copies (F_RENAME: path -> path2) */
     char *path2;
     struct stat st;    /* F_STAT, F_FSTAT */
     tide_dirent *list; /* F_LISTDIR */
@@ -108,11 +108,10 @@ static ssize_t do_write(struct freq *r)
     size_t done = 0;
 
     while (done < r->n) {
-        ssize_t k =
-            r->off < 0
-                ? tide__sys_write(r->fd, r->buf + done, r->n - done)
-                : tide__sys_pwrite(r->fd, r->buf + done, r->n - done,
-                                   r->off + (off_t)done);
+        ssize_t k = r->off < 0
+                        ? tide__sys_write(r->fd, r->buf + done, r->n - done)
+                        : tide__sys_pwrite(r->fd, r->buf + done, r->n - done,
+                                           r->off + (off_t)done);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
@@ -192,7 +191,8 @@ static ssize_t do_listdir(struct freq *r)
         char *dst = (char *)out + (n + 1) * sizeof *out;
         memcpy(dst, text, names);
         for (size_t i = 0; i < n; i++)
-            out[i] = (tide_dirent){.name = dst + offs[i], .type = ents[i].type};
+            out[i] =
+                (tide_dirent){.name = dst + offs[i], .type = ents[i].type};
         out[n] = (tide_dirent){0};
         qsort(out, n, sizeof *out, by_name);
         r->list = out;
@@ -213,8 +213,8 @@ static int run_request(void *arg, void **result)
     r->ran = true;
     switch (r->kind) {
     case F_OPEN:
-        res = sys_result(
-            tide__sys_open(r->path, r->flags | O_CLOEXEC, r->mode));
+        res =
+            sys_result(tide__sys_open(r->path, r->flags | O_CLOEXEC, r->mode));
         break;
     case F_CLOSE: {
         /* Linux frees the fd even when close fails with EINTR. */
@@ -385,9 +385,9 @@ static ssize_t write_at(int fd, const void *buf, size_t n, off_t off)
         return err;
     while (done < n) {
         size_t want = n - done < CHUNK ? n - done : CHUNK;
-        ssize_t k = tide__file_rw(fd, (char *)buf + done, want,
-                                  off < 0 ? -1 : off + (off_t)done, true,
-                                  NULL);
+        ssize_t k =
+            tide__file_rw(fd, (char *)buf + done, want,
+                          off < 0 ? -1 : off + (off_t)done, true, NULL);
         if (k < 0)
             return done ? (ssize_t)done : k;
         done += (size_t)k;

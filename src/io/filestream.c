@@ -21,7 +21,7 @@
 
 struct xfile {
     tide_loop *loop;
-    off_t roff, woff;         /* the next read's and write's offsets */
+    off_t roff, woff;          /* the next read's and write's offsets */
     struct tide__coro *reader; /* suspended on the pool in a read */
     struct tide__coro *writer; /* ... in a write */
 };

@@ -667,7 +667,8 @@ static int xport_flush(tide_stream *s)
                 off += (size_t)n;
         }
         s->flushing = false;
-        if (s->fd >= 0 && err == -ECANCELED && requeue(s, buf + off, end - off))
+        if (s->fd >= 0 && err == -ECANCELED &&
+            requeue(s, buf + off, end - off))
             set_error(s, -ENOMEM);
         else if (s->fd >= 0 && err && err != -ECANCELED)
             set_error(s, err);
