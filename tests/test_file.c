@@ -267,6 +267,20 @@ TEST(bad_input_is_refused_and_changes_nothing)
     CHECK_ERR(errno, ESPIPE);
     CHECK_EQ(close(p[0]), 0); /* still the caller's */
     CHECK_EQ(close(p[1]), 0);
+    /* A file stream read outside a task: cached bytes inline, else -EPERM. */
+    put_file(path, "ab\n", 3);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    tide_set_event_loop(loop);
+    tide_stream *s = tide_file_stream_new(fd, 0);
+    CHECK_NOT_NULL(s);
+    tide__file_no_inline = true;
+    const void *line;
+    CHECK_ERR(tide_stream_readline(s, &line), -EPERM);
+    tide__file_no_inline = false;
+    CHECK_EQ(tide_stream_readline(s, &line), 3);
+    CHECK_EQ(tide_stream_close(s, 0), 0);
+    tide_set_event_loop(NULL);
     finish(loop);
 }
 
@@ -549,18 +563,69 @@ TEST(a_write_cancelled_while_running_writes_the_bytes_it_was_given)
     CHECK_ERR(tide_run_until_complete(loop, t, NULL), -ECANCELED);
     tide_future_release(t);
     memset(wbuf, 'Z', sizeof wbuf); /* the caller reuses its buffer */
+    /* The caller closes fd and its number goes to another file (HAZARDS
+     * B07): the write goes on on its duplicate, never on the new file. */
+    int rd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    CHECK(rd >= 0);
+    CHECK_EQ(close(fd), 0);
+    int other = open(path2, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CHECK(other >= 0);
     /* Drain the pipe: the full page, then the write's own bytes. */
-    CHECK_EQ(read(fd, page, sizeof page), (ssize_t)sizeof page);
     size_t have = 0;
-    while (have < sizeof got) {
-        ssize_t k = read(fd, got + have, sizeof got - have);
-        CHECK(k > 0);
-        have += (size_t)k;
+    double end = harness_now() + 5;
+    while (have < sizeof page + sizeof got) {
+        char *to = have < sizeof page ? page + have : got + have - sizeof page;
+        size_t room = have < sizeof page ? sizeof page - have
+                                         : sizeof got - (have - sizeof page);
+        ssize_t k = read(rd, to, room);
+        CHECK(k > 0 || (k < 0 && errno == EAGAIN));
+        CHECK(harness_now() < end);
+        have += k > 0 ? (size_t)k : 0;
     }
     for (size_t i = 0; i < sizeof got; i++)
         CHECK_EQ(got[i], 'W');
     pool_quiet();
+    struct stat st;
+    CHECK_EQ(fstat(other, &st), 0);
+    CHECK_EQ(st.st_size, 0);
+    CHECK_EQ(close(other), 0);
+    CHECK_EQ(close(rd), 0);
+    finish(loop);
+}
+
+static void *pwrite_body(void *arg)
+{
+    ssize_t n = tide_file_pwrite((int)PINT(arg), "queued", 6, 0);
+    return n < 0 ? tide_fail((int)n) : IPTR(n);
+}
+
+TEST(a_call_works_on_the_file_its_fd_named_when_it_was_made)
+{
+    char got[16];
+
+    scratch();
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CHECK(fd >= 0);
+    tide_loop *loop = tide_loop_new();
+    tide_future *b = hold_file_class(loop);
+    tide_future *t = tide_create_task(loop, pwrite_body, IPTR(fd));
+    run_once(loop);
+    run_once(loop); /* queued behind the blocker */
+    /* Another task closes fd meanwhile; the number goes to a new file. */
     CHECK_EQ(close(fd), 0);
+    int other = open(path2, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    CHECK_EQ(other, fd);
+    release_file_class(loop, b);
+    void *res = NULL;
+    CHECK_EQ(tide_run_until_complete(loop, t, &res), 0);
+    CHECK_EQ(PINT(res), 6);
+    tide_future_release(t);
+    CHECK_EQ(get_file(path, got, sizeof got), 6);
+    CHECK(memcmp(got, "queued", 6) == 0);
+    struct stat st;
+    CHECK_EQ(fstat(other, &st), 0);
+    CHECK_EQ(st.st_size, 0); /* the new file untouched */
+    CHECK_EQ(close(other), 0);
     finish(loop);
 }
 

@@ -340,6 +340,8 @@ ssize_t tide__file_rw(int fd, void *buf, size_t n, off_t off, bool write,
             errno != EINTR)
             return -errno;
     }
+    if (!tide__task_loop())
+        return -EPERM; /* a stream's read outside a task */
     struct freq *r = request_new(write ? F_WRITE : F_READ, fd, n, &err);
     if (!r)
         return err;
