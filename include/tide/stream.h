@@ -29,6 +29,8 @@
  *   wakes tasks suspended in it); -EPERM for a call that would suspend
  *   outside a task.
  * - Compact tasks may use streams, with buffers on their own stack.
+ * - A stream can also be over a file (tide/file.h: tide_file_stream_new),
+ *   with the differences that header lists.
  *
  * SPDX-License-Identifier: MIT
  */

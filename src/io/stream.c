@@ -108,7 +108,7 @@ bool tide__stream_closed(const tide_stream *s)
     return s->fd < 0;
 }
 
-/* A stream over fd on the running or default loop; NULL and errno. */
+/* A stream over fd on loop; NULL and errno. */
 static tide_stream *stream_new(int fd, size_t limit, tide_loop *loop)
 {
     tide_stream *s = tide__calloc(1, sizeof *s);
