@@ -701,6 +701,14 @@ static void *enomem_body(void *arg)
         ssize_t k = tide_file_pwrite(fd, "abc", 3, 0);
         tide__alloc_fail_after(0);
         CHECK(k == 3 || k == -ENOMEM);
+        /* A close closes, memory or not. */
+        int fd2 = open(path, O_RDONLY | O_CLOEXEC);
+        CHECK(fd2 >= 0);
+        tide__alloc_fail_after(n);
+        err = tide_file_close(fd2);
+        tide__alloc_fail_after(0);
+        CHECK_EQ(err, 0);
+        CHECK_EQ(fcntl(fd2, F_GETFD), -1);
     }
     CHECK_EQ(tide_file_close(fd), 0);
     return NULL;

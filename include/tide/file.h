@@ -60,9 +60,10 @@ extern "C" {
 TIDE_API int tide_file_open(const char *path, int flags, mode_t mode);
 
 /* close(2) on the pool (a close can wait for a network file system).
- * fd is closed whatever happens, a cancelled call included. Returns 0;
- * -EBADF (negative, or not open); -EIO and the like from the file
- * system. Suspends. */
+ * Called in a task, it closes fd whatever happens: a cancelled call
+ * closes it too, and with no memory for the job it is closed inline.
+ * Returns 0; -EBADF (negative, or not open); -EIO and the like from the
+ * file system; -EPERM outside a task (fd left open). Suspends. */
 TIDE_API int tide_file_close(int fd);
 
 /* ---- Reading and writing --------------------------------------------- */
