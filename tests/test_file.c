@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,6 +78,20 @@ static size_t get_file(const char *p, void *buf, size_t cap)
         got += (size_t)k;
     CHECK_EQ(close(fd), 0);
     return got;
+}
+
+/* Whether this system reads cached bytes inline (preadv2 RWF_NOWAIT on
+ * a regular file): QEMU user mode says EOPNOTSUPP, and every read then
+ * goes to the pool. */
+static bool inline_reads(void)
+{
+    char c;
+    struct iovec iov = {.iov_base = &c, .iov_len = 1};
+    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    ssize_t k = preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
+    CHECK_EQ(close(fd), 0);
+    return k == 1;
 }
 
 /* A file-class job that holds its thread until gate opens. */
@@ -278,7 +293,10 @@ TEST(bad_input_is_refused_and_changes_nothing)
     const void *line;
     CHECK_ERR(tide_stream_readline(s, &line), -EPERM);
     tide__file_no_inline = false;
-    CHECK_EQ(tide_stream_readline(s, &line), 3);
+    if (inline_reads())
+        CHECK_EQ(tide_stream_readline(s, &line), 3);
+    else
+        CHECK_ERR(tide_stream_readline(s, &line), -EPERM);
     CHECK_EQ(tide_stream_close(s, 0), 0);
     tide_set_event_loop(NULL);
     finish(loop);
@@ -656,7 +674,7 @@ static void *faults_body(void *arg)
     CHECK(memcmp(buf, "2345", 4) == 0);
     /* A short read (inline, then from the pool) is a short count. */
     tide__sys_fault(TIDE__SYS_PREADV2, 1, 0, 5);
-    CHECK_EQ(tide_file_pread(fd, buf, sizeof buf, 0), 5);
+    CHECK_EQ(tide_file_pread(fd, buf, sizeof buf, 0), inline_reads() ? 5 : 12);
     tide__file_no_inline = true;
     tide__sys_fault(TIDE__SYS_READ, 1, 0, 7);
     CHECK_EQ(tide_file_pread(fd, buf, sizeof buf, 0), 7);

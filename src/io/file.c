@@ -336,8 +336,10 @@ ssize_t tide__file_rw(int fd, void *buf, size_t n, off_t off, bool write,
         ssize_t k = tide__sys_preadv2(fd, buf, n, off, RWF_NOWAIT);
         if (k >= 0)
             return k;
+        /* Would block, or cannot be tried here (a file system without
+         * RWF_NOWAIT, a kernel before preadv2, QEMU user mode): the pool. */
         if (errno != EAGAIN && errno != EOPNOTSUPP && errno != EINVAL &&
-            errno != EINTR)
+            errno != EINTR && errno != ENOSYS)
             return -errno;
     }
     if (!tide__task_loop())
