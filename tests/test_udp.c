@@ -727,6 +727,60 @@ static void *close_body(void *arg)
 
 BODY_TEST(close_from_another_task_wakes_waiters_with_ebadf, close_body)
 
+/* HAZARDS B25: an endpoint readable and writable in the same poll batch,
+ * whose receiver closes it. The sender waiting in the same batch (the
+ * seam's EAGAIN made it wait for writability) ends with its datagram
+ * sent or -EBADF, and nothing touches the freed endpoint. */
+static ssize_t batch_sent;
+
+static void *recv_then_close(void *arg)
+{
+    char buf[8];
+    (void)arg;
+    ret = tide_udp_recv(cli, buf, sizeof buf);
+    CHECK_EQ(tide_udp_close(cli), 0);
+    return NULL;
+}
+
+static void *send_in_batch(void *arg)
+{
+    (void)arg;
+    tide__sys_fault(TIDE__SYS_SEND, 1, EAGAIN, 0);
+    batch_sent = tide_udp_send(cli, "late", 4);
+    return NULL;
+}
+
+TEST(receiver_closes_in_the_batch_that_wakes_a_sender)
+{
+    EACH_MODE
+    {
+        tide_loop *loop = new_loop(compact);
+        open_pair();
+        struct sockaddr_storage ca;
+        socklen_t clen = sizeof ca;
+        CHECK_EQ(tide_udp_sockname(cli, (struct sockaddr *)&ca, &clen), 0);
+        tide_future *t[2] = {spawn(loop, recv_then_close, NULL),
+                             spawn(loop, send_in_batch, NULL)};
+        steps(loop, 1); /* both suspended (compact: the sender sent) */
+        CHECK_EQ(tide_udp_sendto(srv, "x", 1, (struct sockaddr *)&ca, clen),
+                 1);
+        usleep(1000);
+        for (int i = 0; i < 2; i++) {
+            CHECK_EQ(tide_run_until_complete(loop, t[i], NULL), 0);
+            tide_future_release(t[i]);
+        }
+        tide__sys_fault_clear();
+        CHECK_EQ(ret, 1);
+        CHECK(batch_sent == 4 || batch_sent == -EBADF);
+        if (compact)
+            CHECK_EQ(batch_sent, 4);
+        CHECK_EQ(loop->ops_live, 0);
+        CHECK_EQ(tide_udp_close(srv), 0);
+        CHECK_EQ(tide_loop_close(loop), 0);
+    }
+    LEAK_GATE();
+}
+
 /* ---- bad input --------------------------------------------------------- */
 
 static void check_open_fails(tide_udp *u, int err)

@@ -132,8 +132,9 @@ TIDE_API ssize_t tide_udp_sendto(tide_udp *u, const void *buf, size_t len,
 
 /* ---- Receiving ------------------------------------------------------ */
 
-/* Wait for the next datagram and take it into buf (len bytes; buf may
- * be NULL when len is 0, which takes the next datagram if it is empty).
+/* Wait for the next datagram and take it into buf (len bytes; with len
+ * 0, buf may be NULL: the next datagram is taken all the same, and is
+ * -EMSGSIZE unless empty).
  * Returns its length; -EMSGSIZE if it was longer than len (consumed:
  * see the common rules); -ECONNREFUSED (connected: an earlier datagram
  * was refused); -EINVAL. Suspends. */
