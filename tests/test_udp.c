@@ -911,9 +911,42 @@ static void *faults_body(void *arg)
     tide__sys_fault(TIDE__SYS_RECV, 1, EINTR, 0);
     CHECK_EQ(tide_udp_recv(srv, buf, sizeof buf), 3);
     CHECK(memcmp(buf, "one", 3) == 0);
+    /* An injected EAGAIN is a would-block the kernel never saw, so its
+     * retry needs a readiness report, which epoll (edge-triggered) gives
+     * an fd at once only when it starts watching it: srv here (its calls
+     * so far went through at once), and `other` below. */
+    struct sockaddr_storage from;
+    socklen_t flen = sizeof from;
     tide__sys_fault(TIDE__SYS_RECV, 1, EAGAIN, 0);
-    CHECK_EQ(tide_udp_recvfrom(srv, buf, sizeof buf, NULL, NULL), 3);
+    CHECK_EQ(tide_udp_recvfrom(srv, buf, sizeof buf, (struct sockaddr *)&from,
+                               &flen),
+             3);
     CHECK(memcmp(buf, "two", 3) == 0);
+    /* sendto with EAGAIN, from an endpoint new to the backend. */
+    tide_udp *other = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(other);
+    tide__sys_fault(TIDE__SYS_SEND, 1, EAGAIN, 0);
+    CHECK_EQ(tide_udp_sendto(other, "via", 3, (struct sockaddr *)&srv_addr,
+                             srv_len),
+             3);
+    CHECK_EQ(tide_udp_recvfrom(srv, buf, sizeof buf, (struct sockaddr *)&from,
+                               &flen),
+             3);
+    CHECK(memcmp(buf, "via", 3) == 0);
+    CHECK_EQ(tide_udp_close(other), 0);
+    /* ENOMEM and EINTR with addresses. */
+    flen = sizeof from;
+    CHECK_EQ(tide_udp_sockname(cli, (struct sockaddr *)&from, &flen), 0);
+    CHECK_EQ(tide_udp_sendto(srv, "back", 4, (struct sockaddr *)&from, flen),
+             4);
+    tide__sys_fault(TIDE__SYS_SEND, 1, ENOMEM, 0);
+    CHECK_ERR(tide_udp_sendto(srv, "gone", 4, (struct sockaddr *)&from, flen),
+              -ENOMEM);
+    tide__sys_fault(TIDE__SYS_RECV, 1, EINTR, 0);
+    CHECK_EQ(tide_udp_recvfrom(cli, buf, sizeof buf, (struct sockaddr *)&from,
+                               &flen),
+             4);
+    CHECK(memcmp(buf, "back", 4) == 0);
     /* ENOMEM from the call is its result; nothing sent, nothing lost. */
     tide__sys_fault(TIDE__SYS_SEND, 1, ENOMEM, 0);
     CHECK_ERR(tide_udp_send(cli, "lost", 4), -ENOMEM);
