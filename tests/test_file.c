@@ -1000,6 +1000,61 @@ TEST(a_cancelled_drain_loses_nothing)
     finish(loop);
 }
 
+static void *close_body_timeout(void *arg)
+{
+    double *timeout = arg;
+    return IPTR(tide_stream_close(shared_stream, *timeout));
+}
+
+TEST(closing_a_file_stream_waits_for_a_drain_or_wakes_it)
+{
+    static char big[2 * 65536], back[sizeof big];
+
+    scratch();
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('A' + i % 26);
+    tide_loop *loop = tide_loop_new();
+    tide_set_event_loop(loop);
+    for (int round = 0; round < 2; round++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        shared_stream = tide_file_stream_new(fd, 0);
+        CHECK_NOT_NULL(shared_stream);
+        CHECK_EQ(tide_stream_write(shared_stream, big, sizeof big), 0);
+        tide_future *b = hold_file_class(loop);
+        tide_future *d = tide_create_task(loop, drain_body, NULL);
+        run_once(loop);
+        run_once(loop); /* the drain's job is queued behind the blocker */
+        /* Round 0: close waits for the drain (its bytes are not written
+         * yet); round 1: its deadline passes first, and it wakes the
+         * drain, which says the stream is closed. */
+        double timeout = round == 0 ? 5.0 : 0.05;
+        tide_future *c = tide_create_task(loop, close_body_timeout, &timeout);
+        void *res = NULL;
+        if (round == 0) {
+            run_once(loop);
+            run_once(loop);
+            CHECK(!tide_future_done(c));
+            release_file_class(loop, b);
+            CHECK_EQ(tide_run_until_complete(loop, c, &res), 0);
+            CHECK_EQ(PINT(res), 0);
+            CHECK_EQ(tide_run_until_complete(loop, d, NULL), 0);
+            CHECK_EQ(get_file(path, back, sizeof back), sizeof big);
+            CHECK(memcmp(back, big, sizeof big) == 0);
+        } else {
+            CHECK_EQ(tide_run_until_complete(loop, c, &res), 0);
+            CHECK_ERR(PINT(res), -ETIMEDOUT);
+            CHECK_ERR(tide_run_until_complete(loop, d, NULL), -EBADF);
+            CHECK_EQ(fcntl(fd, F_GETFD), -1); /* closed */
+            release_file_class(loop, b);
+        }
+        tide_future_release(c);
+        tide_future_release(d);
+    }
+    tide_set_event_loop(NULL);
+    finish(loop);
+}
+
 static void *reader_body(void *arg)
 {
     const void *line;

@@ -139,8 +139,11 @@ TIDE_API void tide_file_listdir_free(tide_dirent *entries);
  *   abandoned while running writes the same bytes at the same place
  *   again). A write error sticks, as a send error does.
  * - tide_stream_write_eof only ends writing (later writes are -EPIPE).
- * - Closing wakes a task suspended in the stream (-EBADF) at once; a pool
- *   job in flight is abandoned (it works on a duplicate fd).
+ * - tide_stream_close waits (within its timeout) for a drain in progress
+ *   and writes what is left. Once the stream closes (close, its deadline
+ *   past, or tide_stream_abort), a task suspended in it wakes with -EBADF
+ *   at once; a pool job in flight is abandoned (it works on a duplicate
+ *   fd).
  * - A file opened with O_APPEND appends whatever the offset; a drain
  *   cancelled while its job runs may then append those bytes twice. */
 

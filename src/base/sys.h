@@ -43,7 +43,7 @@ enum tide__sys_kind {
     TIDE__SYS_EPOLL_CREATE,
     TIDE__SYS_EVENTFD, /* eventfd creation */
     TIDE__SYS_WAKE,    /* the 8-byte write that wakes a loop */
-    TIDE__SYS_OPEN,    /* openat (files) */
+    TIDE__SYS_OPEN,    /* open (files) */
     TIDE__SYS_PREADV2, /* preadv2 with RWF_NOWAIT: a file read tried inline */
     TIDE__SYS_FSYNC,   /* fsync, fdatasync */
     TIDE__SYS_DUP,     /* fcntl F_DUPFD_CLOEXEC */

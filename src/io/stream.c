@@ -637,6 +637,12 @@ static int requeue(tide_stream *s, const char *buf, size_t n)
     return 0;
 }
 
+/* Bytes not written yet: queued, or taken by a transport's write. */
+static bool unsent(const tide_stream *s)
+{
+    return queued(s) || (s->xport && s->flushing);
+}
+
 /* Write the whole queue through s's transport from this task. The queue
  * is taken out of the stream (writes made meanwhile queue behind it);
  * what a cancelled write did not take goes back in front, so that
@@ -648,7 +654,7 @@ static int xport_flush(tide_stream *s)
     int err = 0;
 
     hold(s);
-    while (!err && s->fd >= 0 && !s->err && queued(s)) {
+    while (!err && s->fd >= 0 && !s->err && unsent(s)) {
         if (s->flushing) {
             err = tide_event_wait(s->drained);
             continue;
@@ -675,7 +681,7 @@ static int xport_flush(tide_stream *s)
         tide__free(buf);
         tide_event_set(s->drained);
     }
-    if (!err)
+    if (!err || (err == -ECANCELED && s->fd < 0)) /* closed meanwhile */
         err = s->err ? s->err : s->fd < 0 ? -EBADF : 0;
     release(s);
     return err;
@@ -736,7 +742,7 @@ int tide_stream_close(tide_stream *s, double timeout)
         flush(s);
         err = s->err;
     }
-    if (!err && queued(s)) {
+    if (!err && unsent(s)) {
         if (!tide_current_task() || timeout <= 0) {
             err = -ETIMEDOUT;
         } else if (isinf(timeout)) {
