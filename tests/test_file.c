@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -737,6 +738,53 @@ TEST(enomem_fails_cleanly)
     scratch();
     tide_loop *loop = tide_loop_new();
     CHECK_EQ(run_task(loop, enomem_body, NULL), 0);
+    finish(loop);
+}
+
+static void *emfile_body(void *arg)
+{
+    char buf[8];
+    struct stat st;
+    int fd = (int)PINT(arg);
+
+    CHECK_ERR(tide_file_open(path, O_RDONLY, 0), -EMFILE);
+    tide__file_no_inline = true; /* the pool's read needs a dup */
+    CHECK_ERR(tide_file_pread(fd, buf, sizeof buf, 0), -EMFILE);
+    CHECK_ERR(tide_file_fstat(fd, &st), -EMFILE);
+    tide__file_no_inline = false;
+    CHECK_EQ(tide_file_stat(path, &st), 0); /* needs no fd */
+    return NULL;
+}
+
+/* Out of fds for real (HAZARDS: a low fd limit): a clear -EMFILE, and
+ * nothing leaked. */
+TEST(out_of_fds_is_emfile)
+{
+    struct rlimit old, low;
+
+    scratch();
+    put_file(path, "x", 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_future *t = tide_create_task(loop, emfile_body, IPTR(fd));
+    CHECK_NOT_NULL(t);
+    /* A limit just above what is open, then every free number taken. */
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)harness_fd_count() + 8;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int spare[64], nspare = 0;
+    while (nspare < 64 && (spare[nspare] = open(path, O_RDONLY)) >= 0)
+        nspare++;
+    CHECK(nspare < 64);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    while (nspare > 0)
+        CHECK_EQ(close(spare[--nspare]), 0);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    tide_future_release(t);
+    CHECK_EQ(close(fd), 0);
     finish(loop);
 }
 
