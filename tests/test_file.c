@@ -363,7 +363,7 @@ static void eacces_child(void *arg)
 {
     (void)arg;
     if (geteuid() == 0 && (setgid(65534) < 0 || setuid(65534) < 0))
-        _exit(4);
+        _exit(77); /* no CAP_SETUID: the parent skips */
     tide_loop *loop = tide_loop_new();
     int ok =
         run_task(loop, eacces_body, NULL) == 0 && tide_loop_close(loop) == 0;
@@ -381,6 +381,10 @@ TEST(permission_denied_is_eacces_even_for_root)
     CHECK_EQ(chmod(dir, 0755), 0);
     int status = harness_run_child(eacces_child, NULL, out, sizeof out);
     CHECK(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        scratch_end();
+        SKIP("root that cannot become another user");
+    }
     CHECK_EQ(WEXITSTATUS(status), 0);
     scratch_end();
     LEAK_GATE();
