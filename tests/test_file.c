@@ -25,7 +25,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -789,6 +791,65 @@ TEST(out_of_fds_is_emfile)
     CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
     tide_future_release(t);
     CHECK_EQ(close(fd), 0);
+    finish(loop);
+}
+
+static atomic_int storming;
+static atomic_long signals_sent;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+static void *storm(void *target)
+{
+    while (atomic_load(&storming)) {
+        pthread_kill(*(pthread_t *)target, SIGUSR1);
+        atomic_fetch_add(&signals_sent, 1);
+        usleep(50);
+    }
+    return NULL;
+}
+
+static void *storm_body(void *arg)
+{
+    char buf[64];
+    struct stat st;
+    (void)arg;
+
+    for (int i = 0; i < 200; i++) {
+        int fd = tide_file_open(path, O_RDWR | O_CREAT, 0600);
+        CHECK(fd >= 0);
+        CHECK_EQ(tide_file_pwrite(fd, "storm", 5, i), 5);
+        tide__file_no_inline = i % 2; /* both read paths */
+        CHECK_EQ(tide_file_pread(fd, buf, 5, i), 5);
+        CHECK(memcmp(buf, "storm", 5) == 0);
+        CHECK_EQ(tide_file_fstat(fd, &st), 0);
+        CHECK_EQ(tide_file_close(fd), 0);
+    }
+    tide__file_no_inline = false;
+    return NULL;
+}
+
+/* HAZARDS B36: a signal storm (a handler without SA_RESTART) while file
+ * calls run: none of them returns EINTR. */
+TEST(a_signal_storm_never_surfaces_as_eintr)
+{
+    struct sigaction sa = {.sa_handler = on_usr1}, old;
+    pthread_t self = pthread_self(), t;
+
+    scratch();
+    sigemptyset(&sa.sa_mask);
+    CHECK_EQ(sigaction(SIGUSR1, &sa, &old), 0);
+    atomic_store(&storming, 1);
+    CHECK_EQ(pthread_create(&t, NULL, storm, &self), 0);
+    tide_loop *loop = tide_loop_new();
+    CHECK_EQ(run_task(loop, storm_body, NULL), 0);
+    atomic_store(&storming, 0);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK(atomic_load(&signals_sent) > 0);
+    CHECK_EQ(sigaction(SIGUSR1, &old, NULL), 0);
     finish(loop);
 }
 
