@@ -265,12 +265,13 @@ static int run_request(void *arg, void **result)
 static struct freq *request_new(enum freq_kind kind, int fd, size_t n,
                                 int *err)
 {
-    struct freq *r = tide__calloc(1, sizeof *r + n);
+    struct freq *r = tide__malloc(sizeof *r + n); /* buf: not cleared */
 
     if (!r) {
         *err = -ENOMEM;
         return NULL;
     }
+    *r = (struct freq){0};
     r->kind = kind;
     r->n = n;
     r->fd = -1;
