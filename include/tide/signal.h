@@ -79,14 +79,15 @@ TIDE_API int tide_remove_signal_handler(tide_loop *loop, int signo);
  * at once with that signal's default action (from tide's signal
  * handler: it works while the loop is stuck in a callback), as a second
  * Ctrl-C does under asyncio.run (which raises KeyboardInterrupt) and
- * after Go's signal.NotifyContext has stopped. A signal whose
- * disposition is SIG_IGN (a background job's SIGINT, nohup's) is left
- * as it is, as Python does. The handlers are ordinary ones: setting
- * another for SIGINT or SIGTERM replaces it, tide_remove_signal_handler
- * removes it, the loop's close removes both. Typically, first thing in
- * tide_run's main: tide_cancel_on_signals(NULL, tide_current_task()).
- * Returns 0; -EINVAL if task is not a task of `loop` or the loop is
- * closed; -ENOMEM. Retains task until both handlers are gone. */
+ * after Go's signal.NotifyContext has stopped. Both signals are taken
+ * whatever their disposition was, SIG_IGN included (a shell script's
+ * background job ignores SIGINT: `kill -INT` still stops it; asyncio.run
+ * leaves a SIGINT it finds changed alone). The handlers are ordinary ones:
+ * setting another for SIGINT or SIGTERM replaces it,
+ * tide_remove_signal_handler removes it, the loop's close removes both.
+ * Typically, first thing in tide_run's main: tide_cancel_on_signals(NULL,
+ * tide_current_task()). Returns 0; -EINVAL if task is not a task of `loop` or
+ * the loop is closed; -ENOMEM. Retains task until both handlers are gone. */
 TIDE_API int tide_cancel_on_signals(tide_loop *loop, tide_future *task);
 
 #ifdef __cplusplus

@@ -163,24 +163,6 @@ static void release_signal(int signo)
         sigaction(signo, &sigs[signo].held, NULL);
 }
 
-bool tide__signal_ignored(int signo)
-{
-    struct sigaction now;
-    bool ignored;
-
-    if (!watchable(signo))
-        return false;
-    pthread_mutex_lock(&reg_lock);
-    if (sigs[signo].loops > 0)
-        ignored = !(sigs[signo].held.sa_flags & SA_SIGINFO) &&
-                  sigs[signo].held.sa_handler == SIG_IGN;
-    else
-        ignored = sigaction(signo, NULL, &now) == 0 &&
-                  !(now.sa_flags & SA_SIGINFO) && now.sa_handler == SIG_IGN;
-    pthread_mutex_unlock(&reg_lock);
-    return ignored;
-}
-
 /* ---- a loop's record (under reg_lock) ---------------------------------- */
 
 /* Give the loop a record: a free one, else a new one (plain calloc, never

@@ -47,10 +47,6 @@ int tide__signal_set_handler(tide_loop *loop, int signo, tide_callback fn,
  * tide_cancel_on_signals: it works while the loop is stuck). */
 void tide__signal_arm_fatal(tide_loop *loop, int signo, tide_callback fn);
 
-/* Whether signo's disposition is SIG_IGN: the one saved while tide holds
- * the signal, else the current one. */
-bool tide__signal_ignored(int signo);
-
 /* Schedule the watches of the signals that arrived (sched.c, every
  * iteration of a loop with a watch: loop->sigrec not NULL). */
 void tide__signal_poll(tide_loop *loop);

@@ -55,18 +55,14 @@ int tide_cancel_on_signals(tide_loop *loop, tide_future *task)
     c->task = tide_future_retain(task);
     c->handlers = 1; /* this call's own, until both are set */
     int err = 0;
-    bool set[2] = {false, false};
     for (int i = 0; i < 2 && err == 0; i++) {
-        if (tide__signal_ignored(stop_signals[i]))
-            continue;
         c->handlers++;
         err = tide__signal_set_handler(loop, stop_signals[i], on_stop_signal,
                                        c, drop_canceller);
-        set[i] = err == 0;
         if (err < 0)
             c->handlers--;
     }
-    if (err < 0 && set[0]) /* the second failed: the first goes too */
+    if (err < 0 && c->handlers > 1) /* the second failed: the first goes */
         tide_remove_signal_handler(loop, stop_signals[0]);
     drop_canceller(c);
     return err;
