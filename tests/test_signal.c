@@ -43,7 +43,8 @@ static struct sigaction disposition(int signo)
  * back: a flag no program sets, and no part of what a signal does. */
 #define KERNEL_SA_RESTORER 0x04000000
 
-/* The same disposition: handler, flags and every signal of the mask. */
+/* The same disposition: handler, flags and every signal of the mask
+ * (that of a handler function). */
 static bool same_disposition(const struct sigaction *a,
                              const struct sigaction *b)
 {
@@ -53,6 +54,11 @@ static bool same_disposition(const struct sigaction *a,
     if ((a->sa_flags & SA_SIGINFO) ? a->sa_sigaction != b->sa_sigaction
                                    : a->sa_handler != b->sa_handler)
         return false;
+    /* SIG_DFL's and SIG_IGN's mask does nothing (ThreadSanitizer's
+     * sigaction sets a full one when it installs them). */
+    if (!(a->sa_flags & SA_SIGINFO) &&
+        (a->sa_handler == SIG_DFL || a->sa_handler == SIG_IGN))
+        return true;
     for (int s = 1; s < NSIG; s++)
         if (sigismember(&a->sa_mask, s) != sigismember(&b->sa_mask, s))
             return false;
