@@ -28,6 +28,8 @@
  */
 #include "core/signal.h"
 
+#include "tide/signal.h"
+
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
