@@ -43,7 +43,7 @@ _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2 &&
                    ATOMIC_POINTER_LOCK_FREE == 2,
                "the signal handler needs lock-free atomics");
 
-#define BIT(signo) (UINT64_C(1) << ((signo)-1))
+#define BIT(signo) (1ULL << ((signo)-1))
 
 /* A loop's place in the registry. Memory orders: `wanted`, `busy` and the
  * handler's reads of them are sequentially consistent (leave() says why);
