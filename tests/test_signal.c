@@ -954,8 +954,6 @@ static void fork_child(void *arg)
 
 TEST(a_child_s_loop_does_not_get_the_parent_s_pending_signal)
 {
-    if (harness_qemu())
-        SKIP("QEMU user mode");
     tide_loop *loop = tide_loop_new();
     CHECK_NOT_NULL(loop);
     static struct hits h;
