@@ -25,30 +25,38 @@ struct job {
     char buf[4096];
 };
 
-/* On a pool thread: the next line of stdin into job->buf, with its
- * newline (added if the last line has none, or a line is too long and is
- * cut in pieces), or -ENODATA. */
+/* A line without its newline (the last of stdin, or one too long for
+ * buf: stdin's then goes in pieces, an argument is cut) gets one: the
+ * server echoes lines. */
+static void end_line(char *buf, size_t size)
+{
+    size_t n = strlen(buf);
+
+    if (n == 0 || buf[n - 1] != '\n')
+        strcpy(buf + (n < size - 1 ? n : size - 2), "\n");
+}
+
+/* On a pool thread: the next line of stdin into job->buf, or -ENODATA. */
 static int read_stdin(void *arg, void **result)
 {
     struct job *job = arg;
     (void)result;
     if (!fgets(job->buf, sizeof job->buf - 1, stdin))
         return -ENODATA;
-    size_t n = strlen(job->buf);
-    if (n == 0 || job->buf[n - 1] != '\n')
-        strcpy(job->buf + n, "\n");
+    end_line(job->buf, sizeof job->buf);
     return 0;
 }
 
-/* The next line to send into job->buf, with its newline: 0, or -ENODATA
- * when there is none. */
+/* The next line to send into job->buf: 0, or -ENODATA when there is
+ * none. */
 static int next_line(struct job *job)
 {
     if (!job->argv)
         return tide_to_thread(read_stdin, job, NULL);
     if (!*job->argv)
         return -ENODATA;
-    snprintf(job->buf, sizeof job->buf, "%s\n", *job->argv++);
+    snprintf(job->buf, sizeof job->buf, "%s", *job->argv++);
+    end_line(job->buf, sizeof job->buf);
     return 0;
 }
 
