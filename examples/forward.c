@@ -4,12 +4,12 @@
  *   forward PORT HOST TARGET_PORT     listens on 127.0.0.1:PORT
  *
  * Per connection: the handler connects to HOST:TARGET_PORT (a name or an
- * address), then a task group runs two tasks, one copying client ->
- * target, the other target -> client. An end of stream on one side is passed
- * on as a half-close (write_eof), and the other direction goes on, so a client
- * that shuts down its sending side still gets the whole answer. When one
- * direction fails (a reset, an error), the group cancels the other; once
- * both are over, both connections are closed.
+ * address; 10 seconds at most), then a task group runs two tasks, one copying
+ * client -> target, the other target -> client. An end of stream on one side
+ * is passed on as a half-close (write_eof), and the other direction goes on,
+ * so a client that shuts down its sending side still gets the whole answer.
+ * When one direction fails (a reset, an error), the group cancels the other;
+ * once both are over, both connections are closed.
  *
  * It prints nothing. SIGINT or SIGTERM closes the server, gives the
  * connections a second to finish, cancels the rest, and exits 0.
@@ -54,8 +54,12 @@ static void relay(tide_stream *client, void *arg)
     tide_stream *target;
     (void)arg;
 
-    if (tide_open_connection(target_host, target_port, 0, &target) < 0)
+    tide_timeout *t = tide_timeout_begin(10.0); /* to connect, at most */
+    if (!t)
         return; /* the server closes the client's connection */
+    int err = tide_open_connection(target_host, target_port, 0, &target);
+    if (tide_timeout_end(t, err) < 0)
+        return;
     struct pipe *p = malloc(2 * sizeof *p); /* the two tasks read it */
     tide_task_group *g = p ? tide_task_group_new() : NULL;
     if (g) { /* a failure in one task cancels the other */

@@ -10,8 +10,8 @@
 # - fetch: against Python's http.server serving a temporary directory
 #   (sizes, a 404, the limit on connections at once), against
 #   http_server, and against nc -l sending a close-delimited body;
-# - forward: in front of http_server with curl through it, and in front
-#   of nc -l, half-closing each way.
+# - forward: in front of http_server with curl through it, in front of
+#   nc -l, half-closing each way, and in front of a port that refuses.
 # Every server must then exit 0 on SIGINT or SIGTERM. A check whose
 # programs are missing (curl, nc, python3) says SKIP.
 # Usage: servers_check.sh BUILD_EXAMPLES_DIR
@@ -263,6 +263,11 @@ if have nc; then
     [ "$(cat "$tmp/target_got")" = "from the client" ] || fail "the target got: $(cat "$tmp/target_got")"
     stop INT forward
     echo "forward: nc to nc -l, half-closed both ways OK"
+    serve forward PORT 127.0.0.1 1 # a target that refuses
+    out=$(printf 'anyone?\n' | nc -N -w 5 127.0.0.1 "$port") || fail "nc to a refused target"
+    [ -z "$out" ] || fail "the client of a refused target got: $out"
+    stop TERM forward
+    echo "forward: a refused target closes the client's connection OK"
 else
     echo "forward: nc SKIP (no nc)"
 fi
