@@ -38,8 +38,9 @@ static int read_request(tide_stream *s, bool *close)
     status = n >= 14 && memcmp(p, "GET / HTTP/1.", 13) == 0 ? 200
              : n >= 4 && memcmp(p, "GET ", 4) == 0          ? 404
                                                             : 400;
-    if (n >= 9 && memcmp((const char *)p + n - 9, "HTTP/1.0", 8) == 0)
-        *close = true;
+    size_t end = (size_t)n - 1 - (n >= 2 && ((const char *)p)[n - 2] == '\r');
+    if (end >= 8 && memcmp((const char *)p + end - 8, "HTTP/1.0", 8) == 0)
+        *close = true; /* HTTP/1.0 closes after one answer */
     while ((n = tide_stream_readline(s, &p)) > 2) /* headers, to "\r\n" */
         if (n >= 17 && strncasecmp(p, "connection: close", 17) == 0)
             *close = true;
