@@ -1,7 +1,8 @@
 /* The I/O layer's internal contract: running one backend op for the
  * calling task (op.c), the reader/writer callbacks an fd may have
  * (watch.c), which tide_close removes; the reference a server takes on
- * a stream (stream.c); and the thread pool's hooks (pool.c).
+ * a stream (stream.c), pipe I/O for streams (pipe.c); and the thread
+ * pool's hooks (pool.c).
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_IO_IO_H
@@ -34,6 +35,14 @@ struct tide_stream;
 void tide__stream_hold(struct tide_stream *s);
 void tide__stream_release(struct tide_stream *s);
 bool tide__stream_closed(const struct tide_stream *s);
+
+/* Streams over pipes (pipe.c): read(2) through the calling task's op,
+ * as tide__io_run runs it (0 for len 0); and one write(2) or writev(2)
+ * that never raises SIGPIPE (-1 and errno EPIPE instead), never
+ * suspends and returns as the system call does. */
+struct iovec;
+ssize_t tide__pipe_read(int fd, void *buf, size_t len);
+ssize_t tide__pipe_writev(int fd, const struct iovec *iov, int n);
 
 /* tide_to_thread_ex for a job that owns arg: once submitted, the pool
  * calls drop(arg) if nobody receives the job's result (cancelled,
