@@ -103,7 +103,7 @@ void tide__stream_release(tide_stream *s)
 
 bool tide__stream_closed(const tide_stream *s)
 {
-    return s->fd < 0;
+    return s->fd < 0 && !s->shut;
 }
 
 tide_stream *tide_stream_new(int fd, size_t limit)
