@@ -127,13 +127,27 @@ static void on_pidfd(void *arg)
         reaped(p, &info);
 }
 
+/* Signal the child through its pidfd. Where pidfd_send_signal is missing
+ * (Linux before 5.1, valgrind before 3.20) kill(2) serves: the child is
+ * not reaped yet (tide reaps it only after this), so its pid is still
+ * its own, unless something else reaped it, which only a child that has
+ * exited allows. 0 or -errno. */
+static int signal_child(tide_process *p, int sig)
+{
+    if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) == 0)
+        return 0;
+    if (errno == ENOSYS && kill(p->pid, sig) == 0)
+        return 0;
+    return -errno;
+}
+
 /* Kill and reap at once, blocking (the loop is closing, or the watch
  * could not be set up). */
 static void kill_and_reap(tide_process *p)
 {
     siginfo_t info = {0};
 
-    (void)syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+    (void)signal_child(p, SIGKILL);
     int r;
     while ((r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &info,
                        WEXITED | __WALL)) < 0 &&
@@ -363,9 +377,7 @@ int tide_process_send_signal(tide_process *p, int sig)
         return -EINVAL;
     if (p->exited)
         return -ESRCH;
-    if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
-        return -errno;
-    return 0;
+    return signal_child(p, sig);
 }
 
 int tide_process_terminate(tide_process *p)
