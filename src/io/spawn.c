@@ -27,6 +27,7 @@
 #include "io/io.h"
 
 #include "base/alloc.h"
+#include "base/sanitize.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,13 +55,6 @@ extern char **environ;
  * reported as a race); the child here runs no instrumented code, so
  * under TSan glibc's own entry point, which it does not intercept, is
  * called. */
-#if defined(__SANITIZE_THREAD__)
-#define TIDE__TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TIDE__TSAN 1
-#endif
-#endif
 #if defined(TIDE__TSAN) && defined(__GLIBC__)
 extern int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
 #define spawn_clone __clone
