@@ -14,8 +14,10 @@
  * SIGKILL for a child that ignores SIGTERM; cancellation at each
  * suspension point (wait, communicate, a pipe read); communicate with
  * 100 MiB each way; 1,000 short-lived children with the fd count
- * unchanged; fork() in the parent while children run (B37); compact
- * tasks.
+ * unchanged; fork() in the parent while children run (B37); a signal
+ * storm (a handler without SA_RESTART) while children start, talk and
+ * exit: no EINTR comes out (B36); out of fds: -EMFILE, nothing left;
+ * compact tasks.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -26,8 +28,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -921,5 +926,99 @@ TEST(outside_a_task_wait_is_eperm_until_the_child_has_exited)
     CHECK_EQ(code, 0);
     CHECK_EQ(tide_process_free(p), 0);
     CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- faults ---------------------------------------------------------- */
+
+static atomic_bool storm_on;
+static atomic_long storm_seen;
+
+static void storm_handler(int sig)
+{
+    (void)sig;
+    atomic_fetch_add_explicit(&storm_seen, 1, memory_order_relaxed);
+}
+
+static void *storm_thread(void *target)
+{
+    pthread_t t = *(pthread_t *)target;
+
+    while (atomic_load(&storm_on)) {
+        pthread_kill(t, SIGUSR1);
+        usleep(50);
+    }
+    return NULL;
+}
+
+static void *storm_body(void *arg)
+{
+    tide_process_options o = {.stdin_mode = TIDE_STDIO_PIPE,
+                              .stdout_mode = TIDE_STDIO_PIPE,
+                              .stderr_mode = TIDE_STDIO_DEVNULL};
+    static char in[1 << 20];
+    (void)arg;
+
+    memset(in, 'x', sizeof in);
+    for (int i = 0; i < 20; i++) {
+        tide_process_output out;
+        int code = -1;
+        tide_process *p = shell(i % 2 ? "cat" : "cat; exit 3", &o);
+        CHECK_EQ(tide_process_communicate(p, in, sizeof in, &code, &out), 0);
+        CHECK_EQ(code, i % 2 ? 0 : 3);
+        CHECK_EQ(out.out_len, sizeof in);
+        tide_process_output_free(&out);
+        CHECK_EQ(tide_process_free(p), 0);
+        p = shell("exit 5", NULL);
+        CHECK_EQ(wait_code(p), 5);
+        CHECK_EQ(tide_process_free(p), 0);
+    }
+    return NULL;
+}
+
+TEST(a_signal_storm_while_children_exit_lets_no_eintr_out)
+{
+    struct sigaction sa = {.sa_handler = storm_handler}; /* no SA_RESTART */
+    pthread_t self = pthread_self(), th;
+
+    CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+    atomic_store(&storm_on, true);
+    CHECK_EQ(pthread_create(&th, NULL, storm_thread, &self), 0);
+    int err = run_main(storm_body, NULL);
+    atomic_store(&storm_on, false);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(err, 0);
+    CHECK(atomic_load(&storm_seen) > 0);
+    LEAK_GATE();
+}
+
+static void *emfile_body(void *arg)
+{
+    tide_process_options o = {.stdin_mode = TIDE_STDIO_PIPE,
+                              .stdout_mode = TIDE_STDIO_PIPE,
+                              .stderr_mode = TIDE_STDIO_PIPE};
+    const char *ok[] = {"true", NULL};
+    struct rlimit *lim = arg;
+    tide_process *p = NULL;
+    int err = 0;
+
+    long fds = harness_fd_count();
+    struct rlimit low = {(rlim_t)fds + 3, lim->rlim_max};
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    err = tide_create_subprocess_exec(ok, &o, &p);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, lim), 0);
+    CHECK_ERR(err, -EMFILE);
+    CHECK_NULL(p);
+    CHECK_EQ(harness_fd_count(), fds);
+    CHECK(no_children());
+    return NULL;
+}
+
+TEST(out_of_fds_is_emfile_with_nothing_left)
+{
+    struct rlimit lim;
+
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    CHECK_EQ(run_main(emfile_body, &lim), 0);
     LEAK_GATE();
 }
