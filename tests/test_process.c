@@ -11,7 +11,8 @@
  * grandchild holding stdout, B38b; a child closing its pipes and running
  * on); no zombie when a process is freed without waiting, nor at loop
  * close (the child is killed and reaped); kill_on_cancel escalates to
- * SIGKILL for a child that ignores SIGTERM; cancellation at each
+ * SIGKILL for a child that ignores SIGTERM; 200 children with half of
+ * their waiters cancelled (B38c); cancellation at each
  * suspension point (wait, communicate, a pipe read); communicate with
  * 100 MiB each way; 1,000 short-lived children with the fd count
  * unchanged; fork() in the parent while children run (B37); a signal
@@ -725,6 +726,58 @@ TEST(cancellation_at_each_suspension_point)
     LEAK_GATE();
 }
 
+/* HAZARDS B38c: many children, half of their waiters cancelled. */
+#define SLEEPERS 200
+
+static void *sleeper_task(void *arg)
+{
+    const char *argv[] = {"sleep", "5", NULL};
+    tide_process_options o = {.stdout_mode = TIDE_STDIO_PIPE,
+                              .kill_on_cancel = true};
+    tide_process *p = NULL;
+    int code = 0;
+    (void)arg;
+
+    CHECK_EQ(tide_create_subprocess_exec(argv, &o, &p), 0);
+    int err = tide_process_wait(p, &code);
+    CHECK_EQ(tide_process_free(p), 0);
+    return err < 0 ? tide_fail(err) : (void *)(intptr_t)code;
+}
+
+static void *half_cancelled_body(void *arg)
+{
+    static tide_future *ts[SLEEPERS];
+    (void)arg;
+
+    long fds = harness_fd_count();
+    for (int i = 0; i < SLEEPERS; i++)
+        CHECK_NOT_NULL(ts[i] = tide_create_task(NULL, sleeper_task, NULL));
+    CHECK_EQ(tide_sleep(0.05), 0); /* some have started, some not yet */
+    for (int i = 0; i < SLEEPERS; i += 2)
+        tide_future_cancel(ts[i]);
+    for (int i = 0; i < SLEEPERS; i += 2) {
+        CHECK_ERR(tide_await(ts[i], NULL), -ECANCELED);
+        tide_future_release(ts[i]);
+    }
+    CHECK_EQ(harness_fd_count(), fds + 2 * SLEEPERS / 2); /* the others' */
+    for (int i = 1; i < SLEEPERS; i += 2)
+        tide_future_release(ts[i]); /* the loop holds them while pending */
+    return NULL; /* the rest: killed and reaped by the loop's close */
+}
+
+TEST(half_of_200_waiters_cancelled_no_zombie_no_fd_left)
+{
+    if (HARNESS_VALGRIND)
+        SKIP("200 processes under memcheck take too long");
+    long fds = harness_fd_count();
+    double t0 = harness_now();
+    CHECK_EQ(run_main(half_cancelled_body, NULL), 0);
+    CHECK(harness_now() - t0 < 3 * harness_timeout_mult());
+    CHECK(no_children());
+    CHECK_EQ(harness_fd_count(), fds);
+    LEAK_GATE();
+}
+
 /* ---- communicate ------------------------------------------------------ */
 
 static void *communicate_body(void *arg)
@@ -945,7 +998,7 @@ static void *storm_thread(void *target)
     pthread_t t = *(pthread_t *)target;
 
     while (atomic_load(&storm_on)) {
-        pthread_kill(t, SIGUSR1);
+        pthread_kill(t, SIGUSR2);
         usleep(50);
     }
     return NULL;
@@ -981,7 +1034,7 @@ TEST(a_signal_storm_while_children_exit_lets_no_eintr_out)
     struct sigaction sa = {.sa_handler = storm_handler}; /* no SA_RESTART */
     pthread_t self = pthread_self(), th;
 
-    CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+    CHECK_EQ(sigaction(SIGUSR2, &sa, NULL), 0); /* debug mode has SIGUSR1 */
     atomic_store(&storm_on, true);
     CHECK_EQ(pthread_create(&th, NULL, storm_thread, &self), 0);
     int err = run_main(storm_body, NULL);

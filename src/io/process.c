@@ -9,6 +9,13 @@
  * wakes the waiters. So the loop reaps every child it started, waited
  * for or not, and nothing but the child's own exit ends a wait.
  *
+ * Without pidfds (Linux before 5.3; spawn.c then returns -ENOSYS) the
+ * exit watch is the one part to replace: a SIGCHLD handler from the
+ * process-wide signal registry (the signals work of issue 10) would, on
+ * each SIGCHLD, try waitid(P_PID, pid, WNOHANG) for each child of this
+ * list, never P_ALL, and call reaped(); start, wait, kill and the loop's
+ * close would stay as they are.
+ *
  * Lifetime: `refs` counts the owner (dropped by tide_process_free), the
  * exit watch (dropped once the child is reaped) and calls suspended in
  * wait or communicate. The record is on loop->lingering from start to
