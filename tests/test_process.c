@@ -23,9 +23,14 @@
  */
 #include "harness.h"
 
+#include "base/alloc.h" /* tide__alloc_fail_after */
+#include "io/io.h"      /* tide__spawn_uses_pidfd */
+
 #include <tide/process.h>
+#include <tide/signal.h>
 #include <tide/sync.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -72,6 +77,45 @@ static bool no_children(void)
 
     return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 &&
            errno == ECHILD;
+}
+
+/* SIGCHLD's (or any signal's) handler now: SIG_DFL, SIG_IGN or one. */
+static void (*disposition(int sig))(int)
+{
+    struct sigaction now;
+
+    CHECK_EQ(sigaction(sig, NULL, &now), 0);
+    return now.sa_handler;
+}
+
+/* Zombie children of this process, from /proc (what a ps would show). */
+static int zombies(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+
+    CHECK_NOT_NULL(d);
+    while ((e = readdir(d))) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue; /* gone meanwhile */
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        char state;
+        int ppid;
+        char *tail = strrchr(buf, ')'); /* the name may hold anything */
+        if (tail && sscanf(tail + 1, " %c %d", &state, &ppid) == 2 &&
+            state == 'Z' && ppid == getpid())
+            n++;
+    }
+    closedir(d);
+    return n;
 }
 
 static tide_process *start(const char *const *argv,
@@ -285,7 +329,12 @@ static void *reaped_elsewhere_body(void *arg)
 {
     const char *ok[] = {"true", NULL};
     bool foreign = arg != NULL;
-    int want = kernel_keeps_exit_status() ? 7 : 255;
+    /* Without pidfds, tide's SIGCHLD handler is the disposition while
+     * children run, so SIG_IGN reaps nothing: the real status; a foreign
+     * reaper leaves nothing to know it by: 255. */
+    int want = tide__spawn_uses_pidfd()
+                   ? (kernel_keeps_exit_status() ? 7 : 255)
+                   : (foreign ? 255 : 7);
 
     tide_process *p = shell("exit 7", NULL);
     tide_process *q = start(ok, NULL);
@@ -310,6 +359,7 @@ TEST(sigchld_set_to_sig_ign_does_not_hang_wait)
     CHECK_EQ(sigaction(SIGCHLD, &ign, NULL), 0);
     CHECK_EQ(run_main(reaped_elsewhere_body, NULL), 0);
     CHECK(no_children());
+    CHECK(disposition(SIGCHLD) == SIG_IGN); /* given back */
     LEAK_GATE();
 }
 
@@ -759,7 +809,9 @@ static void *half_cancelled_body(void *arg)
         CHECK_ERR(tide_await(ts[i], NULL), -ECANCELED);
         tide_future_release(ts[i]);
     }
-    CHECK_EQ(harness_fd_count(), fds + 2 * SLEEPERS / 2); /* the others' */
+    /* the others': a pipe each, and a pidfd where there are pidfds */
+    long each = tide__spawn_uses_pidfd() ? 2 : 1;
+    CHECK_EQ(harness_fd_count(), fds + each * SLEEPERS / 2);
     for (int i = 1; i < SLEEPERS; i += 2)
         tide_future_release(ts[i]); /* the loop holds them while pending */
     return NULL; /* the rest: killed and reaped by the loop's close */
@@ -869,6 +921,7 @@ static void *many_body(void *arg)
     tide_semaphore_free(sem);
     CHECK_EQ(harness_fd_count(), fds);
     CHECK(no_children());
+    CHECK_EQ(zombies(), 0);
     return NULL;
 }
 
@@ -1073,5 +1126,216 @@ TEST(out_of_fds_is_emfile_with_nothing_left)
 
     CHECK_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
     CHECK_EQ(run_main(emfile_body, &lim), 0);
+    LEAK_GATE();
+}
+
+/* ---- how children are tracked: pidfds, or SIGCHLD without them ---------
+ * The whole file runs twice (tests/CMakeLists.txt): as the kernel has it
+ * (pidfds here), and with TIDE__PIDFD=0, which makes tide track children
+ * by pid and SIGCHLD as it does on kernels before 5.3. */
+
+static bool forced_fallback(void)
+{
+    const char *e = getenv("TIDE__PIDFD");
+
+    return e && e[0] == '0';
+}
+
+TEST(the_tracking_is_the_one_asked_for)
+{
+    CHECK_EQ(tide__spawn_uses_pidfd(), !forced_fallback());
+    LEAK_GATE();
+}
+
+/* While a child runs, SIGCHLD is tide's only without pidfds, and what it
+ * was once the last child is reaped. */
+static void (*chld_before)(int); /* SIGCHLD's disposition before the loop */
+
+static void *disposition_body(void *arg)
+{
+    (void)arg;
+    const char *argv[] = {"sleep", "0.05", NULL};
+
+    tide_process *p = start(argv, NULL);
+    if (tide__spawn_uses_pidfd())
+        CHECK(disposition(SIGCHLD) == chld_before);
+    else
+        CHECK(disposition(SIGCHLD) != chld_before);
+    CHECK_EQ(wait_code(p), 0);
+    CHECK(disposition(SIGCHLD) == chld_before); /* no child left to watch */
+    CHECK_EQ(tide_process_free(p), 0);
+    return NULL;
+}
+
+static void plain_sigchld(int sig)
+{
+    (void)sig;
+}
+
+TEST(sigchld_is_held_only_while_children_are_watched_by_it)
+{
+    struct sigaction mine = {.sa_handler = plain_sigchld};
+
+    chld_before = SIG_DFL;
+    CHECK_EQ(run_main(disposition_body, NULL), 0);
+    CHECK_EQ(sigaction(SIGCHLD, &mine, NULL), 0);
+    chld_before = plain_sigchld;
+    CHECK_EQ(run_main(disposition_body, NULL), 0);
+    LEAK_GATE();
+}
+
+/* The program's own SIGCHLD handler on the loop runs beside tide's watch
+ * and sees every exit's delivery; removing it changes nothing for the
+ * children. */
+static atomic_int handler_runs;
+
+static void on_chld(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&handler_runs, 1);
+}
+
+static void *own_handler_body(void *arg)
+{
+    tide_loop *loop = tide_get_event_loop();
+    (void)arg;
+
+    CHECK_EQ(tide_add_signal_handler(loop, SIGCHLD, on_chld, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        tide_process *p = shell("exit 4", NULL);
+        CHECK_EQ(wait_code(p), 4);
+        CHECK_EQ(tide_process_free(p), 0);
+    }
+    /* Each wait ended once the exit was seen: its SIGCHLD came first. */
+    for (int i = 0; i < 50 && atomic_load(&handler_runs) < 5; i++)
+        CHECK_EQ(tide_sleep(0.005), 0);
+    CHECK(atomic_load(&handler_runs) >= 1);
+    tide_process *p = shell("sleep 0.05; exit 6", NULL);
+    CHECK_EQ(tide_remove_signal_handler(loop, SIGCHLD), 1);
+    CHECK_EQ(wait_code(p), 6); /* tide's watch stays */
+    CHECK_EQ(tide_process_free(p), 0);
+    return NULL;
+}
+
+TEST(the_programs_own_sigchld_handler_still_runs)
+{
+    CHECK_EQ(run_main(own_handler_body, NULL), 0);
+    CHECK(disposition(SIGCHLD) == SIG_DFL);
+    CHECK(no_children());
+    LEAK_GATE();
+}
+
+/* A child the program forked itself is never reaped by tide, whichever
+ * way tide tracks its own: its zombie stays for the program to wait. */
+static void *foreign_child_body(void *arg)
+{
+    pid_t *foreign = arg;
+
+    tide_process *p = shell("sleep 0.05; exit 2", NULL);
+    *foreign = fork();
+    CHECK(*foreign >= 0);
+    if (*foreign == 0)
+        _exit(42);
+    tide_process *q = shell("sleep 0.1; exit 3", NULL);
+    CHECK_EQ(wait_code(p), 2);
+    CHECK_EQ(wait_code(q), 3); /* SIGCHLDs for all three have come */
+    CHECK_EQ(tide_process_free(p), 0);
+    CHECK_EQ(tide_process_free(q), 0);
+    CHECK(!gone(*foreign));
+    return NULL;
+}
+
+TEST(a_child_the_program_forked_is_never_reaped_by_tide)
+{
+    pid_t foreign = -1;
+    int st = 0;
+
+    CHECK_EQ(run_main(foreign_child_body, &foreign), 0);
+    CHECK_EQ(zombies(), 1); /* the program's own, until it waits */
+    CHECK_EQ(waitpid(foreign, &st, 0), foreign);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42);
+    CHECK_EQ(zombies(), 0);
+    LEAK_GATE();
+}
+
+/* Two loops in two threads, each with its own children (exit codes that
+ * say whose): every SIGCHLD goes to both, and each reaps only its own. */
+#define PER_LOOP 30
+
+static void *own_children_body(void *arg)
+{
+    int base = (int)(intptr_t)arg;
+    tide_process *p[PER_LOOP];
+
+    for (int i = 0; i < PER_LOOP; i++) {
+        char cmd[48];
+        snprintf(cmd, sizeof cmd, "sleep 0.0%d; exit %d", i % 7, base + i);
+        p[i] = shell(cmd, NULL);
+    }
+    for (int i = 0; i < PER_LOOP; i++) {
+        CHECK_EQ(wait_code(p[i]), base + i);
+        CHECK_EQ(tide_process_free(p[i]), 0);
+    }
+    return NULL;
+}
+
+static void *loop_thread(void *arg)
+{
+    CHECK_EQ(run_main(own_children_body, arg), 0);
+    return NULL;
+}
+
+TEST(two_loops_in_two_threads_each_reap_their_own)
+{
+    pthread_t a, b;
+
+    long fds = harness_fd_count();
+    CHECK_EQ(pthread_create(&a, NULL, loop_thread, (void *)(intptr_t)100), 0);
+    CHECK_EQ(pthread_create(&b, NULL, loop_thread, (void *)(intptr_t)200), 0);
+    CHECK_EQ(pthread_join(a, NULL), 0);
+    CHECK_EQ(pthread_join(b, NULL), 0);
+    CHECK(no_children());
+    CHECK_EQ(zombies(), 0);
+    CHECK_EQ(harness_fd_count(), fds);
+    CHECK(disposition(SIGCHLD) == SIG_DFL);
+    LEAK_GATE();
+}
+
+/* Every allocation of a start failing in turn: -ENOMEM with nothing left
+ * (no fd, no child, SIGCHLD as it was), or a child that works. */
+static void *enomem_body(void *arg)
+{
+    tide_process_options o = {.stdout_mode = TIDE_STDIO_PIPE};
+    const char *argv[] = {"true", NULL};
+    int failures = 0, starts = 0;
+    (void)arg;
+
+    long fds = harness_fd_count();
+    for (long n = 1; n <= 20; n++) {
+        tide_process *p = NULL;
+        tide__alloc_fail_after(n);
+        int err = tide_create_subprocess_exec(argv, &o, &p);
+        tide__alloc_fail_after(0);
+        if (err == 0) {
+            CHECK_EQ(wait_code(p), 0);
+            CHECK_EQ(tide_process_free(p), 0);
+            starts++;
+            continue;
+        }
+        CHECK_ERR(err, -ENOMEM);
+        CHECK_NULL(p);
+        CHECK_EQ(harness_fd_count(), fds);
+        CHECK(no_children());
+        CHECK(disposition(SIGCHLD) == SIG_DFL);
+        failures++;
+    }
+    CHECK(failures >= 3); /* record, event, and the rest */
+    CHECK(starts >= 1);
+    return NULL;
+}
+
+TEST(out_of_memory_at_each_allocation_of_a_start_leaves_nothing)
+{
+    CHECK_EQ(run_main(enomem_body, NULL), 0);
     LEAK_GATE();
 }

@@ -128,6 +128,7 @@ struct tide__coro_ops {
 struct tide__saved;    /* compact.c */
 struct tide__watchers; /* io/watch.c */
 struct tide__sigrec;   /* signal.c */
+struct tide__reaper;   /* io/process.c */
 struct tide__sigwatch; /* signal.c */
 
 /* Kept small: a million of these may be alive. The loop finds every
@@ -318,6 +319,8 @@ struct tide_loop {
                                    * has a watch; else NULL */
     struct tide__list sigwatches; /* struct tide__sigwatch.link */
     unsigned sig_handlers;        /* the program's (they may wake it) */
+    struct tide__reaper *reaper;  /* io/process.c: its children tracked
+                                   * by SIGCHLD (no pidfds), or NULL */
 
     unsigned depth;     /* runs in progress (nesting) */
     int64_t embed_wait; /* tide_loop_run_once, for its one

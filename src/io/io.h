@@ -89,11 +89,16 @@ struct tide__spawn {
 
 /* Start the child (see spawn.c for how, and what it gets). Returns 0 with
  * its pid and a pidfd (close-on-exec) to reap it with waitid(P_PIDFD,
- * ..., WEXITED | __WALL); or -errno: the exec's (-ENOENT, -EACCES, ...;
- * the child is then reaped), clone's (-EAGAIN, -ENOMEM), -ENOSYS
- * without CLONE_PIDFD. Blocks the calling thread only until the child
- * has exec'd. */
+ * ..., WEXITED | __WALL), or -1 for the pidfd where the kernel has none
+ * (tide__spawn_uses_pidfd false: reap it by its pid once SIGCHLD says it
+ * exited); or -errno: the exec's (-ENOENT, -EACCES, ...; the child is
+ * then reaped), clone's (-EAGAIN, -ENOMEM). Blocks the calling thread
+ * only until the child has exec'd. */
 int tide__spawn(const struct tide__spawn *sp, pid_t *pid, int *pidfd);
+
+/* Whether children get pidfds: decided once per process (spawn.c says
+ * how; TIDE__PIDFD=0 in the environment says no, for tests). */
+bool tide__spawn_uses_pidfd(void);
 
 /* tide_to_thread_ex for a job that owns arg: once submitted, the pool
  * calls drop(arg) if nobody receives the job's result (cancelled,

@@ -9,12 +9,18 @@
  * wakes the waiters. So the loop reaps every child it started, waited
  * for or not, and nothing but the child's own exit ends a wait.
  *
- * Without pidfds (Linux before 5.3; spawn.c then returns -ENOSYS) the
- * exit watch is the one part to replace: a SIGCHLD handler from the
- * process-wide signal registry (the signals work of issue 10) would, on
- * each SIGCHLD, try waitid(P_PID, pid, WNOHANG) for each child of this
- * list, never P_ALL, and call reaped(); start, wait, kill and the loop's
- * close would stay as they are.
+ * Without pidfds (Linux before 5.3; spawn.c decides, and then hands back
+ * a pidfd of -1) the exit watch is the one part that differs: the loop's
+ * reaper (loop->reaper, there while the loop has such children) lists
+ * them and holds a SIGCHLD watch from the process-wide signal registry
+ * (core/signal.h), taken before the child is made so that no exit goes
+ * unheard. On each delivery (coalesced) it tries waitid(P_PID, pid,
+ * WNOHANG) for each child of its list, never P_ALL, and calls reaped();
+ * the last child reaped drops the watch, which gives SIGCHLD its
+ * disposition back. ECHILD means reaped behind tide's back: 255. Signals
+ * go by kill(2), after a look (WNOWAIT) that the pid is still an unreaped
+ * child. Start, wait, communicate, kill_on_cancel and the loop's close
+ * are the same code for both.
  *
  * Lifetime: `refs` counts the owner (dropped by tide_process_free), the
  * exit watch (dropped once the child is reaped) and calls suspended in
@@ -29,6 +35,7 @@
 #include "io/io.h"
 
 #include "base/alloc.h"
+#include "core/signal.h"
 
 #include <tide/process.h>
 #include <tide/sync.h>
@@ -65,16 +72,18 @@ struct pidfd_exit_info {
 struct tide_process {
     tide_loop *loop; /* NULL once the loop has closed */
     pid_t pid;
-    int pidfd; /* -1 once reaped */
+    int pidfd; /* -1 once reaped, or without pidfds */
     int refs;  /* owner + exit watch + suspended calls */
     int busy;  /* calls suspended in wait or communicate */
     int code;  /* the returncode, once exited */
     bool exited;
     bool kill_on_cancel;
-    double grace;               /* kill_on_cancel's, seconds */
-    tide_stream *pipes[3];      /* held; NULL: not a pipe */
-    tide_event *exit_ev;        /* set once reaped */
-    struct tide__linger linger; /* loop->lingering from start to free */
+    double grace;                /* kill_on_cancel's, seconds */
+    tide_stream *pipes[3];       /* held; NULL: not a pipe */
+    tide_event *exit_ev;         /* set once reaped */
+    struct tide__linger linger;  /* loop->lingering from start to free */
+    struct tide__list reap_link; /* loop->reaper->children, without a
+                                  * pidfd, until reaped */
 };
 
 static void release(tide_process *p)
@@ -88,6 +97,14 @@ static void release(tide_process *p)
 
 /* ---- the exit watch ------------------------------------------------- */
 
+/* The SIGCHLD fallback's record of a loop (loop->reaper), there while the
+ * loop has children without a pidfd. */
+struct tide__reaper {
+    struct tide__list children;   /* tide_process.reap_link, unreaped */
+    struct tide__sigwatch *watch; /* SIGCHLD, from the signal registry */
+    bool sweeping;                /* on_sigchld is walking children */
+};
+
 static int code_of(const siginfo_t *info)
 {
     return info->si_code == CLD_EXITED ? info->si_status : -info->si_status;
@@ -95,16 +112,42 @@ static int code_of(const siginfo_t *info)
 
 /* The child was reaped by someone else (SIGCHLD set to SIG_IGN makes
  * the kernel do it; a waitpid(-1) elsewhere): its status from the pidfd
- * where the kernel keeps it (6.15), else asyncio's 255. */
+ * where the kernel keeps it (6.15), else asyncio's 255 (always, without
+ * a pidfd: pidfd is -1). */
 static int code_from_pidfd(int pidfd)
 {
     struct pidfd_exit_info info = {.mask = PIDFD_INFO_EXIT_BIT};
 
-    if (ioctl(pidfd, PIDFD_GET_INFO_CMD, &info) < 0 ||
+    if (pidfd < 0 || ioctl(pidfd, PIDFD_GET_INFO_CMD, &info) < 0 ||
         !(info.mask & PIDFD_INFO_EXIT_BIT))
         return UNKNOWN_CODE;
     int st = info.exit_code;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+/* The loop has no child left to watch by SIGCHLD: the watch goes (the
+ * last one in the process gives SIGCHLD its disposition back). */
+static void reaper_settle(tide_loop *loop)
+{
+    struct tide__reaper *r = loop->reaper;
+
+    if (!r || r->sweeping || !tide__list_empty(&r->children))
+        return;
+    tide__signal_remove(loop, r->watch);
+    tide__free(r);
+    loop->reaper = NULL;
+}
+
+/* Stop watching p's exit: its pidfd, or its place in the reaper. */
+static void unwatch(tide_process *p)
+{
+    if (p->pidfd >= 0) {
+        tide_close(p->pidfd); /* removes the reader callback too */
+        p->pidfd = -1;
+    } else {
+        tide__list_remove(&p->reap_link);
+        reaper_settle(p->loop);
+    }
 }
 
 /* Reaped with `info` (NULL: by someone else): record it, stop
@@ -113,34 +156,128 @@ static void reaped(tide_process *p, const siginfo_t *info)
 {
     p->code = info ? code_of(info) : code_from_pidfd(p->pidfd);
     p->exited = true;
-    tide_close(p->pidfd); /* removes the reader callback too */
-    p->pidfd = -1;
+    unwatch(p);
     tide_event_set(p->exit_ev);
     release(p); /* the watch's reference */
 }
 
+/* Reap p if it has exited (`block` 0: WNOHANG) or once it exits (block
+ * WEXITED's wait), by its pidfd or its pid: true once it is reaped, by
+ * us or (ECHILD) by someone else. Blocking, any error counts as reaped
+ * elsewhere: kill_and_reap must end. */
+static bool try_reap(tide_process *p, bool block)
+{
+    idtype_t type = p->pidfd >= 0 ? (idtype_t)P_PIDFD : P_PID;
+    id_t id = p->pidfd >= 0 ? (id_t)p->pidfd : (id_t)p->pid;
+    int flags = WEXITED | __WALL | (block ? 0 : WNOHANG);
+    siginfo_t info = {0};
+    int r;
+
+    while ((r = waitid(type, id, &info, flags)) < 0 && errno == EINTR)
+        ;
+    if (r < 0) {
+        if (!block && errno != ECHILD)
+            return false; /* the next readiness or SIGCHLD tries again */
+        reaped(p, NULL);
+        return true;
+    }
+    if (info.si_pid == 0)
+        return false; /* still running */
+    reaped(p, &info);
+    return true;
+}
+
+/* The pidfd turned readable: the child has exited. */
 static void on_pidfd(void *arg)
 {
-    tide_process *p = arg;
-    siginfo_t info = {0};
+    (void)try_reap(arg, false);
+}
 
-    if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &info,
-               WEXITED | WNOHANG | __WALL) < 0) {
-        if (errno == ECHILD) /* readable, and not ours to reap: gone */
-            reaped(p, NULL);
-        return; /* EINTR: the next iteration tries again */
+/* SIGCHLD arrived (once or more since the last call): try each of this
+ * loop's own children by its pid, never P_ALL, so that no other child
+ * of the process is reaped. */
+static void on_sigchld(void *arg)
+{
+    tide_loop *loop = arg;
+    struct tide__reaper *r = loop->reaper;
+    struct tide__list *l = r->children.next;
+
+    r->sweeping = true; /* reaped() unlinks and frees only its own */
+    while (l != &r->children) {
+        struct tide__list *next = l->next;
+        (void)try_reap(tide__container_of(l, tide_process, reap_link), false);
+        l = next;
     }
-    if (info.si_pid != 0)
-        reaped(p, &info);
+    r->sweeping = false;
+    reaper_settle(loop);
+}
+
+/* The loop's reaper, made (with its SIGCHLD watch) if it has none. 0 or
+ * -errno (-ENOMEM, sigaction's). */
+static int reaper_hold(tide_loop *loop)
+{
+    if (loop->reaper)
+        return 0;
+    struct tide__reaper *r = tide__calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    tide__list_init(&r->children);
+    int err;
+    r->watch = tide__signal_add(loop, SIGCHLD, on_sigchld, loop, NULL, &err);
+    if (!r->watch) {
+        tide__free(r);
+        return err;
+    }
+    loop->reaper = r;
+    return 0;
+}
+
+/* Watch p's exit from now on: by its pidfd, or (none) by SIGCHLD. A
+ * reaper made only now (spawn.c found out at this clone that there are
+ * no pidfds) may have missed the child's SIGCHLD: a look at once. 0 or
+ * -errno, with nothing watched. */
+static int watch_exit(tide_process *p)
+{
+    if (p->pidfd >= 0)
+        return tide_add_reader(p->loop, p->pidfd, on_pidfd, p);
+    bool late = p->loop->reaper == NULL;
+    int err = reaper_hold(p->loop);
+    if (err < 0)
+        return err;
+    struct tide__reaper *r = p->loop->reaper;
+    /* A child of the list with p's pid was reaped behind tide's back and
+     * its pid given again, to p: it is gone. */
+    r->sweeping = true;
+    for (struct tide__list *l = r->children.next; l != &r->children;) {
+        tide_process *q = tide__container_of(l, tide_process, reap_link);
+        l = l->next;
+        if (q->pid == p->pid)
+            reaped(q, NULL);
+    }
+    r->sweeping = false;
+    tide__list_push_back(&r->children, &p->reap_link);
+    if (late)
+        (void)try_reap(p, false);
+    return 0;
 }
 
 /* Signal the child through its pidfd. Where pidfd_send_signal is missing
  * (Linux before 5.1, valgrind before 3.20) kill(2) serves: the child is
  * not reaped yet (tide reaps it only after this), so its pid is still
  * its own, unless something else reaped it, which only a child that has
- * exited allows. 0 or -errno. */
+ * exited allows. Without a pidfd, kill(2) too, once a look without
+ * reaping (WNOWAIT) has found the child still ours: one reaped behind
+ * tide's back is -ESRCH. 0 or -errno. */
 static int signal_child(tide_process *p, int sig)
 {
+    if (p->pidfd < 0) {
+        siginfo_t info = {0};
+        if (waitid(P_PID, (id_t)p->pid, &info,
+                   WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 &&
+            errno == ECHILD)
+            return -ESRCH;
+        return kill(p->pid, sig) == 0 ? 0 : -errno;
+    }
     if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) == 0)
         return 0;
     if (errno == ENOSYS && kill(p->pid, sig) == 0)
@@ -152,15 +289,8 @@ static int signal_child(tide_process *p, int sig)
  * could not be set up). */
 static void kill_and_reap(tide_process *p)
 {
-    siginfo_t info = {0};
-
     (void)signal_child(p, SIGKILL);
-    int r;
-    while ((r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &info,
-                       WEXITED | __WALL)) < 0 &&
-           errno == EINTR)
-        ;
-    reaped(p, r == 0 ? &info : NULL);
+    (void)try_reap(p, true);
 }
 
 /* Close the pipes the caller has not closed (dropping what is queued). */
@@ -177,7 +307,7 @@ static void drop_at_close(struct tide__linger *l)
     tide_process *p = tide__container_of(l, tide_process, linger);
 
     p->refs++;
-    if (p->pidfd >= 0)
+    if (!p->exited)
         kill_and_reap(p);
     close_pipes(p);
     p->loop = NULL;
@@ -293,6 +423,7 @@ int tide_create_subprocess_exec(const char *const *argv,
     p->kill_on_cancel = o.kill_on_cancel;
     p->grace = o.kill_grace ? o.kill_grace : DEFAULT_GRACE;
     tide__list_init(&p->linger.link);
+    tide__list_init(&p->reap_link);
 
     struct tide__spawn sp = {.argv = argv, .envp = o.env, .cwd = o.cwd};
     struct setup su = {{-1, -1, -1}};
@@ -301,9 +432,14 @@ int tide_create_subprocess_exec(const char *const *argv,
     int err = 0;
     for (int i = 0; i < 3 && !err; i++)
         err = setup_stdio(p, &sp, &su, i, modes[i], fds[i], o.limit);
+    /* Without pidfds, tide's SIGCHLD handler is in place before the
+     * child can exit (see tide/process.h on SIG_IGN). */
+    if (!err && !tide__spawn_uses_pidfd())
+        err = reaper_hold(loop);
     if (!err)
         err = tide__spawn(&sp, &p->pid, &p->pidfd);
     if (err < 0) {
+        reaper_settle(loop);
         undo_setup(p, &su);
         release(p);
         return err;
@@ -314,7 +450,7 @@ int tide_create_subprocess_exec(const char *const *argv,
     p->linger.drop = drop_at_close;
     tide__list_push_back(&loop->lingering, &p->linger.link);
     p->refs++; /* the exit watch's */
-    err = tide_add_reader(loop, p->pidfd, on_pidfd, p);
+    err = watch_exit(p);
     if (err < 0) {
         kill_and_reap(p);
         close_pipes(p);

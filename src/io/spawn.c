@@ -22,6 +22,15 @@
  * exits 127; the parent reads that pipe (end of file at once when the
  * exec worked), reaps the child and returns the error. A pipe and not
  * the shared memory: valgrind runs a CLONE_VFORK child as a fork.
+ *
+ * Without pidfds (Linux before 5.3: no CLONE_PIDFD, which 5.2 added, or
+ * no pidfd_open, which came with pollable pidfds in 5.3) the child is
+ * made the same way without CLONE_PIDFD, and the caller tracks it by its
+ * pid and SIGCHLD (process.c). Which of the two runs is decided once per
+ * process, at the first spawn: TIDE__PIDFD=0 in the environment (for
+ * tests) forces the fallback; else pidfd_open on ourselves, ENOSYS
+ * meaning none; and a clone that refuses CLONE_PIDFD (EINVAL), or one
+ * that ignores it (no pidfd written), turns the fallback on for good.
  * SPDX-License-Identifier: MIT
  */
 #include "io/io.h"
@@ -35,6 +44,7 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -46,6 +56,9 @@
 #endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434 /* the same number on every architecture */
 #endif
 
 extern char **environ;
@@ -209,6 +222,69 @@ static int read_report(int fd)
     return n == (ssize_t)sizeof err ? err : 0;
 }
 
+/* Which way children are tracked, decided once per process: a pidfd
+ * each (PIDS_FD), or pid and SIGCHLD (PIDS_SIGCHLD). Relaxed: every
+ * thread that decides decides the same, except a clone refusing
+ * CLONE_PIDFD, which only ever moves it to PIDS_SIGCHLD. */
+enum { PIDS_UNKNOWN, PIDS_FD, PIDS_SIGCHLD };
+static atomic_int pids_mode;
+
+static int decide_mode(void)
+{
+    const char *force = getenv("TIDE__PIDFD");
+
+    if (force && force[0] == '0')
+        return PIDS_SIGCHLD;
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (fd >= 0) {
+        close(fd);
+        return PIDS_FD;
+    }
+    if (errno == ENOSYS)
+        return PIDS_SIGCHLD;
+    return PIDS_UNKNOWN; /* out of fds, say: try pidfds, decide later */
+}
+
+bool tide__spawn_uses_pidfd(void)
+{
+    int mode = atomic_load_explicit(&pids_mode, memory_order_relaxed);
+
+    if (mode == PIDS_UNKNOWN) {
+        mode = decide_mode();
+        if (mode != PIDS_UNKNOWN)
+            atomic_store_explicit(&pids_mode, mode, memory_order_relaxed);
+    }
+    return mode != PIDS_SIGCHLD;
+}
+
+/* clone the child with every signal blocked; its pid (and *fd, with
+ * CLONE_PIDFD), or -errno. */
+static pid_t clone_child(struct child *c, char *stack, bool pidfd, int *fd)
+{
+    unsigned long old;
+    int flags = CLONE_VM | CLONE_VFORK | (pidfd ? CLONE_PIDFD : 0);
+
+    block_all(&old);
+    /* The exit signal (the low byte of the flags) is 0: see above. */
+    pid_t child = spawn_clone(child_main, stack + CHILD_STACK, flags, c, fd);
+    int err = child < 0 ? -errno : 0;
+    restore_mask(&old);
+    return err < 0 ? err : child;
+}
+
+/* Reap a child that failed to exec (it exits at once). */
+static void reap_failed(pid_t child, int fd)
+{
+    siginfo_t info;
+    idtype_t type = fd >= 0 ? (idtype_t)P_PIDFD : P_PID;
+    id_t id = fd >= 0 ? (id_t)fd : (id_t)child;
+
+    while (waitid(type, id, &info, WEXITED | __WALL) < 0 && errno == EINTR)
+        ;
+    if (fd >= 0)
+        close(fd);
+}
+
 int tide__spawn(const struct tide__spawn *sp, pid_t *pid, int *pidfd)
 {
     char **paths = candidates(sp->argv[0]);
@@ -230,31 +306,29 @@ int tide__spawn(const struct tide__spawn *sp, pid_t *pid, int *pidfd)
                       .paths = paths,
                       .envp = sp->envp ? (char *const *)sp->envp : environ,
                       .report = report[1]};
-    unsigned long old;
     int fd = -1;
-    block_all(&old);
-    /* The exit signal (the low byte of the flags) is 0: see above. */
-    pid_t child = spawn_clone(child_main, stack + CHILD_STACK,
-                              CLONE_VM | CLONE_VFORK | CLONE_PIDFD, &c, &fd);
-    err = child < 0 ? -errno : 0;
-    restore_mask(&old);
+    bool with_pidfd = tide__spawn_uses_pidfd();
+    pid_t child = clone_child(&c, stack, with_pidfd, &fd);
+    if (child == -EINVAL && with_pidfd) {
+        /* A kernel before 5.2 that checks clone's flags: no pidfds. */
+        atomic_store_explicit(&pids_mode, PIDS_SIGCHLD, memory_order_relaxed);
+        with_pidfd = false;
+        child = clone_child(&c, stack, false, &fd);
+    } else if (child > 0 && with_pidfd && fd < 0) {
+        /* One that ignored the flag: this child is tracked by its pid. */
+        atomic_store_explicit(&pids_mode, PIDS_SIGCHLD, memory_order_relaxed);
+    }
+    err = child < 0 ? (int)child : 0;
     close(report[1]);
     if (err == 0) {
         int child_err = read_report(report[0]);
         if (child_err) {
-            siginfo_t info;
-            while (waitid((idtype_t)P_PIDFD, (id_t)fd, &info,
-                          WEXITED | __WALL) < 0 &&
-                   errno == EINTR)
-                ;
-            close(fd);
+            reap_failed(child, fd);
             err = -child_err;
         } else {
             *pid = child;
             *pidfd = fd;
         }
-    } else if (err == -EINVAL) {
-        err = -ENOSYS; /* a kernel before 5.2: no CLONE_PIDFD */
     }
     close(report[0]);
 free_stack:
