@@ -1339,3 +1339,42 @@ TEST(out_of_memory_at_each_allocation_of_a_start_leaves_nothing)
     CHECK_EQ(run_main(enomem_body, NULL), 0);
     LEAK_GATE();
 }
+
+/* Exits whose SIGCHLD never reaches tide: SIGCHLD blocked in the (only)
+ * thread, then SIGCHLD set to SIG_IGN while a child runs (the kernel
+ * reaps it, and no signal comes). With pidfds neither matters; without,
+ * the reaper's patrol (a sweep a second) sees them. */
+static void *unheard_body(void *arg)
+{
+    sigset_t chld;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    (void)arg;
+
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    CHECK_EQ(pthread_sigmask(SIG_BLOCK, &chld, NULL), 0);
+    double t0 = harness_now();
+    tide_process *p = shell("exit 5", NULL);
+    CHECK_EQ(wait_code(p), 5); /* not reaped by anyone: its status */
+    CHECK(harness_now() - t0 < 2.5 * harness_timeout_mult());
+    CHECK_EQ(tide_process_free(p), 0);
+    CHECK_EQ(pthread_sigmask(SIG_UNBLOCK, &chld, NULL), 0);
+
+    p = shell("sleep 0.1; exit 6", NULL);
+    CHECK_EQ(sigaction(SIGCHLD, &ign, &old), 0);
+    t0 = harness_now();
+    int want =
+        tide__spawn_uses_pidfd() && kernel_keeps_exit_status() ? 6 : 255;
+    CHECK_EQ(wait_code(p), want);
+    CHECK(harness_now() - t0 < 2.5 * harness_timeout_mult());
+    CHECK_EQ(tide_process_free(p), 0);
+    CHECK_EQ(sigaction(SIGCHLD, &old, NULL), 0);
+    return NULL;
+}
+
+TEST(an_exit_whose_sigchld_never_comes_still_ends_wait)
+{
+    CHECK_EQ(run_main(unheard_body, NULL), 0);
+    CHECK(no_children());
+    LEAK_GATE();
+}

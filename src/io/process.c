@@ -102,8 +102,14 @@ static void release(tide_process *p)
 struct tide__reaper {
     struct tide__list children;   /* tide_process.reap_link, unreaped */
     struct tide__sigwatch *watch; /* SIGCHLD, from the signal registry */
-    bool sweeping;                /* on_sigchld is walking children */
+    tide_handle patrol;           /* the next sweep without a SIGCHLD */
+    bool sweeping;                /* sweep() is walking children */
 };
+
+/* The patrol's period: how late an exit whose SIGCHLD never reaches tide
+ * (SIGCHLD blocked in every thread, or its disposition replaced by the
+ * program while tide watches it) is seen. */
+#define PATROL_SECONDS 1.0
 
 static int code_of(const siginfo_t *info)
 {
@@ -133,6 +139,7 @@ static void reaper_settle(tide_loop *loop)
 
     if (!r || r->sweeping || !tide__list_empty(&r->children))
         return;
+    (void)tide_handle_cancel(loop, r->patrol);
     tide__signal_remove(loop, r->watch);
     tide__free(r);
     loop->reaper = NULL;
@@ -193,12 +200,10 @@ static void on_pidfd(void *arg)
     (void)try_reap(arg, false);
 }
 
-/* SIGCHLD arrived (once or more since the last call): try each of this
- * loop's own children by its pid, never P_ALL, so that no other child
- * of the process is reaped. */
-static void on_sigchld(void *arg)
+/* Try each of this loop's own children by its pid, never P_ALL, so that
+ * no other child of the process is reaped. */
+static void sweep(tide_loop *loop)
 {
-    tide_loop *loop = arg;
     struct tide__reaper *r = loop->reaper;
     struct tide__list *l = r->children.next;
 
@@ -212,8 +217,42 @@ static void on_sigchld(void *arg)
     reaper_settle(loop);
 }
 
-/* The loop's reaper, made (with its SIGCHLD watch) if it has none. 0 or
- * -errno (-ENOMEM, sigaction's). */
+/* SIGCHLD arrived, once or more since the last call. */
+static void on_sigchld(void *arg)
+{
+    sweep(arg);
+}
+
+static void on_patrol(void *arg);
+
+/* The next patrol, PATROL_SECONDS from now. Not on the virtual clock,
+ * where it would be what moves time while every task waits for a child.
+ * 0 or -ENOMEM. */
+static int patrol_arm(tide_loop *loop)
+{
+    struct tide__reaper *r = loop->reaper;
+
+    r->patrol = 0;
+    if (loop->virtual_clock)
+        return 0;
+    r->patrol = tide_call_later(loop, PATROL_SECONDS, on_patrol, loop);
+    return r->patrol ? 0 : -ENOMEM;
+}
+
+/* A sweep for exits no SIGCHLD told of, then the next one (out of
+ * memory, none: SIGCHLD alone is left). */
+static void on_patrol(void *arg)
+{
+    tide_loop *loop = arg;
+
+    loop->reaper->patrol = 0;
+    sweep(loop);
+    if (loop->reaper)
+        (void)patrol_arm(loop);
+}
+
+/* The loop's reaper, made (with its SIGCHLD watch and its patrol) if it
+ * has none. 0 or -errno (-ENOMEM, sigaction's). */
 static int reaper_hold(tide_loop *loop)
 {
     if (loop->reaper)
@@ -229,7 +268,10 @@ static int reaper_hold(tide_loop *loop)
         return err;
     }
     loop->reaper = r;
-    return 0;
+    err = patrol_arm(loop);
+    if (err < 0)
+        reaper_settle(loop);
+    return err;
 }
 
 /* Watch p's exit from now on: by its pidfd, or (none) by SIGCHLD. A
