@@ -19,6 +19,16 @@
  * storm (a handler without SA_RESTART) while children start, talk and
  * exit: no EINTR comes out (B36); out of fds: -EMFILE, nothing left;
  * compact tasks.
+ *
+ * CTest runs this file twice: with pidfds, and with TIDE__PIDFD=0, the
+ * SIGCHLD fallback of kernels before 5.3. Beside the tests above (their
+ * expectations say where the two differ): SIGCHLD's disposition is
+ * tide's only while fallback children run; the program's own SIGCHLD
+ * handler still runs; a child the program forked is never reaped by
+ * tide; two loops in two threads each reap their own; exits whose
+ * SIGCHLD never comes (blocked, or SIG_IGN set meanwhile) still end
+ * waits; out of memory at each allocation of a start leaves nothing;
+ * zombies are counted from /proc.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"

@@ -10,14 +10,34 @@
  *   of the parent's memory; the pidfd comes with the child, so no other
  *   process can ever be mistaken for it) and its exit is watched through
  *   the pidfd by the loop and reaped with waitid(P_PIDFD). tide never
- *   calls waitpid(-1), never reaps a child it did not start, installs no
- *   SIGCHLD handler and changes no disposition. If the child is reaped
- *   behind tide's back (SIGCHLD set to SIG_IGN or SA_NOCLDWAIT by the
- *   application, which makes the kernel reap it; a waitpid(-1)
- *   elsewhere), its exit still ends waits, with its real status on Linux
- *   6.15 and later (the pidfd keeps it: PIDFD_GET_INFO) and 255 before
- *   (asyncio's returncode for a child it could not reap). Kernels before
- *   5.3 (no pidfd polling) get -ENOSYS.
+ *   calls waitpid(-1), never reaps a child it did not start, and (with
+ *   pidfds) installs no SIGCHLD handler and changes no disposition. If
+ *   the child is reaped behind tide's back (SIGCHLD set to SIG_IGN or
+ *   SA_NOCLDWAIT by the application, which makes the kernel reap it; a
+ *   waitpid(-1) elsewhere), its exit still ends waits, with its real
+ *   status on Linux 6.15 and later (the pidfd keeps it: PIDFD_GET_INFO)
+ *   and 255 before (asyncio's returncode for a child it could not reap).
+ * - Kernels without pidfds (before 5.3: no CLONE_PIDFD or no
+ *   pidfd_open; found out once per process, at the first start) get the
+ *   SIGCHLD fallback, which behaves the same but for these points. The
+ *   child is made the same way without CLONE_PIDFD and known by its pid.
+ *   While a loop has such children running, it watches SIGCHLD through
+ *   tide's signal registry (tide/signal.h): tide's handler is then
+ *   SIGCHLD's disposition, and the one there was comes back when the
+ *   last of them is reaped. On each SIGCHLD the loop tries
+ *   waitid(P_PID) for each of its own children, never P_ALL; a child
+ *   someone else reaped is 255. So, while tide watches SIGCHLD: a
+ *   SIGCHLD handler the program set with sigaction does not run (one set
+ *   with tide_add_signal_handler does, beside tide's); SIG_IGN or
+ *   SA_NOCLDWAIT set before does not apply (the kernel reaps no child:
+ *   tide's get their real status, the program's own stay zombies until
+ *   it waits for them). Exits whose SIGCHLD tide never gets (SIGCHLD
+ *   blocked in every thread, or its disposition replaced by the program
+ *   meanwhile) are seen within a second, by a periodic look (none on the
+ *   virtual clock). Signals go by kill(2), once a look (waitid WNOWAIT)
+ *   shows the child not reaped yet. A pid is all tide has of such a
+ *   child: once someone else has reaped it, a new child of the program
+ *   given the same pid before tide looks could be taken for it.
  * - The child starts with an empty signal mask, every signal at its
  *   default disposition (even those the parent ignores), and only fds 0,
  *   1 and 2 open: every other fd is closed before exec (tide's own fds
@@ -92,9 +112,9 @@ typedef struct tide_process_options {
  * *_fd with TIDE_STDIO_FD, NaN or negative kill_grace, no loop); -ENOENT
  * (no such program, or cwd does not exist); -EACCES (not executable);
  * -ENOEXEC (not a format the kernel runs); -ENOTDIR; -EMFILE, -ENOMEM,
- * -EAGAIN (no process could be made); -ENOSYS (no pidfds). On error
- * nothing is left behind: a child that could not exec is reaped, every
- * fd made for it is closed. Does not suspend (the parent thread waits
+ * -EAGAIN (no process could be made). On error nothing is left behind:
+ * a child that could not exec is reaped, every fd made for it is
+ * closed. Does not suspend (the parent thread waits
  * only for the child to exec). */
 TIDE_API int tide_create_subprocess_exec(const char *const *argv,
                                          const tide_process_options *opt,
@@ -107,7 +127,7 @@ TIDE_API int tide_create_subprocess_shell(const char *cmd,
                                           tide_process **out);
 
 /* The child's process id (valid until it is reaped; the pidfd inside
- * is what tide signals). -EINVAL if p is NULL. */
+ * is what tide signals, where there are pidfds). -EINVAL if p is NULL. */
 TIDE_API pid_t tide_process_pid(const tide_process *p);
 
 /* The parent's end of the child's stdin, stdout or stderr, if it is a
@@ -170,9 +190,9 @@ TIDE_API int tide_process_communicate(tide_process *p, const void *input,
 TIDE_API void tide_process_output_free(tide_process_output *o);
 
 /* asyncio's send_signal(sig), terminate() (SIGTERM) and kill()
- * (SIGKILL): signal the child through its pidfd. Returns 0; -ESRCH once
- * the child has exited (nothing is sent: its pid may be reused);
- * -EINVAL (p NULL, a bad signal number). Never suspends. */
+ * (SIGKILL): signal the child through its pidfd (kill(2) without
+ * pidfds). Returns 0; -ESRCH once the child has exited (nothing is sent:
+ * its pid may be reused); -EINVAL (p NULL, a bad signal number). Never suspends. */
 TIDE_API int tide_process_send_signal(tide_process *p, int sig);
 TIDE_API int tide_process_terminate(tide_process *p);
 TIDE_API int tide_process_kill(tide_process *p);
