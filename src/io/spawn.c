@@ -309,10 +309,9 @@ int tide__spawn(const struct tide__spawn *sp, pid_t *pid, int *pidfd)
     int fd = -1;
     bool with_pidfd = tide__spawn_uses_pidfd();
     pid_t child = clone_child(&c, stack, with_pidfd, &fd);
-    if (child == -EINVAL && with_pidfd) {
+    if ((child == -EINVAL || child == -ENOSYS) && with_pidfd) {
         /* A kernel before 5.2 that checks clone's flags: no pidfds. */
         atomic_store_explicit(&pids_mode, PIDS_SIGCHLD, memory_order_relaxed);
-        with_pidfd = false;
         child = clone_child(&c, stack, false, &fd);
     } else if (child > 0 && with_pidfd && fd < 0) {
         /* One that ignored the flag: this child is tracked by its pid. */
