@@ -192,7 +192,8 @@ TIDE_API void tide_process_output_free(tide_process_output *o);
 /* asyncio's send_signal(sig), terminate() (SIGTERM) and kill()
  * (SIGKILL): signal the child through its pidfd (kill(2) without
  * pidfds). Returns 0; -ESRCH once the child has exited (nothing is sent:
- * its pid may be reused); -EINVAL (p NULL, a bad signal number). Never suspends. */
+ * its pid may be reused); -EINVAL (p NULL, a bad signal number). Never
+ * suspends. */
 TIDE_API int tide_process_send_signal(tide_process *p, int sig);
 TIDE_API int tide_process_terminate(tide_process *p);
 TIDE_API int tide_process_kill(tide_process *p);
