@@ -1388,3 +1388,37 @@ TEST(an_exit_whose_sigchld_never_comes_still_ends_wait)
     CHECK(no_children());
     LEAK_GATE();
 }
+
+/* On the virtual clock (no patrol there: it would be what moves time),
+ * a wait still ends with the child's exit, and a virtual sleep beside it
+ * takes no real time. */
+static void *virtual_body(void *arg)
+{
+    (void)arg;
+    double t0 = harness_now();
+    tide_process *p = shell("sleep 0.05; exit 3", NULL);
+    CHECK_EQ(tide_sleep(30), 0); /* virtual: at once */
+    tide_loop_stats s0, s1;
+    CHECK_EQ(tide_loop_get_stats(NULL, &s0), 0);
+    CHECK_EQ(wait_code(p), 3);
+    CHECK_EQ(tide_loop_get_stats(NULL, &s1), 0);
+    /* The loop slept in its poll meanwhile: it did not spin. */
+    CHECK(s1.iterations - s0.iterations < 20);
+    CHECK_EQ(tide_process_free(p), 0);
+    CHECK(harness_now() - t0 < 1 * harness_timeout_mult());
+    return NULL;
+}
+
+TEST(a_wait_on_the_virtual_clock_ends_with_the_exit)
+{
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    CHECK_EQ(tide_loop_set_virtual_clock(loop, true), 0);
+    tide_future *t = tide_create_task(loop, virtual_body, NULL);
+    CHECK_NOT_NULL(t);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    CHECK(no_children());
+    LEAK_GATE();
+}
