@@ -7,7 +7,10 @@
  * the bytes are moved to the front only at the start of a later read,
  * so a borrowed pointer stays valid until then. Every receive lands in
  * the buffer (or straight in the caller's buffer when the stream's is
- * empty), so a cancelled read has lost nothing.
+ * empty), so a cancelled read has lost nothing. On a TCP socket the
+ * receives carry TIDE__HINT_STREAM (poll/backend.h): after one that came
+ * back short, the next waits for readiness before it tries, so a request
+ * costs one receive, not a second that only sees EAGAIN.
  *
  * Writing: a write sends at once when nothing is queued; the rest goes
  * to a queue, [wstart, wend) of a buffer grown on demand, and a writer
@@ -33,6 +36,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -48,6 +52,7 @@ struct tide_stream {
     /* reading */
     char *rbuf; /* rcap bytes; [rstart, rend) buffered */
     size_t rcap, rstart, rend;
+    uint8_t hint;   /* on receives: TIDE__HINT_STREAM (TCP), or 0 */
     size_t scanned; /* readuntil: bytes after rstart without sep */
     bool eof;       /* the peer closed its side */
     bool reading;   /* a read is suspended */
@@ -98,6 +103,17 @@ bool tide__stream_closed(const tide_stream *s)
     return s->fd < 0;
 }
 
+/* Whether fd is a TCP socket (see TIDE__HINT_STREAM). */
+static bool is_tcp(int fd)
+{
+    int proto = 0;
+    socklen_t len = sizeof proto;
+
+    if (tide__sys_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+        return false;
+    return proto == IPPROTO_TCP;
+}
+
 tide_stream *tide_stream_new(int fd, size_t limit)
 {
     if (fd < 0) {
@@ -128,6 +144,7 @@ tide_stream *tide_stream_new(int fd, size_t limit)
     }
     s->fd = fd;
     s->refs = 1;
+    s->hint = is_tcp(fd) ? TIDE__HINT_STREAM : 0;
     s->loop = loop;
     s->high = DEFAULT_HIGH;
     s->low = DEFAULT_LOW;
@@ -149,6 +166,19 @@ static size_t buffered(const tide_stream *s)
     return s->rend - s->rstart;
 }
 
+/* One receive into buf (tide_sock_recv's, with the stream's hint: after
+ * a short one, the next waits for readiness before it tries). */
+static ssize_t recv_some(tide_stream *s, void *buf, size_t n)
+{
+    struct tide__op op = {.kind = TIDE__OP_RECV,
+                          .fd = s->fd,
+                          .buf = buf,
+                          .len = n,
+                          .offset = -1,
+                          .hint = s->hint};
+    return tide__io_run(&op, "sock recv");
+}
+
 /* Receive more into the buffer (moving what is there to the front
  * first). Returns the count, 0 at end of stream, or -errno; -EMSGSIZE
  * if the buffer is full. */
@@ -163,7 +193,7 @@ static ssize_t fill(tide_stream *s)
     }
     if (s->rend == s->rcap)
         return -EMSGSIZE;
-    ssize_t n = tide_sock_recv(s->fd, s->rbuf + s->rend, s->rcap - s->rend, 0);
+    ssize_t n = recv_some(s, s->rbuf + s->rend, s->rcap - s->rend);
     if (n > 0)
         s->rend += (size_t)n;
     else if (n == 0)
@@ -223,7 +253,7 @@ static ssize_t recv_direct(tide_stream *s, void *buf, size_t n)
 {
     if (s->fd < 0)
         return -EBADF;
-    ssize_t r = tide_sock_recv(s->fd, buf, n, 0);
+    ssize_t r = recv_some(s, buf, n);
     if (r == 0)
         s->eof = true;
     return s->fd < 0 && r < 0 ? -EBADF : r;
