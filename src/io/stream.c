@@ -187,7 +187,8 @@ static ssize_t fill(tide_stream *s)
     if (s->fd < 0)
         return -EBADF;
     if (s->rstart > 0) {
-        memmove(s->rbuf, s->rbuf + s->rstart, buffered(s));
+        if (buffered(s)) /* (a read that took everything leaves none) */
+            memmove(s->rbuf, s->rbuf + s->rstart, buffered(s));
         s->rend -= s->rstart;
         s->rstart = 0;
     }

@@ -436,8 +436,10 @@ void tide__ready_fire(struct tide__backend *b, int fd, uint32_t revents,
     if (revents & POLLPRI)
         e->ready |= TIDE__READY_PRI; /* for the fd's life (let_go clears) */
     bool had = e->rq || e->wq;
-    fire_queue(b, e, false, revents, out, cap, n, w);
-    fire_queue(b, e, true, revents, out, cap, n, w);
+    if (e->rq)
+        fire_queue(b, e, false, revents, out, cap, n, w);
+    if (e->wq)
+        fire_queue(b, e, true, revents, out, cap, n, w);
     if (had && !e->rq && !e->wq)
         w->watch(b, fd, e);
 }
