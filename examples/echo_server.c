@@ -3,18 +3,18 @@
  *
  *   echo_server PORT      listens on 127.0.0.1:PORT
  *
- * It prints nothing. SIGINT or SIGTERM (read from a signalfd watched with
- * tide_add_reader; there is no signal API yet) closes the server, gives
- * the connections a second to finish, and exits 0.
+ * It prints nothing. SIGINT or SIGTERM cancels the main task, as Ctrl-C
+ * does under asyncio.run (tide_cancel_on_signals): it closes the server,
+ * gives the connections a second to finish, and exits 0.
  * SPDX-License-Identifier: MIT
  */
 #include <tide.h>
+#include <tide/signal.h>
 #include <tide/stream.h>
 #include <tide/sync.h>
 
-#include "stop_signal.h"
-
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,6 +32,9 @@ static void echo(tide_stream *s, void *arg)
 
 static void *serve(void *port)
 {
+    int err = tide_cancel_on_signals(NULL, tide_current_task());
+    if (err < 0)
+        return tide_fail(err);
     tide_server *srv =
         tide_start_server(NULL, "127.0.0.1", (uint16_t)atoi(port), echo, NULL,
                           NULL);
@@ -39,10 +42,11 @@ static void *serve(void *port)
         perror("echo_server");
         return tide_fail(-errno);
     }
-    if (stop_signal_wait() < 0)
-        perror("echo_server");
+    err = tide_sleep(INFINITY); /* until SIGINT or SIGTERM */
+    if (err != -ECANCELED)
+        fprintf(stderr, "echo_server: %s\n", tide_strerror(err));
     tide_server_close(srv, 1.0); /* every connection closed */
-    return NULL;
+    return err == -ECANCELED ? NULL : tide_fail(err);
 }
 
 int main(int argc, char **argv)
@@ -51,7 +55,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: echo_server PORT\n");
         return 2;
     }
-    if (stop_signal_block() < 0)
-        return 1;
     return tide_run(serve, argv[1], NULL) == 0 ? 0 : 1;
 }

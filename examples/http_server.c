@@ -5,18 +5,18 @@
  *
  *   http_server PORT      listens on 127.0.0.1:PORT
  *
- * It prints nothing. SIGINT or SIGTERM (read from a signalfd watched with
- * tide_add_reader; there is no signal API yet) closes the server, gives
- * the connections a second to finish, and exits 0.
+ * It prints nothing. SIGINT or SIGTERM cancels the main task, as Ctrl-C
+ * does under asyncio.run (tide_cancel_on_signals): it closes the server,
+ * gives the connections a second to finish, and exits 0.
  * SPDX-License-Identifier: MIT
  */
 #include <tide.h>
+#include <tide/signal.h>
 #include <tide/stream.h>
 #include <tide/sync.h>
 
-#include "stop_signal.h"
-
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +38,9 @@ static int read_request(tide_stream *s, bool *close)
     status = n >= 14 && memcmp(p, "GET / HTTP/1.", 13) == 0 ? 200
              : n >= 4 && memcmp(p, "GET ", 4) == 0          ? 404
                                                             : 400;
-    if (n >= 9 && memcmp((const char *)p + n - 9, "HTTP/1.0", 8) == 0)
-        *close = true;
+    size_t end = (size_t)n - 1 - (n >= 2 && ((const char *)p)[n - 2] == '\r');
+    if (end >= 8 && memcmp((const char *)p + end - 8, "HTTP/1.0", 8) == 0)
+        *close = true; /* HTTP/1.0 closes after one answer */
     while ((n = tide_stream_readline(s, &p)) > 2) /* headers, to "\r\n" */
         if (n >= 17 && strncasecmp(p, "connection: close", 17) == 0)
             *close = true;
@@ -70,6 +71,9 @@ static void serve_http(tide_stream *s, void *arg)
 
 static void *serve(void *port)
 {
+    int err = tide_cancel_on_signals(NULL, tide_current_task());
+    if (err < 0)
+        return tide_fail(err);
     tide_server *srv =
         tide_start_server(NULL, "127.0.0.1", (uint16_t)atoi(port), serve_http,
                           NULL, NULL);
@@ -77,10 +81,11 @@ static void *serve(void *port)
         perror("http_server");
         return tide_fail(-errno);
     }
-    if (stop_signal_wait() < 0)
-        perror("http_server");
+    err = tide_sleep(INFINITY); /* until SIGINT or SIGTERM */
+    if (err != -ECANCELED)
+        fprintf(stderr, "http_server: %s\n", tide_strerror(err));
     tide_server_close(srv, 1.0); /* every connection closed */
-    return NULL;
+    return err == -ECANCELED ? NULL : tide_fail(err);
 }
 
 int main(int argc, char **argv)
@@ -89,7 +94,5 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: http_server PORT\n");
         return 2;
     }
-    if (stop_signal_block() < 0)
-        return 1;
     return tide_run(serve, argv[1], NULL) == 0 ? 0 : 1;
 }

@@ -1,30 +1,24 @@
-/* stop_signal.h: the example servers' way to stop on SIGINT or SIGTERM
- * until tide has a signal API (issue 10): the signals are blocked for the
- * whole process in main, before tide_run (so in every thread and every
- * context: the ucontext switch saves and restores the signal mask per
- * context, so a mask set inside a task would not hold in the loop), and
- * read from a signalfd that a reader callback watches.
+/* stop_signal.h: wait in a task until SIGINT or SIGTERM arrives, for the
+ * programs that were written before tide had a signal API. It is a thin
+ * wrapper over tide/signal.h now: new code calls tide_add_signal_handler
+ * (or tide_cancel_on_signals, as echo_server.c does) itself.
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_EXAMPLES_STOP_SIGNAL_H
 #define TIDE_EXAMPLES_STOP_SIGNAL_H
 
 #include <tide.h>
-#include <tide/io.h>
+#include <tide/signal.h>
 #include <tide/sync.h>
 
-#include <signal.h>
-#include <sys/signalfd.h>
+#include <errno.h>
 
-/* In main, before tide_run: block SIGINT and SIGTERM. 0 or -1. */
+/* Once in main, before tide_run. It blocked the two signals while they
+ * were read from a signalfd; tide's handlers need them unblocked, so it
+ * does nothing now. Returns 0. */
 static int stop_signal_block(void)
 {
-    sigset_t sigs;
-
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    return sigprocmask(SIG_BLOCK, &sigs, NULL);
+    return 0;
 }
 
 static void stop_signal_seen(void *stop)
@@ -32,24 +26,22 @@ static void stop_signal_seen(void *stop)
     tide_event_set(stop);
 }
 
-/* In a task: wait until SIGINT or SIGTERM arrives. 0, or a negative
- * errno if the signalfd cannot be made or watched. */
+/* In a task: wait until SIGINT or SIGTERM arrives (the loop's handlers
+ * for them are set meanwhile, and removed after). 0, or a negative
+ * errno. */
 static int stop_signal_wait(void)
 {
-    sigset_t sigs;
-
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    int sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     tide_event *stop = tide_event_new();
-    int err = sfd < 0 || !stop ? -1 : 0;
+    int err = stop ? 0 : -ENOMEM;
+
     if (!err)
-        err = tide_add_reader(NULL, sfd, stop_signal_seen, stop);
+        err = tide_add_signal_handler(NULL, SIGINT, stop_signal_seen, stop);
+    if (!err)
+        err = tide_add_signal_handler(NULL, SIGTERM, stop_signal_seen, stop);
     if (!err)
         err = tide_event_wait(stop);
-    if (sfd >= 0)
-        tide_close(sfd);
+    tide_remove_signal_handler(NULL, SIGINT);
+    tide_remove_signal_handler(NULL, SIGTERM);
     tide_event_free(stop);
     return err;
 }

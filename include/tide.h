@@ -168,7 +168,10 @@ TIDE_API int tide_loop_update_time(tide_loop *loop);
  * loop meanwhile, then close that loop (cancelling leftover tasks and
  * letting them finish) and restore the previous default. Returns main's
  * error (0 on success), its result in *result if not NULL; -EBUSY if a
- * loop is running on this thread; -ENOMEM; -EINVAL if main is NULL. */
+ * loop is running on this thread; -ENOMEM; -EINVAL if main is NULL.
+ * Signals are left as they are: for asyncio.run's Ctrl-C (SIGINT or
+ * SIGTERM cancels main), main calls tide_cancel_on_signals (tide/signal.h)
+ * on itself. */
 TIDE_API int tide_run(tide_fn main, void *arg, void **result);
 
 /* Default stack size (usable bytes) for tasks created on `loop` from now
@@ -225,16 +228,16 @@ TIDE_API int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *stats);
  *     } while (tide_loop_run_once(loop, 0) == 1);
  *
  * The fd is readable whenever the loop has something to do that it would
- * wake for: a tide_call_soon_threadsafe from another thread, a dump
- * signal in debug mode, and I/O once there is some; all else (ready
- * callbacks and tasks, timers) is in the timeout. Ask for the timeout
- * before every wait: work the outer loop's own callbacks schedule on
- * tide changes it. Between the calls the loop is not running
- * (tide_loop_is_running is false, suspending calls return -EPERM). The
- * rule for the fd holds for every backend, whatever it waits with (an
- * io_uring backend would hand out its ring fd, readable while
- * completions are pending), except the poll() fallback, which has no
- * such fd: there, let tide do the waiting with tide_loop_run_once(loop,
+ * wake for: a tide_call_soon_threadsafe from another thread, a signal
+ * the loop has a handler for (a dump signal in debug mode), and I/O once
+ * there is some; all else (ready callbacks and tasks, timers) is in the
+ * timeout. Ask for the timeout before every wait: work the outer loop's
+ * own callbacks schedule on tide changes it. Between the calls the loop
+ * is not running (tide_loop_is_running is false, suspending calls return
+ * -EPERM). The rule for the fd holds for every backend, whatever it
+ * waits with (an io_uring backend would hand out its ring fd, readable
+ * while completions are pending), except the poll() fallback, which has
+ * no such fd: there, let tide do the waiting with tide_loop_run_once(loop,
  * t), or run it in a thread of its own. */
 
 /* Run one iteration of the loop, as tide_run_forever runs them: wait up
@@ -654,13 +657,15 @@ TIDE_API void tide_task_group_free(tide_task_group *g);
  * - tide_fail with a value that is not a negative errno;
  * - a compact task passing a pointer into its own stack as the arg of a
  *   task or callback it creates (see tide_task_options.compact);
- * - on SIGQUIT or SIGUSR1 (handlers installed while a debug loop is
- *   open), a dump of every task, as tide_loop_dump writes it, on the next
- *   loop iteration.
+ * - on SIGQUIT or SIGUSR1 (tide's handler is their disposition while a
+ *   debug loop is open; see tide/signal.h), a dump of every task, as
+ *   tide_loop_dump writes it, on the next loop iteration; a handler the
+ *   program set for them with tide_add_signal_handler runs too.
  * - a deadlock, at once: when a run would wait forever, every task waits
  *   and nothing can wake the loop (no task ready, no timer armed, no op
- *   or fd watch in flight, no call_soon_threadsafe pending, and no thread
- *   in the process but this one and the watchdog that could send one),
+ *   or fd watch in flight, no call_soon_threadsafe pending, no signal
+ *   handler set (tide_add_signal_handler), and no thread in the process
+ *   but this one and the watchdog that could send one),
  *   the wait-for cycle if there is one ("deadlock: task 'a' waits on task
  *   'b', which waits on task 'a'"), the task dump, and failures nobody
  *   read that may be the cause; the run then returns -EDEADLK with the

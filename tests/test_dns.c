@@ -9,6 +9,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
+#include "dns_hang.h"
 #include "pool_wait.h"
 
 #include "io/io.h"
@@ -20,18 +21,6 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdatomic.h>
-
-extern void (*tide__dns_hook)(void);
-
-static atomic_int hung;    /* lookups inside the hook */
-static atomic_int release; /* the hook returns once this is 1 */
-
-static void hang(void)
-{
-    atomic_fetch_add(&hung, 1);
-    while (!atomic_load(&release))
-        sched_yield();
-}
 
 static int add_one(void *arg, void **result)
 {

@@ -5,7 +5,9 @@
  * items, events, conditions, a barrier, await/wait_for/shield/gather/
  * wait/as_completed on other tasks, timeout scopes (nested), task groups,
  * spawning, cancelling random tasks (from tasks and from call_later
- * callbacks), cancelling handles and failing on purpose. A worker that
+ * callbacks), cancelling handles, failing on purpose, breaking the
+ * barrier (tide_barrier_abort) and, in one seed out of four, shutting
+ * the queue down early (graceful or immediate). A worker that
  * sees -ECANCELED usually ends cancelled and sometimes swallows it and
  * goes on (valid under both the deliver-once and the stays-pending
  * semantics of a swallowed request: nothing here assumes either).
@@ -16,7 +18,8 @@
  * size between the items surely in it and those maybe in it, an await's
  * outcome equal to the awaited task's, time limits that never end early.
  * At the end of each seed: every task ended (the loop has none left), no
- * item lost (the queue drained, every item put gotten once), nothing held,
+ * item lost (the queue drained, every item put gotten once, or dropped
+ * by an immediate shutdown and then never gotten), nothing held,
  * each task's outcome consistent with what its body did, the loop closes
  * with 0, and nothing leaks (LEAK_GATE).
  *
@@ -69,7 +72,7 @@ enum mode { MODE_PLAIN, MODE_MIXED, MODE_COMPACT };
 enum outcome { OUT_NONE, OUT_VALUE, OUT_FAIL, OUT_CANCEL };
 
 /* Where a queue item is: its put is under way, returned 0, or failed. */
-enum item_state { ITEM_PENDING = 1, ITEM_PUT, ITEM_NOT_PUT };
+enum item_state { ITEM_PENDING = 1, ITEM_PUT, ITEM_NOT_PUT, ITEM_DROPPED };
 
 /* What a call_later callback does when it runs. */
 enum cb_action { CB_CANCEL, CB_EVENT_SET, CB_PUT, CB_GET, CB_LOCK, CB_N };
@@ -116,6 +119,8 @@ static struct model {
     size_t maxsize;
     int next_item;
     long surely_in, maybe_in; /* items put (or under way), not gotten */
+    bool may_shut_q;          /* this seed may shut the queue down early */
+    bool q_dropped;           /* shut down immediately: items dropped */
     unsigned char state[MAX_ITEMS], got[MAX_ITEMS];
     tide_event *ev;
     unsigned long ev_sets;
@@ -431,7 +436,11 @@ static int op_put(bool nowait)
     int rc = nowait ? tide_queue_put_nowait(m.q, IPTR(id + 1))
                     : tide_queue_put(m.q, IPTR(id + 1));
     m.maybe_in -= !m.got[id];
-    if (rc == 0) {
+    if (rc == 0 && m.q_dropped && !m.got[id]) {
+        /* Its item went in before an immediate shutdown dropped it. */
+        m.state[id] = ITEM_DROPPED;
+        m.c.items++;
+    } else if (rc == 0) {
         m.state[id] = ITEM_PUT;
         m.surely_in += !m.got[id];
         m.c.items++;
@@ -458,6 +467,9 @@ static void got_item(void *item)
         model_fail(__LINE__, "item %ld gotten twice", id);
     if (m.state[id] == ITEM_NOT_PUT)
         model_fail(__LINE__, "item %ld gotten, but its put failed", id);
+    if (m.state[id] == ITEM_DROPPED)
+        model_fail(__LINE__, "item %ld gotten after a shutdown dropped it",
+                   id);
     m.got[id] = 1;
     if (m.state[id] == ITEM_PUT)
         m.surely_in--;
@@ -589,6 +601,36 @@ static int op_barrier(void)
     else if (rc != -EPIPE)
         MCHECK_ERR(rc, -ECANCELED);
     return cancelled_or_0(rc);
+}
+
+/* Break the barrier: its waiters get -EPIPE, and so does every later
+ * wait until a party that saw -EPIPE resets it (op_barrier). */
+static void op_barrier_abort(void)
+{
+    MCHECK_EQ(tide_barrier_abort(m.bar), 0);
+}
+
+/* In one seed out of four, shut the queue down before the horizon,
+ * gracefully or at once (Python 3.13): from then on every put fails
+ * with -ESHUTDOWN; gets drain what is left (graceful) or fail at once
+ * (immediate: the items left are dropped, counted as done for join). */
+static void op_queue_shutdown(void)
+{
+    if (!m.may_shut_q || rnd(8))
+        return;
+    bool immediate = rnd(2);
+    MCHECK_EQ(tide_queue_shutdown(m.q, immediate), 0);
+    MCHECK_ERR(tide_queue_put_nowait(m.q, IPTR(MAX_ITEMS + 1)), -ESHUTDOWN);
+    if (!immediate || m.q_dropped)
+        return;
+    m.q_dropped = true;
+    for (int id = 0; id < m.next_item; id++)
+        if (m.state[id] == ITEM_PUT && !m.got[id])
+            m.state[id] = ITEM_DROPPED;
+    m.surely_in = 0;
+    MCHECK_EQ(tide_queue_size(m.q), 0);
+    void *item;
+    MCHECK_ERR(tide_queue_get_nowait(m.q, &item), -ESHUTDOWN);
 }
 
 /* ---- waiting for other tasks ------------------------------------------- */
@@ -897,21 +939,23 @@ enum op {
     OP_CALL_LATER,
     OP_HANDLE_CANCEL,
     OP_FAIL,
+    OP_BARRIER_ABORT,
+    OP_QUEUE_SHUTDOWN,
     OP_N
 };
 #define N_LEAVES (OP_SCOPE + 1)
 
 static const unsigned weight[OP_N] = {
-    [OP_SLEEP] = 10,      [OP_LOCK] = 10,        [OP_SEM] = 8,
-    [OP_PUT] = 10,        [OP_GET] = 10,         [OP_JOIN] = 1,
-    [OP_EVENT_WAIT] = 4,  [OP_COND_CONSUME] = 4, [OP_BARRIER] = 2,
-    [OP_AWAIT] = 4,       [OP_WAIT_FOR] = 4,     [OP_SCOPE] = 6,
-    [OP_PUT_NOWAIT] = 3,  [OP_GET_NOWAIT] = 3,   [OP_EVENT_SET] = 3,
-    [OP_EVENT_CLEAR] = 2, [OP_COND_PRODUCE] = 5, [OP_SHIELD] = 3,
-    [OP_GATHER] = 3,      [OP_WAIT] = 3,         [OP_AS_COMPLETED] = 2,
-    [OP_GROUP] = 2,       [OP_SPAWN] = 3,        [OP_CANCEL] = 4,
-    [OP_CANCEL_SELF] = 1, [OP_CALL_LATER] = 3,   [OP_HANDLE_CANCEL] = 2,
-    [OP_FAIL] = 1,
+    [OP_SLEEP] = 10,      [OP_LOCK] = 10,         [OP_SEM] = 8,
+    [OP_PUT] = 10,        [OP_GET] = 10,          [OP_JOIN] = 1,
+    [OP_EVENT_WAIT] = 4,  [OP_COND_CONSUME] = 4,  [OP_BARRIER] = 2,
+    [OP_AWAIT] = 4,       [OP_WAIT_FOR] = 4,      [OP_SCOPE] = 6,
+    [OP_PUT_NOWAIT] = 3,  [OP_GET_NOWAIT] = 3,    [OP_EVENT_SET] = 3,
+    [OP_EVENT_CLEAR] = 2, [OP_COND_PRODUCE] = 5,  [OP_SHIELD] = 3,
+    [OP_GATHER] = 3,      [OP_WAIT] = 3,          [OP_AS_COMPLETED] = 2,
+    [OP_GROUP] = 2,       [OP_SPAWN] = 3,         [OP_CANCEL] = 4,
+    [OP_CANCEL_SELF] = 1, [OP_CALL_LATER] = 3,    [OP_HANDLE_CANCEL] = 2,
+    [OP_FAIL] = 1,        [OP_BARRIER_ABORT] = 1, [OP_QUEUE_SHUTDOWN] = 1,
 };
 
 static enum op pick_op(int n)
@@ -1000,6 +1044,12 @@ static int run_op(struct worker *w, enum op op, int depth)
         return 0;
     case OP_FAIL:
         return -EIO;
+    case OP_BARRIER_ABORT:
+        op_barrier_abort();
+        return 0;
+    case OP_QUEUE_SHUTDOWN:
+        op_queue_shutdown();
+        return 0;
     case OP_N:
         break;
     }
@@ -1164,6 +1214,8 @@ static void run_seed(uint64_t seed, enum mode mode, const char *test)
         MCHECK_EQ(tide_loop_set_compact_tasks(m.loop, true), 0);
     m.horizon = 1.0 + rnd(3);
     m.leave_to_close = rnd(4) == 0;
+    m.may_shut_q = rnd(4) == 0;
+    m.q_dropped = false;
     m.lock = tide_lock_new();
     m.permits = 1 + rnd(3);
     m.sem = tide_bounded_semaphore_new(m.permits);
@@ -1224,7 +1276,8 @@ static void run_seed(uint64_t seed, enum mode mode, const char *test)
     for (int id = 0; id < m.next_item; id++) {
         if (m.state[id] == ITEM_PUT && !m.got[id])
             model_fail(__LINE__, "item %d was put, never gotten", id);
-        MCHECK(m.state[id] == ITEM_PUT || m.state[id] == ITEM_NOT_PUT);
+        MCHECK(m.state[id] == ITEM_PUT || m.state[id] == ITEM_NOT_PUT ||
+               (m.q_dropped && m.state[id] == ITEM_DROPPED));
     }
     for (int i = 0; i < m.nhandles; i++)
         MCHECK(!(m.hs[i].ran && m.hs[i].cancelled));

@@ -2,8 +2,9 @@
  * (asyncio's loop.add_reader / add_writer / remove_*, and loop.sock_*).
  *
  * Include it after (or instead of) tide.h; it brings <sys/socket.h>.
- * The thread pool and DNS are in tide/pool.h. Streams, servers and
- * datagrams come later (issue 9); this is what they are built on.
+ * The thread pool and DNS are in tide/pool.h, streams and servers in
+ * tide/stream.h, UDP endpoints in tide/udp.h; this is what they are
+ * built on.
  *
  * Common rules:
  * - The calls work on non-blocking fds (O_NONBLOCK; tide_sock_accept

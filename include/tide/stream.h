@@ -177,13 +177,17 @@ TIDE_API int tide_stream_sockname(tide_stream *s, struct sockaddr *addr,
 
 /* ---- Connecting ----------------------------------------------------- */
 
-/* asyncio's open_connection(host, port): connect to numeric host
- * ("127.0.0.1", "::1") and port, and return the stream in *out (limit:
- * as tide_stream_new). Host names need the DNS resolver, which comes
- * with the thread pool: until then a name is -ENOTSUP (resolve it and
- * use tide_open_connection_addrinfo). TCP_NODELAY is set. Returns 0;
- * -EINVAL (host or out NULL); the connect error (-ECONNREFUSED, ...);
- * -ENOMEM. Suspends. */
+/* asyncio's open_connection(host, port): resolve host with
+ * tide_getaddrinfo (tide/pool.h: a numeric host, "127.0.0.1" or "::1",
+ * inline and without a thread; a name such as "localhost" on the pool's
+ * DNS class while the caller waits), then connect to its addresses as
+ * tide_open_connection_addrinfo does (Happy Eyeballs, the default
+ * delay), and return the stream in *out (limit: as tide_stream_new).
+ * TCP_NODELAY is set. Returns 0; -EINVAL (host or out NULL); the lookup
+ * error (-ENOENT: no such name; -EHOSTUNREACH: the resolver failed);
+ * the last connect error when every address fails (-ECONNREFUSED, ...);
+ * -ECANCELED (during the lookup too: it is abandoned, nothing leaks);
+ * -EPERM outside a task; -ENOMEM. Suspends. */
 TIDE_API int tide_open_connection(const char *host, uint16_t port,
                                   size_t limit, tide_stream **out);
 

@@ -245,7 +245,7 @@ bool tide__loop_external_pending(tide_loop *loop)
 
     if (loop->ready.count || (t && t->deadline != INT64_MAX) ||
         loop->backend.inflight || loop->remote_unrun ||
-        loop->remote_expected ||
+        loop->remote_expected || loop->sig_handlers ||
         atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
         return true;
     return other_threads();

@@ -7,13 +7,14 @@
  * (the future layer: errors never retrieved). The scheduler calls in here
  * only through loop->debug, the hooks set while debug mode is on, so a
  * loop without debug mode pays one predictable branch per step. Signals:
- * the handler only bumps a generation counter and writes the eventfd of
- * every debug loop (async-signal-safe); each loop dumps on its next
- * iteration. So a loop that is blocked inside a callback does not dump
- * until it returns: a hang where every task waits (the usual kind) dumps
- * at once.
+ * a debug loop watches SIGUSR1 and SIGQUIT in the process's registry
+ * (signal.c), beside any handler the program set for them (both run), and
+ * dumps in a callback on its next iteration. So a loop that is blocked
+ * inside a callback does not dump until it returns: a hang where every
+ * task waits (the usual kind) dumps at once.
  * SPDX-License-Identifier: MIT
  */
+#include "core/signal.h"
 #include "core/timer.h"
 #include "core/watchdog.h"
 
@@ -21,7 +22,6 @@
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,45 +30,8 @@
 #include <unistd.h>
 
 #define DEFAULT_SLOW_NS 100000000 /* asyncio's slow_callback_duration */
-#define MAX_DEBUG_LOOPS 64
 
-/* Wake fds of open debug loops, plus one, for the signal handler; 0: a
- * free slot. A loop clears its slot before it closes the fd. */
-static _Atomic int registry[MAX_DEBUG_LOOPS];
-static atomic_uint dump_requests;
-static atomic_int handlers_installed;
-
-static void on_dump_signal(int sig)
-{
-    int saved = errno;
-    uint64_t one = 1;
-
-    (void)sig;
-    atomic_fetch_add_explicit(&dump_requests, 1, memory_order_relaxed);
-    for (int i = 0; i < MAX_DEBUG_LOOPS; i++) {
-        int fd = atomic_load_explicit(&registry[i], memory_order_relaxed) - 1;
-        if (fd >= 0) {
-            ssize_t n = write(fd, &one, sizeof one);
-            (void)n;
-        }
-    }
-    errno = saved;
-}
-
-static void install_handlers(void)
-{
-    int expect = 0;
-
-    if (!atomic_compare_exchange_strong(&handlers_installed, &expect, 1))
-        return;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_dump_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGQUIT, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-}
+static const int dump_signals[2] = {SIGUSR1, SIGQUIT};
 
 void tide__loop_report(tide_loop *loop, const char *msg)
 {
@@ -91,15 +54,19 @@ static void describe(tide_loop *loop, struct tide__coro *co, char *buf,
 static void step_begin(tide_loop *loop);
 static void step_end(tide_loop *loop, struct tide__coro *co,
                      struct tide__call *c);
-static void poll_dump(tide_loop *loop);
 static bool stuck(tide_loop *loop);
 
 static const struct tide__debug_hooks hooks = {
     .step_begin = step_begin,
     .step_end = step_end,
-    .poll = poll_dump,
     .stuck = stuck,
 };
+
+/* A dump signal came: dump this loop's tasks (a callback on the loop). */
+static void dump_on_signal(void *loop)
+{
+    tide_loop_dump(loop, STDERR_FILENO);
+}
 
 int tide_loop_set_debug(tide_loop *loop, bool on)
 {
@@ -110,18 +77,14 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
         if (!loop->slow_ns)
             loop->slow_ns = DEFAULT_SLOW_NS;
         int err = tide__watch_open(loop);
-        if (err < 0)
+        for (int i = 0; i < 2 && err == 0; i++)
+            loop->dump_watch[i] =
+                tide__signal_add(loop, dump_signals[i], dump_on_signal, loop,
+                                 NULL, &err);
+        if (err < 0) {
+            tide__debug_forget(loop);
             return err;
-        loop->dump_seen = atomic_load(&dump_requests);
-        for (int i = 0; i < MAX_DEBUG_LOOPS; i++) {
-            int expect = 0;
-            if (atomic_compare_exchange_strong(&registry[i], &expect,
-                                               loop->backend.wake_fd + 1)) {
-                loop->debug_slot = i;
-                break;
-            }
         }
-        install_handlers();
     } else if (!on && loop->debug) {
         tide__debug_forget(loop);
     }
@@ -133,9 +96,10 @@ void tide__debug_forget(tide_loop *loop)
 {
     tide__watch_close(loop);
     tide__deadlock_forget(loop);
-    if (loop->debug_slot >= 0)
-        atomic_store(&registry[loop->debug_slot], 0);
-    loop->debug_slot = -1;
+    for (int i = 0; i < 2; i++) {
+        tide__signal_remove(loop, loop->dump_watch[i]);
+        loop->dump_watch[i] = NULL;
+    }
 }
 
 bool tide_loop_get_debug(tide_loop *loop)
@@ -199,16 +163,6 @@ static void step_end(tide_loop *loop, struct tide__coro *co,
     tide__loop_report(loop, caught ? caught : msg);
     tide__free(caught);
     loop->step_start = tide__clock_ns();
-}
-
-static void poll_dump(tide_loop *loop)
-{
-    unsigned req = atomic_load_explicit(&dump_requests, memory_order_relaxed);
-
-    if (req != loop->dump_seen) {
-        loop->dump_seen = req;
-        tide_loop_dump(loop, STDERR_FILENO);
-    }
 }
 
 static void report_pending(tide_loop *loop, struct tide__coro *co, void *arg)

@@ -6,6 +6,7 @@
  * released by close itself.
  * SPDX-License-Identifier: MIT
  */
+#include "core/signal.h"
 #include "core/timer.h"
 
 #include "base/alloc.h"
@@ -53,7 +54,7 @@ tide_loop *tide_loop_new(void)
     loop->now = tide__clock_ns();
     loop->refs = 1;
     loop->embed_wait = -1;
-    loop->debug_slot = -1;
+    tide__list_init(&loop->sigwatches);
     tide__list_push_back(tide__thread_loops(), &loop->thread_link);
     tide__debug_open(loop);
     return loop;
@@ -182,12 +183,16 @@ int tide_loop_close(tide_loop *loop)
         tide__list_remove(&l->link);
         l->drop(l);
     }
+    /* Signal handlers go (asyncio's close removes them), and the loop
+     * leaves the signal registry before its backend closes. */
+    if (loop->debug)
+        tide__debug_forget(loop); /* its dump watches too */
+    tide__signal_close(loop);
     /* Pool completions posted since close began (io/pool.c): once its
-     * jobs are let go, no other thread posts to this loop again. */
+     * jobs are let go, no other thread posts to this loop again. Queued
+     * signal callbacks are dropped with them. */
     tide__remote_refuse(loop);
     drop_ready(loop);
-    if (loop->debug)
-        tide__debug_forget(loop); /* leaves the signal registry */
     tide__heap_free(&loop->timers);
     tide__handles_destroy(loop);
     tide__compact_close(loop);

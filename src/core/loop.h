@@ -19,7 +19,8 @@
  *
  * The core's files, each calling only those before it: pools.c (the
  * loop's stacks), compact.c (compact coroutines), coro.c (coroutines and
- * hand-offs), remote.c (call_soon_threadsafe), deadlock.c (what tasks
+ * hand-offs), remote.c (call_soon_threadsafe), signal.c (signals, the
+ * process's registry: signal.h), deadlock.c (what tasks
  * wait on, whether anything can wake the loop), timer.c (the clock and
  * timers, timer.h), waitq.c (the wait queue, waitq.h), debug.c (debug
  * mode), handle.c (call_soon/call_later/call_at), sched.c (iterations),
@@ -126,6 +127,8 @@ struct tide__coro_ops {
 
 struct tide__saved;    /* compact.c */
 struct tide__watchers; /* io/watch.c */
+struct tide__sigrec;   /* signal.c */
+struct tide__sigwatch; /* signal.c */
 
 /* Kept small: a million of these may be alive. The loop finds every
  * unfinished coroutine without a list of them: one that has not started
@@ -310,6 +313,12 @@ struct tide_loop {
     int64_t remote_last;         /* loop->now at the last drain */
     struct tide__jobs *jobs;     /* thread-pool jobs (io/pool.c), or NULL */
 
+    /* signals (src/core/signal.c) */
+    struct tide__sigrec *sigrec;  /* its place in the registry, while it
+                                   * has a watch; else NULL */
+    struct tide__list sigwatches; /* struct tide__sigwatch.link */
+    unsigned sig_handlers;        /* the program's (they may wake it) */
+
     unsigned depth;     /* runs in progress (nesting) */
     int64_t embed_wait; /* tide_loop_run_once, for its one
                          * iteration: poll, waiting at most this
@@ -326,8 +335,7 @@ struct tide_loop {
     int64_t step_start; /* when the running step began */
     void (*report)(tide_loop *loop, const char *msg, void *arg);
     void *report_arg;
-    unsigned dump_seen;           /* dump requests handled so far */
-    int debug_slot;               /* in the signal registry, or -1 */
+    struct tide__sigwatch *dump_watch[2]; /* SIGUSR1, SIGQUIT (signal.h) */
     struct tide__watch *watch;    /* its watchdog slot (watchdog.c), or NULL */
     struct tide__list tracked;    /* futures made in debug mode, alive */
     struct tide__list quarantine; /* and freed, kept a while (track.c) */
@@ -676,7 +684,6 @@ struct tide__debug_hooks {
     /* A step ends: a coroutine's (co) or a callback's (c). */
     void (*step_end)(tide_loop *loop, struct tide__coro *co,
                      struct tide__call *c);
-    void (*poll)(tide_loop *loop); /* once per iteration */
     /* The run would wait forever (no timer will fire): true if debug
      * mode found that nothing can wake the loop and reported it; the
      * run then ends with -EDEADLK (deadlock.c). */
@@ -685,7 +692,7 @@ struct tide__debug_hooks {
 
 void tide__debug_open(tide_loop *loop);   /* TIDE_DEBUG in the environment */
 void tide__debug_close(tide_loop *loop);  /* report tasks still pending */
-void tide__debug_forget(tide_loop *loop); /* leave the signal registry */
+void tide__debug_forget(tide_loop *loop); /* drop its dump watches */
 /* Report a compact task passing `arg`, a pointer into its own stack, to
  * `to` ("a new task", "a callback"): README, "Compact tasks". */
 void tide__debug_check_arg(tide_loop *loop, const void *arg, const char *to);
@@ -723,7 +730,8 @@ void tide__track_flush(tide_loop *loop);
  * work, a pending or possible call_soon_threadsafe (another thread in the
  * process, tide's watchdog and pool threads aside, may send one), a pool
  * job in flight (remote_expected), an op in flight (which
- * includes every fd a task or a reader/writer callback watches). Whatever
+ * includes every fd a task or a reader/writer callback watches), a
+ * signal handler the program set (tide_add_signal_handler). Whatever
  * new may wake a loop (an executor, signals, child processes) must be
  * added here, or debug mode reports hangs that are not. */
 bool tide__loop_external_pending(tide_loop *loop);

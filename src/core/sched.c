@@ -9,6 +9,7 @@
  * when it leaves the CPU is coro.c's.
  * SPDX-License-Identifier: MIT
  */
+#include "core/signal.h"
 #include "core/timer.h"
 
 #include <errno.h>
@@ -129,8 +130,8 @@ static void run_once(tide_loop *loop)
     }
     if (atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
         tide__remote_drain(loop);
-    if (__builtin_expect(loop->debug != NULL, 0))
-        loop->debug->poll(loop);
+    if (__builtin_expect(loop->sigrec != NULL, 0))
+        tide__signal_poll(loop); /* their callbacks join this batch */
 
     if (!loop->virtual_clock)
         loop->now = tide__clock_ns();

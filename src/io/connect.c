@@ -8,14 +8,16 @@
  * `delay` seconds; on a timeout or a failure it starts the next one. The
  * first attempt to connect wins; the others are cancelled, awaited and
  * their sockets closed, so nothing outlives the call. When all fail, the
- * last failure is returned. DNS (the pool's getaddrinfo) will feed a
- * name's list here; numeric hosts are resolved inline.
+ * last failure is returned. tide_open_connection feeds it what
+ * tide_getaddrinfo (tide/pool.h) finds: a numeric host inline, a name
+ * looked up on the pool's DNS class while the caller waits.
  * SPDX-License-Identifier: MIT
  */
 #include "io/io.h"
 
 #include "base/alloc.h"
 
+#include <tide/pool.h>
 #include <tide/stream.h>
 
 #include <errno.h>
@@ -200,22 +202,20 @@ int tide_open_connection(const char *host, uint16_t port, size_t limit,
                          tide_stream **out)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-    struct addrinfo *res;
+                             .ai_protocol = IPPROTO_TCP};
+    struct addrinfo *res = NULL;
     char service[8];
 
     if (out)
         *out = NULL;
     if (!host || !out)
         return -EINVAL;
+    if (!tide_current_task())
+        return -EPERM;
     snprintf(service, sizeof service, "%u", (unsigned)port);
-    int r = getaddrinfo(host, service, &hints, &res);
-    if (r == EAI_NONAME)
-        return -ENOTSUP;
-    if (r == EAI_MEMORY)
-        return -ENOMEM;
-    if (r != 0)
-        return -EINVAL;
+    int r = tide_getaddrinfo(host, service, &hints, &res);
+    if (r < 0)
+        return r;
     r = tide_open_connection_addrinfo(res, 0, limit, out);
     freeaddrinfo(res);
     return r;
