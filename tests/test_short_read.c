@@ -209,6 +209,55 @@ static void rest_must_follow(tide_future *t, tide_stream *s, int peer,
     CHECK_EQ(close(peer), 0);
 }
 
+/* The last bytes and the end of stream (or a reset) reach a waiting
+ * reader in one readiness: the short read that takes the bytes must not
+ * make the next read wait for a readiness that will not come. */
+static void *last_bytes_body(void *arg)
+{
+    const void *p;
+    void *r = NULL;
+    (void)arg;
+
+    for (int reset = 0; reset < 2; reset++) {
+        int sv[2];
+        tcp_pair(sv);
+        tide_stream *s = tide_stream_new(sv[0], 0);
+        CHECK_NOT_NULL(s);
+        drain_by_a_waited_read(s, sv[1], "ab");
+        tide_future *t = tide_create_task(NULL, waiting_reader, s);
+        CHECK_EQ(tide_sleep(0.01), 0);
+        send_str(sv[1], "cd", 0);
+        if (reset) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            CHECK_EQ(setsockopt(sv[1], SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
+                     0);
+        }
+        CHECK_EQ(close(sv[1]), 0);
+        CHECK_EQ(tide_await(t, &r), 0);
+        tide_future_release(t);
+        tide_timeout *scope = tide_timeout_begin(1.0);
+        CHECK_NOT_NULL(scope);
+        int n = tide_timeout_end(scope, (int)tide_stream_read(s, 64, &p));
+        if (reset) {
+            /* the reset may drop "cd" before it is read */
+            CHECK((intptr_t)r == 2 || (intptr_t)r == -ECONNRESET);
+            CHECK(n == -ECONNRESET || n == 0);
+        } else {
+            CHECK_EQ((intptr_t)r, 2);
+            CHECK_EQ(n, 0);
+            CHECK(tide_stream_at_eof(s));
+        }
+        CHECK_EQ(tide_stream_close(s, 1), 0);
+    }
+    return NULL;
+}
+
+TEST(the_last_bytes_and_the_end_in_one_readiness)
+{
+    run_on_both_backends(last_bytes_body);
+    LEAK_GATE();
+}
+
 static void *cancel_body(void *arg)
 {
     int sv[2];

@@ -87,12 +87,14 @@ enum tide__op_kind {
 /* op->hint. TIDE__HINT_STREAM (RECV only): the fd is a TCP socket, whose
  * receive returns less than asked only when it has emptied the receive
  * queue (urgent data aside), so after such a short result nothing more
- * is readable until the fd's next readiness. A readiness backend then
- * waits for that readiness before the fd's next hinted RECV instead of
- * trying the call first (which would only see EAGAIN); a completion
- * backend may ignore the hint or use it for IORING_RECVSEND_POLL_FIRST.
- * Not for Unix stream sockets: their receive also stops short between
- * two writers' data (SO_PASSCRED) and after passed fds. */
+ * is readable until the fd's next readiness, unless the end of the
+ * stream or an error was reported already (TIDE__READY_STICKY). A
+ * readiness backend then waits for that readiness before the fd's next
+ * hinted RECV instead of trying the call first (which would only see
+ * EAGAIN); a completion backend may ignore the hint or use it for
+ * IORING_RECVSEND_POLL_FIRST. Not for Unix stream sockets: their receive
+ * also stops short between two writers' data (SO_PASSCRED) and after
+ * passed fds. */
 #define TIDE__HINT_STREAM 1u
 
 /* Every send and sendmsg a backend makes adds MSG_NOSIGNAL: a peer that
@@ -163,9 +165,13 @@ struct tide__fdent {
 
 #define TIDE__READY_IN 1u
 #define TIDE__READY_OUT 2u
-/* Urgent data was reported (POLLPRI): a TCP receive also stops short at
- * the urgent mark, so TIDE__HINT_STREAM no longer holds for the fd. */
-#define TIDE__READY_PRI 4u
+/* A short receive no longer shows the fd drained (TIDE__HINT_STREAM):
+ * urgent data was reported (POLLPRI: a TCP receive stops short at the
+ * urgent mark), or the end of the stream or an error (POLLRDHUP,
+ * POLLHUP, POLLERR: readable for good, and an edge-triggered backend
+ * reports it once, maybe in the same event as the last bytes). For the
+ * rest of the fd's record. */
+#define TIDE__READY_STICKY 4u
 
 struct tide__backend {
     const struct tide__backend_ops *ops;

@@ -9,8 +9,9 @@
  * meets EAGAIN, or when a TIDE__HINT_STREAM receive comes back short:
  * every later arrival of data makes a new edge, so the next such receive
  * waits for it without trying first. EPOLLPRI (urgent data, at whose
- * mark a TCP receive stops short with bytes still queued) ends that
- * shortcut for the fd. The
+ * mark a TCP receive stops short with bytes still queued), EPOLLRDHUP,
+ * EPOLLHUP and EPOLLERR (reported once, perhaps with the last bytes)
+ * end that shortcut for the fd (TIDE__READY_STICKY). The
  * event's data is the fd number and its record's generation: an event
  * for a record let go earlier (closed through tide, or found stale when
  * its number came back from accept) is dropped (HAZARDS B01, B03).

@@ -301,7 +301,7 @@ static void note_drained(struct tide__fdent *e, const struct tide__op *op,
                          ssize_t res)
 {
     if (e && (op->hint & TIDE__HINT_STREAM) && res > 0 &&
-        (size_t)res < op->len && !(e->ready & TIDE__READY_PRI))
+        (size_t)res < op->len && !(e->ready & TIDE__READY_STICKY))
         e->ready &= (uint8_t)~TIDE__READY_IN;
 }
 
@@ -311,7 +311,7 @@ static void note_drained(struct tide__fdent *e, const struct tide__op *op,
 static bool wait_first(const struct tide__fdent *e, const struct tide__op *op)
 {
     return e && (op->hint & TIDE__HINT_STREAM) &&
-           !(e->ready & (TIDE__READY_IN | TIDE__READY_PRI));
+           !(e->ready & (TIDE__READY_IN | TIDE__READY_STICKY));
 }
 
 int tide__ready_submit(struct tide__backend *b, struct tide__op *op,
@@ -433,8 +433,8 @@ void tide__ready_fire(struct tide__backend *b, int fd, uint32_t revents,
         e->ready |= TIDE__READY_IN;
     if (revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL))
         e->ready |= TIDE__READY_OUT;
-    if (revents & POLLPRI)
-        e->ready |= TIDE__READY_PRI; /* for the fd's life (let_go clears) */
+    if (revents & (POLLPRI | POLLRDHUP | POLLHUP | POLLERR))
+        e->ready |= TIDE__READY_STICKY; /* until let_go */
     bool had = e->rq || e->wq;
     if (e->rq)
         fire_queue(b, e, false, revents, out, cap, n, w);
