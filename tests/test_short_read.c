@@ -193,6 +193,27 @@ static void drain_by_a_waited_read(tide_stream *s, int peer, const char *str)
     tide_future_release(t);
 }
 
+/* A stream on a TCP pair (its peer in sv[1]), drained by a waited read. */
+static tide_stream *drained_tcp_stream(int sv[2])
+{
+    tcp_pair(sv);
+    tide_stream *s = tide_stream_new(sv[0], 0);
+    CHECK_NOT_NULL(s);
+    drain_by_a_waited_read(s, sv[1], "ab");
+    return s;
+}
+
+/* A reader task on s, suspended in its read when this returns. */
+static tide_future *waiting_reader_on(tide_stream *s)
+{
+    tide_future *t = tide_create_task(NULL, waiting_reader, s);
+
+    CHECK_NOT_NULL(t);
+    CHECK_EQ(tide_sleep(0.01), 0);
+    CHECK(!tide_future_done(t));
+    return t;
+}
+
 /* Reader t got the first `first` bytes of `all` or all of them; the rest
  * must come to the next reads (within read_exactly_bytes's second).
  * Then s and peer are closed. */
@@ -220,12 +241,8 @@ static void *last_bytes_body(void *arg)
 
     for (int reset = 0; reset < 2; reset++) {
         int sv[2];
-        tcp_pair(sv);
-        tide_stream *s = tide_stream_new(sv[0], 0);
-        CHECK_NOT_NULL(s);
-        drain_by_a_waited_read(s, sv[1], "ab");
-        tide_future *t = tide_create_task(NULL, waiting_reader, s);
-        CHECK_EQ(tide_sleep(0.01), 0);
+        tide_stream *s = drained_tcp_stream(sv);
+        tide_future *t = waiting_reader_on(s);
         send_str(sv[1], "cd", 0);
         if (reset) {
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -264,14 +281,9 @@ static void *cancel_body(void *arg)
     void *r = NULL;
     (void)arg;
 
-    tcp_pair(sv);
-    tide_stream *s = tide_stream_new(sv[0], 0);
-    CHECK_NOT_NULL(s);
-    drain_by_a_waited_read(s, sv[1], "ab");
+    tide_stream *s = drained_tcp_stream(sv);
     /* So the next reader waits without trying; it is cancelled. */
-    tide_future *t = tide_create_task(NULL, waiting_reader, s);
-    CHECK_EQ(tide_sleep(0.01), 0);
-    CHECK(!tide_future_done(t));
+    tide_future *t = waiting_reader_on(s);
     CHECK(tide_future_cancel(t));
     CHECK_EQ(tide_await(t, &r), 0);
     CHECK_EQ((intptr_t)r, -ECANCELED);
@@ -305,16 +317,12 @@ static void *urgent_body(void *arg)
     int sv[2], on = 1;
     (void)arg;
 
-    tcp_pair(sv);
+    tide_stream *s = drained_tcp_stream(sv);
     CHECK_EQ(setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &on, sizeof on), 0);
-    tide_stream *s = tide_stream_new(sv[0], 0);
-    CHECK_NOT_NULL(s);
-    drain_by_a_waited_read(s, sv[1], "ab");
     /* The next waits; three sends reach it in one readiness: a receive
      * stops at the urgent mark ("cd"), "X" is out of band, "ef" stays
      * queued with no readiness of its own to come. */
-    tide_future *t = tide_create_task(NULL, waiting_reader, s);
-    CHECK_EQ(tide_sleep(0.01), 0);
+    tide_future *t = waiting_reader_on(s);
     send_str(sv[1], "cd", 0);
     send_str(sv[1], "X", MSG_OOB);
     send_str(sv[1], "ef", 0);
@@ -342,8 +350,7 @@ static void *writers_body(void *arg)
     drain_by_a_waited_read(s, sv[1], "a");
     /* The next waits; then "b" from this process and "c" from a child:
      * a receive stops between the two writers, "c" still queued. */
-    tide_future *t = tide_create_task(NULL, waiting_reader, s);
-    CHECK_EQ(tide_sleep(0.01), 0);
+    tide_future *t = waiting_reader_on(s);
     send_str(sv[1], "b", 0);
     pid_t pid = fork();
     CHECK(pid >= 0);
