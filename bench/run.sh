@@ -29,6 +29,9 @@
 #                     only with PEERS_DIR, whose load generator it uses).
 #   PEER_NAMES="..."  peers for run-peers.sh -p (default: its own list; not
 #                     PEERS, which is `make bench`'s name for PEERS_DIR).
+#   SPAWN_N=1000      spawns per run of SPAWN (bench/spawn.c, run last, with
+#                     bench/peers/spawn.py and spawn.go when python3 and go
+#                     are installed).
 # Raw result lines go to stderr and to BUILD_DIR/bench/results.log; the
 # peers' own medians table is kept in BUILD_DIR/bench/peers-table.txt.
 # Exits 1 if any tide run failed (crash, timeout, wrong sum or count).
@@ -236,6 +239,29 @@ if [[ " $WORKLOADS " == *" SWITCH "* && -x $BIN/sync_fast ]]; then
     if ! "${PIN[@]}" timeout "$RUN_TIMEOUT" "$BIN/sync_fast" | tee -a "$LOG"; then
         echo "FAILED sync_fast (an uncontended path allocated, or it crashed)"
         failed=1
+    fi
+fi
+
+# ---- SPAWN: /bin/true started and waited for, tide beside its own peers
+# (bench/peers/spawn.py with asyncio, bench/peers/spawn.go with os/exec),
+# each run when its tool (python3, go) is there. SPAWN_N spawns a run.
+if [[ -x $BIN/spawn ]]; then
+    echo
+    here=$(cd "$(dirname "$0")" && pwd)
+    n=${SPAWN_N:-1000}
+    if ! "${PIN[@]}" timeout "$RUN_TIMEOUT" "$BIN/spawn" "$n" | tee -a "$LOG"; then
+        echo "FAILED spawn"
+        failed=1
+    fi
+    if command -v python3 >/dev/null; then
+        "${PIN[@]}" timeout "$RUN_TIMEOUT" python3 "$here/peers/spawn.py" "$n" |
+            tee -a "$LOG" || echo "peer python3 spawn.py failed"
+    fi
+    if command -v go >/dev/null &&
+        (cd "$here/peers" && GOCACHE=${GOCACHE:-$BIN/go-cache} \
+            go build -o "$BIN/spawn_go" spawn.go) 2>/dev/null; then
+        "${PIN[@]}" timeout "$RUN_TIMEOUT" "$BIN/spawn_go" "$n" |
+            tee -a "$LOG" || echo "peer spawn_go failed"
     fi
 fi
 exit $failed

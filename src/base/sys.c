@@ -4,9 +4,12 @@
 #include "base/sys.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -174,6 +177,78 @@ ssize_t tide__sys_wake(int fd)
 
     ENTER(TIDE__SYS_WAKE, NULL);
     return write(fd, &one, sizeof one);
+}
+
+int tide__sys_open(const char *path, int flags, mode_t mode)
+{
+    ENTER(TIDE__SYS_OPEN, NULL);
+    return open(path, flags, mode);
+}
+
+ssize_t tide__sys_preadv2(int fd, void *buf, size_t len, off_t off, int flags)
+{
+    ENTER(TIDE__SYS_PREADV2, &len);
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    return preadv2(fd, &iov, 1, off, flags);
+}
+
+int tide__sys_fsync(int fd, bool data_only)
+{
+    ENTER(TIDE__SYS_FSYNC, NULL);
+    return data_only ? fdatasync(fd) : fsync(fd);
+}
+
+int tide__sys_dup(int fd)
+{
+    ENTER(TIDE__SYS_DUP, NULL);
+    return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+int tide__sys_stat(const char *path, struct stat *st)
+{
+    ENTER(TIDE__SYS_FILEOP, NULL);
+    return stat(path, st);
+}
+
+int tide__sys_fstat(int fd, struct stat *st)
+{
+    ENTER(TIDE__SYS_FILEOP, NULL);
+    return fstat(fd, st);
+}
+
+int tide__sys_rename(const char *from, const char *to)
+{
+    ENTER(TIDE__SYS_FILEOP, NULL);
+    return rename(from, to);
+}
+
+int tide__sys_unlink(const char *path)
+{
+    ENTER(TIDE__SYS_FILEOP, NULL);
+    return unlink(path);
+}
+
+int tide__sys_mkdir(const char *path, mode_t mode)
+{
+    ENTER(TIDE__SYS_FILEOP, NULL);
+    return mkdir(path, mode);
+}
+
+int tide__sys_rmdir(const char *path)
+{
+    ENTER(TIDE__SYS_FILEOP, NULL);
+    return rmdir(path);
+}
+
+DIR *tide__sys_opendir(const char *path)
+{
+    int err;
+
+    if (enter(TIDE__SYS_FILEOP, &err, NULL) && err) {
+        errno = err;
+        return NULL;
+    }
+    return opendir(path);
 }
 
 uint64_t tide__sys_count(enum tide__sys_kind kind)

@@ -15,11 +15,14 @@
 #ifndef TIDE_CORE_SYS_H
 #define TIDE_CORE_SYS_H
 
+#include <dirent.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -40,6 +43,11 @@ enum tide__sys_kind {
     TIDE__SYS_EPOLL_CREATE,
     TIDE__SYS_EVENTFD, /* eventfd creation */
     TIDE__SYS_WAKE,    /* the 8-byte write that wakes a loop */
+    TIDE__SYS_OPEN,    /* open (files) */
+    TIDE__SYS_PREADV2, /* preadv2 with RWF_NOWAIT: a file read tried inline */
+    TIDE__SYS_FSYNC,   /* fsync, fdatasync */
+    TIDE__SYS_DUP,     /* fcntl F_DUPFD_CLOEXEC */
+    TIDE__SYS_FILEOP,  /* stat, fstat, rename, unlink, mkdir, rmdir, opendir */
     TIDE__SYS_COUNT
 };
 
@@ -69,6 +77,18 @@ int tide__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 int tide__sys_epoll_wait(int epfd, struct epoll_event *evs, int n,
                          const struct timespec *ts, int ms);
 int tide__sys_eventfd(unsigned initval, int flags);
+/* The file calls (io/file.c), each as its libc function. */
+int tide__sys_open(const char *path, int flags, mode_t mode);
+ssize_t tide__sys_preadv2(int fd, void *buf, size_t len, off_t off, int flags);
+int tide__sys_fsync(int fd, bool data_only);
+int tide__sys_dup(int fd);
+int tide__sys_stat(const char *path, struct stat *st);
+int tide__sys_fstat(int fd, struct stat *st);
+int tide__sys_rename(const char *from, const char *to);
+int tide__sys_unlink(const char *path);
+int tide__sys_mkdir(const char *path, mode_t mode);
+int tide__sys_rmdir(const char *path);
+DIR *tide__sys_opendir(const char *path);
 /* Write 1 to an eventfd; async-signal-safe and callable from any thread
  * (the fault check and counter are lock-free). */
 ssize_t tide__sys_wake(int fd);

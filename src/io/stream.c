@@ -19,10 +19,21 @@
  * mark. In steady state (the socket takes each write) nothing is
  * allocated and no callback is armed.
  *
+ * Pipes: a stream over anything but a socket (a pipe, a FIFO) reads and
+ * writes with read(2) and write(2) instead (pipe.c: never SIGPIPE), and
+ * its write_eof closes the fd (the reader sees end of stream; `shut`
+ * then stands for the closed fd until close or abort frees the stream).
+ *
  * Lifetime: `refs` counts the owner (dropped by close or abort), calls
  * suspended in the stream, and a server's connection task. The fd is
  * closed at once by close/abort (waking suspended calls with -EBADF);
  * the memory goes with the last reference.
+ *
+ * Transports (io/io.h): a socket stream (xport NULL) makes its calls
+ * inline, as the hot path. A stream over anything else (a file) reads
+ * through its transport's recv, and its queue is written only by the
+ * task that drains or closes it, through the transport's write
+ * (xport_flush): nothing is written in the background.
  * SPDX-License-Identifier: MIT
  */
 #include "io/io.h"
@@ -39,6 +50,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #define DEFAULT_LIMIT ((size_t)64 * 1024)
 #define DEFAULT_HIGH ((size_t)64 * 1024)
@@ -63,7 +75,11 @@ struct tide_stream {
     bool flushing;    /* the writer callback is armed */
     bool eof_wanted;  /* write_eof: shut down once the queue is empty */
     bool eof_sent;
+    bool pipe;           /* not a socket: read/write; write_eof closes */
+    bool shut;           /* a pipe's write_eof closed fd */
     tide_event *drained; /* set when queued <= low, or error, or closed */
+    const struct tide__stream_xport *xport; /* NULL: a socket */
+    void *xarg;                             /* the transport's state */
 };
 
 static void flush_cb(void *arg);
@@ -82,6 +98,8 @@ static void release(tide_stream *s)
 {
     if (--s->refs > 0)
         return;
+    if (s->xport)
+        s->xport->free(s->xarg);
     tide_event_free(s->drained);
     tide__free(s->rbuf);
     tide__free(s->wbuf);
@@ -100,7 +118,7 @@ void tide__stream_release(tide_stream *s)
 
 bool tide__stream_closed(const tide_stream *s)
 {
-    return s->fd < 0;
+    return s->fd < 0 && !s->shut;
 }
 
 /* Whether fd is a TCP socket (see TIDE__HINT_STREAM). */
@@ -114,21 +132,9 @@ static bool is_tcp(int fd)
     return proto == IPPROTO_TCP;
 }
 
-tide_stream *tide_stream_new(int fd, size_t limit)
+/* A stream over fd on loop; NULL and errno. */
+static tide_stream *stream_new(int fd, size_t limit, tide_loop *loop)
 {
-    if (fd < 0) {
-        errno = EBADF;
-        return NULL;
-    }
-    tide_loop *loop = tide__loop_resolve(NULL);
-    if (!loop || loop->closed) {
-        errno = EINVAL;
-        return NULL;
-    }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 ||
-        (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
-        return NULL; /* errno: EBADF */
     tide_stream *s = tide__calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -152,6 +158,51 @@ tide_stream *tide_stream_new(int fd, size_t limit)
     return s;
 }
 
+static tide_loop *stream_loop(void)
+{
+    tide_loop *loop = tide__loop_resolve(NULL);
+
+    if (!loop || loop->closed) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return loop;
+}
+
+tide_stream *tide_stream_new(int fd, size_t limit)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return NULL;
+    }
+    tide_loop *loop = stream_loop();
+    if (!loop)
+        return NULL;
+    int fl = fcntl(fd, F_GETFL);
+    struct stat st;
+    if (fl < 0 || fstat(fd, &st) < 0 ||
+        (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+        return NULL; /* errno: EBADF */
+    tide_stream *s = stream_new(fd, limit, loop);
+    if (s)
+        s->pipe = !S_ISSOCK(st.st_mode);
+    return s;
+}
+
+tide_stream *tide__stream_new_xport(int fd, size_t limit,
+                                    const struct tide__stream_xport *xport,
+                                    void *xarg)
+{
+    tide_loop *loop = stream_loop();
+    tide_stream *s = loop ? stream_new(fd, limit, loop) : NULL;
+
+    if (s) {
+        s->xport = xport;
+        s->xarg = xarg;
+    }
+    return s;
+}
+
 int tide_stream_fd(const tide_stream *s)
 {
     if (!s)
@@ -166,10 +217,16 @@ static size_t buffered(const tide_stream *s)
     return s->rend - s->rstart;
 }
 
-/* One receive into buf (tide_sock_recv's, with the stream's hint: after
- * a short one, the next waits for readiness before it tries). */
-static ssize_t recv_some(tide_stream *s, void *buf, size_t n)
+/* Receive up to n bytes into buf: through the transport if s has one,
+ * else read(2) on a pipe, or recv(2) on a socket as tide_sock_recv does,
+ * with the stream's hint (on TCP: after a short receive, the next waits
+ * for readiness before it tries). */
+static inline ssize_t recv_some(tide_stream *s, void *buf, size_t n)
 {
+    if (__builtin_expect(s->xport != NULL, 0))
+        return s->xport->recv(s->xarg, s->fd, buf, n);
+    if (s->pipe)
+        return tide__pipe_read(s->fd, buf, n);
     struct tide__op op = {.kind = TIDE__OP_RECV,
                           .fd = s->fd,
                           .buf = buf,
@@ -402,6 +459,8 @@ static void set_error(tide_stream *s, int err)
 
 static void stop_flushing(tide_stream *s)
 {
+    if (s->xport)
+        return; /* its flushing is xport_flush's */
     if (s->flushing && s->fd >= 0)
         tide_remove_writer(s->loop, s->fd);
     s->flushing = false;
@@ -412,10 +471,15 @@ static void queue_empty(tide_stream *s)
 {
     s->wstart = s->wend = 0;
     stop_flushing(s);
-    if (s->eof_wanted && !s->eof_sent && !s->err && s->fd >= 0) {
+    if (s->eof_wanted && !s->eof_sent && !s->err && s->fd >= 0 && !s->xport) {
         s->eof_sent = true;
-        if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
+        if (s->pipe) {
+            tide_close(s->fd);
+            s->fd = -1;
+            s->shut = true;
+        } else if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
             set_error(s, -errno);
+        }
     }
 }
 
@@ -423,8 +487,10 @@ static void queue_empty(tide_stream *s)
 static void flush(tide_stream *s)
 {
     while (queued(s)) {
-        ssize_t n = tide__sys_send(s->fd, s->wbuf + s->wstart, queued(s),
-                                   MSG_NOSIGNAL);
+        struct iovec iov = {s->wbuf + s->wstart, queued(s)};
+        ssize_t n = s->pipe ? tide__pipe_writev(s->fd, &iov, 1)
+                            : tide__sys_send(s->fd, iov.iov_base, iov.iov_len,
+                                             MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -472,7 +538,7 @@ static int write_state(const tide_stream *s)
 {
     if (!s)
         return -EINVAL;
-    return s->fd < 0 ? -EBADF : s->err;
+    return s->fd < 0 && !s->shut ? -EBADF : s->err;
 }
 
 static int write_check(const tide_stream *s)
@@ -485,7 +551,7 @@ static int write_check(const tide_stream *s)
 /* After queueing: arm the background flush, note the high-water mark. */
 static int queued_more(tide_stream *s)
 {
-    if (!s->flushing) {
+    if (!s->flushing && !s->xport) {
         int err = tide_add_writer(s->loop, s->fd, flush_cb, s);
         if (err < 0) {
             set_error(s, err);
@@ -505,9 +571,10 @@ static ssize_t send_now(tide_stream *s, const struct iovec *iov, int n)
     struct msghdr msg = {.msg_iov = (struct iovec *)iov,
                          .msg_iovlen = (size_t)n};
     for (;;) {
-        ssize_t r = n == 1 ? tide__sys_send(s->fd, iov[0].iov_base,
-                                            iov[0].iov_len, MSG_NOSIGNAL)
-                           : tide__sys_sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+        ssize_t r = s->pipe  ? tide__pipe_writev(s->fd, iov, n)
+                    : n == 1 ? tide__sys_send(s->fd, iov[0].iov_base,
+                                              iov[0].iov_len, MSG_NOSIGNAL)
+                             : tide__sys_sendmsg(s->fd, &msg, MSG_NOSIGNAL);
         if (r >= 0)
             return r;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -533,7 +600,7 @@ int tide_stream_writev(tide_stream *s, const struct iovec *iov, int n)
     if (!total)
         return 0;
     size_t sent = 0;
-    if (!queued(s)) {
+    if (!queued(s) && !s->xport) {
         ssize_t r = send_now(s, iov, n);
         if (r < 0) {
             set_error(s, (int)r);
@@ -600,6 +667,70 @@ static int wait_queue(tide_stream *s, size_t mark)
         err = tide_event_wait(s->drained);
     }
     if (!err)
+        err = s->err ? s->err : s->fd < 0 && !s->shut ? -EBADF : 0;
+    release(s);
+    return err;
+}
+
+/* Put the n bytes of buf that a transport did not take back in front of
+ * the queue. 0 or -ENOMEM. */
+static int requeue(tide_stream *s, const char *buf, size_t n)
+{
+    size_t after = queued(s);
+
+    if (reserve(s, n) < 0)
+        return -ENOMEM;
+    memmove(s->wbuf + s->wstart + n, s->wbuf + s->wstart, after);
+    memcpy(s->wbuf + s->wstart, buf, n);
+    s->wend += n;
+    return 0;
+}
+
+/* Bytes not written yet: queued, or taken by a transport's write. */
+static bool unsent(const tide_stream *s)
+{
+    return queued(s) || (s->xport && s->flushing);
+}
+
+/* Write the whole queue through s's transport from this task. The queue
+ * is taken out of the stream (writes made meanwhile queue behind it);
+ * what a cancelled write did not take goes back in front, so that
+ * nothing is lost. One task writes at a time (flushing); another waits
+ * for it on `drained`. Returns 0; the sticky error; -ECANCELED; -EBADF
+ * if s is closed meanwhile. */
+static int xport_flush(tide_stream *s)
+{
+    int err = 0;
+
+    hold(s);
+    while (!err && s->fd >= 0 && !s->err && unsent(s)) {
+        if (s->flushing) {
+            err = tide_event_wait(s->drained);
+            continue;
+        }
+        char *buf = s->wbuf;
+        size_t off = s->wstart, end = s->wend;
+        s->wbuf = NULL;
+        s->wcap = s->wstart = s->wend = 0;
+        s->flushing = true;
+        tide_event_clear(s->drained);
+        while (off < end && s->fd >= 0 && !err) {
+            ssize_t n = s->xport->write(s->xarg, s->fd, buf + off, end - off);
+            if (n < 0)
+                err = (int)n;
+            else
+                off += (size_t)n;
+        }
+        s->flushing = false;
+        if (s->fd >= 0 && err == -ECANCELED &&
+            requeue(s, buf + off, end - off))
+            set_error(s, -ENOMEM);
+        else if (s->fd >= 0 && err && err != -ECANCELED)
+            set_error(s, err);
+        tide__free(buf);
+        tide_event_set(s->drained);
+    }
+    if (!err || (err == -ECANCELED && s->fd < 0)) /* closed meanwhile */
         err = s->err ? s->err : s->fd < 0 ? -EBADF : 0;
     release(s);
     return err;
@@ -611,7 +742,7 @@ int tide_stream_drain(tide_stream *s)
 
     if (err || queued(s) <= s->high)
         return err;
-    return wait_queue(s, s->low);
+    return s->xport ? xport_flush(s) : wait_queue(s, s->low);
 }
 
 int tide_stream_write_eof(tide_stream *s)
@@ -636,33 +767,56 @@ static void close_fd(tide_stream *s)
     s->fd = -1;
     s->wstart = s->wend = 0;
     tide_event_set(s->drained);
-    tide_close(fd);
+    if (s->xport)
+        s->xport->close(s->xarg, fd);
+    else
+        tide_close(fd);
     release(s);
+}
+
+/* Send everything queued, waiting as long as it takes. */
+static int send_all(tide_stream *s)
+{
+    return s->xport ? xport_flush(s) : wait_queue(s, 0);
+}
+
+/* A pipe whose write_eof closed its fd: drop the owner's reference. */
+static int close_shut(tide_stream *s)
+{
+    int err = s->err;
+
+    s->shut = false;
+    release(s);
+    return err;
 }
 
 int tide_stream_close(tide_stream *s, double timeout)
 {
     if (!s || isnan(timeout))
         return -EINVAL;
+    if (s->shut)
+        return close_shut(s);
     if (s->fd < 0)
         return -EBADF;
     int err = s->err;
-    if (!err && queued(s)) {
+    if (!err && queued(s) && !s->xport) {
         flush(s);
         err = s->err;
     }
-    if (!err && queued(s)) {
+    if (!err && unsent(s)) {
         if (!tide_current_task() || timeout <= 0) {
             err = -ETIMEDOUT;
         } else if (isinf(timeout)) {
-            err = wait_queue(s, 0);
+            err = send_all(s);
         } else {
             tide_timeout *scope = tide_timeout_begin(timeout);
-            err = scope ? tide_timeout_end(scope, wait_queue(s, 0)) : -ENOMEM;
+            err = scope ? tide_timeout_end(scope, send_all(s)) : -ENOMEM;
         }
     }
     if (s->fd >= 0)
         close_fd(s);
+    else if (s->shut) /* the queue went, then a pipe's write_eof closed */
+        (void)close_shut(s);
     return err;
 }
 
@@ -672,6 +826,10 @@ int tide_stream_abort(tide_stream *s)
 
     if (!s)
         return -EINVAL;
+    if (s->shut) {
+        (void)close_shut(s);
+        return 0;
+    }
     if (s->fd < 0)
         return -EBADF;
     (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
