@@ -33,10 +33,10 @@
 #include <unistd.h>
 
 #ifdef TIDE_HAVE_URING
-#define URING_CONTRACT(name)                                          \
-    TEST(name##_io_uring)                                             \
-    {                                                                 \
-        contract_##name(&tide__backend_uring);                        \
+#define URING_CONTRACT(name)                   \
+    TEST(name##_io_uring)                      \
+    {                                          \
+        contract_##name(&tide__backend_uring); \
     }
 #else
 #define URING_CONTRACT(name)

@@ -38,8 +38,8 @@ enum tide__sys_kind {
     TIDE__SYS_EPOLL_CTL,
     TIDE__SYS_EPOLL_WAIT, /* epoll_wait, epoll_pwait2 */
     TIDE__SYS_EPOLL_CREATE,
-    TIDE__SYS_EVENTFD, /* eventfd creation */
-    TIDE__SYS_WAKE,    /* the 8-byte write that wakes a loop */
+    TIDE__SYS_EVENTFD,     /* eventfd creation */
+    TIDE__SYS_WAKE,        /* the 8-byte write that wakes a loop */
     TIDE__SYS_URING_SETUP, /* io_uring_setup (liburing's queue init) */
     TIDE__SYS_URING_ENTER, /* io_uring_enter: submit and wait */
     TIDE__SYS_COUNT

@@ -55,8 +55,8 @@ unsigned tide__uring_entries = 256;
 #define UD_SPECIAL 4096u
 #define UD_POLLING 1u /* on an op's pointer: its readiness poll */
 
-#define B_KERNEL 7 /* op->bstate: in the kernel (TIDE__B_DONE: done list) */
-#define BF_ASKED 2u     /* op->bflags: the core asked to cancel it */
+#define B_KERNEL 7  /* op->bstate: in the kernel (TIDE__B_DONE: done list) */
+#define BF_ASKED 2u /* op->bflags: the core asked to cancel it */
 #define BF_READINESS 4u /* poll, then the system call here */
 #define BF_POLLING 8u   /* in the kernel as its readiness poll */
 
@@ -64,10 +64,10 @@ unsigned tide__uring_entries = 256;
 
 struct uring {
     struct io_uring ring;
-    bool enabled;     /* io_uring_enable_rings done */
-    bool wake_armed;  /* the poll on wake_fd is in the kernel */
-    size_t kernel;    /* requests in the kernel, whatever they are */
-    uint32_t *fdops;  /* per fd number: ops in the kernel | FD_CLOSING */
+    bool enabled;    /* io_uring_enable_rings done */
+    bool wake_armed; /* the poll on wake_fd is in the kernel */
+    size_t kernel;   /* requests in the kernel, whatever they are */
+    uint32_t *fdops; /* per fd number: ops in the kernel | FD_CLOSING */
     uint32_t nfdops;
     struct tide__op *closes; /* CLOSE ops waiting, through bnext */
 };
@@ -113,7 +113,8 @@ static struct io_uring_sqe *sqe_get(struct uring *u)
 
 static uint64_t ud_of(const struct tide__op *op)
 {
-    return (uint64_t)(uintptr_t)op | (op->bflags & BF_POLLING ? UD_POLLING : 0);
+    return (uint64_t)(uintptr_t)op |
+           (op->bflags & BF_POLLING ? UD_POLLING : 0);
 }
 
 static bool write_side(const struct tide__op *op)
@@ -298,12 +299,10 @@ static void complete(struct tide__backend *b, struct tide__op *op, int res,
         r = res & (op->flags | POLLHUP | POLLERR | POLLRDHUP);
     }
     uint32_t *cnt = &u->fdops[op->fd];
-    if (r == -ECANCELED || r == -EINTR) {
-        if (asked)
-            r = -ECANCELED;
-        else if (*cnt & FD_CLOSING)
-            r = -EBADF; /* ended by a CLOSE of its fd */
-    }
+    if (asked && r == -EINTR)
+        r = -ECANCELED;
+    else if (!asked && r == -ECANCELED)
+        r = -EBADF; /* ended by a CLOSE or DETACH of its fd */
     emit(b, op, r, out, cap, n);
     if (--*cnt == FD_CLOSING)
         fd_quiet(b, op->fd, out, cap, n);
@@ -441,19 +440,23 @@ static int submit_close(struct tide__backend *b, struct tide__op *op)
         op->result = 0; /* nothing is known of an fd here */
         return 1;
     }
-    if (!cnt || *cnt == 0) {
+    if (!cnt || (*cnt & ~FD_CLOSING) == 0) {
         op->result = close_now(op);
         return 1;
     }
-    if (*cnt & FD_CLOSING) {
-        op->result = -EBADF; /* a CLOSE of it is already under way */
-        return 1;
-    }
+    /* The cancel names the fd: the kernel must see it before the caller
+     * closes the number (tide_close closes it right after a DETACH). */
     struct io_uring_sqe *s = sqe_get(u);
     if (!s)
         return -errno;
     io_uring_prep_cancel_fd(s, op->fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(s, UD_CANCEL);
+    if (tide__sys_uring_enter(&u->ring, 0, NULL) < 0)
+        return -errno; /* not submitted: nothing will come */
+    if ((op->flags & TIDE__CLOSE_DETACH) || (*cnt & FD_CLOSING)) {
+        op->result = 0; /* its ops end with -EBADF as they come */
+        return 1;
+    }
     *cnt |= FD_CLOSING;
     op->bstate = B_KERNEL;
     op->bnext = u->closes;
@@ -478,6 +481,13 @@ static int ur_submit(struct tide__backend *b, struct tide__op *op)
         return err;
     if (op->kind == TIDE__OP_CLOSE)
         return submit_close(b, op);
+    /* A poll that holds now (or a bad fd) completes inline, as on the
+     * readiness backends: tide_add_reader reports -EBADF at once. */
+    ssize_t res;
+    if (op->kind == TIDE__OP_POLL && tide__op_attempt(op, &res)) {
+        op->result = res;
+        return 1;
+    }
     uint32_t *cnt = fd_count(u, op->fd);
     if (!cnt)
         return -ENOMEM;
@@ -553,7 +563,9 @@ static int ur_wait(struct tide__backend *b, int64_t timeout_ns,
         }
     }
     for (;;) {
-        int64_t left = timeout_ns < 0 ? -1 : timeout_ns == 0 ? 0 : end - now_ns();
+        int64_t left = timeout_ns < 0    ? -1
+                       : timeout_ns == 0 ? 0
+                                         : end - now_ns();
         if (n || io_uring_cq_ready(&u->ring) || (left < 0 && timeout_ns >= 0))
             left = 0;
         struct __kernel_timespec ts = {.tv_sec = left / 1000000000,
