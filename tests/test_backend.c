@@ -762,6 +762,19 @@ CONTRACT(embedding_fd)
     CHECK_EQ(write(sv[1], "q", 1), 1);
     CHECK_EQ(poll(&p, 1, 1000), 1);
     CHECK_EQ(collect(&b, c, 1), 1);
+    /* A wake from another thread makes the fd readable while a poller
+     * sleeps on it (DEFER_TASKRUN broke this: the poll slept to its
+     * timeout). */
+    struct waker w = {.b = &b};
+    pthread_t t;
+    CHECK_EQ(b.ops->wait(&b, 0, c, CAP), 0);
+    CHECK_EQ(poll(&p, 1, 0), 0);
+    CHECK_EQ(pthread_create(&t, NULL, wake_until_stopped, &w), 0);
+    double t0 = harness_now();
+    CHECK_EQ(poll(&p, 1, 2000), 1);
+    CHECK(harness_now() - t0 < 1.0);
+    atomic_store(&w.stop, true);
+    CHECK_EQ(pthread_join(t, NULL), 0);
     b.ops->close(&b);
     close(sv[0]);
     close(sv[1]);
