@@ -13,6 +13,14 @@
 #include "poll/backend.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -110,6 +118,157 @@ TEST(setup_failing_falls_back_to_epoll)
         CHECK_EQ(tide_loop_close(loop), 0);
     }
     unsetenv("TIDE_BACKEND");
+    LEAK_GATE();
+}
+
+static char reported[256];
+
+static void keep_report(tide_loop *loop, const char *msg, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    snprintf(reported, sizeof reported, "%s", msg);
+}
+
+/* Debug mode names the backend that runs and why (silent otherwise). */
+TEST(debug_mode_says_why_it_fell_back)
+{
+    setenv("TIDE_BACKEND", "io_uring", 1);
+    tide__sys_fault(TIDE__SYS_URING_SETUP, 1, EPERM, 0);
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    unsetenv("TIDE_BACKEND");
+    CHECK_EQ(tide_loop_set_report_handler(loop, keep_report, NULL), 0);
+    reported[0] = 0;
+    CHECK_EQ(tide_loop_set_debug(loop, true), 0);
+    CHECK(strstr(reported, "backend epoll: io_uring unavailable") != NULL);
+    CHECK(strstr(reported, strerror(EPERM)) != NULL);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* A seccomp filter makes io_uring_setup fail with EPERM, as container
+ * profiles do: a loop made under it runs on epoll. In a child, which the
+ * filter binds for the rest of its life. */
+TEST(seccomp_refusing_io_uring_falls_back)
+{
+    pid_t pid = fork();
+
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                     offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            _exit(2);
+        setenv("TIDE_BACKEND", "io_uring", 1);
+        tide_loop *loop = tide_loop_new();
+        if (!loop || strcmp(tide_loop_backend(loop), "epoll") != 0 ||
+            !strstr(loop->backend.why, strerror(EPERM)))
+            _exit(3);
+        tide_loop_close(loop);
+        _exit(0);
+    }
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ(WEXITSTATUS(status), 0);
+    LEAK_GATE();
+}
+
+/* B41 (a): a recv cancelled in the tick its byte comes, 1,000 times: it
+ * ends with the byte, or cancelled with the byte still in the socket. */
+TEST(cancel_racing_data_loses_nothing)
+{
+    struct tide__backend b;
+    struct tide__completion one[1];
+    int s[2];
+    char got;
+
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+    CHECK_EQ(tide__backend_open_with(&b, &tide__backend_uring), 0);
+    memset(seen, 0, sizeof seen);
+    for (int i = 0; i < 1000; i++) {
+        char want = (char)('a' + i % 26);
+        memset(&op[0], 0, sizeof op[0]);
+        op[0].kind = TIDE__OP_RECV;
+        op[0].fd = s[0];
+        op[0].buf = &got;
+        op[0].len = 1;
+        op[0].offset = -1;
+        op[0].token = (uint64_t)i + 1;
+        got = 0;
+        CHECK_EQ(b.ops->submit(&b, &op[0]), 0);
+        if (i % 2)
+            CHECK_EQ(b.ops->wait(&b, 0, one, 1), 0); /* in the kernel */
+        CHECK_EQ(write(s[1], &want, 1), 1);
+        if (b.ops->cancel(&b, &op[0]) == 0) {
+            int n = 0;
+            for (int k = 0; k < 200 && n == 0; k++)
+                n = b.ops->wait(&b, 10000000, one, 1);
+            CHECK_EQ(n, 1);
+            CHECK_EQ(one[0].token, op[0].token);
+            op[0].result = one[0].result;
+        }
+        if (op[0].result == -ECANCELED) {
+            CHECK_EQ(recv(s[0], &got, 1, 0), 1);
+        } else {
+            CHECK_EQ(op[0].result, 1);
+        }
+        CHECK_EQ(got, want);
+    }
+    CHECK_EQ(b.inflight, 0);
+    b.ops->close(&b);
+    close(s[0]);
+    close(s[1]);
+    LEAK_GATE();
+}
+
+/* A socket closed through the backend while a send waits in the kernel
+ * (the peer reads nothing, the buffer is full): the send ends once, with
+ * -EBADF or what it sent, then the close completes. */
+TEST(close_with_a_send_in_flight)
+{
+    struct tide__backend b;
+    struct tide__completion got[2];
+    static char big[1 << 16];
+    int s[2];
+
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+    while (send(s[0], big, sizeof big, MSG_DONTWAIT) > 0)
+        ; /* full */
+    CHECK_EQ(tide__backend_open_with(&b, &tide__backend_uring), 0);
+    memset(&op[0], 0, sizeof op[0]);
+    op[0].kind = TIDE__OP_SEND;
+    op[0].fd = s[0];
+    op[0].buf = big;
+    op[0].len = sizeof big;
+    op[0].token = 1;
+    CHECK_EQ(b.ops->submit(&b, &op[0]), 0);
+    CHECK_EQ(b.ops->wait(&b, 0, got, 2), 0); /* waiting for room */
+    memset(&op[1], 0, sizeof op[1]);
+    op[1].kind = TIDE__OP_CLOSE;
+    op[1].fd = s[0];
+    op[1].token = 2;
+    CHECK_EQ(b.ops->submit(&b, &op[1]), 0);
+    int n = 0;
+    for (int k = 0; k < 200 && n < 2; k++)
+        n += b.ops->wait(&b, 10000000, got + n, 2 - n);
+    CHECK_EQ(n, 2);
+    CHECK_EQ(got[0].token, 1);
+    CHECK_EQ(got[0].result, -EBADF);
+    CHECK_EQ(got[1].token, 2);
+    CHECK_EQ(got[1].result, 0);
+    CHECK_EQ(fcntl(s[0], F_GETFD), -1); /* closed */
+    CHECK_EQ(b.inflight, 0);
+    b.ops->close(&b);
+    close(s[1]);
     LEAK_GATE();
 }
 
