@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <netinet/in.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -227,6 +228,81 @@ TEST(cancel_racing_data_loses_nothing)
     b.ops->close(&b);
     close(s[0]);
     close(s[1]);
+    LEAK_GATE();
+}
+
+/* One op on b: submitted, into the kernel, then (peer >= 0) peer
+ * connects and the op is cancelled in the same tick; its one
+ * completion's result. A loopback connect may be done by the first
+ * enter already. */
+static ssize_t cancel_at_once(struct tide__backend *b, struct tide__op *o,
+                              int peer, const struct sockaddr_in *to)
+{
+    struct tide__completion one[1];
+    int n;
+
+    CHECK_EQ(b->ops->submit(b, o), 0);
+    n = b->ops->wait(b, 0, one, 1);
+    CHECK(n == 0 || (n == 1 && o->kind == TIDE__OP_CONNECT));
+    if (n == 1)
+        return one[0].result;
+    if (peer >= 0)
+        (void)connect(peer, (const struct sockaddr *)to, sizeof *to);
+    if (b->ops->cancel(b, o) == 1)
+        return o->result;
+    for (int k = 0; k < 200 && n == 0; k++)
+        n = b->ops->wait(b, 10000000, one, 1);
+    CHECK_EQ(n, 1);
+    CHECK_EQ(one[0].token, o->token);
+    return one[0].result;
+}
+
+/* B41 (b): accepts and connects cancelled in the tick their peer comes:
+ * each ends with its fd or connection (then closed here) or cancelled,
+ * and the fd count is what it was (LEAK_GATE). */
+TEST(cancelled_accepts_and_connects_leak_no_fd)
+{
+    struct tide__backend b;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int won = 0;
+
+    CHECK(l >= 0);
+    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(l, 512), 0);
+    CHECK_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    CHECK_EQ(tide__backend_open_with(&b, &tide__backend_uring), 0);
+    for (int i = 0; i < 200; i++) {
+        int cl = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        CHECK(cl >= 0);
+        memset(&op[0], 0, sizeof op[0]);
+        op[0].kind = i % 2 ? TIDE__OP_CONNECT : TIDE__OP_ACCEPT;
+        op[0].fd = i % 2 ? cl : l;
+        op[0].flags = i % 2 ? 0 : SOCK_NONBLOCK | SOCK_CLOEXEC;
+        op[0].addr = i % 2 ? (struct sockaddr *)&a : NULL;
+        op[0].addr_len = i % 2 ? len : 0;
+        op[0].token = (uint64_t)i + 1;
+        /* Accepts: every other one cancelled with no peer yet. */
+        ssize_t r = cancel_at_once(&b, &op[0], i % 4 == 0 ? cl : -1, &a);
+        if (i % 4 == 2)
+            (void)connect(cl, (struct sockaddr *)&a, len);
+        CHECK(r >= 0 || r == -ECANCELED);
+        if (r >= 0) {
+            won++;
+            if (i % 2 == 0)
+                close((int)r); /* an accepted fd: ours to close */
+        }
+        close(cl);
+        int s; /* what the listener still holds */
+        while ((s = accept4(l, NULL, NULL, SOCK_NONBLOCK)) >= 0)
+            close(s);
+    }
+    CHECK(won >= 100 && won < 200); /* connects and raced accepts win */
+    CHECK_EQ(b.inflight, 0);
+    b.ops->close(&b);
+    close(l);
     LEAK_GATE();
 }
 
