@@ -51,6 +51,9 @@ void harness_leak_gate(const char *file, int line);
 long harness_fd_count(void);       /* entries in /proc/self/fd */
 double harness_now(void);          /* CLOCK_MONOTONIC, seconds */
 double harness_timeout_mult(void); /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
+/* A new loop runs on io_uring (TIDE_BACKEND=io_uring): the kernel makes
+ * the I/O calls, so the seam's faults on them never fire. */
+bool harness_on_io_uring(void);
 void harness_busy_wait(double seconds);
 /* Run fn(arg) in a forked child whose stderr is captured into buf (cap
  * bytes, NUL-terminated; the rest is read and dropped); the child exits 3

@@ -187,6 +187,10 @@ struct tide__backend {
     int wake_fd;     /* eventfd wake() writes; a signal
                       * handler may write it too */
     size_t inflight; /* ops submitted, not yet reported */
+    void *own;       /* a backend's own state (io_uring: its ring) */
+    /* Set by tide__backend_open when it fell back from the backend asked
+     * for or preferred: what failed, for debug mode to say. */
+    char why[128];
     /* Readiness backends (ready.c). */
     struct tide__fdent *fds; /* indexed by fd number */
     uint32_t nfds;
@@ -197,9 +201,17 @@ struct tide__backend {
 
 extern const struct tide__backend_ops tide__backend_epoll;
 extern const struct tide__backend_ops tide__backend_poll;
+#ifdef TIDE_HAVE_URING
+extern const struct tide__backend_ops tide__backend_uring;
+/* Ring entries the io_uring backend asks for (tests make it small). */
+extern unsigned tide__uring_entries;
+#endif
 
-/* Open the backend named by TIDE_BACKEND (epoll|poll), else the best one
- * (epoll, falling back to poll if epoll cannot be opened). */
+/* Open the backend named by TIDE_BACKEND (io_uring|epoll|poll), else the
+ * default (epoll, falling back to poll if epoll cannot be opened). An
+ * io_uring that cannot be set up (ENOSYS, EPERM, a disabled sysctl, a
+ * missing feature, a memlock limit) falls back to epoll, and b->why says
+ * why. */
 int tide__backend_open(struct tide__backend *b);
 
 /* Open a given backend (tests run the contract against each). */

@@ -444,6 +444,18 @@ void tide__ready_fire(struct tide__backend *b, int fd, uint32_t revents,
         w->watch(b, fd, e);
 }
 
+void tide__ready_emit(struct tide__backend *b, struct tide__op *op,
+                      ssize_t res, struct tide__completion *out, int cap,
+                      int *n)
+{
+    emit(b, op, res, out, cap, n);
+}
+
+void tide__ready_unlink_done(struct tide__backend *b, struct tide__op *op)
+{
+    unlink_done(b, op);
+}
+
 /* ---- wake-up ------------------------------------------------------------ */
 
 int tide__ready_wake_open(struct tide__backend *b)
