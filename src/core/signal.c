@@ -302,6 +302,8 @@ void tide__signal_remove(tide_loop *loop, struct tide__sigwatch *w)
     }
     if (!first_watch(loop, signo, false)) {
         atomic_fetch_and(&r->wanted, ~BIT(signo));
+        /* A delivery not taken yet goes with the signal's last watch. */
+        atomic_fetch_and(&r->pending, ~BIT(signo));
         release_signal(signo);
     }
     if (tide__list_empty(&loop->sigwatches))
