@@ -87,3 +87,62 @@ TEST(a_delivery_before_a_remove_is_not_run_by_the_next_handler)
     LEAK_GATE();
 }
 
+/* A thread that sets and removes a handler on a loop of its own, over and
+ * over (each time through the registry's lock), until told to stop. */
+static atomic_bool churn_stop;
+
+static void *churn(void *arg)
+{
+    atomic_int hits = 0;
+    (void)arg;
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    while (!atomic_load(&churn_stop)) {
+        CHECK_EQ(tide_add_signal_handler(loop, SIGUSR2, count_cb, &hits), 0);
+        CHECK_EQ(tide_remove_signal_handler(loop, SIGUSR2), 1);
+    }
+    CHECK_EQ(tide_loop_close(loop), 0);
+    return NULL;
+}
+
+static void fork_child_handler(void *arg)
+{
+    atomic_int hits = 0;
+    (void)arg;
+    alarm(2); /* a child stuck on a lock dies of SIGALRM */
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    CHECK_EQ(tide_add_signal_handler(loop, SIGUSR1, count_cb, &hits), 0);
+    CHECK_EQ(raise(SIGUSR1), 0);
+    iterate(loop);
+    CHECK_EQ(atomic_load(&hits), 1);
+    CHECK_EQ(tide_remove_signal_handler(loop, SIGUSR1), 1);
+    CHECK_EQ(tide_loop_close(loop), 0);
+}
+
+/* tide/signal.h: after fork(), "a new loop in the child" may take
+ * signals. HAZARDS B37: the registry's lock must not be inherited held
+ * from a thread that was registering at the fork (the child has no such
+ * thread to let it go). */
+TEST(a_child_forked_while_another_thread_registers_can_take_signals)
+{
+    if (harness_qemu())
+        SKIP("QEMU user mode does not carry every fork of threads through");
+    pthread_t th;
+    atomic_store(&churn_stop, false);
+    CHECK_EQ(pthread_create(&th, NULL, churn, NULL), 0);
+    for (int i = 0; i < 40; i++) {
+        char buf[512];
+        int status = harness_run_child(fork_child_handler, NULL, buf,
+                                       sizeof buf);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 3) {
+            atomic_store(&churn_stop, true);
+            pthread_join(th, NULL);
+            harness_fail(__FILE__, __LINE__, "fork %d: child status %#x: %s",
+                         i, (unsigned)status, buf);
+        }
+    }
+    atomic_store(&churn_stop, true);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    LEAK_GATE();
+}
