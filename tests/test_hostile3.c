@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include "base/alloc.h"
+#include "net.h"
 
 #include <tide/file.h>
 #include <tide/io.h>
@@ -27,6 +28,16 @@
 #include <unistd.h>
 
 /* ---- helpers --------------------------------------------------------- */
+
+static void run_main(tide_fn fn, void *arg)
+{
+    void *res = NULL;
+
+    /* The bodies share their locals with the tasks they start. */
+    if (harness_compact())
+        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
+    CHECK_ERR(tide_run(fn, arg, &res), 0);
+}
 
 static void count_cb(void *arg)
 {
@@ -144,5 +155,430 @@ TEST(a_child_forked_while_another_thread_registers_can_take_signals)
     }
     atomic_store(&churn_stop, true);
     CHECK_EQ(pthread_join(th, NULL), 0);
+    LEAK_GATE();
+}
+
+/* ---- UDP ------------------------------------------------------------- */
+
+static void lower_fd_limit(struct rlimit *old)
+{
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, old), 0);
+    struct rlimit low = *old;
+    low.rlim_cur = (rlim_t)harness_fd_count() + 3; /* + opendir's in count */
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+}
+
+/* Take every free fd number below the limit; how many in fds[]. */
+static int exhaust_fds(int *fds, int cap)
+{
+    int n = 0;
+    while (n < cap && (fds[n] = dup(0)) >= 0)
+        n++;
+    CHECK(n < cap);
+    return n;
+}
+
+/* tide/udp.h: tide_udp_open's errors are "the socket ... error": out of
+ * fds it is NULL and EMFILE, nothing leaked; it opens again once an fd
+ * is free. */
+TEST(udp_open_out_of_fds_is_emfile)
+{
+    struct rlimit old;
+    int fds[64];
+
+    lower_fd_limit(&old);
+    int n = exhaust_fds(fds, 64);
+    errno = 0;
+    CHECK_NULL(tide_udp_open("127.0.0.1", 0, NULL, 0, NULL));
+    CHECK_ERR(errno, EMFILE);
+    close(fds[--n]);
+    tide_udp *u = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(u);
+    CHECK_EQ(tide_udp_close(u), 0);
+    while (n > 0)
+        close(fds[--n]);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    LEAK_GATE();
+}
+
+struct udp_recv {
+    tide_udp *u;
+    ssize_t got;
+    char buf[8];
+    char guard[8]; /* never written */
+};
+
+static void *udp_recv_body(void *arg)
+{
+    struct udp_recv *r = arg;
+
+    r->got = tide_udp_recv(r->u, r->buf, sizeof r->buf);
+    return NULL;
+}
+
+/* tide/udp.h: "-ECANCELED"; tide.h: loop close cancels every task. A
+ * task suspended in a receive when its loop closes ends, the endpoint
+ * stays the caller's and closes cleanly afterwards. */
+TEST(udp_loop_close_while_a_receive_is_suspended)
+{
+    static struct udp_recv r;
+    tide_loop *loop = tide_loop_new();
+
+    CHECK_NOT_NULL(loop);
+    r.u = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(r.u);
+    r.got = 99;
+    tide_future *t = tide_create_task(loop, udp_recv_body, &r);
+    CHECK_NOT_NULL(t);
+    iterate(loop);
+    CHECK(!tide_future_done(t));
+    CHECK_EQ(tide_loop_close(loop), 0);
+    CHECK(tide_future_done(t));
+    CHECK_ERR(r.got, -ECANCELED);
+    tide_future_release(t);
+    CHECK_EQ(tide_udp_close(r.u), 0);
+    LEAK_GATE();
+}
+
+/* A compact task receives into a buffer on its own stack: a datagram
+ * longer than it is -EMSGSIZE, the buffer holds its first bytes and
+ * nothing past the buffer is written (the receive is made in the task,
+ * never while its frames are copied away). */
+static void *compact_truncation_body(void *arg)
+{
+    tide_udp **pair = arg;
+    struct sockaddr_storage from;
+    socklen_t flen = 4; /* shorter than any address: cut, not overrun */
+    char stack[16];
+
+    memset(stack, 'G', sizeof stack);
+    ssize_t r = tide_udp_recvfrom(pair[0], stack, 8, (struct sockaddr *)&from,
+                                  &flen);
+    CHECK_ERR(r, -EMSGSIZE);
+    CHECK(memcmp(stack, "abcdefgh", 8) == 0);
+    for (int i = 8; i < 16; i++)
+        CHECK_EQ(stack[i], 'G');
+    CHECK_EQ(flen, sizeof(struct sockaddr_in)); /* the real length */
+    CHECK_EQ(tide_udp_peek_size(pair[0]), 3);
+    CHECK_EQ(tide_udp_recv(pair[0], stack, sizeof stack), 3);
+    return NULL;
+}
+
+static void *compact_sender(void *arg)
+{
+    tide_udp **pair = arg;
+    CHECK_ERR(tide_sleep(0.01), 0);
+    CHECK_EQ(tide_udp_send(pair[1], "abcdefghijklmnop", 16), 16);
+    CHECK_EQ(tide_udp_send(pair[1], "xyz", 3), 3);
+    return NULL;
+}
+
+TEST(udp_compact_task_receives_on_its_own_stack)
+{
+    static tide_udp *pair[2];
+    struct sockaddr_storage a;
+    socklen_t alen = sizeof a;
+    tide_task_options opt = {.compact = true};
+
+    pair[0] = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(pair[0]);
+    CHECK_EQ(tide_udp_sockname(pair[0], (struct sockaddr *)&a, &alen), 0);
+    pair[1] = tide_udp_open_addr(NULL, 0, (struct sockaddr *)&a, alen, NULL);
+    CHECK_NOT_NULL(pair[1]);
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_future *rt =
+        tide_create_task_ex(loop, compact_truncation_body, pair, &opt);
+    tide_future *st = tide_create_task_ex(loop, compact_sender, pair, &opt);
+    CHECK_NOT_NULL(rt);
+    CHECK_NOT_NULL(st);
+    CHECK_ERR(tide_run_until_complete(loop, rt, NULL), 0);
+    CHECK_ERR(tide_run_until_complete(loop, st, NULL), 0);
+    tide_future_release(rt);
+    tide_future_release(st);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    CHECK_EQ(tide_udp_close(pair[0]), 0);
+    CHECK_EQ(tide_udp_close(pair[1]), 0);
+    LEAK_GATE();
+}
+
+/* tide/udp.h: a connected endpoint's sendto to an address of another
+ * family is -EAFNOSUPPORT, to a short one -EINVAL, to its own peer a
+ * send; an unconnected endpoint's send is -EDESTADDRREQ. Nothing is
+ * sent by the refused calls. */
+static void *udp_args_body(void *arg)
+{
+    (void)arg;
+    tide_udp *rx = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(rx);
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    CHECK_EQ(tide_udp_sockname(rx, (struct sockaddr *)&a, &alen), 0);
+    tide_udp *tx = tide_udp_open_addr(NULL, 0, (struct sockaddr *)&a, alen,
+                                      NULL);
+    CHECK_NOT_NULL(tx);
+    struct sockaddr_un {
+        sa_family_t f;
+        char p[20];
+    } un = {AF_UNIX, "x"};
+    CHECK_ERR(tide_udp_sendto(tx, "a", 1, (struct sockaddr *)&un, sizeof un),
+              -EAFNOSUPPORT);
+    CHECK_ERR(tide_udp_sendto(tx, "a", 1, (struct sockaddr *)&a, 4), -EINVAL);
+    CHECK_ERR(tide_udp_sendto(tx, "a", 1, (struct sockaddr *)&a, 0), -EINVAL);
+    CHECK_ERR(tide_udp_send(rx, "a", 1), -EDESTADDRREQ);
+    CHECK_ERR(tide_udp_peername(rx, (struct sockaddr *)&a, &alen), -ENOTCONN);
+    CHECK_EQ(tide_udp_sendto(tx, "ok", 2, (struct sockaddr *)&a, sizeof a), 2);
+    char buf[8];
+    CHECK_EQ(tide_udp_recv(rx, buf, sizeof buf), 2); /* only "ok" came */
+    tide_timeout *t = tide_timeout_begin(0.02);
+    CHECK_NOT_NULL(t);
+    CHECK_ERR(tide_timeout_end(t, (int)tide_udp_peek_size(rx)), -ETIMEDOUT);
+    CHECK_EQ(tide_udp_close(tx), 0);
+    CHECK_EQ(tide_udp_close(rx), 0);
+    return NULL;
+}
+
+TEST(udp_refused_sends_send_nothing)
+{
+    run_main(udp_args_body, NULL);
+    LEAK_GATE();
+}
+
+/* ---- open_connection --------------------------------------------------- */
+
+/* A listener whose accept queue is full, so that a further connect to it
+ * hangs (its SYNs are dropped); the queue's filler in *filler. */
+static int full_listener(uint16_t *port, int *filler)
+{
+    int l = tcp_listener(0, port);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(*port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    *filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(*filler >= 0);
+    CHECK_EQ(connect(*filler, (struct sockaddr *)&a, sizeof a), 0);
+    return l;
+}
+
+struct conn {
+    uint16_t port;
+    int err;
+    tide_stream *s;
+};
+
+static void *connect_body(void *arg)
+{
+    struct conn *c = arg;
+    c->err = tide_open_connection("127.0.0.1", c->port, 0, &c->s);
+    return NULL;
+}
+
+static void *hung_connect_body(void *arg)
+{
+    struct conn *c = arg;
+    long fds = harness_fd_count();
+    size_t tasks = tide_all_tasks(NULL, NULL, 0);
+
+    /* A timeout scope: the call returns -ETIMEDOUT once the scope ends,
+     * with its attempt cancelled, awaited and its socket closed. */
+    tide_timeout *t = tide_timeout_begin(0.05);
+    CHECK_NOT_NULL(t);
+    int err = tide_open_connection("127.0.0.1", c->port, 0, &c->s);
+    CHECK_ERR(tide_timeout_end(t, err), -ETIMEDOUT);
+    CHECK_NULL(c->s);
+    CHECK_EQ(harness_fd_count(), fds);
+    CHECK_EQ(tide_all_tasks(NULL, NULL, 0), tasks);
+    /* A cancel from another task (tide_wait_for on a task of its own). */
+    tide_future *f = tide_create_task(NULL, connect_body, c);
+    CHECK_NOT_NULL(f);
+    /* The body swallows the cancel (returns normally): its result wins. */
+    CHECK_ERR(tide_wait_for(f, 0.05, NULL), 0);
+    CHECK_ERR(c->err, -ECANCELED);
+    CHECK_NULL(c->s);
+    tide_future_release(f);
+    CHECK_EQ(harness_fd_count(), fds);
+    CHECK_EQ(tide_all_tasks(NULL, NULL, 0), tasks);
+    return NULL;
+}
+
+/* tide/stream.h's open_connection under a timeout scope and a cancel,
+ * while the connect hangs: a clear error, nothing outlives the call. */
+TEST(open_connection_cancelled_while_the_connect_hangs)
+{
+    static struct conn c;
+    int filler;
+    int l = full_listener(&c.port, &filler);
+
+    run_main(hung_connect_body, &c);
+    close(filler);
+    close(l);
+    LEAK_GATE();
+}
+
+/* Loop close while open_connection waits on a hung connect. */
+TEST(open_connection_loop_close_while_the_connect_hangs)
+{
+    static struct conn c;
+    int filler;
+    int l = full_listener(&c.port, &filler);
+    tide_loop *loop = tide_loop_new();
+
+    CHECK_NOT_NULL(loop);
+    c.err = 99;
+    tide_future *t = tide_create_task(loop, connect_body, &c);
+    CHECK_NOT_NULL(t);
+    for (int i = 0; i < 5; i++)
+        CHECK(tide_loop_run_once(loop, 0.002) >= 0);
+    CHECK(!tide_future_done(t));
+    CHECK_EQ(tide_loop_close(loop), 0);
+    CHECK_ERR(c.err, -ECANCELED);
+    CHECK_NULL(c.s);
+    tide_future_release(t);
+    close(filler);
+    close(l);
+    LEAK_GATE();
+}
+
+static void *emfile_connect_body(void *arg)
+{
+    struct conn *c = arg;
+    struct rlimit old;
+    int fds[64];
+
+    lower_fd_limit(&old);
+    int n = exhaust_fds(fds, 64);
+    CHECK_ERR(tide_open_connection("127.0.0.1", c->port, 0, &c->s), -EMFILE);
+    CHECK_NULL(c->s);
+    while (n > 0)
+        close(fds[--n]);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    CHECK_ERR(tide_open_connection("127.0.0.1", c->port, 0, &c->s), 0);
+    CHECK_EQ(tide_stream_close(c->s, 1), 0);
+    c->s = NULL;
+    return NULL;
+}
+
+/* Out of fds, open_connection is -EMFILE (the socket's error), leaks
+ * nothing, and connects once fds are free. */
+TEST(open_connection_out_of_fds_is_emfile)
+{
+    static struct conn c;
+    int l = tcp_listener(8, &c.port);
+
+    run_main(emfile_connect_body, &c);
+    close(l);
+    LEAK_GATE();
+}
+
+static void *enomem_connect_body(void *arg)
+{
+    struct conn *c = arg;
+    int ok = 0;
+
+    for (long n = 1; n < 40; n++) {
+        tide__alloc_fail_after(n);
+        int err = tide_open_connection("127.0.0.1", c->port, 0, &c->s);
+        tide__alloc_fail_after(0);
+        if (err == 0) {
+            CHECK_EQ(tide_stream_close(c->s, 1), 0);
+            c->s = NULL;
+            ok++;
+        } else {
+            CHECK_ERR(err, -ENOMEM);
+            CHECK_NULL(c->s);
+        }
+    }
+    CHECK(ok > 0);
+    return NULL;
+}
+
+/* Every allocation of open_connection failing in turn: -ENOMEM or a
+ * connection, never a leak. */
+TEST(open_connection_enomem_at_each_allocation)
+{
+    static struct conn c;
+    int l = tcp_listener(64, &c.port);
+
+    run_main(enomem_connect_body, &c);
+    close(l);
+    LEAK_GATE();
+}
+
+/* ---- signals across threads (ThreadSanitizer) --------------------------- */
+
+static atomic_bool storm_on;
+static atomic_long storm_sent;
+
+static void *storm(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&storm_on)) {
+        kill(getpid(), SIGUSR1); /* the kernel picks the thread */
+        atomic_fetch_add(&storm_sent, 1);
+        usleep(50);
+    }
+    return NULL;
+}
+
+/* A thread that opens a loop, takes SIGUSR1 (and SIGUSR2 now and then),
+ * runs it a little and closes it, over and over. */
+static void *loop_churn(void *arg)
+{
+    atomic_int *hits = arg;
+    for (int round = 0; atomic_load(&storm_on) && round < 400; round++) {
+        tide_loop *loop = tide_loop_new();
+        CHECK_NOT_NULL(loop);
+        CHECK_EQ(tide_add_signal_handler(loop, SIGUSR1, count_cb, hits), 0);
+        if (round % 3 == 0)
+            CHECK_EQ(tide_add_signal_handler(loop, SIGUSR2, count_cb, hits),
+                     0);
+        for (int i = 0; i < 3; i++)
+            CHECK(tide_loop_run_once(loop, 0.0005) >= 0);
+        if (round % 2)
+            CHECK_EQ(tide_remove_signal_handler(loop, SIGUSR1), 1);
+        CHECK_EQ(tide_loop_close(loop), 0); /* with its handlers */
+    }
+    return NULL;
+}
+
+/* tide/signal.h: every loop with a handler gets every delivery, whichever
+ * thread the kernel picks; a loop that closes leaves the registry before
+ * its backend goes. Loops in three threads come and go while signals
+ * arrive every 50 us: no use after free (ASan, TSan), no lost wake-up of
+ * the loop that stays, the dispositions given back at the end. */
+TEST(loops_in_threads_come_and_go_while_signals_arrive)
+{
+    struct sigaction before1, before2;
+    CHECK_EQ(sigaction(SIGUSR1, NULL, &before1), 0);
+    CHECK_EQ(sigaction(SIGUSR2, NULL, &before2), 0);
+    atomic_int stay_hits = 0, churn_hits[3] = {0, 0, 0};
+    tide_loop *stay = tide_loop_new();
+    CHECK_NOT_NULL(stay);
+    /* Held throughout, so SIGUSR1 never falls back to its default (which
+     * ends the process) while the storm runs. */
+    CHECK_EQ(tide_add_signal_handler(stay, SIGUSR1, count_cb, &stay_hits), 0);
+    atomic_store(&storm_on, true);
+    pthread_t st, th[3];
+    CHECK_EQ(pthread_create(&st, NULL, storm, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(pthread_create(&th[i], NULL, loop_churn, &churn_hits[i]), 0);
+    double end = harness_now() + 0.4;
+    while (harness_now() < end)
+        CHECK(tide_loop_run_once(stay, 0.001) >= 0);
+    atomic_store(&storm_on, false);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
+    CHECK_EQ(pthread_join(st, NULL), 0);
+    usleep(10000); /* the last signals sent are delivered */
+    iterate(stay);
+    CHECK(atomic_load(&storm_sent) > 10);
+    CHECK(atomic_load(&stay_hits) > 0);
+    CHECK_EQ(tide_remove_signal_handler(stay, SIGUSR1), 1);
+    CHECK_EQ(tide_loop_close(stay), 0);
+    struct sigaction after1, after2;
+    CHECK_EQ(sigaction(SIGUSR1, NULL, &after1), 0);
+    CHECK_EQ(sigaction(SIGUSR2, NULL, &after2), 0);
+    CHECK(after1.sa_handler == before1.sa_handler);
+    CHECK(after2.sa_handler == before2.sa_handler);
     LEAK_GATE();
 }
