@@ -582,3 +582,88 @@ TEST(loops_in_threads_come_and_go_while_signals_arrive)
     CHECK(after2.sa_handler == before2.sa_handler);
     LEAK_GATE();
 }
+
+/* ---- Happy Eyeballs' order ---------------------------------------------- */
+
+/* A TCP listener on ::1:0 (its port in *port), or -1 without IPv6. */
+static int tcp6_listener(uint16_t *port)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+                             .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (l < 0)
+        return -1;
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 4) < 0) {
+        close(l);
+        return -1;
+    }
+    CHECK_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin6_port);
+    return l;
+}
+
+struct eyeballs {
+    struct addrinfo ai[3];
+    int family; /* of the address connected to */
+};
+
+static void *eyeballs_body(void *arg)
+{
+    struct eyeballs *e = arg;
+    tide_stream *s;
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+
+    CHECK_ERR(tide_open_connection_addrinfo(e->ai, 0.05, 0, &s), 0);
+    CHECK_EQ(tide_stream_peername(s, (struct sockaddr *)&peer, &len), 0);
+    e->family = peer.ss_family;
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    return NULL;
+}
+
+/* tide/stream.h, RFC 8305: the addresses are tried "with the families
+ * interleaved". Resolved as [silent IPv4, good IPv4, good IPv6], the
+ * order is IPv4 (silent), IPv6, IPv4: once the first attempt's delay is
+ * up, the IPv6 address is tried next, and wins. In list order the good
+ * IPv4 one would. */
+TEST(happy_eyeballs_interleaves_the_families)
+{
+    static struct eyeballs e;
+    uint16_t p6, p4, ps;
+    int filler;
+    int l6 = tcp6_listener(&p6);
+
+    if (l6 < 0)
+        SKIP("no ::1 here");
+    int silent = full_listener(&ps, &filler);
+    int l4 = tcp_listener(4, &p4);
+    struct sockaddr_in a4[2] = {
+        {.sin_family = AF_INET,
+         .sin_port = htons(ps),
+         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
+        {.sin_family = AF_INET,
+         .sin_port = htons(p4),
+         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
+    };
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                              .sin6_port = htons(p6),
+                              .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    for (int i = 0; i < 3; i++) {
+        e.ai[i] = (struct addrinfo){
+            .ai_family = i < 2 ? AF_INET : AF_INET6,
+            .ai_socktype = SOCK_STREAM,
+            .ai_addr = i < 2 ? (struct sockaddr *)&a4[i]
+                             : (struct sockaddr *)&a6,
+            .ai_addrlen = i < 2 ? sizeof a4[i] : sizeof a6,
+            .ai_next = i < 2 ? &e.ai[i + 1] : NULL};
+    }
+    run_main(eyeballs_body, &e);
+    CHECK_EQ(e.family, AF_INET6);
+    close(l6);
+    close(l4);
+    close(silent);
+    close(filler);
+    LEAK_GATE();
+}
