@@ -667,3 +667,61 @@ TEST(happy_eyeballs_interleaves_the_families)
     close(filler);
     LEAK_GATE();
 }
+
+/* ---- UDP: an address of the other family ---------------------------------- */
+
+static void *other_family_body(void *arg)
+{
+    bool v6 = *(bool *)arg;
+    char buf[8];
+    tide_udp *rx = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(rx);
+    struct sockaddr_in a4;
+    socklen_t alen = sizeof a4;
+    CHECK_EQ(tide_udp_sockname(rx, (struct sockaddr *)&a4, &alen), 0);
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                              .sin6_port = a4.sin_port,
+                              .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    /* An IPv4 endpoint, an IPv6 address. */
+    tide_udp *tx4 = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(tx4);
+    CHECK_ERR(tide_udp_sendto(tx4, "4", 1, (struct sockaddr *)&a6, sizeof a6),
+              -EINVAL);
+    CHECK_EQ(tide_udp_close(tx4), 0);
+    /* IPv6 endpoints (any address, and ::1), an IPv4 address. */
+    for (int i = 0; v6 && i < 2; i++) {
+        tide_udp *tx6 = tide_udp_open(i ? "::1" : "::", 0, NULL, 0, NULL);
+        CHECK_NOT_NULL(tx6);
+        CHECK_ERR(tide_udp_sendto(tx6, "6", 1, (struct sockaddr *)&a4,
+                                  sizeof a4),
+                  -EINVAL);
+        CHECK_EQ(tide_udp_close(tx6), 0);
+    }
+    /* Nothing was sent: the next datagram is this one. */
+    tide_udp *ok = tide_udp_open("127.0.0.1", 0, NULL, 0, NULL);
+    CHECK_NOT_NULL(ok);
+    CHECK_EQ(tide_udp_sendto(ok, "ok", 2, (struct sockaddr *)&a4, sizeof a4),
+             2);
+    CHECK_EQ(tide_udp_recv(rx, buf, sizeof buf), 2);
+    CHECK_EQ(memcmp(buf, "ok", 2), 0);
+    CHECK_EQ(tide_udp_close(ok), 0);
+    CHECK_EQ(tide_udp_close(rx), 0);
+    return NULL;
+}
+
+/* tide/udp.h, tide_udp_sendto: "-EINVAL also for ... an address of the
+ * other family". The kernel alone says -EAFNOSUPPORT on an IPv4 socket,
+ * -ENETUNREACH on one bound to ::1, and on one bound to :: (dual stack)
+ * sends the datagram. */
+TEST(udp_sendto_an_address_of_the_other_family_is_einval)
+{
+    static bool v6;
+    int l6;
+    uint16_t p;
+
+    v6 = (l6 = tcp6_listener(&p)) >= 0;
+    if (v6)
+        close(l6);
+    run_main(other_family_body, &v6);
+    LEAK_GATE();
+}
