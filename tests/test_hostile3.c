@@ -725,3 +725,72 @@ TEST(udp_sendto_an_address_of_the_other_family_is_einval)
     run_main(other_family_body, &v6);
     LEAK_GATE();
 }
+
+/* ---- file streams ---------------------------------------------------------- */
+
+static void *dev_full_body(void *arg)
+{
+    static char big[80 * 1024];
+    tide_stream *s = NULL;
+    (void)arg;
+
+    /* tide_file_write: -errno when nothing was written. */
+    int fd = tide_file_open("/dev/full", O_WRONLY, 0);
+    if (fd == -ENOENT || fd == -EACCES)
+        return IPTR(1);
+    CHECK(fd >= 0);
+    CHECK_ERR(tide_file_write(fd, "x", 1), -ENOSPC);
+    CHECK_ERR(tide_file_close(fd), 0);
+    /* tide/file.h: "A write error sticks, as a send error does": drain
+     * reports it, later writes and drains too, close returns it and
+     * closes the fd all the same. */
+    CHECK_ERR(tide_file_stream_open("/dev/full", O_RDWR, 0, 0, &s), 0);
+    CHECK_EQ(tide_stream_write(s, big, sizeof big), 0); /* over high */
+    CHECK_ERR(tide_stream_drain(s), -ENOSPC);
+    CHECK_ERR(tide_stream_write(s, "y", 1), -ENOSPC);
+    CHECK_ERR(tide_stream_drain(s), -ENOSPC);
+    /* Reading goes on: /dev/full reads as zeros. */
+    char z[4] = {1, 1, 1, 1};
+    CHECK_ERR(tide_stream_readexactly(s, z, sizeof z, NULL), 0);
+    CHECK(z[0] == 0 && z[3] == 0);
+    CHECK_ERR(tide_stream_close(s, 1), -ENOSPC);
+    return NULL;
+}
+
+TEST(a_file_stream_s_write_error_sticks)
+{
+    long fds = harness_fd_count();
+    if (harness_compact())
+        SKIP("TIDE_COMPACT=1: the body shares its frames");
+    void *res = NULL;
+    CHECK_ERR(tide_run(dev_full_body, NULL, &res), 0);
+    if (res)
+        SKIP("no /dev/full");
+    CHECK_EQ(harness_fd_count(), fds);
+    LEAK_GATE();
+}
+
+/* tide/file.h: a file stream's close "outside a task ... nothing can be
+ * written and what is queued is dropped: -ETIMEDOUT"; the fd is closed
+ * and nothing leaks. */
+TEST(a_file_stream_closed_outside_a_task_drops_its_queue)
+{
+    char name[] = "/tmp/tide-h3-XXXXXX";
+    int fd = mkstemp(name);
+    CHECK(fd >= 0);
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_set_event_loop(loop); /* the stream's, outside a task */
+    tide_stream *s = tide_file_stream_new(fd, 0);
+    CHECK_NOT_NULL(s);
+    CHECK_EQ(tide_stream_write(s, "lost", 4), 0);
+    CHECK_ERR(tide_stream_close(s, 1), -ETIMEDOUT);
+    CHECK_ERR(fcntl(fd, F_GETFD), -1); /* closed */
+    tide_set_event_loop(NULL);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    struct stat st;
+    CHECK_EQ(stat(name, &st), 0);
+    CHECK_EQ(st.st_size, 0);
+    CHECK_EQ(unlink(name), 0);
+    LEAK_GATE();
+}
