@@ -794,3 +794,80 @@ TEST(a_file_stream_closed_outside_a_task_drops_its_queue)
     CHECK_EQ(unlink(name), 0);
     LEAK_GATE();
 }
+
+struct drainer {
+    tide_stream *s;
+    char *data;
+    size_t n;
+    int err;
+};
+
+static void *write_and_drain(void *arg)
+{
+    struct drainer *d = arg;
+
+    CHECK_EQ(tide_stream_write(d->s, d->data, d->n), 0);
+    d->err = tide_stream_drain(d->s);
+    return NULL;
+}
+
+#define DRAINERS 3
+#define DRAIN_BYTES (100 * 1024)
+
+static int victim; /* the drainer cancelled */
+
+static void *many_drains_body(void *arg)
+{
+    const char *name = arg;
+    static char data[DRAINERS][DRAIN_BYTES];
+    static char back[DRAINERS * DRAIN_BYTES + 1];
+    struct drainer d[DRAINERS];
+    tide_future *t[DRAINERS];
+    tide_stream *s;
+
+    CHECK_ERR(tide_file_stream_open(name, O_RDWR | O_TRUNC, 0, 0, &s), 0);
+    for (int i = 0; i < DRAINERS; i++) {
+        for (size_t k = 0; k < DRAIN_BYTES; k++)
+            data[i][k] = (char)('a' + i + (k % 7));
+        d[i] = (struct drainer){s, data[i], DRAIN_BYTES, 99};
+        t[i] = tide_create_task(NULL, write_and_drain, &d[i]);
+        CHECK_NOT_NULL(t[i]);
+    }
+    CHECK_ERR(tide_sleep(0), 0); /* all three write and drain */
+    CHECK(tide_future_cancel(t[victim]));
+    for (int i = 0; i < DRAINERS; i++) {
+        CHECK_ERR(tide_await(t[i], NULL), 0); /* bodies return normally */
+        if (i != victim)
+            CHECK_ERR(d[i].err, 0);
+        tide_future_release(t[i]);
+    }
+    CHECK(d[victim].err == 0 || d[victim].err == -ECANCELED);
+    CHECK_ERR(tide_stream_close(s, 5), 0);
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    size_t got = 0;
+    ssize_t k;
+    while ((k = read(fd, back + got, sizeof back - got)) > 0)
+        got += (size_t)k;
+    close(fd);
+    CHECK_EQ(got, DRAINERS * DRAIN_BYTES); /* nothing lost, nothing twice */
+    for (int i = 0; i < DRAINERS; i++)
+        CHECK(memcmp(back + (size_t)i * DRAIN_BYTES, data[i], DRAIN_BYTES) ==
+              0);
+    return NULL;
+}
+
+/* HAZARDS B29 on a file stream: three tasks write and drain at once, one
+ * of them is cancelled meanwhile; the file ends up with every byte, in
+ * the order written, once. */
+TEST(concurrent_drains_of_a_file_stream_one_cancelled)
+{
+    char name[] = "/tmp/tide-h3d-XXXXXX";
+    int fd = mkstemp(name);
+    CHECK(fd >= 0);
+    close(fd);
+    for (victim = 0; victim < DRAINERS; victim++)
+        run_main(many_drains_body, name);
+    CHECK_EQ(unlink(name), 0);
+    LEAK_GATE();
+}
