@@ -871,3 +871,80 @@ TEST(concurrent_drains_of_a_file_stream_one_cancelled)
     CHECK_EQ(unlink(name), 0);
     LEAK_GATE();
 }
+
+/* ---- ENOMEM at every allocation: listdir and a file stream ---------------- */
+
+static void *enomem_files_body(void *arg)
+{
+    const char *dirname = arg;
+    char file[128];
+    int listed = 0, streamed = 0;
+
+    snprintf(file, sizeof file, "%s/%s", dirname, "stream");
+    for (long n = 1; n < 40; n++) {
+        tide_dirent *ents = NULL;
+        tide__alloc_fail_after(n);
+        ssize_t k = tide_file_listdir(dirname, &ents);
+        tide__alloc_fail_after(0);
+        if (k >= 0) {
+            CHECK_EQ(k, 41);
+            CHECK_NULL(ents[k].name);
+            tide_file_listdir_free(ents);
+            listed++;
+        } else {
+            CHECK_ERR(k, -ENOMEM);
+            CHECK_NULL(ents);
+        }
+        /* A file stream made, written, drained, read and closed with the
+         * n-th allocation failing: -ENOMEM somewhere or all of it, never
+         * a leak. */
+        tide_stream *s = NULL;
+        tide__alloc_fail_after(n);
+        int err = tide_file_stream_open(file, O_RDWR | O_CREAT | O_TRUNC,
+                                        0600, 0, &s);
+        if (err == 0) {
+            static char big[70 * 1024];
+            memset(big, 'q', sizeof big);
+            big[sizeof big - 1] = '\n';
+            err = tide_stream_write(s, big, sizeof big);
+            if (!err)
+                err = tide_stream_drain(s);
+            int cerr = tide_stream_close(s, 5);
+            if (!err)
+                err = cerr;
+        }
+        tide__alloc_fail_after(0);
+        if (err == 0)
+            streamed++;
+        else
+            CHECK_ERR(err, -ENOMEM);
+    }
+    CHECK(listed > 0 && streamed > 0);
+    return NULL;
+}
+
+TEST(listdir_and_file_streams_at_every_failed_allocation)
+{
+    char dirname[] = "/tmp/tide-h3e-XXXXXX";
+    char name[256];
+    CHECK_NOT_NULL(mkdtemp(dirname));
+    for (int i = 0; i < 40; i++) { /* long names: the text grows too */
+        snprintf(name, sizeof name, "%s/%03d-%0200d", dirname, i, i);
+        int fd = open(name, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        close(fd);
+    }
+    snprintf(name, sizeof name, "%s/stream", dirname);
+    int fd = open(name, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    CHECK(fd >= 0);
+    close(fd);
+    run_main(enomem_files_body, dirname);
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof name, "%s/%03d-%0200d", dirname, i, i);
+        CHECK_EQ(unlink(name), 0);
+    }
+    snprintf(name, sizeof name, "%s/stream", dirname);
+    CHECK_EQ(unlink(name), 0);
+    CHECK_EQ(rmdir(dirname), 0);
+    LEAK_GATE();
+}
