@@ -1008,3 +1008,44 @@ TEST(a_file_stream_s_pool_reads_cancelled_lose_and_repeat_nothing)
     CHECK_EQ(unlink(name), 0);
     LEAK_GATE();
 }
+
+/* ---- open_connection from a compact task ---------------------------------- */
+
+static void *compact_connect_body(void *arg)
+{
+    uint16_t port = *(uint16_t *)arg;
+    tide_stream *s = NULL; /* on the compact stack, written on resume */
+    char host[16] = "localhost";
+
+    CHECK_ERR(tide_open_connection(host, port, 0, &s), 0);
+    CHECK_NOT_NULL(s);
+    CHECK_EQ(tide_stream_write(s, "hi", 2), 0);
+    CHECK_ERR(tide_stream_close(s, 1), 0);
+    return NULL;
+}
+
+/* tide/io.h: compact tasks may make these calls, their buffers on their
+ * own stack; open_connection by name suspends in the lookup (a pool job)
+ * and in the connect attempts (tasks of their own). */
+TEST(a_compact_task_opens_a_connection_by_name)
+{
+    static uint16_t port;
+    tide_task_options opt = {.compact = true};
+    int l = tcp_listener(4, &port);
+    tide_loop *loop = tide_loop_new();
+
+    CHECK_NOT_NULL(loop);
+    tide_future *t =
+        tide_create_task_ex(loop, compact_connect_body, &port, &opt);
+    CHECK_NOT_NULL(t);
+    CHECK_ERR(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    int a = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(a >= 0);
+    char buf[4];
+    CHECK_EQ(read(a, buf, sizeof buf), 2);
+    close(a);
+    close(l);
+    LEAK_GATE();
+}
