@@ -84,8 +84,7 @@ TEST(a_delivery_before_a_remove_is_not_run_by_the_next_handler)
     CHECK_NOT_NULL(loop);
     r.loop = loop;
     CHECK_EQ(tide_add_signal_handler(loop, SIGUSR1, count_cb, &other), 0);
-    CHECK_EQ(tide_add_signal_handler(loop, SIGUSR2, count_cb, &r.old_hits),
-             0);
+    CHECK_EQ(tide_add_signal_handler(loop, SIGUSR2, count_cb, &r.old_hits), 0);
     CHECK(tide_call_soon(loop, raise_remove_readd, &r) != 0);
     iterate(loop);
     CHECK_EQ(atomic_load(&r.old_hits), 0);
@@ -145,8 +144,8 @@ TEST(a_child_forked_while_another_thread_registers_can_take_signals)
     CHECK_EQ(pthread_create(&th, NULL, churn, NULL), 0);
     for (int i = 0; i < 40; i++) {
         char buf[512];
-        int status = harness_run_child(fork_child_handler, NULL, buf,
-                                       sizeof buf);
+        int status =
+            harness_run_child(fork_child_handler, NULL, buf, sizeof buf);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 3) {
             atomic_store(&churn_stop, true);
             pthread_join(th, NULL);
@@ -253,8 +252,8 @@ static void *compact_truncation_body(void *arg)
     char stack[16];
 
     memset(stack, 'G', sizeof stack);
-    ssize_t r = tide_udp_recvfrom(pair[0], stack, 8, (struct sockaddr *)&from,
-                                  &flen);
+    ssize_t r =
+        tide_udp_recvfrom(pair[0], stack, 8, (struct sockaddr *)&from, &flen);
     CHECK_ERR(r, -EMSGSIZE);
     CHECK(memcmp(stack, "abcdefgh", 8) == 0);
     for (int i = 8; i < 16; i++)
@@ -315,8 +314,8 @@ static void *udp_args_body(void *arg)
     struct sockaddr_in a;
     socklen_t alen = sizeof a;
     CHECK_EQ(tide_udp_sockname(rx, (struct sockaddr *)&a, &alen), 0);
-    tide_udp *tx = tide_udp_open_addr(NULL, 0, (struct sockaddr *)&a, alen,
-                                      NULL);
+    tide_udp *tx =
+        tide_udp_open_addr(NULL, 0, (struct sockaddr *)&a, alen, NULL);
     CHECK_NOT_NULL(tx);
     struct sockaddr_un {
         sa_family_t f;
@@ -652,13 +651,13 @@ TEST(happy_eyeballs_interleaves_the_families)
                               .sin6_port = htons(p6),
                               .sin6_addr = IN6ADDR_LOOPBACK_INIT};
     for (int i = 0; i < 3; i++) {
-        e.ai[i] = (struct addrinfo){
-            .ai_family = i < 2 ? AF_INET : AF_INET6,
-            .ai_socktype = SOCK_STREAM,
-            .ai_addr = i < 2 ? (struct sockaddr *)&a4[i]
-                             : (struct sockaddr *)&a6,
-            .ai_addrlen = i < 2 ? sizeof a4[i] : sizeof a6,
-            .ai_next = i < 2 ? &e.ai[i + 1] : NULL};
+        e.ai[i] =
+            (struct addrinfo){.ai_family = i < 2 ? AF_INET : AF_INET6,
+                              .ai_socktype = SOCK_STREAM,
+                              .ai_addr = i < 2 ? (struct sockaddr *)&a4[i]
+                                               : (struct sockaddr *)&a6,
+                              .ai_addrlen = i < 2 ? sizeof a4[i] : sizeof a6,
+                              .ai_next = i < 2 ? &e.ai[i + 1] : NULL};
     }
     run_main(eyeballs_body, &e);
     CHECK_EQ(e.family, AF_INET6);
@@ -669,7 +668,8 @@ TEST(happy_eyeballs_interleaves_the_families)
     LEAK_GATE();
 }
 
-/* ---- UDP: an address of the other family ---------------------------------- */
+/* ---- UDP: an address of the other family ----------------------------------
+ */
 
 static void *other_family_body(void *arg)
 {
@@ -727,7 +727,8 @@ TEST(udp_sendto_an_address_of_the_other_family_is_einval)
     LEAK_GATE();
 }
 
-/* ---- file streams ---------------------------------------------------------- */
+/* ---- file streams ----------------------------------------------------------
+ */
 
 static void *dev_full_body(void *arg)
 {
@@ -873,7 +874,8 @@ TEST(concurrent_drains_of_a_file_stream_one_cancelled)
     LEAK_GATE();
 }
 
-/* ---- ENOMEM at every allocation: listdir and a file stream ---------------- */
+/* ---- ENOMEM at every allocation: listdir and a file stream ----------------
+ */
 
 static void *enomem_files_body(void *arg)
 {
@@ -901,8 +903,8 @@ static void *enomem_files_body(void *arg)
          * a leak. */
         tide_stream *s = NULL;
         tide__alloc_fail_after(n);
-        int err = tide_file_stream_open(file, O_RDWR | O_CREAT | O_TRUNC,
-                                        0600, 0, &s);
+        int err = tide_file_stream_open(file, O_RDWR | O_CREAT | O_TRUNC, 0600,
+                                        0, &s);
         if (err == 0) {
             static char big[70 * 1024];
             memset(big, 'q', sizeof big);
@@ -950,7 +952,8 @@ TEST(listdir_and_file_streams_at_every_failed_allocation)
     LEAK_GATE();
 }
 
-/* ---- a file stream's reads cancelled at every point ----------------------- */
+/* ---- a file stream's reads cancelled at every point -----------------------
+ */
 
 #define LINES 3000
 
@@ -1009,7 +1012,8 @@ TEST(a_file_stream_s_pool_reads_cancelled_lose_and_repeat_nothing)
     LEAK_GATE();
 }
 
-/* ---- open_connection from a compact task ---------------------------------- */
+/* ---- open_connection from a compact task ----------------------------------
+ */
 
 static void *compact_connect_body(void *arg)
 {

@@ -125,8 +125,8 @@ TIDE_API ssize_t tide_udp_send(tide_udp *u, const void *buf, size_t len);
  * ValueError). Otherwise as tide_udp_send; -EINVAL also for addrlen too
  * short for addr's family, port 0 (from the kernel) or an address of the
  * other family (an IPv6 endpoint does not send to IPv4 addresses);
- * -EAFNOSUPPORT for a family other than IPv4 and
- * IPv6 on a connected endpoint. Suspends. */
+ * -EAFNOSUPPORT for a family other than IPv4 and IPv6 on a connected
+ * endpoint. Suspends. */
 TIDE_API ssize_t tide_udp_sendto(tide_udp *u, const void *buf, size_t len,
                                  const struct sockaddr *addr,
                                  socklen_t addrlen);
