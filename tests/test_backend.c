@@ -106,27 +106,6 @@ static int quiet(struct tide__backend *b, int64_t ns)
     return total;
 }
 
-/* A connected TCP pair on loopback: *client (non-blocking) and *server. */
-static void tcp_pair(int *client, int *server)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    CHECK(l >= 0);
-    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-    CHECK_EQ(listen(l, 4), 0);
-    CHECK_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
-    *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(*client >= 0);
-    CHECK_EQ(connect(*client, (struct sockaddr *)&a, sizeof a), 0);
-    *server = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    CHECK(*server >= 0);
-    CHECK_EQ(fcntl(*client, F_SETFL, O_NONBLOCK), 0);
-    close(l);
-}
-
 /* ---- the contract ------------------------------------------------------ */
 
 CONTRACT(inline_completion)
@@ -254,7 +233,7 @@ CONTRACT(reset_wakes_blocked_writer)
     struct tide__op op;
 
     open_backend(&b, ops);
-    tcp_pair(&cl, &sv);
+    harness_tcp_pair(&cl, &sv);
     while (send(cl, chunk, sizeof chunk, MSG_NOSIGNAL) > 0)
         ;
     CHECK(errno == EAGAIN || errno == EWOULDBLOCK);

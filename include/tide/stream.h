@@ -1,14 +1,19 @@
-/* tide/stream.h: streams over connected sockets, servers that start a
- * task per connection, and connecting (asyncio's StreamReader and
- * StreamWriter, start_server, open_connection and their Unix variants).
+/* tide/stream.h: streams over connected sockets and pipes, servers that
+ * start a task per connection, and connecting (asyncio's StreamReader
+ * and StreamWriter, start_server, open_connection and their Unix
+ * variants).
  *
  * Include it after (or instead of) tide.h; it brings tide/io.h.
  *
  * Common rules:
  * - A stream is one connected stream socket (TCP over IPv4 or IPv6, or
- *   a Unix socket) with a read buffer and a write queue. It belongs to
- *   the loop running (or the default loop) when it is made, and is used
- *   from tasks of that loop.
+ *   a Unix socket), or one end of a pipe or FIFO, with a read buffer and
+ *   a write queue. A pipe stream reads or writes, as its end allows;
+ *   writing to a pipe whose reader has gone is -EPIPE, never SIGPIPE
+ *   (the thread blocks SIGPIPE around each write: no disposition of the
+ *   process changes); the socket options and names are -ENOTSOCK for
+ *   it. A stream belongs to the loop running (or the default loop) when
+ *   it is made, and is used from tasks of that loop.
  * - Reading: every read takes from the buffer first. The buffer holds
  *   at most `limit` bytes (tide_stream_new; 64 KiB by default), which
  *   bounds a line and what is read ahead of the application. One task
@@ -54,7 +59,9 @@ typedef struct tide_server tide_server; /* opaque */
 
 /* ---- Streams -------------------------------------------------------- */
 
-/* Wrap connected stream socket fd (made non-blocking here) in a stream;
+/* Wrap connected stream socket fd, or a pipe or FIFO fd (anything that
+ * is not a socket: read(2) and write(2) are used), made non-blocking
+ * here, in a stream;
  * the stream owns fd from then on and closes it with tide_stream_close
  * or tide_stream_abort. `limit` bounds the read buffer (0: 64 KiB).
  * NULL and errno: EBADF (fd negative or not open), EINVAL (no loop),
@@ -143,7 +150,9 @@ TIDE_API int tide_stream_set_write_limits(tide_stream *s, size_t high,
 
 /* asyncio's write_eof(): half-close. Once what is queued is sent, the
  * socket's sending side is shut down (the peer reads end of stream);
- * reading goes on. Returns 0; the sticky error. Never suspends. */
+ * reading goes on. On a pipe the fd is closed then (tide_stream_fd is
+ * -EBADF from there on; close or abort still frees s, and returns 0).
+ * Returns 0; the sticky error. Never suspends. */
 TIDE_API int tide_stream_write_eof(tide_stream *s);
 
 /* asyncio's close() and wait_closed(): send what is queued, waiting at

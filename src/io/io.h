@@ -1,7 +1,8 @@
 /* The I/O layer's internal contract: running one backend op for the
  * calling task (op.c), the reader/writer callbacks an fd may have
  * (watch.c), which tide_close removes; the reference a server takes on
- * a stream (stream.c); and the thread pool's hooks (pool.c).
+ * a stream (stream.c), pipe I/O for streams (pipe.c); starting a child
+ * process (spawn.c); and the thread pool's hooks (pool.c).
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_IO_IO_H
@@ -29,7 +30,9 @@ void tide__io_fd_op(tide_loop *loop, int fd, int flags);
 void tide__watch_forget(tide_loop *loop, int fd);
 
 /* A server's connection task holds its stream (tide/stream.h) while the
- * handler runs, so that the handler may close it (stream.c). */
+ * handler runs, so that the handler may close it, and a process holds
+ * its pipes (stream.c). closed: the owner has closed or aborted it (a
+ * pipe that write_eof closed is not, until then). */
 struct tide_stream;
 void tide__stream_hold(struct tide_stream *s);
 void tide__stream_release(struct tide_stream *s);
@@ -62,6 +65,35 @@ struct tide__stream_xport {
  * this succeeds. NULL and errno: EINVAL (no loop), ENOMEM. */
 struct tide_stream *tide__stream_new_xport(
     int fd, size_t limit, const struct tide__stream_xport *xport, void *x);
+
+/* Streams over pipes (pipe.c): read(2) through the calling task's op,
+ * as tide__io_run runs it (0 for len 0); and one write(2) or writev(2)
+ * that never raises SIGPIPE (-1 and errno EPIPE instead), never
+ * suspends and returns as the system call does. */
+struct iovec;
+ssize_t tide__pipe_read(int fd, void *buf, size_t len);
+ssize_t tide__pipe_writev(int fd, const struct iovec *iov, int n);
+
+/* What a child gets (spawn.c): argv[0] is the program (looked for in
+ * $PATH if it has no '/'); envp NULL: environ; cwd NULL: the parent's;
+ * fds[i] becomes the child's fd i: a parent fd (copied; it may be 0, 1
+ * or 2 itself), -1 (left as it is), or TIDE__SPAWN_STDOUT (fds[2] only:
+ * a copy of the child's fd 1). */
+#define TIDE__SPAWN_STDOUT (-2)
+struct tide__spawn {
+    const char *const *argv;
+    const char *const *envp;
+    const char *cwd;
+    int fds[3];
+};
+
+/* Start the child (see spawn.c for how, and what it gets). Returns 0 with
+ * its pid and a pidfd (close-on-exec) to reap it with waitid(P_PIDFD,
+ * ..., WEXITED | __WALL); or -errno: the exec's (-ENOENT, -EACCES, ...;
+ * the child is then reaped), clone's (-EAGAIN, -ENOMEM), -ENOSYS
+ * without CLONE_PIDFD. Blocks the calling thread only until the child
+ * has exec'd. */
+int tide__spawn(const struct tide__spawn *sp, pid_t *pid, int *pidfd);
 
 /* tide_to_thread_ex for a job that owns arg: once submitted, the pool
  * calls drop(arg) if nobody receives the job's result (cancelled,

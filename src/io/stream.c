@@ -7,7 +7,10 @@
  * the bytes are moved to the front only at the start of a later read,
  * so a borrowed pointer stays valid until then. Every receive lands in
  * the buffer (or straight in the caller's buffer when the stream's is
- * empty), so a cancelled read has lost nothing.
+ * empty), so a cancelled read has lost nothing. On a TCP socket the
+ * receives carry TIDE__HINT_STREAM (poll/backend.h): after one that came
+ * back short, the next waits for readiness before it tries, so a request
+ * costs one receive, not a second that only sees EAGAIN.
  *
  * Writing: a write sends at once when nothing is queued; the rest goes
  * to a queue, [wstart, wend) of a buffer grown on demand, and a writer
@@ -15,6 +18,11 @@
  * wakes drainers (a tide_event) once the queue is down to the low-water
  * mark. In steady state (the socket takes each write) nothing is
  * allocated and no callback is armed.
+ *
+ * Pipes: a stream over anything but a socket (a pipe, a FIFO) reads and
+ * writes with read(2) and write(2) instead (pipe.c: never SIGPIPE), and
+ * its write_eof closes the fd (the reader sees end of stream; `shut`
+ * then stands for the closed fd until close or abort frees the stream).
  *
  * Lifetime: `refs` counts the owner (dropped by close or abort), calls
  * suspended in the stream, and a server's connection task. The fd is
@@ -39,8 +47,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #define DEFAULT_LIMIT ((size_t)64 * 1024)
 #define DEFAULT_HIGH ((size_t)64 * 1024)
@@ -54,6 +64,7 @@ struct tide_stream {
     /* reading */
     char *rbuf; /* rcap bytes; [rstart, rend) buffered */
     size_t rcap, rstart, rend;
+    uint8_t hint;   /* on receives: TIDE__HINT_STREAM (TCP), or 0 */
     size_t scanned; /* readuntil: bytes after rstart without sep */
     bool eof;       /* the peer closed its side */
     bool reading;   /* a read is suspended */
@@ -64,6 +75,8 @@ struct tide_stream {
     bool flushing;    /* the writer callback is armed */
     bool eof_wanted;  /* write_eof: shut down once the queue is empty */
     bool eof_sent;
+    bool pipe;           /* not a socket: read/write; write_eof closes */
+    bool shut;           /* a pipe's write_eof closed fd */
     tide_event *drained; /* set when queued <= low, or error, or closed */
     const struct tide__stream_xport *xport; /* NULL: a socket */
     void *xarg;                             /* the transport's state */
@@ -105,7 +118,18 @@ void tide__stream_release(tide_stream *s)
 
 bool tide__stream_closed(const tide_stream *s)
 {
-    return s->fd < 0;
+    return s->fd < 0 && !s->shut;
+}
+
+/* Whether fd is a TCP socket (see TIDE__HINT_STREAM). */
+static bool is_tcp(int fd)
+{
+    int proto = 0;
+    socklen_t len = sizeof proto;
+
+    if (tide__sys_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+        return false;
+    return proto == IPPROTO_TCP;
 }
 
 /* A stream over fd on loop; NULL and errno. */
@@ -126,6 +150,7 @@ static tide_stream *stream_new(int fd, size_t limit, tide_loop *loop)
     }
     s->fd = fd;
     s->refs = 1;
+    s->hint = is_tcp(fd) ? TIDE__HINT_STREAM : 0;
     s->loop = loop;
     s->high = DEFAULT_HIGH;
     s->low = DEFAULT_LOW;
@@ -154,10 +179,14 @@ tide_stream *tide_stream_new(int fd, size_t limit)
     if (!loop)
         return NULL;
     int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 ||
+    struct stat st;
+    if (fl < 0 || fstat(fd, &st) < 0 ||
         (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
         return NULL; /* errno: EBADF */
-    return stream_new(fd, limit, loop);
+    tide_stream *s = stream_new(fd, limit, loop);
+    if (s)
+        s->pipe = !S_ISSOCK(st.st_mode);
+    return s;
 }
 
 tide_stream *tide__stream_new_xport(int fd, size_t limit,
@@ -188,12 +217,23 @@ static size_t buffered(const tide_stream *s)
     return s->rend - s->rstart;
 }
 
-/* Receive up to n bytes into buf, through the transport if s has one. */
+/* Receive up to n bytes into buf: through the transport if s has one,
+ * else read(2) on a pipe, or recv(2) on a socket as tide_sock_recv does,
+ * with the stream's hint (on TCP: after a short receive, the next waits
+ * for readiness before it tries). */
 static inline ssize_t recv_some(tide_stream *s, void *buf, size_t n)
 {
     if (__builtin_expect(s->xport != NULL, 0))
         return s->xport->recv(s->xarg, s->fd, buf, n);
-    return tide_sock_recv(s->fd, buf, n, 0);
+    if (s->pipe)
+        return tide__pipe_read(s->fd, buf, n);
+    struct tide__op op = {.kind = TIDE__OP_RECV,
+                          .fd = s->fd,
+                          .buf = buf,
+                          .len = n,
+                          .offset = -1,
+                          .hint = s->hint};
+    return tide__io_run(&op, "sock recv");
 }
 
 /* Receive more into the buffer (moving what is there to the front
@@ -204,7 +244,8 @@ static ssize_t fill(tide_stream *s)
     if (s->fd < 0)
         return -EBADF;
     if (s->rstart > 0) {
-        memmove(s->rbuf, s->rbuf + s->rstart, buffered(s));
+        if (buffered(s)) /* (a read that took everything leaves none) */
+            memmove(s->rbuf, s->rbuf + s->rstart, buffered(s));
         s->rend -= s->rstart;
         s->rstart = 0;
     }
@@ -432,8 +473,13 @@ static void queue_empty(tide_stream *s)
     stop_flushing(s);
     if (s->eof_wanted && !s->eof_sent && !s->err && s->fd >= 0 && !s->xport) {
         s->eof_sent = true;
-        if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
+        if (s->pipe) {
+            tide_close(s->fd);
+            s->fd = -1;
+            s->shut = true;
+        } else if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
             set_error(s, -errno);
+        }
     }
 }
 
@@ -441,8 +487,10 @@ static void queue_empty(tide_stream *s)
 static void flush(tide_stream *s)
 {
     while (queued(s)) {
-        ssize_t n = tide__sys_send(s->fd, s->wbuf + s->wstart, queued(s),
-                                   MSG_NOSIGNAL);
+        struct iovec iov = {s->wbuf + s->wstart, queued(s)};
+        ssize_t n = s->pipe ? tide__pipe_writev(s->fd, &iov, 1)
+                            : tide__sys_send(s->fd, iov.iov_base, iov.iov_len,
+                                             MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -490,7 +538,7 @@ static int write_state(const tide_stream *s)
 {
     if (!s)
         return -EINVAL;
-    return s->fd < 0 ? -EBADF : s->err;
+    return s->fd < 0 && !s->shut ? -EBADF : s->err;
 }
 
 static int write_check(const tide_stream *s)
@@ -523,9 +571,10 @@ static ssize_t send_now(tide_stream *s, const struct iovec *iov, int n)
     struct msghdr msg = {.msg_iov = (struct iovec *)iov,
                          .msg_iovlen = (size_t)n};
     for (;;) {
-        ssize_t r = n == 1 ? tide__sys_send(s->fd, iov[0].iov_base,
-                                            iov[0].iov_len, MSG_NOSIGNAL)
-                           : tide__sys_sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+        ssize_t r = s->pipe  ? tide__pipe_writev(s->fd, iov, n)
+                    : n == 1 ? tide__sys_send(s->fd, iov[0].iov_base,
+                                              iov[0].iov_len, MSG_NOSIGNAL)
+                             : tide__sys_sendmsg(s->fd, &msg, MSG_NOSIGNAL);
         if (r >= 0)
             return r;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -618,7 +667,7 @@ static int wait_queue(tide_stream *s, size_t mark)
         err = tide_event_wait(s->drained);
     }
     if (!err)
-        err = s->err ? s->err : s->fd < 0 ? -EBADF : 0;
+        err = s->err ? s->err : s->fd < 0 && !s->shut ? -EBADF : 0;
     release(s);
     return err;
 }
@@ -731,10 +780,22 @@ static int send_all(tide_stream *s)
     return s->xport ? xport_flush(s) : wait_queue(s, 0);
 }
 
+/* A pipe whose write_eof closed its fd: drop the owner's reference. */
+static int close_shut(tide_stream *s)
+{
+    int err = s->err;
+
+    s->shut = false;
+    release(s);
+    return err;
+}
+
 int tide_stream_close(tide_stream *s, double timeout)
 {
     if (!s || isnan(timeout))
         return -EINVAL;
+    if (s->shut)
+        return close_shut(s);
     if (s->fd < 0)
         return -EBADF;
     int err = s->err;
@@ -754,6 +815,8 @@ int tide_stream_close(tide_stream *s, double timeout)
     }
     if (s->fd >= 0)
         close_fd(s);
+    else if (s->shut) /* the queue went, then a pipe's write_eof closed */
+        (void)close_shut(s);
     return err;
 }
 
@@ -763,6 +826,10 @@ int tide_stream_abort(tide_stream *s)
 
     if (!s)
         return -EINVAL;
+    if (s->shut) {
+        (void)close_shut(s);
+        return 0;
+    }
     if (s->fd < 0)
         return -EBADF;
     (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
