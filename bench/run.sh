@@ -4,25 +4,29 @@
 #
 # usage: bench/run.sh BUILD_DIR [PEERS_DIR]
 #   BUILD_DIR  a CMake build of tide; its bench/ holds w1_spawn, w2_switch,
-#              w3_sleepers, w4_timers, w6_queue and switch (`make` builds
-#              them; this script builds nothing).
+#              w3_sleepers, w4_timers, w6_queue, switch and w5_echo (`make`
+#              builds them; this script builds nothing of tide's).
 #   PEERS_DIR  shared/bench: if given, its run-peers.sh runs the peers for
 #              W1 W2 W3 W3M W4 W6 in the same invocation, and the table shows
 #              each peer beside tide with the ratio peer / tide of the
 #              headline metrics (ns_per_task; ns_per_rt; wall_s and
 #              b_per_task; overhead_s and wall_s; ns_per_item). A ratio is "-"
 #              when tide's value is <= 0 (an overhead_s within the clock's
-#              resolution) or a value is missing.
+#              resolution) or a value is missing. Then bench/w5.sh runs W5
+#              (tide's echo server and the peers' servers in alternating
+#              rounds; its own table, with ratios to floor-epoll).
 # env:
 #   RUNS=3            runs per (workload, runtime); the table shows medians.
 #   PIN_CPU=1         CPU every program is pinned to (taskset), as the peers;
 #                     PIN_CPU= runs unpinned (and so do the peers).
 #   RUN_TIMEOUT=120   seconds allowed for any one program run.
 #   PEERS_TIMEOUT=3600  seconds allowed for the whole run-peers.sh.
-#   WORKLOADS="W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH SWITCHC"   tide workloads
-#                     to run (W3C, W3MC: W3 and W3M with compact tasks,
-#                     shown beside the peers' W3 and W3M rows; SWITCHC:
-#                     SWITCH between two compact tasks).
+#   WORKLOADS="W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH SWITCHC W5"   tide
+#                     workloads to run (W3C, W3MC: W3 and W3M with compact
+#                     tasks, shown beside the peers' W3 and W3M rows;
+#                     SWITCHC: SWITCH between two compact tasks; W5: the
+#                     echo server beside the peers' servers, by bench/w5.sh,
+#                     only with PEERS_DIR, whose load generator it uses).
 #   PEER_NAMES="..."  peers for run-peers.sh -p (default: its own list; not
 #                     PEERS, which is `make bench`'s name for PEERS_DIR).
 #   SPAWN_N=1000      spawns per run of SPAWN (bench/spawn.c, run last, with
@@ -34,7 +38,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 || $1 == -h || $1 == --help ]]; then
-    sed -n '2,30p' "$0" >&2
+    sed -n '2,34p' "$0" >&2
     exit 2
 fi
 BUILD=$1
@@ -44,7 +48,12 @@ RUNS=${RUNS:-3}
 PIN_CPU=${PIN_CPU-1}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 PEERS_TIMEOUT=${PEERS_TIMEOUT:-3600}
-WORKLOADS=${WORKLOADS:-"W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH SWITCHC"}
+WORKLOADS=${WORKLOADS:-"W1 W2 W3 W3M W3C W3MC W4 W6 SWITCH SWITCHC W5"}
+W5=0 # W5 runs apart (bench/w5.sh), after the others
+if [[ " $WORKLOADS " == *" W5 "* ]]; then
+    W5=1
+    WORKLOADS=$(tr ' ' '\n' <<<"$WORKLOADS" | grep -vx W5 | tr '\n' ' ')
+fi
 PEER_WORKLOADS=(W1 W2 W3 W3M W4 W6)
 export PIN_CPU RUN_TIMEOUT # run-peers.sh reads the same two
 
@@ -167,21 +176,8 @@ if [[ -n $PEERS_DIR ]]; then
 fi
 
 # ---- medians
-median_of() { # median_of KEY "line;line;..." -> median, or NA
-    tr ';' '\n' <<<"$2" | { grep -oE "(^| )$1=[-0-9.]+" || true; } | cut -d= -f2 | sort -g |
-        awk '{ v[NR] = $1 } END {
-            if (NR == 0) { print "NA"; exit }
-            printf "%.10g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-range_of() { # range_of KEY "line;..." -> [min..max]
-    tr ';' '\n' <<<"$2" | { grep -oE "(^| )$1=[-0-9.]+" || true; } | cut -d= -f2 | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) printf "[%.10g..%.10g]", v[1], v[NR] }'
-}
-ratio() { # ratio PEER_VALUE TIDE_VALUE -> peer / tide; - if either is missing or tide's <= 0
-    awk -v p="$1" -v t="$2" 'BEGIN {
-        if (p !~ /^-?[0-9.]+$/ || t !~ /^-?[0-9.]+$/ || t + 0 <= 0) { print "-"; exit }
-        r = p / t; printf (r >= 100 || r <= -100) ? "%.0fx" : "%.2fx", r }'
-}
+# shellcheck source=bench/stats.sh
+. "$(dirname "$0")/stats.sh"
 peer_value() { # peer_value KEY "key=val key=val ..." -> val or NA
     local v
     v=$({ grep -oE "(^| )$1=[^ ]+" <<<" $2" || true; } | head -n 1 | cut -d= -f2)
@@ -225,6 +221,17 @@ for w in $WORKLOADS; do
     unset tmed
 done
 [[ -n $peers_note ]] && echo "peers: $peers_note"
+
+# ---- W5 echo: tide's server and the peers' servers, in alternating rounds
+if ((W5)); then
+    echo
+    if [[ -z $PEERS_DIR ]]; then
+        echo "W5: not run (give PEERS_DIR: bench/w5.sh uses its load generator)"
+    elif ! RUNS=$RUNS "$(dirname "$0")/w5.sh" "$BUILD" "$PEERS_DIR"; then
+        echo "FAILED W5 (bench/w5.sh)"
+        failed=1
+    fi
+fi
 
 # ---- the uncontended sync paths (tide only: no peer has these programs)
 if [[ " $WORKLOADS " == *" SWITCH "* && -x $BIN/sync_fast ]]; then

@@ -6,12 +6,14 @@
  *
  *   w5_echo PORT    serves 127.0.0.1:PORT until SIGTERM or SIGINT
  *
- * On exit it prints to stderr the requests (reads) served and the
- * allocations and epoll_ctl calls per request since the first 1,000
- * reads (the steady-state counts, through src/base/sys.h's seam).
+ * On exit it prints to stderr, in one line of key=value, the requests
+ * (reads) served and, per request since the first 1,000 (the steady
+ * state), the allocations (every malloc, calloc and realloc the program
+ * makes: the link wraps them, see CMakeLists.txt) and the system calls
+ * through src/base/sys.h's seam: recv, send, epoll_wait, epoll_ctl.
+ * bench/w5.sh appends them to its result line.
  * SPDX-License-Identifier: MIT
  */
-#include "base/alloc.h"
 #include "base/sys.h"
 
 #include "../examples/stop_signal.h"
@@ -24,7 +26,59 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static uint64_t reads, ctl0, recv0;
+/* The counts a request is charged, in the order printed. */
+static const struct {
+    const char *name;
+    int kind; /* enum tide__sys_kind, or -1: allocations */
+} counted[] = {
+    {"allocs", -1},
+    {"recv", TIDE__SYS_RECV},
+    {"send", TIDE__SYS_SEND},
+    {"epoll_wait", TIDE__SYS_EPOLL_WAIT},
+    {"epoll_ctl", TIDE__SYS_EPOLL_CTL},
+};
+#define NCOUNTED (sizeof counted / sizeof counted[0])
+
+static uint64_t reads, at1000[NCOUNTED];
+static uint64_t allocs; /* the server's one thread makes them all */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+    allocs++;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    allocs++;
+    return __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    allocs++;
+    return __real_realloc(p, n);
+}
+
+static uint64_t count(size_t i)
+{
+    return counted[i].kind < 0
+               ? allocs
+               : tide__sys_count((enum tide__sys_kind)counted[i].kind);
+}
+
+static void print_counts(void)
+{
+    fprintf(stderr, "w5_echo: requests=%llu", (unsigned long long)reads);
+    for (size_t i = 0; i < NCOUNTED && reads > 1000; i++)
+        fprintf(stderr, " %s_per_req=%.4f", counted[i].name,
+                (double)(count(i) - at1000[i]) / (double)(reads - 1000));
+    fputc('\n', stderr);
+}
 
 static void echo(tide_stream *s, void *arg)
 {
@@ -33,10 +87,9 @@ static void echo(tide_stream *s, void *arg)
     (void)arg;
 
     while ((n = tide_stream_read(s, 65536, &p)) > 0) {
-        if (++reads == 1000) {
-            ctl0 = tide__sys_count(TIDE__SYS_EPOLL_CTL);
-            recv0 = tide__sys_count(TIDE__SYS_RECV);
-        }
+        if (++reads == 1000)
+            for (size_t i = 0; i < NCOUNTED; i++)
+                at1000[i] = count(i);
         if (tide_stream_write(s, p, (size_t)n) < 0 || tide_stream_drain(s) < 0)
             break;
     }
@@ -53,15 +106,7 @@ static void *serve(void *port)
     }
     if (stop_signal_wait() < 0)
         perror("w5_echo");
-    if (reads > 1000)
-        fprintf(stderr,
-                "w5_echo: requests=%llu epoll_ctl_per_req=%.6f "
-                "recv_per_req=%.3f\n",
-                (unsigned long long)reads,
-                (double)(tide__sys_count(TIDE__SYS_EPOLL_CTL) - ctl0) /
-                    (double)(reads - 1000),
-                (double)(tide__sys_count(TIDE__SYS_RECV) - recv0) /
-                    (double)(reads - 1000));
+    print_counts();
     tide_server_abort(srv);
     return NULL;
 }

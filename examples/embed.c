@@ -34,7 +34,7 @@ static void set_answer(void *text)
 
 static void *thread_main(void *loop)
 {
-    struct timespec ts = {0, 300000000};
+    struct timespec ts = {0, 400000000}; /* 0.2 s from either sleep */
     nanosleep(&ts, NULL);
     if (tide_call_soon_threadsafe(loop, set_answer, "hello") < 0)
         fprintf(stderr, "call_soon_threadsafe failed\n");
@@ -64,7 +64,7 @@ static int poll_ms(double t)
 
 int main(void)
 {
-    static double delays[] = {0.6, 0.2, 0.4};
+    static double delays[] = {0.8, 0.2, 0.6};
     tide_future *tasks[4];
     tide_loop *loop = tide_loop_new();
     if (!loop || !(answer = tide_future_new(loop)))

@@ -193,8 +193,10 @@ TIDE_API bool tide_loop_get_compact_tasks(tide_loop *loop);
  * it jumps. Returns 0; -EBUSY if the loop is running. */
 TIDE_API int tide_loop_set_virtual_clock(tide_loop *loop, bool on);
 
-/* The I/O backend the loop uses: "epoll" or "poll" (TIDE_BACKEND=poll in
- * the environment forces the fallback). Never NULL. */
+/* The I/O backend the loop uses: "epoll" (the default), "io_uring"
+ * (TIDE_BACKEND=io_uring in the environment, in a build with liburing; a
+ * kernel that refuses io_uring gives "epoll", and debug mode reports
+ * why) or "poll" (TIDE_BACKEND=poll forces the fallback). Never NULL. */
 TIDE_API const char *tide_loop_backend(tide_loop *loop);
 
 /* Counts of what a loop holds now; a test's leak gate and a debugger's

@@ -160,6 +160,16 @@ void harness_busy_wait(double seconds)
     }
 }
 
+bool harness_on_io_uring(void)
+{
+    tide_loop *loop = tide_loop_new();
+    bool yes = loop && strcmp(tide_loop_backend(loop), "io_uring") == 0;
+
+    if (loop)
+        tide_loop_close(loop);
+    return yes;
+}
+
 double harness_timeout_mult(void)
 {
     const char *s = getenv("TIDE_TEST_TIMEOUT_MULT");

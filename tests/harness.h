@@ -26,6 +26,12 @@
 
 #include <tide.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 typedef void (*harness_fn)(void);
 
 void harness_register(const char *name, harness_fn fn, int line);
@@ -45,6 +51,9 @@ void harness_leak_gate(const char *file, int line);
 long harness_fd_count(void);       /* entries in /proc/self/fd */
 double harness_now(void);          /* CLOCK_MONOTONIC, seconds */
 double harness_timeout_mult(void); /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
+/* A new loop runs on io_uring (TIDE_BACKEND=io_uring): the kernel makes
+ * the I/O calls, so the seam's faults on them never fire. */
+bool harness_on_io_uring(void);
 void harness_busy_wait(double seconds);
 /* Run fn(arg) in a forked child whose stderr is captured into buf (cap
  * bytes, NUL-terminated; the rest is read and dropped); the child exits 3
@@ -203,6 +212,28 @@ static inline int harness_run_body(tide_fn body, void *arg)
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     return err;
+}
+
+/* A connected TCP pair on loopback: *client (non-blocking) and *server
+ * (accepted, non-blocking). */
+static inline void harness_tcp_pair(int *client, int *server)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    CHECK(l >= 0);
+    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(listen(l, 4), 0);
+    CHECK_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(*client >= 0);
+    CHECK_EQ(connect(*client, (struct sockaddr *)&a, sizeof a), 0);
+    *server = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    CHECK(*server >= 0);
+    CHECK_EQ(fcntl(*client, F_SETFL, O_NONBLOCK), 0);
+    close(l);
 }
 
 static inline void harness_stop_cb(void *loop)

@@ -32,6 +32,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef TIDE_HAVE_URING
+#define URING_CONTRACT(name)                   \
+    TEST(name##_io_uring)                      \
+    {                                          \
+        contract_##name(&tide__backend_uring); \
+    }
+#else
+#define URING_CONTRACT(name)
+#endif
+
 #define CONTRACT(name)                                                \
     static void contract_##name(const struct tide__backend_ops *ops); \
     TEST(name##_epoll)                                                \
@@ -42,6 +52,7 @@
     {                                                                 \
         contract_##name(&tide__backend_poll);                         \
     }                                                                 \
+    URING_CONTRACT(name)                                              \
     static void contract_##name(const struct tide__backend_ops *ops)
 
 /* ---- helpers --------------------------------------------------------- */
@@ -106,25 +117,32 @@ static int quiet(struct tide__backend *b, int64_t ns)
     return total;
 }
 
-/* A connected TCP pair on loopback: *client (non-blocking) and *server. */
-static void tcp_pair(int *client, int *server)
+/* True for a backend that submits natively (io_uring): it may complete
+ * nothing inline. */
+static bool completes_later_ops(const struct tide__backend_ops *ops)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return ops != &tide__backend_epoll && ops != &tide__backend_poll;
+}
 
-    CHECK(l >= 0);
-    CHECK_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-    CHECK_EQ(listen(l, 4), 0);
-    CHECK_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
-    *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(*client >= 0);
-    CHECK_EQ(connect(*client, (struct sockaddr *)&a, sizeof a), 0);
-    *server = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    CHECK(*server >= 0);
-    CHECK_EQ(fcntl(*client, F_SETFL, O_NONBLOCK), 0);
-    close(l);
+static bool completes_later(const struct tide__backend *b)
+{
+    return completes_later_ops(b->ops);
+}
+
+/* Submit op and return its result: inline on a readiness backend (which
+ * must complete it so), else from its one completion. */
+static ssize_t settle(struct tide__backend *b, struct tide__op *op)
+{
+    struct tide__completion c[1];
+    int r = b->ops->submit(b, op);
+
+    if (r == 1)
+        return op->result;
+    CHECK(completes_later(b));
+    CHECK_EQ(r, 0);
+    CHECK_EQ(collect(b, c, 1), 1);
+    CHECK_EQ(c[0].token, op->token);
+    return c[0].result;
 }
 
 /* ---- the contract ------------------------------------------------------ */
@@ -140,12 +158,10 @@ CONTRACT(inline_completion)
     pair(sv);
     CHECK_EQ(write(sv[1], "hi", 2), 2);
     op_init(&op, TIDE__OP_RECV, sv[0], buf, sizeof buf, 7);
-    CHECK_EQ(b.ops->submit(&b, &op), 1);
-    CHECK_EQ(op.result, 2);
+    CHECK_EQ(settle(&b, &op), 2);
     CHECK(memcmp(buf, "hi", 2) == 0);
     op_init(&op, TIDE__OP_SEND, sv[0], "abc", 3, 8);
-    CHECK_EQ(b.ops->submit(&b, &op), 1);
-    CHECK_EQ(op.result, 3);
+    CHECK_EQ(settle(&b, &op), 3);
     CHECK_EQ(b.inflight, 0);
     CHECK_EQ(quiet(&b, 1000000), 0); /* nothing more comes for either */
     b.ops->close(&b);
@@ -254,7 +270,7 @@ CONTRACT(reset_wakes_blocked_writer)
     struct tide__op op;
 
     open_backend(&b, ops);
-    tcp_pair(&cl, &sv);
+    harness_tcp_pair(&cl, &sv);
     while (send(cl, chunk, sizeof chunk, MSG_NOSIGNAL) > 0)
         ;
     CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
@@ -386,8 +402,22 @@ CONTRACT(close_and_reuse_in_one_batch)
     CHECK_EQ(write(sv[1], "zz", 2), 2); /* an event is on its way */
     int old = sv[0];
     op_init(&cl, TIDE__OP_CLOSE, old, NULL, 0, 13);
-    CHECK_EQ(b.ops->submit(&b, &cl), 1);
-    CHECK_EQ(cl.result, 0);
+    int later = b.ops->submit(&b, &cl) == 0;
+    if (later) {
+        /* io_uring: the close waits for the cancelled ops' completions:
+         * all three come, the close's own last. */
+        CHECK(completes_later(&b));
+        CHECK_EQ(collect(&b, c, 3), 3);
+        CHECK_EQ(c[0].token + c[1].token, 11 + 12);
+        /* The data came first: each may have its real result (B41). */
+        for (int i = 0; i < 2; i++)
+            CHECK(c[i].result == -EBADF ||
+                  c[i].result == (c[i].token == 11 ? 2 : POLLIN));
+        CHECK_EQ(c[2].token, 13);
+        CHECK_EQ(c[2].result, 0);
+    } else {
+        CHECK_EQ(cl.result, 0);
+    }
     CHECK_EQ(fcntl(old, F_GETFD), -1); /* really closed */
     close(sv[1]);
     pair(nv);
@@ -396,11 +426,13 @@ CONTRACT(close_and_reuse_in_one_batch)
     int peer = fd == nv[0] ? nv[1] : nv[0];
     op_init(&fresh, TIDE__OP_RECV, fd, buf, sizeof buf, 14);
     CHECK_EQ(b.ops->submit(&b, &fresh), 0);
-    CHECK_EQ(collect(&b, c, 2), 2);
-    CHECK(c[0].token != 14 && c[1].token != 14);
-    CHECK_EQ(c[0].result, -EBADF);
-    CHECK_EQ(c[1].result, -EBADF);
-    CHECK_EQ(c[0].token + c[1].token, 11 + 12);
+    if (!later) {
+        CHECK_EQ(collect(&b, c, 2), 2);
+        CHECK(c[0].token != 14 && c[1].token != 14);
+        CHECK_EQ(c[0].result, -EBADF);
+        CHECK_EQ(c[1].result, -EBADF);
+        CHECK_EQ(c[0].token + c[1].token, 11 + 12);
+    }
     CHECK_EQ(quiet(&b, 2000000), 0);
     CHECK_EQ(write(peer, "n", 1), 1);
     CHECK_EQ(collect(&b, c, 1), 1);
@@ -430,21 +462,29 @@ CONTRACT(dup_closed_through_backend_is_quiet)
     CHECK(d >= 0);
     uint64_t ctl = tide__sys_count(TIDE__SYS_EPOLL_CTL);
     op_init(&cl, TIDE__OP_CLOSE, sv[0], NULL, 0, 2);
-    CHECK_EQ(b.ops->submit(&b, &cl), 1);
+    int later = b.ops->submit(&b, &cl) == 0;
+    CHECK(!later || completes_later(&b));
     if (ops == &tide__backend_epoll)
         CHECK_EQ(tide__sys_count(TIDE__SYS_EPOLL_CTL), ctl + 1); /* DEL */
     struct tide__completion c[CAP];
-    CHECK_EQ(collect(&b, c, 1), 1);
+    CHECK_EQ(collect(&b, c, 1 + later), 1 + later);
+    CHECK_EQ(c[0].token, 1);
     CHECK_EQ(c[0].result, -EBADF);
+    if (later) {
+        CHECK_EQ(c[1].token, 2);
+        CHECK_EQ(c[1].result, 0);
+    }
     CHECK_EQ(write(sv[1], "x", 1), 1); /* d's description is readable */
     /* One look first: a kernel (or valgrind) without epoll_pwait2 costs
      * the first wait a second call, the fallback. */
     CHECK_EQ(b.ops->wait(&b, 0, c, CAP), 0);
     uint64_t waits = tide__sys_count(TIDE__SYS_EPOLL_WAIT) +
-                     tide__sys_count(TIDE__SYS_POLL);
+                     tide__sys_count(TIDE__SYS_POLL) +
+                     tide__sys_count(TIDE__SYS_URING_ENTER);
     CHECK_EQ(b.ops->wait(&b, 50000000, c, CAP), 0); /* sleeps it out */
     CHECK_EQ(tide__sys_count(TIDE__SYS_EPOLL_WAIT) +
-                 tide__sys_count(TIDE__SYS_POLL),
+                 tide__sys_count(TIDE__SYS_POLL) +
+                 tide__sys_count(TIDE__SYS_URING_ENTER),
              waits + 1);
     b.ops->close(&b);
     close(d);
@@ -465,24 +505,19 @@ CONTRACT(unpollable_fds)
     int fd = fileno(f);
     open_backend(&b, ops);
     op_init(&op, TIDE__OP_RECV, fd, buf, sizeof buf, 1);
-    CHECK_EQ(b.ops->submit(&b, &op), 1);
-    CHECK_EQ(op.result, -ENOTSOCK);
+    CHECK_EQ(settle(&b, &op), -ENOTSOCK);
     op_init(&op, TIDE__OP_WRITE, fd, "abc", 3, 2);
-    CHECK_EQ(b.ops->submit(&b, &op), 1);
-    CHECK_EQ(op.result, 3);
+    CHECK_EQ(settle(&b, &op), 3);
     op_init(&op, TIDE__OP_READ, fd, buf, sizeof buf, 3);
     op.offset = 0;
-    CHECK_EQ(b.ops->submit(&b, &op), 1);
-    CHECK_EQ(op.result, 3);
+    CHECK_EQ(settle(&b, &op), 3);
     op_init(&op, TIDE__OP_POLL, fd, NULL, 0, 4);
     op.flags = POLLIN | POLLOUT;
-    CHECK_EQ(b.ops->submit(&b, &op), 1);
-    CHECK(op.result & POLLIN);
-    if (b.fd >= 0) { /* the backend's own fd */
+    CHECK(settle(&b, &op) & POLLIN);
+    if (b.fd >= 0 && !completes_later(&b)) { /* the backend's own fd */
         op_init(&op, TIDE__OP_POLL, b.fd, NULL, 0, 5);
         op.flags = POLLIN;
-        CHECK_EQ(b.ops->submit(&b, &op), 1);
-        CHECK_EQ(op.result, -EINVAL);
+        CHECK_EQ(settle(&b, &op), -EINVAL);
     }
     CHECK_EQ(b.inflight, 0);
     b.ops->close(&b);
@@ -507,8 +542,7 @@ CONTRACT(invalid_fds)
         for (int i = 0; i < 3; i++) {
             op_init(&op, kinds[k], fds[i], buf, sizeof buf, 1);
             op.flags = kinds[k] == TIDE__OP_POLL ? POLLIN : 0;
-            CHECK_EQ(b.ops->submit(&b, &op), 1);
-            CHECK_EQ(op.result, -EBADF);
+            CHECK_EQ(settle(&b, &op), -EBADF);
         }
     }
     CHECK_EQ(b.inflight, 0);
@@ -546,8 +580,10 @@ CONTRACT(ten_thousand_ops)
         CHECK_EQ(c[i].result, 1);
         CHECK_EQ(seen[c[i].token - 1]++, 0);
     }
-    /* In order per fd: op k of a pair got byte k. */
-    for (int i = 0; i < N; i++)
+    /* In order per fd on the readiness backends: op k of a pair got byte
+     * k. io_uring keeps no order among ops on one fd (the kernel wakes
+     * the last armed first): a difference listed in tide/io.h. */
+    for (int i = 0; i < N && !completes_later(&b); i++)
         CHECK_EQ(buf[i], '0' + i % PER);
     CHECK_EQ(b.inflight, 0);
     b.ops->close(&b);
@@ -705,15 +741,33 @@ CONTRACT(embedding_fd)
     CHECK_EQ(write(sv[1], "q", 1), 1);
     CHECK_EQ(poll(&p, 1, 1000), 1);
     CHECK_EQ(collect(&b, c, 1), 1);
+    /* A wake from another thread makes the fd readable while a poller
+     * sleeps on it (DEFER_TASKRUN broke this: the poll slept to its
+     * timeout). */
+    struct waker w = {.b = &b};
+    pthread_t t;
+    CHECK_EQ(b.ops->wait(&b, 0, c, CAP), 0);
+    CHECK_EQ(poll(&p, 1, 0), 0);
+    CHECK_EQ(pthread_create(&t, NULL, wake_until_stopped, &w), 0);
+    double t0 = harness_now();
+    CHECK_EQ(poll(&p, 1, 2000), 1);
+    CHECK(harness_now() - t0 < 1.0);
+    atomic_store(&w.stop, true);
+    CHECK_EQ(pthread_join(t, NULL), 0);
     b.ops->close(&b);
     close(sv[0]);
     close(sv[1]);
     LEAK_GATE();
 }
 
-/* The seam's faults, as a backend meets them. */
+/* The seam's faults, as a readiness backend meets them (io_uring makes
+ * none of these calls itself: test_uring.c faults its own). */
 CONTRACT(injected_faults)
 {
+    if (completes_later_ops(ops)) {
+        LEAK_GATE();
+        return;
+    }
     struct tide__backend b;
     struct tide__completion c[CAP];
     int sv[2];

@@ -842,6 +842,10 @@ TEST(a_signal_storm_never_surfaces_as_eintr)
     CHECK_EQ(sigaction(SIGUSR1, &sa, &old), 0);
     atomic_store(&storming, 1);
     CHECK_EQ(pthread_create(&t, NULL, storm, &self), 0);
+    /* The storm is on before the calls start (on a loaded machine its
+     * thread may start late). */
+    while (atomic_load(&signals_sent) == 0)
+        usleep(100);
     tide_loop *loop = tide_loop_new();
     CHECK_EQ(run_task(loop, storm_body, NULL), 0);
     atomic_store(&storming, 0);

@@ -1064,6 +1064,8 @@ TEST(reader_callbacks)
     CHECK_EQ(tide_add_reader(loop, sv[0], count_reader, NULL), 0);
     CHECK_EQ(loop->ops_live, 1);
     close_pair(sv);
+    if (strcmp(tide_loop_backend(loop), "io_uring") == 0)
+        idle(loop, 0.002); /* its poll's cancel completes from the ring */
     CHECK_EQ(loop->ops_live, 0);
     /* Left registered at close: let go with the loop. */
     int sv2[2];
@@ -1127,6 +1129,8 @@ TEST(injected_faults)
     tide_loop *loop = tide_loop_new();
     int sv[2], err;
 
+    if (strcmp(tide_loop_backend(loop), "io_uring") == 0)
+        SKIP("io_uring: the kernel makes the calls the seam would fault");
     CHECK_NOT_NULL(loop);
     pair(sv);
     run_task(loop, spawn(loop, faulty_io, sv), &err);

@@ -36,6 +36,13 @@
  *   whose number comes back from socket(), pipe() or open() may never
  *   be reported ready (numbers that tide_sock_accept returns, and
  *   sockets that tide_sock_connect starts, are renewed automatically).
+ * - On the io_uring backend (tide_loop_backend) the kernel makes the
+ *   calls, with these differences: calls of one direction made at once
+ *   on one fd by several tasks complete in no set order (epoll and poll
+ *   keep the order they were made in); an accept waiting in the kernel
+ *   keeps the RLIMIT_NOFILE of the moment it was made; a cancelled call
+ *   races the kernel, so it returns the real result (as above) more
+ *   often than on epoll.
  * - Buffers are borrowed for the duration of the call. Compact tasks
  *   (tide_task_options.compact) may pass buffers on their own stack: for
  *   them every system call is made in the task itself once the fd is

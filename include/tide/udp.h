@@ -123,9 +123,10 @@ TIDE_API ssize_t tide_udp_send(tide_udp *u, const void *buf, size_t len);
  * addr NULL: to the connected peer, as tide_udp_send. On a connected
  * endpoint an addr other than the peer's is -EISCONN (asyncio's
  * ValueError). Otherwise as tide_udp_send; -EINVAL also for addrlen too
- * short for addr's family, port 0 or an address of the other family
- * (from the kernel); -EAFNOSUPPORT for a family other than IPv4 and
- * IPv6 on a connected endpoint. Suspends. */
+ * short for addr's family, port 0 (from the kernel) or an address of the
+ * other family (an IPv6 endpoint does not send to IPv4 addresses);
+ * -EAFNOSUPPORT for a family other than IPv4 and IPv6 on a connected
+ * endpoint. Suspends. */
 TIDE_API ssize_t tide_udp_sendto(tide_udp *u, const void *buf, size_t len,
                                  const struct sockaddr *addr,
                                  socklen_t addrlen);

@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#ifdef TIDE_HAVE_URING
+#include <liburing.h>
+#endif
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/eventfd.h>
@@ -250,6 +253,41 @@ DIR *tide__sys_opendir(const char *path)
     }
     return opendir(path);
 }
+
+#ifdef TIDE_HAVE_URING
+int tide__sys_uring_setup(unsigned entries, struct io_uring *ring,
+                          struct io_uring_params *p)
+{
+    ENTER(TIDE__SYS_URING_SETUP, NULL);
+    int r = io_uring_queue_init_params(entries, ring, p);
+    if (r < 0) {
+        errno = -r;
+        return -1;
+    }
+    return 0;
+}
+
+int tide__sys_uring_enter(struct io_uring *ring, unsigned min_complete,
+                          struct __kernel_timespec *ts)
+{
+    struct io_uring_cqe *cqe;
+    int r;
+
+    ENTER(TIDE__SYS_URING_ENTER, NULL);
+    if (min_complete == 0)
+        r = io_uring_submit_and_get_events(ring);
+    else if (!ts)
+        r = io_uring_submit_and_wait(ring, min_complete);
+    else
+        r = io_uring_submit_and_wait_timeout(ring, &cqe, min_complete, ts,
+                                             NULL);
+    if (r < 0) {
+        errno = -r;
+        return -1;
+    }
+    return r;
+}
+#endif
 
 uint64_t tide__sys_count(enum tide__sys_kind kind)
 {

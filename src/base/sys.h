@@ -48,6 +48,8 @@ enum tide__sys_kind {
     TIDE__SYS_FSYNC,   /* fsync, fdatasync */
     TIDE__SYS_DUP,     /* fcntl F_DUPFD_CLOEXEC */
     TIDE__SYS_FILEOP,  /* stat, fstat, rename, unlink, mkdir, rmdir, opendir */
+    TIDE__SYS_URING_SETUP, /* io_uring_setup (liburing's queue init) */
+    TIDE__SYS_URING_ENTER, /* io_uring_enter: submit and wait */
     TIDE__SYS_COUNT
 };
 
@@ -92,6 +94,20 @@ DIR *tide__sys_opendir(const char *path);
 /* Write 1 to an eventfd; async-signal-safe and callable from any thread
  * (the fault check and counter are lock-free). */
 ssize_t tide__sys_wake(int fd);
+
+/* io_uring (built with liburing): set up a ring, -1 and errno on failure
+ * (liburing returns -errno; the seam keeps the convention above); and one
+ * io_uring_enter that submits what is queued and waits for min_complete
+ * completions at most until ts (ts NULL: no limit; min_complete 0: only
+ * look, running pending task work). Returns 0 or more; -1 and errno
+ * (ETIME: the time ran out; EINTR: a signal). */
+struct io_uring;
+struct io_uring_params;
+struct __kernel_timespec;
+int tide__sys_uring_setup(unsigned entries, struct io_uring *ring,
+                          struct io_uring_params *p);
+int tide__sys_uring_enter(struct io_uring *ring, unsigned min_complete,
+                          struct __kernel_timespec *ts);
 
 /* Calls of `kind` made so far in this process (faulted ones included). */
 uint64_t tide__sys_count(enum tide__sys_kind kind);

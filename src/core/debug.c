@@ -85,6 +85,12 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
             tide__debug_forget(loop);
             return err;
         }
+        if (loop->backend.why[0]) { /* a fallback, silent until now */
+            char msg[192];
+            snprintf(msg, sizeof msg, "backend %s: %s",
+                     loop->backend.ops->name, loop->backend.why);
+            tide__loop_report(loop, msg);
+        }
     } else if (!on && loop->debug) {
         tide__debug_forget(loop);
     }

@@ -71,6 +71,7 @@ struct tide__sigwatch {
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 static struct tide__sigrec *_Atomic records; /* pushed under reg_lock */
 static struct {
     unsigned loops;        /* loops watching it */
@@ -163,6 +164,23 @@ static void release_signal(int signo)
     if (sigaction(signo, NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) &&
         now.sa_handler == on_signal)
         sigaction(signo, &sigs[signo].held, NULL);
+}
+
+/* fork() holds reg_lock, so that a child never inherits it held by a
+ * thread it does not have (HAZARDS B37). */
+static void lock_for_fork(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+static void unlock_after_fork(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void register_fork_handlers(void)
+{
+    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
 /* ---- a loop's record (under reg_lock) ---------------------------------- */
@@ -261,6 +279,7 @@ static struct tide__sigwatch *add_watch(tide_loop *loop, int signo,
     w->drop = drop;
     w->signo = signo;
     w->user = user;
+    pthread_once(&fork_once, register_fork_handlers);
     pthread_mutex_lock(&reg_lock);
     *err = loop->sigrec ? 0 : join(loop);
     if (*err == 0 && !first_watch(loop, signo, false)) {
@@ -302,6 +321,8 @@ void tide__signal_remove(tide_loop *loop, struct tide__sigwatch *w)
     }
     if (!first_watch(loop, signo, false)) {
         atomic_fetch_and(&r->wanted, ~BIT(signo));
+        /* A delivery not taken yet goes with the signal's last watch. */
+        atomic_fetch_and(&r->pending, ~BIT(signo));
         release_signal(signo);
     }
     if (tide__list_empty(&loop->sigwatches))

@@ -7,7 +7,10 @@
  * the bytes are moved to the front only at the start of a later read,
  * so a borrowed pointer stays valid until then. Every receive lands in
  * the buffer (or straight in the caller's buffer when the stream's is
- * empty), so a cancelled read has lost nothing.
+ * empty), so a cancelled read has lost nothing. On a TCP socket the
+ * receives carry TIDE__HINT_STREAM (poll/backend.h): after one that came
+ * back short, the next waits for readiness before it tries, so a request
+ * costs one receive, not a second that only sees EAGAIN.
  *
  * Writing: a write sends at once when nothing is queued; the rest goes
  * to a queue, [wstart, wend) of a buffer grown on demand, and a writer
@@ -44,6 +47,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -60,6 +64,7 @@ struct tide_stream {
     /* reading */
     char *rbuf; /* rcap bytes; [rstart, rend) buffered */
     size_t rcap, rstart, rend;
+    uint8_t hint;   /* on receives: TIDE__HINT_STREAM (TCP), or 0 */
     size_t scanned; /* readuntil: bytes after rstart without sep */
     bool eof;       /* the peer closed its side */
     bool reading;   /* a read is suspended */
@@ -116,6 +121,17 @@ bool tide__stream_closed(const tide_stream *s)
     return s->fd < 0 && !s->shut;
 }
 
+/* Whether fd is a TCP socket (see TIDE__HINT_STREAM). */
+static bool is_tcp(int fd)
+{
+    int proto = 0;
+    socklen_t len = sizeof proto;
+
+    if (tide__sys_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) < 0)
+        return false;
+    return proto == IPPROTO_TCP;
+}
+
 /* A stream over fd on loop; NULL and errno. */
 static tide_stream *stream_new(int fd, size_t limit, tide_loop *loop)
 {
@@ -134,6 +150,7 @@ static tide_stream *stream_new(int fd, size_t limit, tide_loop *loop)
     }
     s->fd = fd;
     s->refs = 1;
+    s->hint = is_tcp(fd) ? TIDE__HINT_STREAM : 0;
     s->loop = loop;
     s->high = DEFAULT_HIGH;
     s->low = DEFAULT_LOW;
@@ -201,13 +218,22 @@ static size_t buffered(const tide_stream *s)
 }
 
 /* Receive up to n bytes into buf: through the transport if s has one,
- * else recv(2) on a socket or read(2) on a pipe. */
+ * else read(2) on a pipe, or recv(2) on a socket as tide_sock_recv does,
+ * with the stream's hint (on TCP: after a short receive, the next waits
+ * for readiness before it tries). */
 static inline ssize_t recv_some(tide_stream *s, void *buf, size_t n)
 {
     if (__builtin_expect(s->xport != NULL, 0))
         return s->xport->recv(s->xarg, s->fd, buf, n);
-    return s->pipe ? tide__pipe_read(s->fd, buf, n)
-                   : tide_sock_recv(s->fd, buf, n, 0);
+    if (s->pipe)
+        return tide__pipe_read(s->fd, buf, n);
+    struct tide__op op = {.kind = TIDE__OP_RECV,
+                          .fd = s->fd,
+                          .buf = buf,
+                          .len = n,
+                          .offset = -1,
+                          .hint = s->hint};
+    return tide__io_run(&op, "sock recv");
 }
 
 /* Receive more into the buffer (moving what is there to the front
@@ -218,7 +244,8 @@ static ssize_t fill(tide_stream *s)
     if (s->fd < 0)
         return -EBADF;
     if (s->rstart > 0) {
-        memmove(s->rbuf, s->rbuf + s->rstart, buffered(s));
+        if (buffered(s)) /* (a read that took everything leaves none) */
+            memmove(s->rbuf, s->rbuf + s->rstart, buffered(s));
         s->rend -= s->rstart;
         s->rstart = 0;
     }

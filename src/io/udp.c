@@ -28,6 +28,7 @@
 
 struct tide_udp {
     int fd;
+    int family; /* AF_INET or AF_INET6 */
     bool connected;
     socklen_t peer_len;           /* 0 unless connected */
     struct sockaddr_storage peer; /* the remote address given at open */
@@ -160,6 +161,7 @@ tide_udp *tide_udp_open_addr(const struct sockaddr *local, socklen_t local_len,
     tide_udp *u = tide__calloc(1, sizeof *u);
     if (!u)
         return NULL; /* errno: ENOMEM */
+    u->family = family;
     u->fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (u->fd < 0) {
         err = -errno;
@@ -277,6 +279,10 @@ ssize_t tide_udp_sendto(tide_udp *u, const void *buf, size_t len,
         if (!same_addr(addr, (const struct sockaddr *)&u->peer))
             return -EISCONN;
         addr = NULL; /* the connected socket's own peer */
+    } else if (addr && addrlen >= (socklen_t)sizeof addr->sa_family &&
+               (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
+               addr->sa_family != u->family) {
+        return -EINVAL; /* the kernel: -EAFNOSUPPORT, or a dual-stack send */
     }
     struct tide__op op = {.kind = TIDE__OP_SEND,
                           .buf = (void *)buf, /* only read */

@@ -84,6 +84,19 @@ enum tide__op_kind {
  * neither close nor stop watching anything else. */
 #define TIDE__CLOSE_FRESH 2
 
+/* op->hint. TIDE__HINT_STREAM (RECV only): the fd is a TCP socket, whose
+ * receive returns less than asked only when it has emptied the receive
+ * queue (urgent data aside), so after such a short result nothing more
+ * is readable until the fd's next readiness, unless the end of the
+ * stream or an error was reported already (TIDE__READY_STICKY). A
+ * readiness backend then waits for that readiness before the fd's next
+ * hinted RECV instead of trying the call first (which would only see
+ * EAGAIN); a completion backend may ignore the hint or use it for
+ * IORING_RECVSEND_POLL_FIRST. Not for Unix stream sockets: their receive
+ * also stops short between two writers' data (SO_PASSCRED) and after
+ * passed fds. */
+#define TIDE__HINT_STREAM 1u
+
 /* Every send and sendmsg a backend makes adds MSG_NOSIGNAL: a peer that
  * went away gives -EPIPE, never SIGPIPE. */
 
@@ -100,6 +113,7 @@ struct tide__op {
     socklen_t addr_len;    /* SEND/CONNECT: length of *addr */
     int64_t offset;
     uint64_t token; /* slot index | generation << 32 */
+    uint8_t hint;   /* TIDE__HINT_*: what the core knows of the fd */
     /* Inline results land here; the core fills it from a completion. */
     ssize_t result;
     /* The backend's own while the op is in flight. */
@@ -145,12 +159,19 @@ struct tide__fdent {
     uint32_t gen;                  /* bumped when the fd is let go */
     uint32_t slot;                 /* poll: index + 1 in pfds; 0: none */
     uint8_t registered;            /* epoll: in the interest list */
-    uint8_t ready;                 /* epoll: TIDE__READY_* seen, not yet
-                                    * used up (edge-triggered) */
+    uint8_t ready;                 /* TIDE__READY_* seen, not yet used up
+                                    * (epoll: edge-triggered) */
 };
 
 #define TIDE__READY_IN 1u
 #define TIDE__READY_OUT 2u
+/* A short receive no longer shows the fd drained (TIDE__HINT_STREAM):
+ * urgent data was reported (POLLPRI: a TCP receive stops short at the
+ * urgent mark), or the end of the stream or an error (POLLRDHUP,
+ * POLLHUP, POLLERR: readable for good, and an edge-triggered backend
+ * reports it once, maybe in the same event as the last bytes). For the
+ * rest of the fd's record. */
+#define TIDE__READY_STICKY 4u
 
 struct tide__backend {
     const struct tide__backend_ops *ops;
@@ -166,6 +187,10 @@ struct tide__backend {
     int wake_fd;     /* eventfd wake() writes; a signal
                       * handler may write it too */
     size_t inflight; /* ops submitted, not yet reported */
+    void *own;       /* a backend's own state (io_uring: its ring) */
+    /* Set by tide__backend_open when it fell back from the backend asked
+     * for or preferred: what failed, for debug mode to say. */
+    char why[128];
     /* Readiness backends (ready.c). */
     struct tide__fdent *fds; /* indexed by fd number */
     uint32_t nfds;
@@ -176,9 +201,17 @@ struct tide__backend {
 
 extern const struct tide__backend_ops tide__backend_epoll;
 extern const struct tide__backend_ops tide__backend_poll;
+#ifdef TIDE_HAVE_URING
+extern const struct tide__backend_ops tide__backend_uring;
+/* Ring entries the io_uring backend asks for (tests make it small). */
+extern unsigned tide__uring_entries;
+#endif
 
-/* Open the backend named by TIDE_BACKEND (epoll|poll), else the best one
- * (epoll, falling back to poll if epoll cannot be opened). */
+/* Open the backend named by TIDE_BACKEND (io_uring|epoll|poll), else the
+ * default (epoll, falling back to poll if epoll cannot be opened). An
+ * io_uring that cannot be set up (ENOSYS, EPERM, a disabled sysctl, a
+ * missing feature, a memlock limit) falls back to epoll, and b->why says
+ * why. */
 int tide__backend_open(struct tide__backend *b);
 
 /* Open a given backend (tests run the contract against each). */

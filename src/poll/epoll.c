@@ -2,10 +2,16 @@
  * edge-triggered.
  *
  * An fd joins the interest list the first time an op on it would block,
- * for EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET at once, and stays there until
- * it is closed (or detached) through tide, so a request in steady state
- * costs no epoll_ctl. Edge-triggered readiness is remembered per fd
- * (tide__fdent.ready) and used up when a retried call meets EAGAIN. The
+ * for EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET at once, and stays
+ * there until it is closed (or detached) through tide, so a request in
+ * steady state costs no epoll_ctl. Edge-triggered readiness is
+ * remembered per fd (tide__fdent.ready) and used up when a retried call
+ * meets EAGAIN, or when a TIDE__HINT_STREAM receive comes back short:
+ * every later arrival of data makes a new edge, so the next such receive
+ * waits for it without trying first. EPOLLPRI (urgent data, at whose
+ * mark a TCP receive stops short with bytes still queued), EPOLLRDHUP,
+ * EPOLLHUP and EPOLLERR (reported once, perhaps with the last bytes)
+ * end that shortcut for the fd (TIDE__READY_STICKY). The
  * event's data is the fd number and its record's generation: an event
  * for a record let go earlier (closed through tide, or found stale when
  * its number came back from accept) is dropped (HAZARDS B01, B03).
@@ -22,6 +28,7 @@
 #include "base/sys.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +46,7 @@ static int ep_watch(struct tide__backend *b, int fd, struct tide__fdent *e)
     if (e->registered || (!e->rq && !e->wq))
         return 0;
     struct epoll_event ev = {
-        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
         .data.u64 = (uint64_t)e->gen << 32 | (uint32_t)fd,
     };
     if (tide__sys_epoll_ctl(b->fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -180,11 +187,26 @@ int tide__backend_open_with(struct tide__backend *b,
 int tide__backend_open(struct tide__backend *b)
 {
     const char *want = getenv("TIDE_BACKEND");
+    char why[96] = "";
 
     if (want && strcmp(want, "poll") == 0)
         return tide__backend_open_with(b, &tide__backend_poll);
+#ifdef TIDE_HAVE_URING
+    if (want && strcmp(want, "io_uring") == 0) {
+        int r = tide__backend_open_with(b, &tide__backend_uring);
+        if (r == 0)
+            return 0;
+        /* Unavailable here: epoll, saying why in debug mode. */
+        memcpy(why, b->why, sizeof why - 1);
+    }
+#else
+    if (want && strcmp(want, "io_uring") == 0)
+        snprintf(why, sizeof why, "built without liburing");
+#endif
     int err = tide__backend_open_with(b, &tide__backend_epoll);
     if (err < 0 && err != -EMFILE && err != -ENFILE && err != -ENOMEM)
         err = tide__backend_open_with(b, &tide__backend_poll);
+    if (err == 0 && why[0])
+        snprintf(b->why, sizeof b->why, "io_uring unavailable (%s)", why);
     return err;
 }

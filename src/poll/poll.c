@@ -1,5 +1,7 @@
 /* The poll() backend: the portable fallback (TIDE_BACKEND=poll forces
- * it). Ops on readiness (ready.c), level-triggered.
+ * it). Ops on readiness (ready.c), level-triggered: an op that waits
+ * for readiness before its first try (TIDE__HINT_STREAM) is always safe
+ * here, since poll(2) reports data that is already there.
  *
  * Only fds with queued ops are watched: they sit in a dense array of
  * struct pollfd (the wake-up eventfd always at index 0) and their record's

@@ -293,6 +293,27 @@ static int submit_close(struct tide__backend *b, struct tide__op *op,
     return 1;
 }
 
+/* A hinted stream receive came back short: the socket is empty, so the
+ * next hinted one waits for readiness first (TIDE__HINT_STREAM). Data
+ * that comes later makes a readiness event of its own: epoll reports
+ * every arrival on an edge-triggered fd, and poll(2) sees the level. */
+static void note_drained(struct tide__fdent *e, const struct tide__op *op,
+                         ssize_t res)
+{
+    if (e && (op->hint & TIDE__HINT_STREAM) && res > 0 &&
+        (size_t)res < op->len && !(e->ready & TIDE__READY_STICKY))
+        e->ready &= (uint8_t)~TIDE__READY_IN;
+}
+
+/* op may skip its first attempt: a hinted receive on an fd drained by
+ * the last one, with no readiness seen since. (An fd not watched yet is
+ * safe too: the backend learns its readiness when it starts to.) */
+static bool wait_first(const struct tide__fdent *e, const struct tide__op *op)
+{
+    return e && (op->hint & TIDE__HINT_STREAM) &&
+           !(e->ready & (TIDE__READY_IN | TIDE__READY_STICKY));
+}
+
 int tide__ready_submit(struct tide__backend *b, struct tide__op *op,
                        const struct tide__watch_ops *w)
 {
@@ -313,10 +334,12 @@ int tide__ready_submit(struct tide__backend *b, struct tide__op *op,
     struct tide__fdent *e = tide__ready_ent(b, op->fd);
     struct tide__op *first = e ? (write_side(op) ? e->wq : e->rq) : NULL;
     bool queued =
-        first && first->kind != TIDE__OP_POLL && op->kind != TIDE__OP_POLL;
+        (first && first->kind != TIDE__OP_POLL && op->kind != TIDE__OP_POLL) ||
+        wait_first(e, op);
     ssize_t res;
     if (!queued && tide__op_attempt(op, &res)) {
         op->result = res;
+        note_drained(e, op, res);
         if (op->kind == TIDE__OP_ACCEPT && res >= 0)
             fresh_fd(b, (int)res, w);
         return 1;
@@ -386,6 +409,7 @@ static void fire_queue(struct tide__backend *b, struct tide__fdent *e,
         } else if (e->ready & bit) {
             if (tide__op_attempt(op, &res)) {
                 unlink_op(e, op);
+                note_drained(e, op, res);
                 emit(b, op, res, out, cap, n);
                 if (op->kind == TIDE__OP_ACCEPT && res >= 0)
                     fresh_fd(b, (int)res, w);
@@ -409,11 +433,27 @@ void tide__ready_fire(struct tide__backend *b, int fd, uint32_t revents,
         e->ready |= TIDE__READY_IN;
     if (revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL))
         e->ready |= TIDE__READY_OUT;
+    if (revents & (POLLPRI | POLLRDHUP | POLLHUP | POLLERR))
+        e->ready |= TIDE__READY_STICKY; /* until let_go */
     bool had = e->rq || e->wq;
-    fire_queue(b, e, false, revents, out, cap, n, w);
-    fire_queue(b, e, true, revents, out, cap, n, w);
+    if (e->rq)
+        fire_queue(b, e, false, revents, out, cap, n, w);
+    if (e->wq)
+        fire_queue(b, e, true, revents, out, cap, n, w);
     if (had && !e->rq && !e->wq)
         w->watch(b, fd, e);
+}
+
+void tide__ready_emit(struct tide__backend *b, struct tide__op *op,
+                      ssize_t res, struct tide__completion *out, int cap,
+                      int *n)
+{
+    emit(b, op, res, out, cap, n);
+}
+
+void tide__ready_unlink_done(struct tide__backend *b, struct tide__op *op)
+{
+    unlink_done(b, op);
 }
 
 /* ---- wake-up ------------------------------------------------------------ */

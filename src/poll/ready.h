@@ -56,6 +56,15 @@ void tide__ready_fire(struct tide__backend *b, int fd, uint32_t revents,
                       struct tide__completion *out, int cap, int *n,
                       const struct tide__watch_ops *w);
 
+/* Report op with res: into out[*n] while *n < cap, else onto the done
+ * list (io_uring's backend shares the done list too). */
+void tide__ready_emit(struct tide__backend *b, struct tide__op *op,
+                      ssize_t res, struct tide__completion *out, int cap,
+                      int *n);
+
+/* Take op (on the done list) off it. */
+void tide__ready_unlink_done(struct tide__backend *b, struct tide__op *op);
+
 /* Move done-list completions to out[0..cap); returns how many. */
 int tide__ready_take_done(struct tide__backend *b,
                           struct tide__completion *out, int cap);
