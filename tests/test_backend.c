@@ -33,10 +33,14 @@
 #include <unistd.h>
 
 #ifdef TIDE_HAVE_URING
-#define URING_CONTRACT(name)                   \
-    TEST(name##_io_uring)                      \
-    {                                          \
-        contract_##name(&tide__backend_uring); \
+/* memcheck cannot see what the kernel writes through the ring (results,
+ * addresses, received bytes): it would call them uninitialised. */
+#define URING_CONTRACT(name)                                      \
+    TEST(name##_io_uring)                                         \
+    {                                                             \
+        if (HARNESS_VALGRIND)                                     \
+            SKIP("memcheck cannot see the kernel's ring writes"); \
+        contract_##name(&tide__backend_uring);                    \
     }
 #else
 #define URING_CONTRACT(name)
