@@ -244,11 +244,13 @@ bool tide__loop_external_pending(tide_loop *loop)
     const struct tide__timer *t = tide__heap_min(&loop->timers);
 
     if (loop->ready.count || (t && t->deadline != INT64_MAX) ||
-        loop->backend.inflight || loop->remote_unrun ||
-        loop->remote_expected || loop->sig_handlers || loop->reaper ||
-        atomic_load_explicit(&loop->remote_pending, memory_order_acquire))
+        loop->backend.inflight || loop->remote_expected ||
+        loop->sig_handlers || loop->reaper)
         return true;
-    return other_threads();
+    /* Threads first, then what they posted: a thread that posts and ends
+     * between the two looks would otherwise be missed by both. */
+    return other_threads() || loop->remote_unrun ||
+           atomic_load_explicit(&loop->remote_pending, memory_order_acquire);
 }
 
 /* ---- the wait-for graph --------------------------------------------------
