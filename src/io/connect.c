@@ -29,7 +29,9 @@
 #define DEFAULT_DELAY 0.25
 
 struct attempt {
-    const struct addrinfo *ai;
+    const struct addrinfo *ai;    /* the caller's: read by the caller only */
+    struct sockaddr_storage addr; /* a copy of ai's, which the task reads */
+    socklen_t addrlen;
     int fd;            /* -1 once handed on or closed */
     tide_future *task; /* NULL: not started, or could not start */
 };
@@ -37,7 +39,7 @@ struct attempt {
 static void *attempt_body(void *arg)
 {
     struct attempt *a = arg;
-    int r = tide_sock_connect(a->fd, a->ai->ai_addr, a->ai->ai_addrlen);
+    int r = tide_sock_connect(a->fd, (struct sockaddr *)&a->addr, a->addrlen);
 
     return r < 0 ? tide_fail(r) : NULL;
 }
@@ -68,9 +70,15 @@ static size_t interleave(const struct addrinfo *list, struct attempt *out)
     }
 }
 
-/* Start attempt a: 0, or the socket/task error (a is then done). */
+/* Start attempt a: 0, or the socket/task error (a is then done). Its
+ * task reads a copy of the address: the caller's list may be in the
+ * frames of a compact task, copied away while it waits (README). */
 static int start(struct attempt *a)
 {
+    if (a->ai->ai_addrlen > sizeof a->addr)
+        return -EINVAL;
+    memcpy(&a->addr, a->ai->ai_addr, a->ai->ai_addrlen);
+    a->addrlen = a->ai->ai_addrlen;
     a->fd = socket(a->ai->ai_family,
                    a->ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                    a->ai->ai_protocol);
