@@ -33,12 +33,6 @@ static void run_main(tide_fn fn, void *arg)
 {
     void *res = NULL;
 
-    /* The bodies share their locals with the tasks they start, which a
-     * compact task's copied-away frames do not allow (README, "Compact
-     * tasks"); the I/O layer's compact path is tested by test_io. */
-    if (harness_compact())
-        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
-
     CHECK_ERR(tide_run(fn, arg, &res), 0);
 }
 
@@ -67,7 +61,8 @@ static void *two_readers_body(void *arg)
     (void)arg;
 
     pair(sv);
-    struct one_byte a = {sv[0], -99}, b = {sv[0], -99};
+    static struct one_byte a, b; /* the tasks write them while this waits */
+    a = b = (struct one_byte){sv[0], -99};
     tide_future *ta = tide_create_task(NULL, recv_one, &a);
     tide_future *tb = tide_create_task(NULL, recv_one, &b);
     CHECK_ERR(tide_sleep(0.01), 0);
@@ -104,9 +99,11 @@ static void count_cb(void *arg)
  * review: the bound was not documented.) */
 static void *busy_callback_body(void *arg)
 {
-    int sv[2], calls = 0;
+    static int calls; /* the callback counts while this task yields */
+    int sv[2];
     (void)arg;
 
+    calls = 0;
     pair(sv);
     CHECK_ERR(tide_add_reader(NULL, sv[0], count_cb, &calls), 0);
     CHECK_ERR(tide_sleep(0), 0); /* armed, the fd not readable yet */
@@ -151,7 +148,7 @@ static void *poke_eventfd(void *arg)
     uint64_t one = 1;
 
     CHECK_ERR(tide_sleep(0.01), 0);
-    CHECK_EQ(write(*(int *)arg, &one, sizeof one), 8);
+    CHECK_EQ(write((int)PINT(arg), &one, sizeof one), 8);
     return NULL;
 }
 
@@ -162,7 +159,7 @@ static void *eventfd_pipe_body(void *arg)
     (void)arg;
 
     CHECK(efd >= 0);
-    tide_future *t = tide_create_task(NULL, poke_eventfd, &efd);
+    tide_future *t = tide_create_task(NULL, poke_eventfd, IPTR(efd));
     CHECK_ERR(tide_wait_readable(efd, 1), 0);
     CHECK_ERR(tide_await(t, NULL), 0);
     tide_future_release(t);
@@ -263,7 +260,8 @@ static void *close_wakes_body(void *arg)
 
     tide_stream *s = stream_pair(&peer);
     CHECK_ERR(tide_stream_write(s, big, sizeof big), 0);
-    struct in_stream r = {s, 99}, d1 = {s, 99}, d2 = {s, 99};
+    static struct in_stream r, d1, d2; /* written while this waits */
+    r = d1 = d2 = (struct in_stream){s, 99};
     tide_future *tr = tide_create_task(NULL, read_task, &r);
     tide_future *t1 = tide_create_task(NULL, drain_task, &d1);
     tide_future *t2 = tide_create_task(NULL, drain_task, &d2);
@@ -297,7 +295,8 @@ static void *cancel_drain_body(void *arg)
 
     tide_stream *s = stream_pair(&peer);
     CHECK_ERR(tide_stream_write(s, big, sizeof big), 0);
-    struct in_stream d = {s, 99}, r = {s, 99};
+    static struct in_stream d, r; /* written while this waits */
+    d = r = (struct in_stream){s, 99};
     tide_future *t = tide_create_task(NULL, drain_task, &d);
     tide_future *tr = tide_create_task(NULL, read_task, &r);
     CHECK_ERR(tide_sleep(0), 0);
@@ -378,7 +377,7 @@ static void *recv_task(void *arg)
 {
     char c;
 
-    return IPTR(tide_sock_recv(*(int *)arg, &c, 1, 0));
+    return IPTR(tide_sock_recv((int)PINT(arg), &c, 1, 0));
 }
 
 /* tide.h: the outer loop "watches tide_loop_backend_fd for readability"
@@ -391,7 +390,7 @@ TEST(backend_fd_wakes_when_a_tasks_socket_is_readable)
 
     CHECK_NOT_NULL(loop);
     pair(sv);
-    tide_future *t = tide_create_task(loop, recv_task, &sv[0]);
+    tide_future *t = tide_create_task(loop, recv_task, IPTR(sv[0]));
     for (int i = 0; i < 3; i++)
         tide_loop_run_once(loop, 0);
     int bfd = tide_loop_backend_fd(loop);
@@ -501,7 +500,7 @@ static void *nested_body(void *arg)
     int sv[2];
 
     pair(sv);
-    tide_future *r = tide_create_task(loop, recv_task, &sv[0]);
+    tide_future *r = tide_create_task(loop, recv_task, IPTR(sv[0]));
     CHECK_ERR(tide_sleep(0), 0);
     CHECK(tide_call_later(loop, 0.3, set_done, f) != 0);
     CHECK_EQ(send(sv[1], "q", 1, 0), 1);
@@ -520,8 +519,6 @@ static void *nested_body(void *arg)
  * timer fires), every step of it fast. Nothing should be reported. */
 TEST(watchdog_is_quiet_for_a_task_hosting_a_nested_run)
 {
-    if (harness_compact()) /* nested_body shares its frame with a task */
-        SKIP("TIDE_COMPACT=1: the body shares its frame with a task");
     tide_loop *loop = tide_loop_new();
 
     CHECK_NOT_NULL(loop);

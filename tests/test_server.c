@@ -124,17 +124,22 @@ static void *client_task(void *arg)
     return NULL;
 }
 
-/* n clients of srv at once, each `lines` round trips; all must pass. */
+/* n clients of srv at once, each `lines` round trips; all must pass. The
+ * clients share c, which is static: this caller's frames may be a compact
+ * task's, copied away while it waits (README, "Compact tasks"). */
 static void run_clients(tide_server *srv, const char *path, size_t n,
                         int lines, bool together)
 {
-    size_t live = 0;
-    struct client c = {.port = path ? 0 : port_of(srv),
-                       .path = path,
-                       .lines = lines,
-                       .hold = together ? n : 0,
-                       .live = &live,
-                       .all = tide_event_new()};
+    static size_t live;
+    static struct client c;
+
+    live = 0;
+    c = (struct client){.port = path ? 0 : port_of(srv),
+                        .path = path,
+                        .lines = lines,
+                        .hold = together ? n : 0,
+                        .live = &live,
+                        .all = tide_event_new()};
     tide_future **t = calloc(n, sizeof *t);
 
     CHECK_NOT_NULL(t);
@@ -181,7 +186,7 @@ TEST(tcp_echo_to_50_clients_and_serve_forever)
 
 static void *unix_body(void *arg)
 {
-    char path[64];
+    static char path[64]; /* the clients read it while this waits */
     (void)arg;
 
     snprintf(path, sizeof path, "/tmp/tide-test-%d.sock", (int)getpid());
@@ -281,7 +286,7 @@ static void *close_mid_body(void *arg)
     tide_server *srv =
         tide_start_server(NULL, "127.0.0.1", 0, slow_reply, NULL, NULL);
     CHECK_NOT_NULL(srv);
-    struct mid m[4];
+    static struct mid m[4]; /* the clients write them while this waits */
     tide_future *t[4];
     for (int i = 0; i < 4; i++) {
         m[i] = (struct mid){.port = port_of(srv)};
@@ -317,7 +322,8 @@ static void *abort_body(void *arg)
     tide_server *srv =
         tide_start_server(NULL, "127.0.0.1", 0, slow_reply, NULL, NULL);
     CHECK_NOT_NULL(srv);
-    struct mid m = {.port = port_of(srv)};
+    static struct mid m;
+    m = (struct mid){.port = port_of(srv)};
     tide_future *t = tide_create_task(NULL, mid_request_client, &m);
     CHECK_EQ(tide_sleep(0.02), 0);
     CHECK_EQ(tide_server_abort(srv), 0);

@@ -279,7 +279,7 @@ static void *readline_task(void *arg)
 
 static void *cancel_body(void *arg)
 {
-    struct reader rd = {0};
+    static struct reader rd; /* written by the task while this body waits */
     const void *p;
     int peer;
     (void)arg;
@@ -311,7 +311,7 @@ TEST(cancelled_readline_keeps_its_bytes_for_the_next_read)
 
 static void *trickle_task(void *arg)
 {
-    int fd = *(int *)arg;
+    int fd = (int)PINT(arg);
 
     for (int i = 0; i < 100; i++) {
         if (tide_sock_send(fd, "x", 1, 0) != 1 || tide_sleep(0.01) < 0)
@@ -329,7 +329,7 @@ static void *trickle_body(void *arg)
     (void)arg;
 
     tide_stream *s = stream_pair(&peer, 0);
-    tide_future *t = tide_create_task(NULL, trickle_task, &peer);
+    tide_future *t = tide_create_task(NULL, trickle_task, IPTR(peer));
     double t0 = harness_now();
     tide_timeout *scope = tide_timeout_begin(0.1);
     CHECK_NOT_NULL(scope);
@@ -505,7 +505,7 @@ static void *sink_task(void *arg)
 static void *close_flush_body(void *arg)
 {
     static char chunk[251 * 1195];
-    struct sink k;
+    static struct sink k; /* written by sink_task while this body waits */
     (void)arg;
 
     for (size_t i = 0; i < sizeof chunk; i++)
