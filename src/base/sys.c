@@ -4,6 +4,7 @@
 #include "base/sys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/eventfd.h>
@@ -133,6 +134,55 @@ int tide__sys_getsockopt(int fd, int level, int name, void *val,
 {
     ENTER(TIDE__SYS_GETSOCKOPT, NULL);
     return getsockopt(fd, level, name, val, len);
+}
+
+int tide__sys_setsockopt(int fd, int level, int name, const void *val,
+                         socklen_t len)
+{
+    ENTER(TIDE__SYS_SETSOCKOPT, NULL);
+    return setsockopt(fd, level, name, val, len);
+}
+
+int tide__sys_socket(int domain, int type, int protocol)
+{
+    ENTER(TIDE__SYS_SOCKET, NULL);
+    return socket(domain, type, protocol);
+}
+
+int tide__sys_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    ENTER(TIDE__SYS_BIND, NULL);
+    return bind(fd, addr, len);
+}
+
+int tide__sys_listen(int fd, int backlog)
+{
+    ENTER(TIDE__SYS_LISTEN, NULL);
+    return listen(fd, backlog);
+}
+
+int tide__sys_shutdown(int fd, int how)
+{
+    ENTER(TIDE__SYS_SHUTDOWN, NULL);
+    return shutdown(fd, how);
+}
+
+int tide__sys_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    ENTER(TIDE__SYS_GETNAME, NULL);
+    return getsockname(fd, addr, len);
+}
+
+int tide__sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    ENTER(TIDE__SYS_GETNAME, NULL);
+    return getpeername(fd, addr, len);
+}
+
+int tide__sys_fcntl(int fd, int cmd, int arg)
+{
+    ENTER(TIDE__SYS_FCNTL, NULL);
+    return fcntl(fd, cmd, arg);
 }
 
 int tide__sys_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts)

@@ -1,5 +1,6 @@
 /* The system-call seam: every system call of the I/O layer and of the
- * poll backends goes through one of these wrappers.
+ * poll backends goes through one of these wrappers (but for stat and
+ * unlink of a Unix server's socket file, which are not socket calls).
  *
  * Each wrapper is the plain call plus two things tests and benchmarks
  * need: a count of calls per kind (relaxed atomics: the wake-up is
@@ -40,6 +41,13 @@ enum tide__sys_kind {
     TIDE__SYS_EPOLL_CREATE,
     TIDE__SYS_EVENTFD, /* eventfd creation */
     TIDE__SYS_WAKE,    /* the 8-byte write that wakes a loop */
+    TIDE__SYS_SOCKET,
+    TIDE__SYS_BIND,
+    TIDE__SYS_LISTEN,
+    TIDE__SYS_SHUTDOWN,
+    TIDE__SYS_SETSOCKOPT,
+    TIDE__SYS_GETNAME, /* getsockname, getpeername */
+    TIDE__SYS_FCNTL,
     TIDE__SYS_COUNT
 };
 
@@ -61,6 +69,16 @@ int tide__sys_connect(int fd, const struct sockaddr *addr, socklen_t len);
 int tide__sys_close(int fd);
 int tide__sys_getsockopt(int fd, int level, int name, void *val,
                          socklen_t *len);
+int tide__sys_setsockopt(int fd, int level, int name, const void *val,
+                         socklen_t len);
+int tide__sys_socket(int domain, int type, int protocol);
+int tide__sys_bind(int fd, const struct sockaddr *addr, socklen_t len);
+int tide__sys_listen(int fd, int backlog);
+int tide__sys_shutdown(int fd, int how);
+int tide__sys_getsockname(int fd, struct sockaddr *addr, socklen_t *len);
+int tide__sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len);
+/* fcntl with an int argument (F_GETFL ignores it, F_SETFL sets flags). */
+int tide__sys_fcntl(int fd, int cmd, int arg);
 /* ppoll: ts NULL waits without limit. */
 int tide__sys_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts);
 int tide__sys_epoll_create1(int flags);
