@@ -15,6 +15,7 @@
 #include "io/io.h"
 
 #include "base/alloc.h"
+#include "base/sys.h"
 
 #include <tide/stream.h>
 
@@ -79,9 +80,9 @@ static int start(struct attempt *a)
         return -EINVAL;
     memcpy(&a->addr, a->ai->ai_addr, a->ai->ai_addrlen);
     a->addrlen = a->ai->ai_addrlen;
-    a->fd = socket(a->ai->ai_family,
-                   a->ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                   a->ai->ai_protocol);
+    a->fd = tide__sys_socket(a->ai->ai_family,
+                             a->ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                             a->ai->ai_protocol);
     if (a->fd < 0)
         return -errno;
     a->task = tide_create_task(NULL, attempt_body, a);
@@ -113,7 +114,8 @@ static int wrap(int fd, int family, size_t limit, tide_stream **out)
     int one = 1;
 
     if (family == AF_INET || family == AF_INET6)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        (void)tide__sys_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+                                   sizeof one);
     *out = tide_stream_new(fd, limit);
     if (*out)
         return 0;
@@ -241,7 +243,8 @@ int tide_open_unix_connection(const char *path, size_t limit,
     if (strlen(path) >= sizeof a.sun_path)
         return -ENAMETOOLONG;
     strcpy(a.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = tide__sys_socket(AF_UNIX,
+                              SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     int r = tide_sock_connect(fd, (struct sockaddr *)&a, sizeof a);

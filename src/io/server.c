@@ -24,6 +24,7 @@
 
 #include "base/alloc.h"
 #include "base/list.h"
+#include "base/sys.h"
 
 #include <tide/stream.h>
 #include <tide/sync.h>
@@ -108,7 +109,8 @@ static int start_conn(tide_server *srv, int fd)
     int one = 1;
 
     if (srv->family != AF_UNIX)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        (void)tide__sys_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+                                   sizeof one);
     struct conn *c = tide__calloc(1, sizeof *c);
     if (!c) {
         tide_close(fd);
@@ -192,16 +194,18 @@ static void drop_at_close(struct tide__linger *l)
 static int listen_on(const struct sockaddr *addr, socklen_t len, int backlog)
 {
     int one = 1;
-    int fd =
-        socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = tide__sys_socket(addr->sa_family,
+                              SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
         return -errno;
     if (addr->sa_family != AF_UNIX)
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, addr, len) < 0 || listen(fd, backlog) < 0) {
+        (void)tide__sys_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+                                   sizeof one);
+    if (tide__sys_bind(fd, addr, len) < 0 ||
+        tide__sys_listen(fd, backlog) < 0) {
         int err = -errno;
-        close(fd);
+        tide__sys_close(fd);
         return err;
     }
     return fd;
@@ -325,7 +329,7 @@ int tide_server_sockname(tide_server *srv, struct sockaddr *addr,
         return -EINVAL;
     if (srv->fd < 0)
         return -EBADF;
-    return getsockname(srv->fd, addr, len) < 0 ? -errno : 0;
+    return tide__sys_getsockname(srv->fd, addr, len) < 0 ? -errno : 0;
 }
 
 size_t tide_server_connections(const tide_server *srv)

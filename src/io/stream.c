@@ -109,9 +109,9 @@ tide_stream *tide_stream_new(int fd, size_t limit)
         errno = EINVAL;
         return NULL;
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 ||
-        (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+    int fl = tide__sys_fcntl(fd, F_GETFL, 0);
+    if (fl < 0 || (!(fl & O_NONBLOCK) &&
+                   tide__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
         return NULL; /* errno: EBADF */
     tide_stream *s = tide__calloc(1, sizeof *s);
     if (!s)
@@ -383,7 +383,7 @@ static void queue_empty(tide_stream *s)
     stop_flushing(s);
     if (s->eof_wanted && !s->eof_sent && !s->err && s->fd >= 0) {
         s->eof_sent = true;
-        if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
+        if (tide__sys_shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
             set_error(s, -errno);
     }
 }
@@ -643,7 +643,7 @@ int tide_stream_abort(tide_stream *s)
         return -EINVAL;
     if (s->fd < 0)
         return -EBADF;
-    (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    (void)tide__sys_setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close_fd(s);
     return 0;
 }
@@ -657,7 +657,7 @@ int tide_stream_setsockopt(tide_stream *s, int level, int name,
         return -EINVAL;
     if (s->fd < 0)
         return -EBADF;
-    return setsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
+    return tide__sys_setsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
 }
 
 int tide_stream_getsockopt(tide_stream *s, int level, int name, void *val,
@@ -683,10 +683,10 @@ static int name_of(tide_stream *s, struct sockaddr *addr, socklen_t *len,
 
 int tide_stream_peername(tide_stream *s, struct sockaddr *addr, socklen_t *len)
 {
-    return name_of(s, addr, len, getpeername);
+    return name_of(s, addr, len, tide__sys_getpeername);
 }
 
 int tide_stream_sockname(tide_stream *s, struct sockaddr *addr, socklen_t *len)
 {
-    return name_of(s, addr, len, getsockname);
+    return name_of(s, addr, len, tide__sys_getsockname);
 }
