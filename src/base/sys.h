@@ -6,11 +6,16 @@
  * need: a count of calls per kind (relaxed atomics: the wake-up is
  * written from other threads), and faults a test arms for the n-th next
  * call of a kind: fail it with an errno (EAGAIN, EINTR, ENOMEM, EMFILE,
- * ...) without making it, or make it with its length cut short (a short
- * read or write). An armed fault fires once. Failures return -1 with
- * errno set, exactly as the system call would, so callers handle an
- * injected fault and a real one by the same code. When no fault is armed
- * a wrapper costs one relaxed load and one relaxed add beside the call.
+ * ...) without making it (close is made all the same: Linux frees the
+ * fd whatever close reports), or make it with its length cut short (a
+ * short read or write). An armed fault fires once. The calls that start
+ * nothing the kernel goes on with (socket, bind, listen, shutdown,
+ * get/setsockopt, getsockname/getpeername, fcntl, epoll_ctl) are made again
+ * after EINTR, an injected one too, so EINTR never reaches their callers.
+ * Failures return -1 with errno set, exactly as the system call would, so
+ * callers handle an injected fault and a real one by the same code. When no
+ * fault is armed a wrapper costs one relaxed load and one relaxed add beside
+ * the call.
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_CORE_SYS_H
