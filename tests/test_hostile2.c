@@ -569,3 +569,117 @@ TEST(no_deadlock_report_while_a_child_process_will_write)
     CHECK_EQ(reports, 0);
     LEAK_GATE();
 }
+
+/* ---- B01 at scale: close and reuse fd numbers inside a batch ---------- */
+
+enum { B01_PAIRS = 1000 };
+
+struct b01_tag {
+    int i, set; /* pair index; 0: the first set, 1: the one made after */
+};
+
+static int b01_fd[B01_PAIRS][2];
+static struct b01_tag b01_tags[2][B01_PAIRS];
+static int b01_set;                 /* the set open now */
+static int b01_calls[2][B01_PAIRS]; /* callbacks per set and pair */
+static int b01_wrong, b01_reused, b01_ncalls[2];
+
+static void b01_read(void *arg);
+static int b01_sent;
+
+static void b01_make_set(int set)
+{
+    for (int i = 0; i < B01_PAIRS; i++) {
+        pair(b01_fd[i]);
+        b01_tags[set][i] = (struct b01_tag){i, set};
+        CHECK_ERR(tide_add_reader(NULL, b01_fd[i][0], b01_read,
+                                  &b01_tags[set][i]),
+                  0);
+    }
+}
+
+/* The first callback of the batch closes all 1,000 readable pairs and
+ * opens 1,000 new, unreadable ones (the same numbers) with readers of
+ * their own; a callback for the old set after that, or for the new set
+ * before its data comes, is a stale event delivered. */
+static void b01_read(void *arg)
+{
+    struct b01_tag *t = arg;
+    char c;
+
+    if (t->set != b01_set) {
+        b01_wrong++;
+        return;
+    }
+    b01_calls[t->set][t->i]++;
+    b01_ncalls[t->set]++;
+    if (t->set == 1) {
+        if (recv(b01_fd[t->i][0], &c, 1, 0) != 1)
+            harness_fail(__FILE__, __LINE__,
+                         "pair %d: no byte (sent: %d, calls %d %d, reused %d)",
+                         t->i, b01_sent, b01_ncalls[0], b01_ncalls[1],
+                         b01_reused);
+        return;
+    }
+    bool old[4 * B01_PAIRS + 64] = {false};
+    for (int i = 0; i < B01_PAIRS; i++) {
+        for (int k = 0; k < 2; k++)
+            if (b01_fd[i][k] < (int)(sizeof old / sizeof old[0]))
+                old[b01_fd[i][k]] = true;
+        CHECK_EQ(tide_close(b01_fd[i][0]), 0); /* drops its reader */
+        CHECK_EQ(close(b01_fd[i][1]), 0);
+    }
+    b01_set = 1;
+    b01_make_set(1);
+    for (int i = 0; i < B01_PAIRS; i++)
+        if (b01_fd[i][0] < (int)(sizeof old / sizeof old[0]) &&
+            old[b01_fd[i][0]])
+            b01_reused++;
+}
+
+/* HAZARDS B01 (libuv test-watcher-cross-stop, nginx's instance bit):
+ * 1,000 socketpairs readable at once, one batch; the first reader
+ * callback closes them all and makes 1,000 new ones that get the same
+ * numbers. No callback runs for a closed pair, none for a new one until
+ * its own byte comes, and then each runs. */
+TEST(b01_close_all_and_reuse_their_numbers_in_one_batch)
+{
+    struct rlimit r;
+
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
+    if (r.rlim_cur < 4 * B01_PAIRS + 64) {
+        r.rlim_cur =
+            r.rlim_max < 4 * B01_PAIRS + 64 ? r.rlim_max : 4 * B01_PAIRS + 64;
+        CHECK_EQ(setrlimit(RLIMIT_NOFILE, &r), 0);
+        if (r.rlim_cur < 4 * B01_PAIRS + 64)
+            SKIP("fewer than 4,064 fds allowed");
+    }
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_set_event_loop(loop);
+    b01_make_set(0);
+    run_once(loop); /* every fd is watched, none readable yet */
+    for (int i = 0; i < B01_PAIRS; i++)
+        CHECK_EQ(send(b01_fd[i][1], "x", 1, 0), 1);
+    for (int i = 0; i < 5; i++)
+        tide_loop_run_once(loop, 0.01);
+    CHECK_EQ(b01_ncalls[0], 1); /* the first closed the rest */
+    CHECK_EQ(b01_ncalls[1], 0);
+    CHECK_EQ(b01_wrong, 0);
+    CHECK(b01_reused >= B01_PAIRS * 9 / 10); /* the numbers came back */
+    b01_sent = 1;
+    for (int i = 0; i < B01_PAIRS; i++)
+        CHECK_EQ(send(b01_fd[i][1], "y", 1, 0), 1);
+    for (int i = 0; i < 50 && b01_ncalls[1] < B01_PAIRS; i++)
+        tide_loop_run_once(loop, 0.01);
+    for (int i = 0; i < B01_PAIRS; i++)
+        CHECK_EQ(b01_calls[1][i], 1); /* each once: its byte was read */
+    CHECK_EQ(b01_wrong, 0);
+    for (int i = 0; i < B01_PAIRS; i++) {
+        CHECK_EQ(tide_close(b01_fd[i][0]), 0);
+        CHECK_EQ(close(b01_fd[i][1]), 0);
+    }
+    tide_set_event_loop(NULL);
+    CHECK_ERR(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
