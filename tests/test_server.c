@@ -8,9 +8,10 @@
  * deadline (its client sees the bytes or an error, never silence);
  * abort resets clients; RLIMIT_NOFILE lowered so accept fails with
  * EMFILE: the error is reported, the server keeps serving the client it
- * has, does not spin (loop iterations counted) and accepts the waiting
- * clients once fds are free; faults injected at every system call the
- * stream, server and connect paths make. Loopback only.
+ * has, does not spin (loop iterations and accept calls counted) and
+ * accepts the waiting clients once fds are free; a handler's 4 MiB
+ * answer to a half-closed request arrives whole; faults injected at every
+ * system call the stream, server and connect paths make. Loopback only.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -345,6 +346,68 @@ TEST(abort_resets_live_connections)
     LEAK_GATE();
 }
 
+/* ---- half-close: every byte written before close arrives ------------ */
+
+enum { REQUEST = 10 * 1024, RESPONSE = 4 << 20 };
+
+static char response[RESPONSE];
+
+/* Read the request to its end, answer 4 MiB and return: the server
+ * closes the stream, which must send all of it first (no reset). */
+static void answer_after_eof(tide_stream *s, void *arg)
+{
+    const void *p;
+    ssize_t n;
+    size_t got = 0;
+    (void)arg;
+
+    while ((n = tide_stream_read(s, 65536, &p)) > 0)
+        got += (size_t)n;
+    if (n == 0 && got == REQUEST)
+        (void)tide_stream_write(s, response, sizeof response);
+}
+
+static void *half_close_body(void *arg)
+{
+    static char request[REQUEST];
+    tide_stream *s;
+    const void *p;
+    ssize_t n;
+    (void)arg;
+
+    for (size_t i = 0; i < sizeof response; i++)
+        response[i] = (char)(i % 251);
+    tide_server *srv =
+        tide_start_server(NULL, "127.0.0.1", 0, answer_after_eof, NULL, NULL);
+    CHECK_NOT_NULL(srv);
+    CHECK_EQ(tide_open_connection("127.0.0.1", port_of(srv), 0, &s), 0);
+    CHECK_EQ(tide_stream_write(s, request, sizeof request), 0);
+    CHECK_EQ(tide_stream_write_eof(s), 0);
+    CHECK_EQ(tide_stream_write_eof(s), 0); /* a second: no-op */
+    CHECK_ERR(tide_stream_write(s, "x", 1), -EPIPE);
+    size_t got = 0;
+    while ((n = tide_stream_read(s, 65536, &p)) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            CHECK(((const char *)p)[i] == (char)((got + (size_t)i) % 251));
+        got += (size_t)n;
+    }
+    CHECK_EQ(n, 0); /* end of stream, not a reset */
+    CHECK_EQ(got, sizeof response);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    CHECK_EQ(tide_server_close(srv, 1), 0);
+    return NULL;
+}
+
+/* HAZARDS B30 and issue 9 ("every byte written before close reaches a
+ * peer that reads until EOF"): the client sends 10 KiB and half-closes;
+ * the handler reads to the end, writes 4 MiB and returns; the client
+ * reads exactly 4 MiB, then end of stream. */
+TEST(handler_response_after_half_close_arrives_whole)
+{
+    CHECK_EQ(harness_run_body(half_close_body, NULL), 0);
+    LEAK_GATE();
+}
+
 /* ---- EMFILE ---------------------------------------------------------- */
 
 static int emfile_reports;
@@ -388,6 +451,7 @@ static void *emfile_body(void *arg)
     for (int i = 0; i < 5; i++)
         (void)connect(c[i], (struct sockaddr *)&a, sizeof a);
     uint64_t it0 = loop_iterations(loop);
+    uint64_t acc0 = tide__sys_count(TIDE__SYS_ACCEPT);
     double t0 = harness_now();
     const void *p;
     while (harness_now() - t0 < 0.5) { /* the one it has is still served */
@@ -396,8 +460,10 @@ static void *emfile_body(void *arg)
         CHECK_EQ(tide_sleep(0.05), 0);
     }
     uint64_t iters = loop_iterations(loop) - it0;
+    uint64_t accepts = tide__sys_count(TIDE__SYS_ACCEPT) - acc0;
     CHECK(emfile_reports >= 2 && emfile_reports <= 12); /* ~ one per 0.1 s */
     CHECK(iters < 200); /* no spin: sleeps, pings and retries only */
+    CHECK(accepts >= 2 && accepts <= 12); /* one try per 0.1 s pause */
     CHECK_EQ(tide_server_connections(srv), 1);
     CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
     while (nfill > 0)
