@@ -1,7 +1,8 @@
 /* Streams (include/tide/stream.h): the buffered reader, the writer and
  * its water marks, closing, and connecting.
  *
- * Every reader and writer call on good and bad input; a cancelled
+ * Every reader and writer call on good and bad input (unknown address
+ * families too); a cancelled
  * readline keeps its bytes; a peer sending one byte at a time under a
  * timeout scope; a line over the limit keeps the buffered bytes; a
  * readexactly cut short by end of stream; several tasks draining at
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -133,6 +135,28 @@ static void *bad_args_body(void *arg)
     CHECK(tide_stream_fd(s) >= 0);
     CHECK_EQ(tide_stream_close(s, 1), 0);
     CHECK_EQ(tide_close(peer), 0);
+
+    /* Unknown address families, and an address longer than any */
+    struct sockaddr_in bogus = {.sin_family = 12345};
+    struct addrinfo ai = {.ai_family = 12345,
+                          .ai_socktype = SOCK_STREAM,
+                          .ai_addr = (struct sockaddr *)&bogus,
+                          .ai_addrlen = sizeof bogus};
+    tide_stream *c = (void *)1;
+    long fds = harness_fd_count();
+    CHECK_ERR(tide_open_connection_addrinfo(&ai, 0, 0, &c), -EAFNOSUPPORT);
+    CHECK_NULL(c);
+    ai.ai_family = AF_INET;
+    CHECK_ERR(tide_open_connection_addrinfo(&ai, 0, 0, &c), -EAFNOSUPPORT);
+    ai.ai_addrlen = 1000;
+    CHECK_ERR(tide_open_connection_addrinfo(&ai, 0, 0, &c), -EINVAL);
+    CHECK_NULL(c);
+    int u = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(u >= 0);
+    CHECK_ERR(tide_sock_connect(u, (struct sockaddr *)&bogus, sizeof bogus),
+              -EAFNOSUPPORT);
+    CHECK_EQ(tide_close(u), 0);
+    CHECK_EQ(harness_fd_count(), fds);
     return NULL;
 }
 
