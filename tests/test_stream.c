@@ -2,8 +2,7 @@
  * its water marks, closing, and connecting.
  *
  * Every reader and writer call on good and bad input (unknown address
- * families too); a cancelled
- * readline keeps its bytes; a peer sending one byte at a time under a
+ * families too); a cancelled readline keeps its bytes; a peer sending one byte at a time under a
  * timeout scope; a line over the limit keeps the buffered bytes; a
  * readexactly cut short by end of stream; several tasks draining at
  * once; a peer reset mid-write (-ECONNRESET or -EPIPE, drain returns at
