@@ -2,15 +2,17 @@
  * its water marks, closing, and connecting.
  *
  * Every reader and writer call on good and bad input (unknown address
- * families too); a cancelled readline keeps its bytes; a peer sending one byte at a time under a
- * timeout scope; a line over the limit keeps the buffered bytes; a
- * readexactly cut short by end of stream; several tasks draining at
- * once; a peer reset mid-write (-ECONNRESET or -EPIPE, drain returns at
- * once); every byte written before close reaches a peer reading to EOF;
- * close bounded by a deadline; abort resets; close from another task
- * while one reads; Happy Eyeballs over numeric addresses (a refusing
- * one, a silent one, then a good one); the steady state allocates
- * nothing and makes no epoll_ctl. Loopback and socketpairs only.
+ * families too); a cancelled readline keeps its bytes; a peer sending
+ * one byte at a time under a timeout scope; a line over the limit keeps
+ * the buffered bytes; a readexactly cut short by end of stream; several
+ * tasks draining at once, and a hundred (no write split, one error after
+ * a reset); a peer reset mid-write (-ECONNRESET or -EPIPE, drain returns
+ * at once); every byte written before close reaches a peer reading to
+ * EOF; close bounded by a deadline; abort resets; close from another
+ * task while one reads; Happy Eyeballs over numeric addresses (a
+ * refusing one, a silent one, then a good one); the steady state
+ * allocates nothing and makes no epoll_ctl. Loopback and socketpairs
+ * only.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -506,6 +508,98 @@ static void *reset_body(void *arg)
 TEST(peer_reset_mid_write_ends_drain_with_the_error)
 {
     CHECK_EQ(harness_run_body(reset_body, NULL), 0);
+    LEAK_GATE();
+}
+
+enum { WRITERS = 100, BLOCK = 1024 };
+
+static tide_stream *shared; /* the drainers' stream */
+
+/* Write one 1 KiB block of byte `i`, then drain. */
+static void *block_writer(void *arg)
+{
+    char block[BLOCK];
+
+    memset(block, (int)PINT(arg), sizeof block);
+    int err = tide_stream_write(shared, block, sizeof block);
+    if (!err)
+        err = tide_stream_drain(shared);
+    return err < 0 ? tide_fail(err) : NULL;
+}
+
+/* Start the writers; their futures in t. */
+static void start_writers(tide_future **t)
+{
+    for (int i = 0; i < WRITERS; i++)
+        CHECK_NOT_NULL(t[i] = tide_create_task(NULL, block_writer, IPTR(i)));
+}
+
+static void *many_drainers_body(void *arg)
+{
+    static char got[WRITERS * BLOCK];
+    tide_future *t[WRITERS];
+    bool seen[WRITERS] = {false};
+    int peer, small = 4096;
+    (void)arg;
+
+    shared = stream_pair(&peer, 0);
+    CHECK_EQ(tide_stream_set_write_limits(shared, 4096, 1024), 0);
+    CHECK_EQ(setsockopt(tide_stream_fd(shared), SOL_SOCKET, SO_SNDBUF, &small,
+                        sizeof small),
+             0);
+    start_writers(t);
+    /* a slow reader: 512 bytes a millisecond */
+    size_t n = 0;
+    while (n < sizeof got) {
+        ssize_t r = tide_sock_recv(peer, got + n, 512, 0);
+        CHECK(r > 0);
+        n += (size_t)r;
+        CHECK_EQ(tide_sleep(0.001), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) { /* every drain returns */
+        CHECK_ERR(tide_wait_for(t[i], 1, NULL), 0);
+        tide_future_release(t[i]);
+    }
+    for (size_t b = 0; b < WRITERS; b++) { /* no write interleaved */
+        unsigned char v = (unsigned char)got[b * BLOCK];
+        CHECK(v < WRITERS && !seen[v]);
+        seen[v] = true;
+        for (size_t i = 1; i < BLOCK; i++)
+            CHECK_EQ((unsigned char)got[b * BLOCK + i], v);
+    }
+    /* again, and the peer goes away: every drain has the same error */
+    start_writers(t);
+    CHECK_EQ(tide_sleep(0.01), 0);
+    bool done[WRITERS];
+    int waiting = 0;
+    for (int i = 0; i < WRITERS; i++)
+        waiting += !(done[i] = tide_future_done(t[i]));
+    CHECK(waiting >= WRITERS / 2); /* the socket took only a few */
+    CHECK_EQ(tide_close(peer), 0);
+    int first = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        int err = tide_wait_for(t[i], 1, NULL);
+        tide_future_release(t[i]);
+        if (done[i]) { /* drained before the reset */
+            CHECK_ERR(err, 0);
+            continue;
+        }
+        CHECK(err == -EPIPE || err == -ECONNRESET);
+        if (!first)
+            first = err;
+        CHECK_ERR(err, first);
+    }
+    CHECK_ERR(tide_stream_close(shared, 1), first);
+    return NULL;
+}
+
+/* HAZARDS B29: 100 tasks each write 1 KiB and drain one stream that a
+ * slow peer reads: every drain returns, no write's bytes are split by
+ * another's; after a reset, every drain still waiting returns the same
+ * error. */
+TEST(a_hundred_drainers_of_one_stream)
+{
+    CHECK_EQ(harness_run_body(many_drainers_body, NULL), 0);
     LEAK_GATE();
 }
 
