@@ -2,16 +2,17 @@
  * Unix sockets, serve_forever, close with a deadline, abort, accept
  * under EMFILE, and many concurrent connections.
  *
- * Bad arguments; an echo served to many clients at once (10,000 when
- * the fd limit can be raised that far, else 1,000); a Unix server; close
+ * Bad arguments; an echo served to many clients at once (10,000 when the
+ * fd limit can be raised that far, else 1,000); a Unix server; close
  * that waits for a live handler and cancels one that outlives the
- * deadline (its client sees the bytes or an error, never silence);
- * abort resets clients; RLIMIT_NOFILE lowered so accept fails with
- * EMFILE: the error is reported, the server keeps serving the client it
- * has, does not spin (loop iterations and accept calls counted) and
- * accepts the waiting clients once fds are free; a handler's 4 MiB
- * answer to a half-closed request arrives whole; faults injected at every
- * system call the stream, server and connect paths make. Loopback only.
+ * deadline (its client sees the bytes or an error, never silence); abort
+ * resets clients; RLIMIT_NOFILE lowered so accept fails with EMFILE: the
+ * error is reported, the server keeps serving the client it has, does
+ * not spin (loop iterations and accept calls counted) and accepts the
+ * waiting clients once fds are free; a handler's 4 MiB answer to a half-
+ * closed request arrives whole; 300 slow clients cut by a per-read
+ * deadline while 20 others are served; faults injected at every system
+ * call the stream, server and connect paths make. Loopback only.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -343,6 +344,71 @@ TEST(abort_resets_live_connections)
     if (HARNESS_VALGRIND) /* its 20-100 ms steps stretch past its checks */
         SKIP("timed in tens of ms: not under valgrind");
     CHECK_EQ(harness_run_body(abort_body, NULL), 0);
+    LEAK_GATE();
+}
+
+/* ---- slow clients ---------------------------------------------------- */
+
+enum { SLOW = 300 };
+
+/* Echo lines, each read given 0.2 s: a client slower than that is cut. */
+static void echo_with_deadline(tide_stream *s, void *arg)
+{
+    const void *p;
+    (void)arg;
+
+    for (;;) {
+        tide_timeout *scope = tide_timeout_begin(0.2);
+        if (!scope)
+            return;
+        ssize_t n = tide_timeout_end(scope, (int)tide_stream_readline(s, &p));
+        if (n <= 0 || tide_stream_write(s, p, (size_t)n) < 0 ||
+            tide_stream_drain(s) < 0)
+            return;
+    }
+}
+
+static void *slowloris_body(void *arg)
+{
+    tide_stream **slow = calloc(SLOW, sizeof *slow);
+    const void *p;
+    (void)arg;
+
+    CHECK_NOT_NULL(slow);
+    tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0,
+                                         echo_with_deadline, NULL, NULL);
+    CHECK_NOT_NULL(srv);
+    double t0 = harness_now();
+    for (int i = 0; i < SLOW; i++) { /* a byte each, never a line */
+        CHECK_EQ(tide_open_connection("127.0.0.1", port_of(srv), 0, &slow[i]),
+                 0);
+        CHECK_EQ(tide_stream_write(slow[i], "x", 1), 0);
+    }
+    run_clients(srv, NULL, 20, 10, false); /* normal ones meanwhile */
+    while (tide_server_connections(srv) > 0 && harness_now() - t0 < 2)
+        CHECK_EQ(tide_sleep(0.01), 0);
+    double took = harness_now() - t0;
+    CHECK_EQ(tide_server_connections(srv), 0);
+    CHECK(took >= 0.19 && took < 1.5); /* 0.2 s and a tick, not more */
+    for (int i = 0; i < SLOW; i++) {   /* each sees its end, not silence */
+        ssize_t r = tide_stream_read(slow[i], 16, &p);
+        CHECK(r == 0 || r == -ECONNRESET);
+        tide_stream_close(slow[i], 1);
+    }
+    free(slow);
+    CHECK_EQ(tide_server_close(srv, 1), 0);
+    return NULL;
+}
+
+/* HAZARDS B32 (slowloris), scaled to a test: 300 clients send a byte and
+ * nothing more while 20 others echo 10 lines each; the handler gives
+ * each read 0.2 s. The normal clients are served; every slow one is cut
+ * within 0.2 s and a tick and sees its connection end. */
+TEST(slow_clients_are_cut_while_others_are_served)
+{
+    if (HARNESS_VALGRIND) /* its 0.2 s bounds stretch under memcheck */
+        SKIP("timed in tenths of a second: not under valgrind");
+    CHECK_EQ(harness_run_body(slowloris_body, NULL), 0);
     LEAK_GATE();
 }
 
