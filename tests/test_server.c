@@ -9,8 +9,8 @@
  * resets clients; RLIMIT_NOFILE lowered so accept fails with EMFILE: the
  * error is reported, the server keeps serving the client it has, does
  * not spin (loop iterations and accept calls counted) and accepts the
- * waiting clients once fds are free; a handler's 4 MiB answer to a half-
- * closed request arrives whole; 300 slow clients cut by a per-read
+ * waiting clients once fds are free; a handler's 4 MiB answer to a
+ * half-closed request arrives whole; 300 slow clients cut by a per-read
  * deadline while 20 others are served; faults injected at every system
  * call the stream, server and connect paths make. Loopback only.
  * SPDX-License-Identifier: MIT
