@@ -630,27 +630,46 @@ static void *guarded(void *arg)
 
 struct outcome {
     int err;             /* the scenario's */
+    bool fired;          /* the fault was met */
     uint64_t calls;      /* of the faulted kind */
     uint64_t iterations; /* of the loop */
 };
+
+/* kind TIDE__SYS_COUNT: the n-th allocation fails instead (ENOMEM). */
+#define ALLOCATION TIDE__SYS_COUNT
+
+static bool compact_loops; /* run()'s loops make every task compact */
 
 /* One run with the n-th call of kind faulted (n == 0: none). */
 static struct outcome run(enum tide__sys_kind kind, long n, int err,
                           size_t short_len)
 {
     long fds = harness_fd_count(), live = tide__alloc_live();
+    bool alloc = kind == ALLOCATION;
     struct outcome o;
     tide_loop_stats st;
 
     tide_loop *loop = tide_loop_new();
     CHECK_NOT_NULL(loop);
+    if (compact_loops)
+        CHECK_EQ(tide_loop_set_compact_tasks(loop, true), 0);
     tide_future *t = tide_create_task(loop, guarded, NULL);
     CHECK_NOT_NULL(t);
-    uint64_t c0 = tide__sys_count(kind);
-    tide__sys_fault(kind, n, err, short_len);
+    uint64_t c0 = alloc ? 0 : tide__sys_count(kind);
+    if (alloc)
+        tide__alloc_fail_after(n);
+    else
+        tide__sys_fault(kind, n, err, short_len);
     o.err = tide_run_until_complete(loop, t, NULL);
-    tide__sys_fault_clear();
-    o.calls = tide__sys_count(kind) - c0;
+    if (alloc) {
+        o.fired = n > 0 && tide__alloc_fail_pending() == 0;
+        o.calls = 0;
+        tide__alloc_fail_after(0);
+    } else {
+        tide__sys_fault_clear();
+        o.calls = tide__sys_count(kind) - c0;
+        o.fired = n > 0 && o.calls >= (uint64_t)n;
+    }
     CHECK_EQ(tide_loop_get_stats(loop, &st), 0);
     o.iterations = st.iterations;
     tide_future_release(t);
@@ -758,5 +777,36 @@ TEST(every_call_of_the_stream_server_and_connect_paths_under_every_fault)
     }
     CHECK_EQ(bad, 0);
     CHECK(runs > 100);
+    LEAK_GATE();
+}
+
+/* HAZARDS B12: the same scenario with its 1st, 2nd, ... allocation
+ * failing, until it makes fewer allocations than that: each run ends in
+ * time with success or a clear error (-ENOMEM, or what it causes at the
+ * other end), nothing leaked, and the next run works. With compact
+ * tasks too, where a task can fail to start for want of memory to save
+ * the frames of the one it displaces: the accept task must be started
+ * again, a connection whose task never ran let go. (Found here: a
+ * server whose accept task failed so stopped accepting for good, and a
+ * connection whose task never ran leaked, its client left waiting.) */
+TEST(every_allocation_of_the_stream_server_and_connect_paths_fails_cleanly)
+{
+    for (int compact = 0; compact < 2; compact++) {
+        compact_loops = compact;
+        long n = 1;
+        struct outcome o;
+        while ((o = run(ALLOCATION, n, 0, 0)).fired) {
+            if (o.err && !clear_error(o.err, ENOMEM))
+                harness_fail(__FILE__, __LINE__,
+                             "%s: allocation %ld failed: the scenario ended "
+                             "with %s",
+                             compact ? "compact" : "plain", n,
+                             tide_err_name(o.err));
+            CHECK(++n < 5000);
+        }
+        CHECK_ERR(o.err, 0); /* the first run the failure did not reach */
+        CHECK(n > 20);       /* the scenario allocates (records, buffers) */
+    }
+    compact_loops = false;
     LEAK_GATE();
 }
