@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <tide.h>
 
@@ -200,6 +201,21 @@ static inline int harness_run_body(tide_fn body, void *arg)
     tide_future_release(t);
     CHECK_EQ(tide_loop_close(loop), 0);
     return err;
+}
+
+/* Raise the soft fd limit to n if it is lower (as far as the hard limit
+ * allows); skip the test if that is not enough. */
+static inline void harness_want_fds(rlim_t n)
+{
+    struct rlimit r;
+
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
+    if (r.rlim_cur >= n)
+        return;
+    r.rlim_cur = r.rlim_max < n ? r.rlim_max : n;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &r), 0);
+    if (r.rlim_cur < n)
+        SKIP("the fd limit cannot be raised far enough");
 }
 
 static inline void harness_stop_cb(void *loop)

@@ -644,16 +644,7 @@ static void b01_read(void *arg)
  * its own byte comes, and then each runs. */
 TEST(b01_close_all_and_reuse_their_numbers_in_one_batch)
 {
-    struct rlimit r;
-
-    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
-    if (r.rlim_cur < 4 * B01_PAIRS + 64) {
-        r.rlim_cur =
-            r.rlim_max < 4 * B01_PAIRS + 64 ? r.rlim_max : 4 * B01_PAIRS + 64;
-        CHECK_EQ(setrlimit(RLIMIT_NOFILE, &r), 0);
-        if (r.rlim_cur < 4 * B01_PAIRS + 64)
-            SKIP("fewer than 4,064 fds allowed");
-    }
+    harness_want_fds(4 * B01_PAIRS + 64);
     tide_loop *loop = tide_loop_new();
     CHECK_NOT_NULL(loop);
     tide_set_event_loop(loop);
