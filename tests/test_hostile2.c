@@ -674,3 +674,98 @@ TEST(b01_close_all_and_reuse_their_numbers_in_one_batch)
     CHECK_ERR(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
+
+/* ---- B04: register, unregister, close, reopen, register in one step --- */
+
+static int b04_calls;
+
+static void b04_read(void *arg)
+{
+    char c;
+
+    b04_calls++;
+    CHECK_EQ(recv((int)PINT(arg), &c, 1, 0), 1); /* only when readable */
+}
+
+/* HAZARDS B04 (libuv #4323): 10,000 rounds of, between two iterations,
+ * watch an fd with an event on its way, stop watching, close it, get
+ * its number back for a new socket and watch that: the new one sees no
+ * event until its own data comes, and the loop does not spin. */
+TEST(b04_watch_unwatch_close_reopen_watch_in_one_step)
+{
+    tide_loop *loop = tide_loop_new();
+    int sv[2], nv[2];
+
+    CHECK_NOT_NULL(loop);
+    int rounds = HARNESS_VALGRIND               ? 200
+                 : HARNESS_ASAN || HARNESS_TSAN ? 1000
+                                                : 10000;
+
+    for (int round = 0; round < rounds; round++) {
+        pair(sv);
+        CHECK_ERR(tide_add_reader(loop, sv[0], b04_read, IPTR(sv[0])), 0);
+        tide_loop_run_once(loop, 0);         /* sv[0] is watched */
+        CHECK_EQ(send(sv[1], "o", 1, 0), 1); /* an event on its way */
+        CHECK_ERR(tide_remove_reader(loop, sv[0]), 1);
+        CHECK_EQ(tide_close(sv[0]), 0);
+        CHECK_EQ(close(sv[1]), 0);
+        pair(nv); /* the same numbers */
+        CHECK_ERR(tide_add_reader(loop, nv[0], b04_read, IPTR(nv[0])), 0);
+        uint64_t it0 = loop_iterations(loop);
+        tide_loop_run_once(loop, 0);
+        tide_loop_run_once(loop, 0);
+        CHECK_EQ(b04_calls, round); /* nothing for the new fd yet */
+        CHECK_EQ(send(nv[1], "n", 1, 0), 1);
+        for (int i = 0; i < 20 && b04_calls == round; i++)
+            tide_loop_run_once(loop, 0.1);
+        CHECK_EQ(b04_calls, round + 1);          /* its own byte, once */
+        CHECK(loop_iterations(loop) - it0 < 10); /* no busy loop */
+        CHECK_ERR(tide_remove_reader(loop, nv[0]), 1);
+        CHECK_EQ(tide_close(nv[0]), 0);
+        CHECK_EQ(close(nv[1]), 0);
+    }
+    CHECK_ERR(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- B08: streams over fds that are not sockets ---------------------- */
+
+static void *not_sockets_body(void *arg)
+{
+    const void *p;
+    (void)arg;
+
+    FILE *f = tmpfile();
+    CHECK_NOT_NULL(f);
+    CHECK_EQ(fwrite("abc", 1, 3, f), 3);
+    CHECK_EQ(fflush(f), 0);
+    int fds[2] = {open("/dev/null", O_RDWR | O_CLOEXEC), dup(fileno(f))};
+    for (int i = 0; i < 2; i++) {
+        CHECK(fds[i] >= 0);
+        tide_stream *s = tide_stream_new(fds[i], 0);
+        CHECK_NOT_NULL(s);
+        CHECK_ERR(tide_stream_read(s, 10, &p), -ENOTSOCK); /* at once */
+        CHECK_ERR(tide_stream_write(s, "x", 1), -ENOTSOCK);
+        CHECK_ERR(tide_stream_close(s, 1), -ENOTSOCK);
+    }
+    fclose(f);
+    /* the loop is still well: a socketpair works */
+    int sv[2];
+    pair(sv);
+    CHECK_EQ(send(sv[1], "ok", 2, 0), 2);
+    tide_stream *s = tide_stream_new(sv[0], 0);
+    CHECK_EQ(tide_stream_read(s, 10, &p), 2);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    CHECK_EQ(close(sv[1]), 0);
+    return NULL;
+}
+
+/* HAZARDS B08: a stream over /dev/null and over a regular file: reads
+ * and writes fail at once with -ENOTSOCK, nothing hangs or aborts, and
+ * the loop goes on. (-1 and closed fds: test_stream's bad arguments;
+ * the backend's own fd and unpollable fds: test_backend.) */
+TEST(b08_streams_over_files_fail_at_once)
+{
+    run_main(not_sockets_body, NULL);
+    LEAK_GATE();
+}
