@@ -283,6 +283,53 @@ TEST(read_into_receives_straight_into_the_callers_buffer)
     LEAK_GATE();
 }
 
+static void *unread_body(void *arg)
+{
+    static char chunk[65536];
+    const void *p;
+    int peer;
+    (void)arg;
+
+    for (size_t i = 0; i < sizeof chunk; i++)
+        chunk[i] = (char)(i % 251);
+    tide_stream *s = stream_pair(&peer, 4096);
+    size_t sent = 0; /* the peer sends until the kernel stops it */
+    ssize_t n;
+    while ((n = send(peer, chunk + sent % 251, sizeof chunk - 251, 0)) > 0)
+        sent += (size_t)n; /* byte k of the stream is k % 251 */
+    CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+    CHECK(sent >= 64 * 1024);
+    uint64_t recvs = tide__sys_count(TIDE__SYS_RECV);
+    CHECK_EQ(tide_sleep(0.02), 0); /* nobody reads: nothing is taken */
+    CHECK_EQ(tide__sys_count(TIDE__SYS_RECV), recvs);
+    size_t got = 0;
+    long live = 0;
+    while (got < sent) { /* then all of it, never more than the limit */
+        n = tide_stream_read(s, 1 << 20, &p);
+        CHECK(n > 0 && n <= 4096);
+        for (ssize_t i = 0; i < n; i++)
+            CHECK(((const char *)p)[i] == (char)((got + (size_t)i) % 251));
+        got += (size_t)n;
+        if (!live)
+            live = tide__alloc_live();
+        CHECK_EQ(tide__alloc_live(), live); /* the buffer never grows */
+    }
+    CHECK_EQ(got, sent);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    CHECK_EQ(tide_close(peer), 0);
+    return NULL;
+}
+
+/* HAZARDS B13 (b): a peer sends until the kernel stops it and the
+ * program does not read: the stream takes nothing on its own (the
+ * kernel holds the peer back); read later, every byte comes, at most
+ * the stream's limit at a time, from a buffer that never grows. */
+TEST(unread_data_stays_with_the_kernel)
+{
+    CHECK_EQ(harness_run_body(unread_body, NULL), 0);
+    LEAK_GATE();
+}
+
 /* ---- cancellation and time limits ----------------------------------- */
 
 struct reader {
