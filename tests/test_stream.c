@@ -4,15 +4,15 @@
  * Every reader and writer call on good and bad input (unknown address
  * families too); a cancelled readline keeps its bytes; a peer sending
  * one byte at a time under a timeout scope; a line over the limit keeps
- * the buffered bytes; a readexactly cut short by end of stream; several
- * tasks draining at once, and a hundred (no write split, one error after
- * a reset); a peer reset mid-write (-ECONNRESET or -EPIPE, drain returns
- * at once); every byte written before close reaches a peer reading to
- * EOF; close bounded by a deadline; abort resets; close from another
- * task while one reads; Happy Eyeballs over numeric addresses (a
- * refusing one, a silent one, then a good one); the steady state
- * allocates nothing and makes no epoll_ctl. Loopback and socketpairs
- * only.
+ * the buffered bytes; a readexactly cut short by end of stream; data
+ * nobody reads left with the kernel; several tasks draining at once, and
+ * a hundred (no write split, one error after a reset); a peer reset
+ * mid-write (-ECONNRESET or -EPIPE, drain returns at once); every byte
+ * written before close reaches a peer reading to EOF; close bounded by a
+ * deadline; abort resets; close from another task while one reads; Happy
+ * Eyeballs over numeric addresses (a refusing one, a silent one, then a
+ * good one); the steady state allocates nothing and makes no epoll_ctl.
+ * Loopback and socketpairs only.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
