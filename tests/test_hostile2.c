@@ -1,6 +1,10 @@
 /* Hostile tests of what landed with the I/O layer, streams, servers, the
  * embedding API and debug mode: each states the contract (header text)
  * it holds the code to. Loopback and socketpairs only; bounded times.
+ * HAZARDS B01 (1,000 pairs closed and their numbers reused in a batch),
+ * B04 and B08 are here too; docs/hazards.md says which test covers each
+ * entry of issue 9's hostile list and of HAZARDS sections A, B, F, G
+ * and K, and what no test covers.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
