@@ -222,7 +222,9 @@ static void *many_body(void *arg)
     tide_server *srv = tide_start_server(NULL, "127.0.0.1", 0, echo, NULL, &o);
     CHECK_NOT_NULL(srv);
     run_clients(srv, NULL, n, 1, true); /* all n connected at once */
-    CHECK_EQ(tide_server_close(srv, 1), 0);
+    /* the handlers end as their clients' ends arrive: a second for
+     * 2,000 under ThreadSanitizer on a busy machine */
+    CHECK_EQ(tide_server_close(srv, 5), 0);
     return NULL;
 }
 
@@ -300,7 +302,10 @@ static void *close_mid_body(void *arg)
         m[i] = (struct mid){.port = port_of(srv)};
         t[i] = tide_create_task(NULL, mid_request_client, &m[i]);
     }
-    CHECK_EQ(tide_sleep(0.02), 0); /* every request is in the handlers */
+    double t1 = harness_now(); /* every request reaches its handler */
+    while (tide_server_connections(srv) < 4 && harness_now() - t1 < 1)
+        CHECK_EQ(tide_sleep(0.005), 0);
+    CHECK_EQ(tide_sleep(0.01), 0);
     CHECK_EQ(tide_server_connections(srv), 4);
     /* the deadline comes after the answers but before the handlers end
      * (they read on until the clients close: the clients wait for the
@@ -387,12 +392,13 @@ static void *slowloris_body(void *arg)
         CHECK_EQ(tide_stream_write(slow[i], "x", 1), 0);
     }
     run_clients(srv, NULL, 20, 10, false); /* normal ones meanwhile */
-    while (tide_server_connections(srv) > 0 && harness_now() - t0 < 2)
+    while (tide_server_connections(srv) > 0 && harness_now() - t0 < 5)
         CHECK_EQ(tide_sleep(0.01), 0);
     double took = harness_now() - t0;
     CHECK_EQ(tide_server_connections(srv), 0);
-    CHECK(took >= 0.19 && took < 1.5); /* 0.2 s and a tick, not more */
-    for (int i = 0; i < SLOW; i++) {   /* each sees its end, not silence */
+    CHECK(took >= 0.19); /* 0.2 s and a tick, not more (but under TSan) */
+    CHECK(took < 1.5 || HARNESS_TSAN);
+    for (int i = 0; i < SLOW; i++) { /* each sees its end, not silence */
         ssize_t r = tide_stream_read(slow[i], 16, &p);
         CHECK(r == 0 || r == -ECONNRESET);
         tide_stream_close(slow[i], 1);
