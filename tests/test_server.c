@@ -258,13 +258,13 @@ TEST(ten_thousand_concurrent_connections)
 
 /* ---- closing --------------------------------------------------------- */
 
-/* Answer one line after 50 ms, then read until the end. */
+/* Answer one line after 100 ms, then read until the end. */
 static void slow_reply(tide_stream *s, void *arg)
 {
     const void *p;
     (void)arg;
 
-    if (tide_stream_readline(s, &p) <= 0 || tide_sleep(0.05) < 0)
+    if (tide_stream_readline(s, &p) <= 0 || tide_sleep(0.1) < 0)
         return;
     if (tide_stream_write(s, "done\n", 5) < 0)
         return;
@@ -341,7 +341,10 @@ static void *abort_body(void *arg)
     static struct mid m;
     m = (struct mid){.port = port_of(srv)};
     tide_future *t = tide_create_task(NULL, mid_request_client, &m);
-    CHECK_EQ(tide_sleep(0.02), 0);
+    double t0 = harness_now(); /* the handler has the request, not yet */
+    while (tide_server_connections(srv) < 1 && harness_now() - t0 < 1)
+        CHECK_EQ(tide_sleep(0.002), 0); /* the answer (100 ms later) */
+    CHECK_EQ(tide_sleep(0.01), 0);
     CHECK_EQ(tide_server_abort(srv), 0);
     CHECK_EQ(tide_await(t, NULL), 0);
     tide_future_release(t);
