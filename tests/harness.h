@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <tide.h>
 
@@ -195,15 +196,12 @@ static inline bool harness_qemu(void)
             SKIP("TIDE_COMPACT=1: " why); \
     } while (0)
 
-/* Run body(arg) as a task on a fresh loop to its end; its error. For
- * bodies that share their locals with the tasks they start, which a
- * compact task's copied-away frames do not allow (README, "Compact
- * tasks"): under TIDE_COMPACT=1 the test skips (test_io covers the I/O
- * layer's compact path). */
+/* Run body(arg) as a task on a fresh loop to its end; its error. Under
+ * TIDE_COMPACT=1 the body and every task it starts are compact: what a
+ * body shares with its tasks or callbacks lives in statics or on the
+ * heap, never in its frames (README, "Compact tasks"). */
 static inline int harness_run_body(tide_fn body, void *arg)
 {
-    if (harness_compact())
-        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
     tide_loop *loop = tide_loop_new();
     CHECK_NOT_NULL(loop);
     tide_future *t = tide_create_task(loop, body, arg);
@@ -234,6 +232,21 @@ static inline void harness_tcp_pair(int *client, int *server)
     CHECK(*server >= 0);
     CHECK_EQ(fcntl(*client, F_SETFL, O_NONBLOCK), 0);
     close(l);
+}
+
+/* Raise the soft fd limit to n if it is lower (as far as the hard limit
+ * allows); skip the test if that is not enough. */
+static inline void harness_want_fds(rlim_t n)
+{
+    struct rlimit r;
+
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &r), 0);
+    if (r.rlim_cur >= n)
+        return;
+    r.rlim_cur = r.rlim_max < n ? r.rlim_max : n;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &r), 0);
+    if (r.rlim_cur < n)
+        SKIP("the fd limit cannot be raised far enough");
 }
 
 static inline void harness_stop_cb(void *loop)

@@ -852,9 +852,10 @@ TEST(seam_counts_and_fault_once)
     tide__sys_fault(TIDE__SYS_CLOSE, 2, EIO, 0);
     int fd2 = dup(0);
     CHECK_EQ(tide__sys_close(fd), 0);   /* 1st: made */
-    CHECK_EQ(tide__sys_close(fd2), -1); /* 2nd: faulted, not made */
+    CHECK_EQ(tide__sys_close(fd2), -1); /* 2nd: faulted, made all the same */
     CHECK_EQ(errno, EIO);
-    CHECK_EQ(tide__sys_close(fd2), 0); /* fires once */
+    CHECK_EQ(tide__sys_close(fd2), -1); /* fires once: fd2 is gone */
+    CHECK_EQ(errno, EBADF);
     CHECK_EQ(tide__sys_count(TIDE__SYS_CLOSE), n + 3);
     tide__sys_fault(TIDE__SYS_CLOSE, 1, EIO, 0);
     tide__sys_fault(TIDE__SYS_CLOSE, 0, 0, 0); /* disarmed */

@@ -1,6 +1,10 @@
 /* Hostile tests of what landed with the I/O layer, streams, servers, the
  * embedding API and debug mode: each states the contract (header text)
  * it holds the code to. Loopback and socketpairs only; bounded times.
+ * HAZARDS B01 (1,000 pairs closed and their numbers reused in a batch),
+ * B04 and B08 are here too; docs/hazards.md says which test covers each
+ * entry of issue 9's hostile list and of HAZARDS sections A, B, F, G
+ * and K, and what no test covers.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -33,12 +37,6 @@ static void run_main(tide_fn fn, void *arg)
 {
     void *res = NULL;
 
-    /* The bodies share their locals with the tasks they start, which a
-     * compact task's copied-away frames do not allow (README, "Compact
-     * tasks"); the I/O layer's compact path is tested by test_io. */
-    if (harness_compact())
-        SKIP("TIDE_COMPACT=1: the bodies share their frames with tasks");
-
     CHECK_ERR(tide_run(fn, arg, &res), 0);
 }
 
@@ -67,7 +65,8 @@ static void *two_readers_body(void *arg)
     (void)arg;
 
     pair(sv);
-    struct one_byte a = {sv[0], -99}, b = {sv[0], -99};
+    static struct one_byte a, b; /* the tasks write them while this waits */
+    a = b = (struct one_byte){sv[0], -99};
     tide_future *ta = tide_create_task(NULL, recv_one, &a);
     tide_future *tb = tide_create_task(NULL, recv_one, &b);
     CHECK_ERR(tide_sleep(0.01), 0);
@@ -104,9 +103,11 @@ static void count_cb(void *arg)
  * review: the bound was not documented.) */
 static void *busy_callback_body(void *arg)
 {
-    int sv[2], calls = 0;
+    static int calls; /* the callback counts while this task yields */
+    int sv[2];
     (void)arg;
 
+    calls = 0;
     pair(sv);
     CHECK_ERR(tide_add_reader(NULL, sv[0], count_cb, &calls), 0);
     CHECK_ERR(tide_sleep(0), 0); /* armed, the fd not readable yet */
@@ -151,7 +152,7 @@ static void *poke_eventfd(void *arg)
     uint64_t one = 1;
 
     CHECK_ERR(tide_sleep(0.01), 0);
-    CHECK_EQ(write(*(int *)arg, &one, sizeof one), 8);
+    CHECK_EQ(write((int)PINT(arg), &one, sizeof one), 8);
     return NULL;
 }
 
@@ -162,7 +163,7 @@ static void *eventfd_pipe_body(void *arg)
     (void)arg;
 
     CHECK(efd >= 0);
-    tide_future *t = tide_create_task(NULL, poke_eventfd, &efd);
+    tide_future *t = tide_create_task(NULL, poke_eventfd, IPTR(efd));
     CHECK_ERR(tide_wait_readable(efd, 1), 0);
     CHECK_ERR(tide_await(t, NULL), 0);
     tide_future_release(t);
@@ -263,7 +264,8 @@ static void *close_wakes_body(void *arg)
 
     tide_stream *s = stream_pair(&peer);
     CHECK_ERR(tide_stream_write(s, big, sizeof big), 0);
-    struct in_stream r = {s, 99}, d1 = {s, 99}, d2 = {s, 99};
+    static struct in_stream r, d1, d2; /* written while this waits */
+    r = d1 = d2 = (struct in_stream){s, 99};
     tide_future *tr = tide_create_task(NULL, read_task, &r);
     tide_future *t1 = tide_create_task(NULL, drain_task, &d1);
     tide_future *t2 = tide_create_task(NULL, drain_task, &d2);
@@ -297,7 +299,8 @@ static void *cancel_drain_body(void *arg)
 
     tide_stream *s = stream_pair(&peer);
     CHECK_ERR(tide_stream_write(s, big, sizeof big), 0);
-    struct in_stream d = {s, 99}, r = {s, 99};
+    static struct in_stream d, r; /* written while this waits */
+    d = r = (struct in_stream){s, 99};
     tide_future *t = tide_create_task(NULL, drain_task, &d);
     tide_future *tr = tide_create_task(NULL, read_task, &r);
     CHECK_ERR(tide_sleep(0), 0);
@@ -378,7 +381,7 @@ static void *recv_task(void *arg)
 {
     char c;
 
-    return IPTR(tide_sock_recv(*(int *)arg, &c, 1, 0));
+    return IPTR(tide_sock_recv((int)PINT(arg), &c, 1, 0));
 }
 
 /* tide.h: the outer loop "watches tide_loop_backend_fd for readability"
@@ -391,7 +394,7 @@ TEST(backend_fd_wakes_when_a_tasks_socket_is_readable)
 
     CHECK_NOT_NULL(loop);
     pair(sv);
-    tide_future *t = tide_create_task(loop, recv_task, &sv[0]);
+    tide_future *t = tide_create_task(loop, recv_task, IPTR(sv[0]));
     for (int i = 0; i < 3; i++)
         tide_loop_run_once(loop, 0);
     int bfd = tide_loop_backend_fd(loop);
@@ -501,7 +504,7 @@ static void *nested_body(void *arg)
     int sv[2];
 
     pair(sv);
-    tide_future *r = tide_create_task(loop, recv_task, &sv[0]);
+    tide_future *r = tide_create_task(loop, recv_task, IPTR(sv[0]));
     CHECK_ERR(tide_sleep(0), 0);
     CHECK(tide_call_later(loop, 0.3, set_done, f) != 0);
     CHECK_EQ(send(sv[1], "q", 1, 0), 1);
@@ -520,8 +523,6 @@ static void *nested_body(void *arg)
  * timer fires), every step of it fast. Nothing should be reported. */
 TEST(watchdog_is_quiet_for_a_task_hosting_a_nested_run)
 {
-    if (harness_compact()) /* nested_body shares its frame with a task */
-        SKIP("TIDE_COMPACT=1: the body shares its frame with a task");
     tide_loop *loop = tide_loop_new();
 
     CHECK_NOT_NULL(loop);
@@ -570,5 +571,213 @@ TEST(no_deadlock_report_while_a_child_process_will_write)
     CHECK_EQ(tide_close(p[0]), 0);
     CHECK_ERR(tide_loop_close(loop), 0);
     CHECK_EQ(reports, 0);
+    LEAK_GATE();
+}
+
+/* ---- B01 at scale: close and reuse fd numbers inside a batch ---------- */
+
+enum { B01_PAIRS = 1000 };
+
+struct b01_tag {
+    int i, set; /* pair index; 0: the first set, 1: the one made after */
+};
+
+static int b01_fd[B01_PAIRS][2];
+static struct b01_tag b01_tags[2][B01_PAIRS];
+static int b01_set;                 /* the set open now */
+static int b01_calls[2][B01_PAIRS]; /* callbacks per set and pair */
+static int b01_wrong, b01_reused, b01_ncalls[2];
+
+static void b01_read(void *arg);
+static int b01_sent;
+
+static void b01_make_set(int set)
+{
+    for (int i = 0; i < B01_PAIRS; i++) {
+        pair(b01_fd[i]);
+        b01_tags[set][i] = (struct b01_tag){i, set};
+        CHECK_ERR(tide_add_reader(NULL, b01_fd[i][0], b01_read,
+                                  &b01_tags[set][i]),
+                  0);
+    }
+}
+
+/* The first callback of the batch closes all 1,000 readable pairs and
+ * opens 1,000 new, unreadable ones (the same numbers) with readers of
+ * their own; a callback for the old set after that, or for the new set
+ * before its data comes, is a stale event delivered. */
+static void b01_read(void *arg)
+{
+    struct b01_tag *t = arg;
+    char c;
+
+    if (t->set != b01_set) {
+        b01_wrong++;
+        return;
+    }
+    b01_calls[t->set][t->i]++;
+    b01_ncalls[t->set]++;
+    if (t->set == 1) {
+        if (recv(b01_fd[t->i][0], &c, 1, 0) != 1)
+            harness_fail(__FILE__, __LINE__,
+                         "pair %d: no byte (sent: %d, calls %d %d, reused %d)",
+                         t->i, b01_sent, b01_ncalls[0], b01_ncalls[1],
+                         b01_reused);
+        return;
+    }
+    bool old[4 * B01_PAIRS + 64] = {false};
+    for (int i = 0; i < B01_PAIRS; i++) {
+        for (int k = 0; k < 2; k++)
+            if (b01_fd[i][k] < (int)(sizeof old / sizeof old[0]))
+                old[b01_fd[i][k]] = true;
+        CHECK_EQ(tide_close(b01_fd[i][0]), 0); /* drops its reader */
+        CHECK_EQ(close(b01_fd[i][1]), 0);
+    }
+    b01_set = 1;
+    b01_make_set(1);
+    for (int i = 0; i < B01_PAIRS; i++)
+        if (b01_fd[i][0] < (int)(sizeof old / sizeof old[0]) &&
+            old[b01_fd[i][0]])
+            b01_reused++;
+}
+
+/* HAZARDS B01 (libuv test-watcher-cross-stop, nginx's instance bit):
+ * 1,000 socketpairs readable at once, one batch; the first reader
+ * callback closes them all and makes 1,000 new ones that get the same
+ * numbers. No callback runs for a closed pair, none for a new one until
+ * its own byte comes, and then each runs. */
+TEST(b01_close_all_and_reuse_their_numbers_in_one_batch)
+{
+    harness_want_fds(4 * B01_PAIRS + 64);
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_set_event_loop(loop);
+    b01_make_set(0);
+    run_once(loop); /* every fd is watched, none readable yet */
+    for (int i = 0; i < B01_PAIRS; i++)
+        CHECK_EQ(send(b01_fd[i][1], "x", 1, 0), 1);
+    for (int i = 0; i < 5; i++)
+        tide_loop_run_once(loop, 0.01);
+    CHECK_EQ(b01_ncalls[0], 1); /* the first closed the rest */
+    CHECK_EQ(b01_ncalls[1], 0);
+    CHECK_EQ(b01_wrong, 0);
+    CHECK(b01_reused >= B01_PAIRS * 9 / 10); /* the numbers came back */
+    b01_sent = 1;
+    for (int i = 0; i < B01_PAIRS; i++)
+        CHECK_EQ(send(b01_fd[i][1], "y", 1, 0), 1);
+    for (int i = 0; i < 50 && b01_ncalls[1] < B01_PAIRS; i++)
+        tide_loop_run_once(loop, 0.01);
+    for (int i = 0; i < B01_PAIRS; i++)
+        CHECK_EQ(b01_calls[1][i], 1); /* each once: its byte was read */
+    CHECK_EQ(b01_wrong, 0);
+    for (int i = 0; i < B01_PAIRS; i++) {
+        CHECK_EQ(tide_close(b01_fd[i][0]), 0);
+        CHECK_EQ(close(b01_fd[i][1]), 0);
+    }
+    tide_set_event_loop(NULL);
+    CHECK_ERR(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- B04: register, unregister, close, reopen, register in one step --- */
+
+static int b04_calls;
+
+static void b04_read(void *arg)
+{
+    char c;
+
+    b04_calls++;
+    CHECK_EQ(recv((int)PINT(arg), &c, 1, 0), 1); /* only when readable */
+}
+
+/* HAZARDS B04 (libuv #4323): 10,000 rounds of, between two iterations,
+ * watch an fd with an event on its way, stop watching, close it, get
+ * its number back for a new socket and watch that: the new one sees no
+ * event until its own data comes, and the loop does not spin. */
+TEST(b04_watch_unwatch_close_reopen_watch_in_one_step)
+{
+    tide_loop *loop = tide_loop_new();
+    int sv[2], nv[2];
+
+    CHECK_NOT_NULL(loop);
+    int rounds = HARNESS_VALGRIND               ? 200
+                 : HARNESS_ASAN || HARNESS_TSAN ? 1000
+                                                : 10000;
+
+    for (int round = 0; round < rounds; round++) {
+        pair(sv);
+        CHECK_ERR(tide_add_reader(loop, sv[0], b04_read, IPTR(sv[0])), 0);
+        tide_loop_run_once(loop, 0);         /* sv[0] is watched */
+        CHECK_EQ(send(sv[1], "o", 1, 0), 1); /* an event on its way */
+        CHECK_ERR(tide_remove_reader(loop, sv[0]), 1);
+        CHECK_EQ(tide_close(sv[0]), 0);
+        CHECK_EQ(close(sv[1]), 0);
+        pair(nv); /* the same numbers */
+        CHECK_ERR(tide_add_reader(loop, nv[0], b04_read, IPTR(nv[0])), 0);
+        uint64_t it0 = loop_iterations(loop);
+        tide_loop_run_once(loop, 0);
+        tide_loop_run_once(loop, 0);
+        CHECK_EQ(b04_calls, round); /* nothing for the new fd yet */
+        CHECK_EQ(send(nv[1], "n", 1, 0), 1);
+        for (int i = 0; i < 20 && b04_calls == round; i++)
+            tide_loop_run_once(loop, 0.1);
+        CHECK_EQ(b04_calls, round + 1);          /* its own byte, once */
+        CHECK(loop_iterations(loop) - it0 < 10); /* no busy loop */
+        CHECK_ERR(tide_remove_reader(loop, nv[0]), 1);
+        CHECK_EQ(tide_close(nv[0]), 0);
+        CHECK_EQ(close(nv[1]), 0);
+    }
+    CHECK_ERR(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- B08: streams over fds that are not sockets ---------------------- */
+
+static void *not_sockets_body(void *arg)
+{
+    const void *p;
+    (void)arg;
+
+    FILE *f = tmpfile();
+    CHECK_NOT_NULL(f);
+    CHECK_EQ(fwrite("abc", 1, 3, f), 3);
+    CHECK_EQ(fflush(f), 0);
+    int fds[2] = {open("/dev/null", O_RDWR | O_CLOEXEC), dup(fileno(f))};
+    for (int i = 0; i < 2; i++) {
+        CHECK(fds[i] >= 0);
+        tide_stream *s = tide_stream_new(fds[i], 0);
+        CHECK_NOT_NULL(s);
+        /* -ENOTSOCK today; a stream that reads and writes other fds
+         * would read end of file (the offset is at the end) and write.
+         * Either way an answer at once, never a wait or an abort. */
+        double t0 = harness_now();
+        ssize_t r = tide_stream_read(s, 10, &p);
+        CHECK(r == -ENOTSOCK || r == 0);
+        int w = tide_stream_write(s, "x", 1);
+        CHECK(w == -ENOTSOCK || w == 0);
+        int c = tide_stream_close(s, 1);
+        CHECK(c == -ENOTSOCK || c == 0);
+        CHECK(harness_now() - t0 < 0.5);
+    }
+    fclose(f);
+    /* the loop is still well: a socketpair works */
+    int sv[2];
+    pair(sv);
+    CHECK_EQ(send(sv[1], "ok", 2, 0), 2);
+    tide_stream *s = tide_stream_new(sv[0], 0);
+    CHECK_EQ(tide_stream_read(s, 10, &p), 2);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    CHECK_EQ(close(sv[1]), 0);
+    return NULL;
+}
+
+/* HAZARDS B08: a stream over /dev/null and over a regular file: reads
+ * and writes answer at once (-ENOTSOCK), nothing hangs or aborts, and
+ * the loop goes on. (-1 and closed fds: test_stream's bad arguments;
+ * the backend's own fd and unpollable fds: test_backend.) */
+TEST(b08_streams_over_files_fail_at_once)
+{
+    run_main(not_sockets_body, NULL);
     LEAK_GATE();
 }

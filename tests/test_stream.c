@@ -1,16 +1,18 @@
 /* Streams (include/tide/stream.h): the buffered reader, the writer and
  * its water marks, closing, and connecting.
  *
- * Every reader and writer call on good and bad input; a cancelled
- * readline keeps its bytes; a peer sending one byte at a time under a
- * timeout scope; a line over the limit keeps the buffered bytes; a
- * readexactly cut short by end of stream; several tasks draining at
- * once; a peer reset mid-write (-ECONNRESET or -EPIPE, drain returns at
- * once); every byte written before close reaches a peer reading to EOF;
- * close bounded by a deadline; abort resets; close from another task
- * while one reads; Happy Eyeballs over numeric addresses (a refusing
- * one, a silent one, then a good one); the steady state allocates
- * nothing and makes no epoll_ctl. Loopback and socketpairs only.
+ * Every reader and writer call on good and bad input (unknown address
+ * families too); a cancelled readline keeps its bytes; a peer sending
+ * one byte at a time under a timeout scope; a line over the limit keeps
+ * the buffered bytes; a readexactly cut short by end of stream; data
+ * nobody reads left with the kernel; several tasks draining at once, and
+ * a hundred (no write split, one error after a reset); a peer reset
+ * mid-write (-ECONNRESET or -EPIPE, drain returns at once); every byte
+ * written before close reaches a peer reading to EOF; close bounded by a
+ * deadline; abort resets; close from another task while one reads; Happy
+ * Eyeballs over numeric addresses (a refusing one, a silent one, then a
+ * good one); the steady state allocates nothing and makes no epoll_ctl.
+ * Loopback and socketpairs only.
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
@@ -25,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -118,6 +121,28 @@ static void *bad_args_body(void *arg)
     CHECK(tide_stream_fd(s) >= 0);
     CHECK_EQ(tide_stream_close(s, 1), 0);
     CHECK_EQ(tide_close(peer), 0);
+
+    /* Unknown address families, and an address longer than any */
+    struct sockaddr_in bogus = {.sin_family = 12345};
+    struct addrinfo ai = {.ai_family = 12345,
+                          .ai_socktype = SOCK_STREAM,
+                          .ai_addr = (struct sockaddr *)&bogus,
+                          .ai_addrlen = sizeof bogus};
+    tide_stream *c = (void *)1;
+    long fds = harness_fd_count();
+    CHECK_ERR(tide_open_connection_addrinfo(&ai, 0, 0, &c), -EAFNOSUPPORT);
+    CHECK_NULL(c);
+    ai.ai_family = AF_INET;
+    CHECK_ERR(tide_open_connection_addrinfo(&ai, 0, 0, &c), -EAFNOSUPPORT);
+    ai.ai_addrlen = 1000;
+    CHECK_ERR(tide_open_connection_addrinfo(&ai, 0, 0, &c), -EINVAL);
+    CHECK_NULL(c);
+    int u = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(u >= 0);
+    CHECK_ERR(tide_sock_connect(u, (struct sockaddr *)&bogus, sizeof bogus),
+              -EAFNOSUPPORT);
+    CHECK_EQ(tide_close(u), 0);
+    CHECK_EQ(harness_fd_count(), fds);
     return NULL;
 }
 
@@ -245,6 +270,53 @@ TEST(read_into_receives_straight_into_the_callers_buffer)
     LEAK_GATE();
 }
 
+static void *unread_body(void *arg)
+{
+    static char chunk[65536];
+    const void *p;
+    int peer;
+    (void)arg;
+
+    for (size_t i = 0; i < sizeof chunk; i++)
+        chunk[i] = (char)(i % 251);
+    tide_stream *s = stream_pair(&peer, 4096);
+    size_t sent = 0; /* the peer sends until the kernel stops it */
+    ssize_t n;
+    while ((n = send(peer, chunk + sent % 251, sizeof chunk - 251, 0)) > 0)
+        sent += (size_t)n; /* byte k of the stream is k % 251 */
+    CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+    CHECK(sent >= 64 * 1024);
+    uint64_t recvs = tide__sys_count(TIDE__SYS_RECV);
+    CHECK_EQ(tide_sleep(0.02), 0); /* nobody reads: nothing is taken */
+    CHECK_EQ(tide__sys_count(TIDE__SYS_RECV), recvs);
+    size_t got = 0;
+    long live = 0;
+    while (got < sent) { /* then all of it, never more than the limit */
+        n = tide_stream_read(s, 1 << 20, &p);
+        CHECK(n > 0 && n <= 4096);
+        for (ssize_t i = 0; i < n; i++)
+            CHECK(((const char *)p)[i] == (char)((got + (size_t)i) % 251));
+        got += (size_t)n;
+        if (!live)
+            live = tide__alloc_live();
+        CHECK_EQ(tide__alloc_live(), live); /* the buffer never grows */
+    }
+    CHECK_EQ(got, sent);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    CHECK_EQ(tide_close(peer), 0);
+    return NULL;
+}
+
+/* HAZARDS B13 (b): a peer sends until the kernel stops it and the
+ * program does not read: the stream takes nothing on its own (the
+ * kernel holds the peer back); read later, every byte comes, at most
+ * the stream's limit at a time, from a buffer that never grows. */
+TEST(unread_data_stays_with_the_kernel)
+{
+    CHECK_EQ(harness_run_body(unread_body, NULL), 0);
+    LEAK_GATE();
+}
+
 /* ---- cancellation and time limits ----------------------------------- */
 
 struct reader {
@@ -266,7 +338,7 @@ static void *readline_task(void *arg)
 
 static void *cancel_body(void *arg)
 {
-    struct reader rd = {0};
+    static struct reader rd; /* written by the task while this body waits */
     const void *p;
     int peer;
     (void)arg;
@@ -298,7 +370,7 @@ TEST(cancelled_readline_keeps_its_bytes_for_the_next_read)
 
 static void *trickle_task(void *arg)
 {
-    int fd = *(int *)arg;
+    int fd = (int)PINT(arg);
 
     for (int i = 0; i < 100; i++) {
         if (tide_sock_send(fd, "x", 1, 0) != 1 || tide_sleep(0.01) < 0)
@@ -316,7 +388,7 @@ static void *trickle_body(void *arg)
     (void)arg;
 
     tide_stream *s = stream_pair(&peer, 0);
-    tide_future *t = tide_create_task(NULL, trickle_task, &peer);
+    tide_future *t = tide_create_task(NULL, trickle_task, IPTR(peer));
     double t0 = harness_now();
     tide_timeout *scope = tide_timeout_begin(0.1);
     CHECK_NOT_NULL(scope);
@@ -473,6 +545,98 @@ TEST(peer_reset_mid_write_ends_drain_with_the_error)
     LEAK_GATE();
 }
 
+enum { WRITERS = 100, BLOCK = 1024 };
+
+static tide_stream *shared; /* the drainers' stream */
+
+/* Write one 1 KiB block of byte `i`, then drain. */
+static void *block_writer(void *arg)
+{
+    char block[BLOCK];
+
+    memset(block, (int)PINT(arg), sizeof block);
+    int err = tide_stream_write(shared, block, sizeof block);
+    if (!err)
+        err = tide_stream_drain(shared);
+    return err < 0 ? tide_fail(err) : NULL;
+}
+
+/* Start the writers; their futures in t. */
+static void start_writers(tide_future **t)
+{
+    for (int i = 0; i < WRITERS; i++)
+        CHECK_NOT_NULL(t[i] = tide_create_task(NULL, block_writer, IPTR(i)));
+}
+
+static void *many_drainers_body(void *arg)
+{
+    static char got[WRITERS * BLOCK];
+    tide_future *t[WRITERS];
+    bool seen[WRITERS] = {false};
+    int peer, small = 4096;
+    (void)arg;
+
+    shared = stream_pair(&peer, 0);
+    CHECK_EQ(tide_stream_set_write_limits(shared, 4096, 1024), 0);
+    CHECK_EQ(setsockopt(tide_stream_fd(shared), SOL_SOCKET, SO_SNDBUF, &small,
+                        sizeof small),
+             0);
+    start_writers(t);
+    /* a slow reader: 512 bytes a millisecond */
+    size_t n = 0;
+    while (n < sizeof got) {
+        ssize_t r = tide_sock_recv(peer, got + n, 512, 0);
+        CHECK(r > 0);
+        n += (size_t)r;
+        CHECK_EQ(tide_sleep(0.001), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) { /* every drain returns */
+        CHECK_ERR(tide_wait_for(t[i], 1, NULL), 0);
+        tide_future_release(t[i]);
+    }
+    for (size_t b = 0; b < WRITERS; b++) { /* no write interleaved */
+        unsigned char v = (unsigned char)got[b * BLOCK];
+        CHECK(v < WRITERS && !seen[v]);
+        seen[v] = true;
+        for (size_t i = 1; i < BLOCK; i++)
+            CHECK_EQ((unsigned char)got[b * BLOCK + i], v);
+    }
+    /* again, and the peer goes away: every drain has the same error */
+    start_writers(t);
+    CHECK_EQ(tide_sleep(0.01), 0);
+    bool done[WRITERS];
+    int waiting = 0;
+    for (int i = 0; i < WRITERS; i++)
+        waiting += !(done[i] = tide_future_done(t[i]));
+    CHECK(waiting >= WRITERS / 2); /* the socket took only a few */
+    CHECK_EQ(tide_close(peer), 0);
+    int first = 0;
+    for (int i = 0; i < WRITERS; i++) {
+        int err = tide_wait_for(t[i], 1, NULL);
+        tide_future_release(t[i]);
+        if (done[i]) { /* drained before the reset */
+            CHECK_ERR(err, 0);
+            continue;
+        }
+        CHECK(err == -EPIPE || err == -ECONNRESET);
+        if (!first)
+            first = err;
+        CHECK_ERR(err, first);
+    }
+    CHECK_ERR(tide_stream_close(shared, 1), first);
+    return NULL;
+}
+
+/* HAZARDS B29: 100 tasks each write 1 KiB and drain one stream that a
+ * slow peer reads: every drain returns, no write's bytes are split by
+ * another's; after a reset, every drain still waiting returns the same
+ * error. */
+TEST(a_hundred_drainers_of_one_stream)
+{
+    CHECK_EQ(harness_run_body(many_drainers_body, NULL), 0);
+    LEAK_GATE();
+}
+
 struct sink {
     int fd;
     size_t got;
@@ -492,7 +656,7 @@ static void *sink_task(void *arg)
 static void *close_flush_body(void *arg)
 {
     static char chunk[251 * 1195];
-    struct sink k;
+    static struct sink k; /* written by sink_task while this body waits */
     (void)arg;
 
     for (size_t i = 0; i < sizeof chunk; i++)

@@ -102,3 +102,8 @@ void tide__alloc_fail_after(long n)
     atomic_store_explicit(&fail_countdown, n > 0 ? n : 0,
                           memory_order_relaxed);
 }
+
+long tide__alloc_fail_pending(void)
+{
+    return atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+}

@@ -35,4 +35,9 @@ long tide__alloc_live(void);
  * one); n <= 0 turns failure injection off. For tests. */
 void tide__alloc_fail_after(long n);
 
+/* Allocations still to come before the armed failure fires (0: none is
+ * armed, or it has fired). For tests that fail the 1st, 2nd, ... until
+ * a run makes fewer allocations than that. */
+long tide__alloc_fail_pending(void);
+
 #endif

@@ -53,6 +53,23 @@ static bool enter(enum tide__sys_kind kind, int *err, size_t *len)
         }                                           \
     } while (0)
 
+/* For a call that starts nothing the kernel goes on with after an
+ * interruption, so that it may be made again: made again after EINTR
+ * (an injected one too), which then never reaches a caller (HAZARDS
+ * B36). Not for connect (it goes on) nor close (the fd is gone). */
+#define RESTARTING(kind, call)                    \
+    for (;;) {                                    \
+        int err_, r_;                             \
+        if (enter((kind), &err_, NULL) && err_) { \
+            errno = err_;                         \
+            r_ = -1;                              \
+        } else {                                  \
+            r_ = (call);                          \
+        }                                         \
+        if (r_ >= 0 || errno != EINTR)            \
+            return r_;                            \
+    }
+
 ssize_t tide__sys_recv(int fd, void *buf, size_t len, int flags)
 {
     ENTER(TIDE__SYS_RECV, &len);
@@ -130,15 +147,64 @@ int tide__sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 int tide__sys_close(int fd)
 {
-    ENTER(TIDE__SYS_CLOSE, NULL);
-    return close(fd);
+    int err = 0;
+    bool fault = enter(TIDE__SYS_CLOSE, &err, NULL) && err;
+    int r = close(fd);
+
+    /* Linux frees the fd whatever close reports (EINTR, EIO): an injected
+     * failure is made too, so that it is what a real one is. */
+    if (fault) {
+        errno = err;
+        return -1;
+    }
+    return r;
 }
 
 int tide__sys_getsockopt(int fd, int level, int name, void *val,
                          socklen_t *len)
 {
-    ENTER(TIDE__SYS_GETSOCKOPT, NULL);
-    return getsockopt(fd, level, name, val, len);
+    RESTARTING(TIDE__SYS_GETSOCKOPT, getsockopt(fd, level, name, val, len));
+}
+
+int tide__sys_setsockopt(int fd, int level, int name, const void *val,
+                         socklen_t len)
+{
+    RESTARTING(TIDE__SYS_SETSOCKOPT, setsockopt(fd, level, name, val, len));
+}
+
+int tide__sys_socket(int domain, int type, int protocol)
+{
+    RESTARTING(TIDE__SYS_SOCKET, socket(domain, type, protocol));
+}
+
+int tide__sys_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    RESTARTING(TIDE__SYS_BIND, bind(fd, addr, len));
+}
+
+int tide__sys_listen(int fd, int backlog)
+{
+    RESTARTING(TIDE__SYS_LISTEN, listen(fd, backlog));
+}
+
+int tide__sys_shutdown(int fd, int how)
+{
+    RESTARTING(TIDE__SYS_SHUTDOWN, shutdown(fd, how));
+}
+
+int tide__sys_getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    RESTARTING(TIDE__SYS_GETNAME, getsockname(fd, addr, len));
+}
+
+int tide__sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    RESTARTING(TIDE__SYS_GETNAME, getpeername(fd, addr, len));
+}
+
+int tide__sys_fcntl(int fd, int cmd, int arg)
+{
+    RESTARTING(TIDE__SYS_FCNTL, fcntl(fd, cmd, arg));
 }
 
 int tide__sys_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts)
@@ -155,8 +221,7 @@ int tide__sys_epoll_create1(int flags)
 
 int tide__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
-    ENTER(TIDE__SYS_EPOLL_CTL, NULL);
-    return epoll_ctl(epfd, op, fd, ev);
+    RESTARTING(TIDE__SYS_EPOLL_CTL, epoll_ctl(epfd, op, fd, ev));
 }
 
 int tide__sys_epoll_wait(int epfd, struct epoll_event *evs, int n,

@@ -1,15 +1,21 @@
 /* The system-call seam: every system call of the I/O layer and of the
- * poll backends goes through one of these wrappers.
+ * poll backends goes through one of these wrappers (but for stat and
+ * unlink of a Unix server's socket file, which are not socket calls).
  *
  * Each wrapper is the plain call plus two things tests and benchmarks
  * need: a count of calls per kind (relaxed atomics: the wake-up is
  * written from other threads), and faults a test arms for the n-th next
  * call of a kind: fail it with an errno (EAGAIN, EINTR, ENOMEM, EMFILE,
- * ...) without making it, or make it with its length cut short (a short
- * read or write). An armed fault fires once. Failures return -1 with
- * errno set, exactly as the system call would, so callers handle an
- * injected fault and a real one by the same code. When no fault is armed
- * a wrapper costs one relaxed load and one relaxed add beside the call.
+ * ...) without making it (close is made all the same: Linux frees the
+ * fd whatever close reports), or make it with its length cut short (a
+ * short read or write). An armed fault fires once. The calls that start
+ * nothing the kernel goes on with (socket, bind, listen, shutdown,
+ * get/setsockopt, getsockname/getpeername, fcntl, epoll_ctl) are made again
+ * after EINTR, an injected one too, so EINTR never reaches their callers.
+ * Failures return -1 with errno set, exactly as the system call would, so
+ * callers handle an injected fault and a real one by the same code. When no
+ * fault is armed a wrapper costs one relaxed load and one relaxed add beside
+ * the call.
  * SPDX-License-Identifier: MIT
  */
 #ifndef TIDE_CORE_SYS_H
@@ -50,6 +56,13 @@ enum tide__sys_kind {
     TIDE__SYS_FILEOP,  /* stat, fstat, rename, unlink, mkdir, rmdir, opendir */
     TIDE__SYS_URING_SETUP, /* io_uring_setup (liburing's queue init) */
     TIDE__SYS_URING_ENTER, /* io_uring_enter: submit and wait */
+    TIDE__SYS_SOCKET,
+    TIDE__SYS_BIND,
+    TIDE__SYS_LISTEN,
+    TIDE__SYS_SHUTDOWN,
+    TIDE__SYS_SETSOCKOPT,
+    TIDE__SYS_GETNAME, /* getsockname, getpeername */
+    TIDE__SYS_FCNTL,
     TIDE__SYS_COUNT
 };
 
@@ -71,6 +84,16 @@ int tide__sys_connect(int fd, const struct sockaddr *addr, socklen_t len);
 int tide__sys_close(int fd);
 int tide__sys_getsockopt(int fd, int level, int name, void *val,
                          socklen_t *len);
+int tide__sys_setsockopt(int fd, int level, int name, const void *val,
+                         socklen_t len);
+int tide__sys_socket(int domain, int type, int protocol);
+int tide__sys_bind(int fd, const struct sockaddr *addr, socklen_t len);
+int tide__sys_listen(int fd, int backlog);
+int tide__sys_shutdown(int fd, int how);
+int tide__sys_getsockname(int fd, struct sockaddr *addr, socklen_t *len);
+int tide__sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len);
+/* fcntl with an int argument (F_GETFL ignores it, F_SETFL sets flags). */
+int tide__sys_fcntl(int fd, int cmd, int arg);
 /* ppoll: ts NULL waits without limit. */
 int tide__sys_poll(struct pollfd *fds, nfds_t n, const struct timespec *ts);
 int tide__sys_epoll_create1(int flags);

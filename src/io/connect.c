@@ -16,6 +16,7 @@
 #include "io/io.h"
 
 #include "base/alloc.h"
+#include "base/sys.h"
 
 #include <tide/pool.h>
 #include <tide/stream.h>
@@ -31,7 +32,9 @@
 #define DEFAULT_DELAY 0.25
 
 struct attempt {
-    const struct addrinfo *ai;
+    const struct addrinfo *ai;    /* the caller's: read by the caller only */
+    struct sockaddr_storage addr; /* a copy of ai's, which the task reads */
+    socklen_t addrlen;
     int fd;            /* -1 once handed on or closed */
     tide_future *task; /* NULL: not started, or could not start */
 };
@@ -39,7 +42,7 @@ struct attempt {
 static void *attempt_body(void *arg)
 {
     struct attempt *a = arg;
-    int r = tide_sock_connect(a->fd, a->ai->ai_addr, a->ai->ai_addrlen);
+    int r = tide_sock_connect(a->fd, (struct sockaddr *)&a->addr, a->addrlen);
 
     return r < 0 ? tide_fail(r) : NULL;
 }
@@ -70,12 +73,18 @@ static size_t interleave(const struct addrinfo *list, struct attempt *out)
     }
 }
 
-/* Start attempt a: 0, or the socket/task error (a is then done). */
+/* Start attempt a: 0, or the socket/task error (a is then done). Its
+ * task reads a copy of the address: the caller's list may be in the
+ * frames of a compact task, copied away while it waits (README). */
 static int start(struct attempt *a)
 {
-    a->fd = socket(a->ai->ai_family,
-                   a->ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                   a->ai->ai_protocol);
+    if (a->ai->ai_addrlen > sizeof a->addr)
+        return -EINVAL;
+    memcpy(&a->addr, a->ai->ai_addr, a->ai->ai_addrlen);
+    a->addrlen = a->ai->ai_addrlen;
+    a->fd = tide__sys_socket(a->ai->ai_family,
+                             a->ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                             a->ai->ai_protocol);
     if (a->fd < 0)
         return -errno;
     a->task = tide_create_task(NULL, attempt_body, a);
@@ -107,7 +116,8 @@ static int wrap(int fd, int family, size_t limit, tide_stream **out)
     int one = 1;
 
     if (family == AF_INET || family == AF_INET6)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        (void)tide__sys_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+                                   sizeof one);
     *out = tide_stream_new(fd, limit);
     if (*out)
         return 0;
@@ -233,7 +243,8 @@ int tide_open_unix_connection(const char *path, size_t limit,
     if (strlen(path) >= sizeof a.sun_path)
         return -ENAMETOOLONG;
     strcpy(a.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = tide__sys_socket(AF_UNIX,
+                              SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     int r = tide_sock_connect(fd, (struct sockaddr *)&a, sizeof a);

@@ -11,7 +11,10 @@
  * before the next one: the pending connection stays in the backlog and
  * is accepted once fds are free, and the loop never spins (B09). A
  * connection whose setup fails is closed and reported; accepting goes
- * on (B10).
+ * on (B10). A task can end without running its body (cancelled, or out
+ * of memory, before it started), so a connection is let go by its
+ * task's done callback, and an accept task that ends while the server is
+ * open is reported and started again (after RETRY_DELAY if that fails).
  *
  * Closing stops the accept task, closes the listening socket, then waits
  * for the connections (`idle` is set when none is left); after the
@@ -24,6 +27,7 @@
 
 #include "base/alloc.h"
 #include "base/list.h"
+#include "base/sys.h"
 
 #include <tide/stream.h>
 #include <tide/sync.h>
@@ -58,7 +62,9 @@ struct tide_server {
     tide_stream_handler handler;
     void *arg;
     tide_server_options opt;
-    tide_future *acceptor;   /* the accept task */
+    tide_future *acceptor;   /* the accept task, or NULL */
+    tide_handle retry;       /* a pending restart of it, or 0 */
+    bool closing;            /* stop_accepting began */
     struct tide__list conns; /* struct conn.link */
     size_t nconns;
     tide_event *idle;           /* set while nconns == 0 */
@@ -92,13 +98,31 @@ static void *conn_body(void *arg)
     srv->handler(c->s, srv->arg);
     if (!tide__stream_closed(c->s))
         (void)tide_stream_close(c->s, srv->opt.close_timeout);
+    return NULL;
+}
+
+/* Let connection c go: its task is done (or will never run). */
+static void conn_free(struct conn *c)
+{
+    tide_server *srv = c->srv;
+
+    if (!tide__stream_closed(c->s))
+        (void)tide_stream_close(c->s, 0); /* the body never ran */
     tide__stream_release(c->s);
     tide__list_remove(&c->link);
     if (--srv->nconns == 0)
         tide_event_set(srv->idle);
-    tide_future_release(c->task); /* the loop holds it until it ends */
+    tide_future_release(c->task);
     tide__free(c);
-    return NULL;
+}
+
+/* c's task is done, whether its body ran or not: a task cancelled (the
+ * server closing) or out of memory before it started never runs it, and
+ * its connection must go all the same. */
+static void conn_done(tide_future *f, void *arg)
+{
+    (void)f;
+    conn_free(arg);
 }
 
 /* Serve accepted fd in a task of its own. 0 or -errno (fd closed). */
@@ -108,7 +132,8 @@ static int start_conn(tide_server *srv, int fd)
     int one = 1;
 
     if (srv->family != AF_UNIX)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        (void)tide__sys_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+                                   sizeof one);
     struct conn *c = tide__calloc(1, sizeof *c);
     if (!c) {
         tide_close(fd);
@@ -134,7 +159,13 @@ static int start_conn(tide_server *srv, int fd)
     tide__list_push_back(&srv->conns, &c->link);
     srv->nconns++;
     tide_event_clear(srv->idle);
-    return 0;
+    int err = tide_future_add_done_callback(c->task, conn_done, c);
+    if (err < 0) {
+        tide_future_cancel(c->task); /* not started: its body never runs */
+        tide_stream_abort(c->s);
+        conn_free(c);
+    }
+    return err;
 }
 
 static bool out_of_resources(int err)
@@ -167,6 +198,63 @@ static void *accept_body(void *arg)
     return NULL;
 }
 
+static void acceptor_done(tide_future *f, void *arg);
+
+/* Start the accept task: 0 or -errno. */
+static int start_acceptor(tide_server *srv)
+{
+    tide_future *t = tide_create_task(srv->loop, accept_body, srv);
+
+    if (!t)
+        return -errno;
+    int err = tide_future_add_done_callback(t, acceptor_done, srv);
+    if (err < 0) {
+        tide_future_cancel(t); /* not started: its body never runs */
+        tide_future_release(t);
+        return err;
+    }
+    srv->acceptor = t;
+    return 0;
+}
+
+static void retry_acceptor(void *arg);
+
+/* Start the accept task again, or try again after RETRY_DELAY. */
+static void restart_acceptor(tide_server *srv)
+{
+    int err = start_acceptor(srv);
+
+    if (err == 0)
+        return;
+    report(srv, err);
+    srv->retry = tide_call_later(srv->loop, RETRY_DELAY, retry_acceptor, srv);
+}
+
+static void retry_acceptor(void *arg)
+{
+    tide_server *srv = arg;
+
+    srv->retry = 0;
+    restart_acceptor(srv);
+}
+
+/* The accept task is done. While the server is open it ends only when it
+ * could not start (out of memory for its stack or frames: it failed
+ * without running its body); it is reported and started again, so the
+ * server never stops accepting for good (HAZARDS B10). */
+static void acceptor_done(tide_future *f, void *arg)
+{
+    tide_server *srv = arg;
+    int err = tide_future_result(f, NULL);
+
+    if (srv->closing || f != srv->acceptor || err == 0 || err == -ECANCELED)
+        return;
+    report(srv, err);
+    tide_future_release(srv->acceptor);
+    srv->acceptor = NULL;
+    restart_acceptor(srv);
+}
+
 /* The loop closes with the server still open: every task has ended (the
  * acceptor, the handlers and tide_serve_forever's callers were
  * cancelled), so close the socket and free the server (tide/stream.h:
@@ -175,9 +263,15 @@ static void drop_at_close(struct tide__linger *l)
 {
     tide_server *srv = tide__container_of(l, tide_server, linger);
 
+    srv->closing = true;
+    if (srv->retry)
+        tide_handle_cancel(srv->loop, srv->retry);
     if (srv->acceptor)
         tide_future_release(srv->acceptor);
     srv->acceptor = NULL;
+    /* Their tasks ended in the close, their done calls were dropped. */
+    while (!tide__list_empty(&srv->conns))
+        conn_free(tide__container_of(srv->conns.next, struct conn, link));
     if (srv->fd >= 0) {
         tide_close(srv->fd);
         srv->fd = -1;
@@ -192,16 +286,18 @@ static void drop_at_close(struct tide__linger *l)
 static int listen_on(const struct sockaddr *addr, socklen_t len, int backlog)
 {
     int one = 1;
-    int fd =
-        socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = tide__sys_socket(addr->sa_family,
+                              SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
         return -errno;
     if (addr->sa_family != AF_UNIX)
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, addr, len) < 0 || listen(fd, backlog) < 0) {
+        (void)tide__sys_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+                                   sizeof one);
+    if (tide__sys_bind(fd, addr, len) < 0 ||
+        tide__sys_listen(fd, backlog) < 0) {
         int err = -errno;
-        close(fd);
+        tide__sys_close(fd);
         return err;
     }
     return fd;
@@ -254,11 +350,9 @@ static tide_server *start(tide_loop *loop, const struct sockaddr *addr,
         err = srv->fd;
         goto free_srv;
     }
-    srv->acceptor = tide_create_task(loop, accept_body, srv);
-    if (!srv->acceptor) {
-        err = -errno;
+    err = start_acceptor(srv);
+    if (err < 0)
         goto close_fd;
-    }
     return srv;
 close_fd:
     tide_close(srv->fd);
@@ -325,7 +419,7 @@ int tide_server_sockname(tide_server *srv, struct sockaddr *addr,
         return -EINVAL;
     if (srv->fd < 0)
         return -EBADF;
-    return getsockname(srv->fd, addr, len) < 0 ? -errno : 0;
+    return tide__sys_getsockname(srv->fd, addr, len) < 0 ? -errno : 0;
 }
 
 size_t tide_server_connections(const tide_server *srv)
@@ -346,11 +440,17 @@ int tide_serve_forever(tide_server *srv)
 /* Stop the accept task and close the listening socket. */
 static void stop_accepting(tide_server *srv)
 {
+    srv->closing = true;
     tide_event_set(srv->closed);
-    tide_future_cancel(srv->acceptor);
-    (void)tide_await(srv->acceptor, NULL); /* returns once it is done */
-    tide_future_release(srv->acceptor);
-    srv->acceptor = NULL;
+    if (srv->retry)
+        tide_handle_cancel(srv->loop, srv->retry);
+    srv->retry = 0;
+    if (srv->acceptor) {
+        tide_future_cancel(srv->acceptor);
+        (void)tide_await(srv->acceptor, NULL); /* returns once it is done */
+        tide_future_release(srv->acceptor);
+        srv->acceptor = NULL;
+    }
     tide_close(srv->fd);
     srv->fd = -1;
     if (srv->path)

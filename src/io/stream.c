@@ -178,10 +178,11 @@ tide_stream *tide_stream_new(int fd, size_t limit)
     tide_loop *loop = stream_loop();
     if (!loop)
         return NULL;
-    int fl = fcntl(fd, F_GETFL);
+    int fl = tide__sys_fcntl(fd, F_GETFL, 0);
     struct stat st;
     if (fl < 0 || fstat(fd, &st) < 0 ||
-        (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+        (!(fl & O_NONBLOCK) &&
+         tide__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
         return NULL; /* errno: EBADF */
     tide_stream *s = stream_new(fd, limit, loop);
     if (s)
@@ -477,7 +478,8 @@ static void queue_empty(tide_stream *s)
             tide_close(s->fd);
             s->fd = -1;
             s->shut = true;
-        } else if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+        } else if (tide__sys_shutdown(s->fd, SHUT_WR) < 0 &&
+                   errno != ENOTCONN) {
             set_error(s, -errno);
         }
     }
@@ -832,7 +834,7 @@ int tide_stream_abort(tide_stream *s)
     }
     if (s->fd < 0)
         return -EBADF;
-    (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    (void)tide__sys_setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close_fd(s);
     return 0;
 }
@@ -846,7 +848,7 @@ int tide_stream_setsockopt(tide_stream *s, int level, int name,
         return -EINVAL;
     if (s->fd < 0)
         return -EBADF;
-    return setsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
+    return tide__sys_setsockopt(s->fd, level, name, val, len) < 0 ? -errno : 0;
 }
 
 int tide_stream_getsockopt(tide_stream *s, int level, int name, void *val,
@@ -872,10 +874,10 @@ static int name_of(tide_stream *s, struct sockaddr *addr, socklen_t *len,
 
 int tide_stream_peername(tide_stream *s, struct sockaddr *addr, socklen_t *len)
 {
-    return name_of(s, addr, len, getpeername);
+    return name_of(s, addr, len, tide__sys_getpeername);
 }
 
 int tide_stream_sockname(tide_stream *s, struct sockaddr *addr, socklen_t *len)
 {
-    return name_of(s, addr, len, getsockname);
+    return name_of(s, addr, len, tide__sys_getsockname);
 }

@@ -17,6 +17,7 @@
 #include "io/io.h"
 
 #include "base/alloc.h"
+#include "base/sys.h"
 
 #include <tide/udp.h>
 
@@ -141,7 +142,9 @@ static int set_flag(int fd, int name, bool on)
 
     if (!on)
         return 0;
-    return setsockopt(fd, SOL_SOCKET, name, &one, sizeof one) < 0 ? -errno : 0;
+    return tide__sys_setsockopt(fd, SOL_SOCKET, name, &one, sizeof one) < 0
+               ? -errno
+               : 0;
 }
 
 tide_udp *tide_udp_open_addr(const struct sockaddr *local, socklen_t local_len,
@@ -162,7 +165,8 @@ tide_udp *tide_udp_open_addr(const struct sockaddr *local, socklen_t local_len,
     if (!u)
         return NULL; /* errno: ENOMEM */
     u->family = family;
-    u->fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    u->fd =
+        tide__sys_socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (u->fd < 0) {
         err = -errno;
         goto free_u;
@@ -171,7 +175,7 @@ tide_udp *tide_udp_open_addr(const struct sockaddr *local, socklen_t local_len,
     if ((err = set_flag(u->fd, SO_REUSEPORT, opt->reuse_port)) < 0 ||
         (err = set_flag(u->fd, SO_BROADCAST, opt->allow_broadcast)) < 0)
         goto close_fd;
-    if (local && bind(u->fd, local, local_len) < 0) {
+    if (local && tide__sys_bind(u->fd, local, local_len) < 0) {
         err = -errno;
         goto close_fd;
     }

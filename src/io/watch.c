@@ -53,7 +53,8 @@ static void maybe_free(tide_loop *loop, struct watcher *w)
 {
     if (!idle(&w->d[0]) || !idle(&w->d[1]))
         return;
-    loop->watchers->byfd[w->fd] = NULL;
+    if (loop->watchers->byfd[w->fd] == w) /* else detached at a close */
+        loop->watchers->byfd[w->fd] = NULL;
     tide__free(w);
 }
 
@@ -247,4 +248,12 @@ void tide__watch_forget(tide_loop *loop, int fd)
 {
     remove_dir(loop, fd, 0);
     remove_dir(loop, fd, 1);
+    /* A record still held by a call the old file's readiness scheduled
+     * (or by its callback, running) leaves the table: a callback added
+     * for a new file of this number gets a record of its own, armed on
+     * its own readiness, and the old call finds no callback and frees
+     * the old record (HAZARDS B01). */
+    struct watcher *w = watcher_of(loop, fd, false);
+    if (w)
+        loop->watchers->byfd[fd] = NULL;
 }
