@@ -781,3 +781,74 @@ TEST(b08_streams_over_files_fail_at_once)
     run_main(not_sockets_body, NULL);
     LEAK_GATE();
 }
+
+/* ---- HAZARDS B44: a reader of an always-readable socket yields -------- */
+
+/* State shared by the tasks: static (compact tasks' frames move). */
+static struct {
+    int fd;             /* a socket at end of stream: every recv is 0 */
+    bool timer_fired;   /* by a 10 ms timer's task */
+    long pongs;         /* a second task's progress */
+    double fired_after; /* seconds from the start */
+    double t0;
+} greedy;
+
+static void *greedy_reader(void *arg)
+{
+    char buf[64];
+    (void)arg;
+    /* Never suspends by itself: each recv completes at once with 0. Bounded
+     * by the clock so that a starved timer fails the test, not hangs it. */
+    while (!greedy.timer_fired && harness_now() - greedy.t0 < 2.0)
+        if (tide_sock_recv(greedy.fd, buf, sizeof buf, 0) < 0)
+            return tide_fail(-EIO);
+    return NULL;
+}
+
+static void *greedy_timer(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(tide_sleep(0.01), 0);
+    greedy.fired_after = harness_now() - greedy.t0;
+    greedy.timer_fired = true;
+    return NULL;
+}
+
+static void *greedy_ponger(void *arg)
+{
+    (void)arg;
+    while (!greedy.timer_fired && tide_sleep(0) == 0)
+        greedy.pongs++;
+    return NULL;
+}
+
+static void *greedy_body(void *arg)
+{
+    int sv[2];
+    (void)arg;
+    pair(sv);
+    CHECK_EQ(close(sv[1]), 0); /* sv[0] reads end of stream, at once */
+    greedy.fd = sv[0];
+    greedy.timer_fired = false;
+    greedy.pongs = 0;
+    greedy.t0 = harness_now();
+    tide_future *t[3] = {tide_create_task(NULL, greedy_reader, NULL),
+                         tide_create_task(NULL, greedy_timer, NULL),
+                         tide_create_task(NULL, greedy_ponger, NULL)};
+    for (int i = 0; i < 3; i++) {
+        CHECK_NOT_NULL(t[i]);
+        CHECK_EQ(tide_await(t[i], NULL), 0);
+        tide_future_release(t[i]);
+    }
+    CHECK_EQ(tide_close(sv[0]), 0);
+    return NULL;
+}
+
+TEST(b44_a_reader_of_an_always_readable_socket_lets_timers_and_tasks_run)
+{
+    run_main(greedy_body, NULL);
+    CHECK(greedy.timer_fired);
+    CHECK(greedy.fired_after < 0.5 * harness_timeout_mult());
+    CHECK(greedy.pongs > 0);
+    LEAK_GATE();
+}

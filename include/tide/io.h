@@ -18,6 +18,11 @@
  *   failure (-EBADF for a negative or closed fd, -ENOTSOCK, -ECONNRESET,
  *   -EPIPE, ...). Every send adds MSG_NOSIGNAL: a peer that went away is
  *   -EPIPE, never SIGPIPE.
+ * - Fairness: a task whose calls keep completing at once (a socket that
+ *   is always readable) would never let the loop run anything else; so
+ *   a task's 64th call in one turn of the loop first yields (as
+ *   tide_sleep(0)), and a cancel request met there makes the call return
+ *   -ECANCELED having done nothing.
  * - Bad arguments return -EINVAL and change nothing (a NULL buffer with
  *   a length, a NULL msghdr or address). A zero-length recv or send
  *   returns 0 without a system call.

@@ -261,6 +261,11 @@ struct tide_loop {
     int64_t now; /* ns, read once per iteration */
     uint64_t iterations;
     unsigned busy_iterations; /* iterations since the last poll */
+    /* The I/O calls of the task now running in this turn (io/op.c's
+     * budget, HAZARDS B44): whose turn, in which iteration, how many. */
+    struct tide__coro *io_turn_co;
+    uint64_t io_turn_iteration;
+    unsigned io_turn_calls;
 
     const struct tide__coro_ops *coro_ops; /* the task layer's */
     size_t ncoros;                         /* unfinished coroutines */

@@ -14,6 +14,13 @@
  * there. So a compact task (and a call outside any task) makes the system
  * call itself, and waits only for readiness (a POLL op, which carries no
  * buffer) in between.
+ *
+ * Fairness (HAZARDS B44): a task whose calls keep completing at once (a
+ * socket that is always readable, a peer that always takes more) would
+ * never suspend, and the loop would run no timer, no other task and no
+ * poll meanwhile. So a task's IO_BUDGET-th call in one turn (one
+ * iteration of the loop) first yields, as tide_sleep(0) does; a call
+ * cancelled in that yield returns -ECANCELED having done nothing.
  * SPDX-License-Identifier: MIT
  */
 #include "io/io.h"
@@ -160,11 +167,34 @@ static ssize_t run_here(tide_loop *loop, struct tide__op *req,
     }
 }
 
+#define IO_BUDGET 64
+
+/* Count one call of the running task; yield first if it has made
+ * IO_BUDGET in this turn. 0, or tide_sleep's error (-ECANCELED). */
+static int spend_budget(tide_loop *loop)
+{
+    if (loop->io_turn_co != loop->current ||
+        loop->io_turn_iteration != loop->iterations) {
+        loop->io_turn_co = loop->current;
+        loop->io_turn_iteration = loop->iterations;
+        loop->io_turn_calls = 0;
+    }
+    if (__builtin_expect(++loop->io_turn_calls < IO_BUDGET, 1))
+        return 0;
+    loop->io_turn_calls = 0;
+    return tide_sleep(0);
+}
+
 ssize_t tide__io_run(struct tide__op *req, const char *what)
 {
     tide_loop *loop = tide__running;
 
-    if (!loop || !loop->current || tide__compact_running(loop))
+    if (!loop || !loop->current)
+        return run_here(loop, req, what);
+    int err = spend_budget(loop);
+    if (err < 0)
+        return err;
+    if (tide__compact_running(loop))
         return run_here(loop, req, what);
     return run_in_slot(loop, req, what);
 }
