@@ -81,7 +81,8 @@ static void *big_writer(void *arg)
 static void *big_body(void *arg)
 {
     int fds[2];
-    struct big b;
+    static struct big
+        b; /* shared with a task: not in frames a compact body copies away */
     (void)arg;
 
     make_pipe(fds);

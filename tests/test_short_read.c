@@ -112,9 +112,12 @@ static void *echo_body(void *arg)
         CHECK_EQ(read_exactly_bytes(cli, "ping-pong"), 0);
     }
     recvs = tide__sys_count(TIDE__SYS_RECV) - recvs;
-    /* one per side per trip: before the rule, twice that */
+    /* one per side per trip: before the rule, twice that. Compact tasks
+     * (TIDE_COMPACT=1) make their own calls and keep trying first (io/op.c:
+     * no backend write may land in their frames), so twice that there. */
+    uint64_t per_trip = harness_compact() ? 4 : 2;
     CHECK(recvs >= 2 * TRIPS);
-    CHECK(recvs <= 2 * TRIPS + 4);
+    CHECK(recvs <= per_trip * TRIPS + 4);
     CHECK_EQ(tide_stream_close(cli, 1), 0);
     CHECK_EQ(tide_await(t, NULL), 0);
     tide_future_release(t);
