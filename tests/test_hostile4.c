@@ -55,6 +55,11 @@ static void tracking(bool fallback)
         LEAK_GATE();                               \
     }
 
+/* stdin, stdout and stderr all pipes */
+static const tide_process_options all_pipes = {.stdin_mode = TIDE_STDIO_PIPE,
+                                               .stdout_mode = TIDE_STDIO_PIPE,
+                                               .stderr_mode = TIDE_STDIO_PIPE};
+
 static tide_process *shell(const char *cmd, const tide_process_options *o)
 {
     tide_process *p = NULL;
@@ -131,7 +136,11 @@ TEST(a_parent_without_stdio_still_gets_exec_errors_and_keeps_stderr_sigchld)
 
 /* A child that exits 7 on SIGTERM (within ~20 ms): given its grace
  * period it exits 7; killed at once it is -9. */
-#define TERM_SEVEN "trap 'exit 7' TERM; while :; do sleep 0.02; done"
+#define TERM_SEVEN \
+    "trap 'exit 7' TERM; for i in $(seq 150); do sleep 0.02; done"
+/* One deaf to it. Both end by themselves within seconds, should a
+ * failed test leave them behind. */
+#define DEAF_TO_TERM "trap '' TERM; for i in $(seq 150); do sleep 0.02; done"
 
 static void *grace_body(void *arg)
 {
@@ -202,7 +211,7 @@ static void *second_cancel_body(void *arg)
     for (int comm = 0; comm < 2; comm++) {
         static struct waiter w; /* shared with a task: not in a frame */
         w = (struct waiter){.communicate = comm};
-        w.p = shell("trap '' TERM; while :; do sleep 0.02; done", &o);
+        w.p = shell(DEAF_TO_TERM, &o);
         tide_future *f = tide_create_task(NULL, waiter_task, &w);
         CHECK_NOT_NULL(f);
         CHECK_EQ(tide_sleep(0.05), 0);
@@ -234,9 +243,7 @@ BOTH_WAYS(a_second_cancel_in_the_grace_period_kills_at_once,
 
 static void *rude_children_body(void *arg)
 {
-    tide_process_options o = {.stdin_mode = TIDE_STDIO_PIPE,
-                              .stdout_mode = TIDE_STDIO_PIPE,
-                              .stderr_mode = TIDE_STDIO_PIPE};
+    const tide_process_options *o = &all_pipes;
     tide_process_output out;
     int code = 99;
     (void)arg;
@@ -246,7 +253,7 @@ static void *rude_children_body(void *arg)
     memset(input, 'a', BIG);
     long fds = harness_fd_count();
     /* closes stdin at once, writes only to stderr, runs on a little */
-    tide_process *p = shell("exec 0<&-; echo err >&2; sleep 0.05; exit 4", &o);
+    tide_process *p = shell("exec 0<&-; echo err >&2; sleep 0.05; exit 4", o);
     CHECK_EQ(tide_process_communicate(p, input, BIG, &code, &out), 0);
     CHECK_EQ(code, 4);
     CHECK_EQ(out.out_len, 0);
@@ -258,7 +265,7 @@ static void *rude_children_body(void *arg)
     CHECK_EQ(tide_process_free(p), 0);
 
     /* exits without reading anything */
-    p = shell("exit 3", &o);
+    p = shell("exit 3", o);
     CHECK_EQ(tide_process_communicate(p, input, BIG, &code, &out), 0);
     CHECK_EQ(code, 3);
     CHECK_EQ(out.out_len + out.err_len, 0);
@@ -266,7 +273,7 @@ static void *rude_children_body(void *arg)
     CHECK_EQ(tide_process_free(p), 0);
 
     /* reads half, then exits */
-    p = shell("head -c 524288 >/dev/null; echo done", &o);
+    p = shell("head -c 524288 >/dev/null; echo done", o);
     CHECK_EQ(tide_process_communicate(p, input, BIG, &code, &out), 0);
     CHECK_EQ(code, 0);
     CHECK_EQ(out.out_len, 5);
@@ -274,7 +281,7 @@ static void *rude_children_body(void *arg)
     CHECK_EQ(tide_process_free(p), 0);
 
     /* a second communicate at once, and one after the first */
-    p = shell("cat", &o);
+    p = shell("cat", o);
     CHECK_EQ(tide_process_communicate(p, "xy", 2, &code, &out), 0);
     CHECK_EQ(out.out_len, 2);
     tide_process_output_free(&out);
@@ -324,13 +331,11 @@ BOTH_WAYS(a_closed_fd_as_stdio_is_ebadf_with_nothing_left, bad_fd_body)
  * once past them all), nothing leaked, the child reaped by the loop. */
 static void *communicate_oom_body(void *arg)
 {
-    tide_process_options o = {.stdin_mode = TIDE_STDIO_PIPE,
-                              .stdout_mode = TIDE_STDIO_PIPE,
-                              .stderr_mode = TIDE_STDIO_PIPE};
+    const tide_process_options *o = &all_pipes;
     (void)arg;
 
     for (long n = 1;; n++) {
-        tide_process *p = shell("cat; echo e >&2", &o);
+        tide_process *p = shell("cat; echo e >&2", o);
         tide_process_output out;
         int code = 99;
         tide__alloc_fail_after(n);
@@ -359,3 +364,52 @@ static void *communicate_oom_body(void *arg)
 
 BOTH_WAYS(out_of_memory_at_each_allocation_of_communicate,
           communicate_oom_body)
+
+/* ---- communicate beside a reader ----------------------------------- */
+
+struct reader {
+    tide_process *p;
+    ssize_t n;
+    char buf[16];
+};
+
+static void *reader_task(void *arg)
+{
+    struct reader *r = arg;
+    r->n = tide_stream_read_into(tide_process_stdout(r->p), r->buf,
+                                 sizeof r->buf);
+    return NULL;
+}
+
+/* Another task reads stdout: communicate is -EBUSY and leaves the pipes
+ * as they were (stdin open, nothing written, nothing read). */
+static void *busy_body(void *arg)
+{
+    static struct reader r;
+    const tide_process_options *o = &all_pipes;
+    tide_process_output out;
+    int code = 99;
+    (void)arg;
+
+    r = (struct reader){.p = shell("cat", o)};
+    tide_future *f = tide_create_task(NULL, reader_task, &r);
+    CHECK_NOT_NULL(f);
+    CHECK_EQ(tide_sleep(0.01), 0); /* the reader is suspended */
+    CHECK_ERR(tide_process_communicate(r.p, "abc", 3, &code, &out), -EBUSY);
+    CHECK_NULL(out.out);
+    CHECK_EQ(code, 99);
+    tide_stream *in = tide_process_stdin(r.p);
+    CHECK_NOT_NULL(in);
+    CHECK_EQ(tide_stream_write(in, "late", 4), 0);
+    CHECK_EQ(tide_await(f, NULL), 0);
+    CHECK_EQ(r.n, 4);
+    CHECK(memcmp(r.buf, "late", 4) == 0);
+    tide_future_release(f);
+    CHECK_EQ(tide_process_communicate(r.p, NULL, 0, &code, &out), 0);
+    CHECK_EQ(code, 0);
+    tide_process_output_free(&out);
+    CHECK_EQ(tide_process_free(r.p), 0);
+    return NULL;
+}
+
+BOTH_WAYS(communicate_beside_a_reader_is_ebusy_and_changes_nothing, busy_body)
