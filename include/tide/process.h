@@ -179,8 +179,8 @@ typedef struct tide_process_output {
  * with a timeout scope). A child that exits without reading all of its
  * input is not an error (the rest is dropped, as asyncio does). Returns
  * 0; -ECANCELED (what was read is freed; see kill_on_cancel); -ENOMEM;
- * a pipe's read error; -EBUSY if another task is reading one of the
- * pipes; -EPERM outside a task; -EINVAL (p NULL, input NULL with n > 0,
+ * a pipe's read error; -EBUSY (nothing done: no byte written, stdin
+ * left open) if another task is reading stdout or stderr; -EPERM outside a task; -EINVAL (p NULL, input NULL with n > 0,
  * n > 0 with no stdin pipe). Suspends. */
 TIDE_API int tide_process_communicate(tide_process *p, const void *input,
                                       size_t n, int *code,

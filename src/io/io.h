@@ -32,11 +32,13 @@ void tide__watch_forget(tide_loop *loop, int fd);
 /* A server's connection task holds its stream (tide/stream.h) while the
  * handler runs, so that the handler may close it, and a process holds
  * its pipes (stream.c). closed: the owner has closed or aborted it (a
- * pipe that write_eof closed is not, until then). */
+ * pipe that write_eof closed is not, until then). reading: a task is
+ * suspended in a read of it. */
 struct tide_stream;
 void tide__stream_hold(struct tide_stream *s);
 void tide__stream_release(struct tide_stream *s);
 bool tide__stream_closed(const struct tide_stream *s);
+bool tide__stream_reading(const struct tide_stream *s);
 
 /* A stream's transport, for a stream over anything but a socket (a
  * socket stream has none: its calls are made inline). `x` is the

@@ -739,6 +739,9 @@ int tide_process_communicate(tide_process *p, const void *input, size_t n,
     int err = tide__in_task_of(p->loop);
     if (err < 0)
         return err;
+    for (int i = 1; i < 3; i++) /* before anything is written or closed */
+        if (pipe_of(p, i) && tide__stream_reading(p->pipes[i]))
+            return -EBUSY;
     struct comm *c = tide__calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;

@@ -94,10 +94,10 @@ struct child {
                    no_sanitize_undefined, optimize("no-stack-protector")))
 #endif
 
-/* Report err to the parent and end the child. */
-CHILD_CODE static void child_fail(const struct child *c, int err)
+/* Report err to the parent (through fd `report`) and end the child. */
+CHILD_CODE static void child_fail(int report, int err)
 {
-    (void)syscall(SYS_write, c->report, &err, sizeof err);
+    (void)syscall(SYS_write, report, &err, sizeof err);
     syscall(SYS_exit_group, 127);
 }
 
@@ -114,6 +114,15 @@ CHILD_CODE static int child_main(void *arg)
     for (int sig = 1; sig < 65; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             (void)syscall(SYS_rt_sigaction, sig, dfl, NULL, KSIGSET_BYTES);
+    /* A parent without fds 0, 1 or 2 (a daemon) may have the report pipe
+     * there, where the stdio placed below would overwrite it: above 2
+     * first (close-on-exec; the old one is left to exec or the dup3). */
+    int report = c->report;
+    if (report < 3) {
+        report = (int)syscall(SYS_fcntl, report, F_DUPFD_CLOEXEC, 3);
+        if (report < 0)
+            child_fail(c->report, errno);
+    }
     /* Move every source above 2 first, so that placing one cannot
      * overwrite another (a source may be 0, 1 or 2 itself). */
     for (int i = 0; i < 3; i++) {
@@ -121,7 +130,7 @@ CHILD_CODE static int child_main(void *arg)
         if (src[i] >= 0) {
             src[i] = (int)syscall(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, 3);
             if (src[i] < 0)
-                child_fail(c, errno);
+                child_fail(report, errno);
         }
     }
     for (int i = 0; i < 3; i++) {
@@ -129,14 +138,14 @@ CHILD_CODE static int child_main(void *arg)
         if (from == TIDE__SPAWN_STDOUT)
             from = 1;
         if (from != -1 && syscall(SYS_dup3, from, i, 0) < 0)
-            child_fail(c, errno);
+            child_fail(report, errno);
     }
     /* Everything but 0, 1, 2 and the report pipe (close-on-exec). */
-    if (c->report > 3)
-        (void)syscall(SYS_close_range, 3, c->report - 1, 0);
-    (void)syscall(SYS_close_range, c->report + 1, ~0U, 0);
+    if (report > 3)
+        (void)syscall(SYS_close_range, 3, report - 1, 0);
+    (void)syscall(SYS_close_range, report + 1, ~0U, 0);
     if (sp->cwd && syscall(SYS_chdir, sp->cwd) < 0)
-        child_fail(c, errno);
+        child_fail(report, errno);
     (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, KSIGSET_BYTES);
     int err = ENOENT;
     bool denied = false;
@@ -148,7 +157,8 @@ CHILD_CODE static int child_main(void *arg)
         else if (err != ENOENT && err != ENOTDIR)
             break; /* as execvp: a real error of an existing file */
     }
-    child_fail(c, denied && (err == ENOENT || err == ENOTDIR) ? EACCES : err);
+    child_fail(report,
+               denied && (err == ENOENT || err == ENOTDIR) ? EACCES : err);
     return 127;
 }
 

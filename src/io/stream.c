@@ -121,6 +121,11 @@ bool tide__stream_closed(const tide_stream *s)
     return s->fd < 0 && !s->shut;
 }
 
+bool tide__stream_reading(const tide_stream *s)
+{
+    return s->reading;
+}
+
 /* Whether fd is a TCP socket (see TIDE__HINT_STREAM). */
 static bool is_tcp(int fd)
 {
