@@ -135,7 +135,7 @@ TEST(a_tcp_echo_round_trip_costs_one_recv_per_side)
 
 static void *closer_task(void *arg)
 {
-    int fd = *(int *)arg;
+    int fd = (int)(intptr_t)arg; /* by value: a compact body's frames move */
 
     CHECK_EQ(tide_sleep(0.01), 0);
     send_str(fd, "cd", 0);
@@ -155,7 +155,8 @@ static void *eof_body(void *arg)
     CHECK_NOT_NULL(s);
     send_str(sv[1], "ab", 0);
     CHECK_EQ(read_exactly_bytes(s, "ab"), 0); /* short: drained */
-    tide_future *t = tide_create_task(NULL, closer_task, &sv[1]);
+    tide_future *t =
+        tide_create_task(NULL, closer_task, (void *)(intptr_t)sv[1]);
     CHECK_EQ(read_exactly_bytes(s, "cd"), 0); /* waited, then read */
     double t0 = harness_now();
     tide_timeout *scope = tide_timeout_begin(1.0);

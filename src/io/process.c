@@ -708,7 +708,13 @@ static int await_all(tide_future **ts, int n)
     for (int i = 0; i < n; i++) {
         if (!ts[i])
             continue;
-        int err = tide_await(ts[i], NULL); /* returns once ts[i] is done */
+        /* tide_await returns once ts[i] is done, except -ENOMEM (a compact
+         * caller could not suspend): the tasks use what the caller frees
+         * after this, so try again until it is done. */
+        int err;
+        do
+            err = tide_await(ts[i], NULL);
+        while (err == -ENOMEM && !tide_future_done(ts[i]));
         if (err < 0 && !first) {
             first = err;
             for (int j = i + 1; j < n; j++)
