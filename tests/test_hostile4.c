@@ -36,7 +36,9 @@ static void tracking(bool fallback)
         CHECK_EQ(setenv("TIDE__PIDFD", "0", 1), 0);
     else
         CHECK_EQ(unsetenv("TIDE__PIDFD"), 0);
-    CHECK(tide__spawn_uses_pidfd() == !fallback);
+    /* valgrind (before 3.20) has no pidfd_open: tide falls back there */
+    if (fallback || !HARNESS_VALGRIND)
+        CHECK(tide__spawn_uses_pidfd() == !fallback);
 }
 
 /* TEST(name) with pidfds and TEST(name_sigchld) with the fallback, each
