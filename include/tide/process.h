@@ -180,8 +180,9 @@ typedef struct tide_process_output {
  * input is not an error (the rest is dropped, as asyncio does). Returns
  * 0; -ECANCELED (what was read is freed; see kill_on_cancel); -ENOMEM;
  * a pipe's read error; -EBUSY (nothing done: no byte written, stdin
- * left open) if another task is reading stdout or stderr; -EPERM outside a task; -EINVAL (p NULL, input NULL with n > 0,
- * n > 0 with no stdin pipe). Suspends. */
+ * left open) if another task is reading stdout or stderr; -EPERM outside a
+ * task; -EINVAL (p NULL, input NULL with n > 0, n > 0 with no stdin pipe).
+ * Suspends. */
 TIDE_API int tide_process_communicate(tide_process *p, const void *input,
                                       size_t n, int *code,
                                       tide_process_output *output);
