@@ -57,20 +57,6 @@
 
 /* ---- helpers --------------------------------------------------------- */
 
-/* Run body(arg) as the main task of a fresh loop (compact if every task
- * is: the bodies share nothing of their frames); its error. */
-static int run_main(tide_fn body, void *arg)
-{
-    tide_loop *loop = tide_loop_new();
-    CHECK_NOT_NULL(loop);
-    tide_future *t = tide_create_task(loop, body, arg);
-    CHECK_NOT_NULL(t);
-    int err = tide_run_until_complete(loop, t, NULL);
-    tide_future_release(t);
-    CHECK_EQ(tide_loop_close(loop), 0);
-    return err;
-}
-
 /* Whether pid is no longer a child of ours (reaped), without reaping. */
 static bool gone(pid_t pid)
 {
@@ -227,7 +213,7 @@ static void *bad_args_body(void *arg)
 
 TEST(bad_arguments_change_nothing)
 {
-    CHECK_EQ(run_main(bad_args_body, NULL), 0);
+    CHECK_EQ(harness_run_body(bad_args_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -269,7 +255,7 @@ static void *codes_body(void *arg)
 
 TEST(exit_codes_and_signal_deaths_are_returncodes)
 {
-    CHECK_EQ(run_main(codes_body, NULL), 0);
+    CHECK_EQ(harness_run_body(codes_body, NULL), 0);
     CHECK(no_children());
     LEAK_GATE();
 }
@@ -319,7 +305,7 @@ TEST(exec_failures_are_clear_errors_with_nothing_left)
     char dir[] = "/tmp/tide-proc-XXXXXX";
 
     CHECK_NOT_NULL(mkdtemp(dir));
-    CHECK_EQ(run_main(exec_errors_body, dir), 0);
+    CHECK_EQ(harness_run_body(exec_errors_body, dir), 0);
     rmdir(dir);
     LEAK_GATE();
 }
@@ -368,7 +354,7 @@ TEST(sigchld_set_to_sig_ign_does_not_hang_wait)
     struct sigaction ign = {.sa_handler = SIG_IGN};
 
     CHECK_EQ(sigaction(SIGCHLD, &ign, NULL), 0);
-    CHECK_EQ(run_main(reaped_elsewhere_body, NULL), 0);
+    CHECK_EQ(harness_run_body(reaped_elsewhere_body, NULL), 0);
     CHECK(no_children());
     CHECK(disposition(SIGCHLD) == SIG_IGN); /* given back */
     LEAK_GATE();
@@ -376,7 +362,7 @@ TEST(sigchld_set_to_sig_ign_does_not_hang_wait)
 
 TEST(a_child_reaped_by_a_foreign_waitpid_does_not_hang_wait)
 {
-    CHECK_EQ(run_main(reaped_elsewhere_body, "foreign"), 0);
+    CHECK_EQ(harness_run_body(reaped_elsewhere_body, "foreign"), 0);
     LEAK_GATE();
 }
 
@@ -420,7 +406,7 @@ TEST(the_child_gets_a_clean_mask_default_signals_and_fds_0_to_2)
     CHECK_EQ(sigaction(SIGHUP, &ign, NULL), 0);
     int stray = dup(2); /* no close-on-exec */
     CHECK(stray > 2);
-    CHECK_EQ(run_main(child_state_body, NULL), 0);
+    CHECK_EQ(harness_run_body(child_state_body, NULL), 0);
     close(stray);
     LEAK_GATE();
 }
@@ -454,7 +440,7 @@ TEST(tides_own_fds_are_close_on_exec)
 
     for (int fd = 0; fd < 256; fd++)
         before[fd] = fcntl(fd, F_GETFD) >= 0;
-    CHECK_EQ(run_main(own_fds_body, before), 0);
+    CHECK_EQ(harness_run_body(own_fds_body, before), 0);
     LEAK_GATE();
 }
 
@@ -526,7 +512,7 @@ TEST(stdio_modes_env_and_cwd)
     char dir[] = "/tmp/tide-proc-XXXXXX";
 
     CHECK_NOT_NULL(mkdtemp(dir));
-    CHECK_EQ(run_main(stdio_body, dir), 0);
+    CHECK_EQ(harness_run_body(stdio_body, dir), 0);
     rmdir(dir);
     LEAK_GATE();
 }
@@ -558,7 +544,7 @@ static void *grandchild_body(void *arg)
 
 TEST(wait_is_the_childs_exit_not_its_pipes)
 {
-    CHECK_EQ(run_main(grandchild_body, NULL), 0);
+    CHECK_EQ(harness_run_body(grandchild_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -587,7 +573,7 @@ TEST(a_freed_process_is_reaped_by_the_loop_or_killed_at_close)
     pid_t pids[2];
 
     double t0 = harness_now();
-    CHECK_EQ(run_main(freed_body, pids), 0);
+    CHECK_EQ(harness_run_body(freed_body, pids), 0);
     CHECK(gone(pids[1])); /* loop close killed and reaped it */
     CHECK(harness_now() - t0 < 2 * harness_timeout_mult());
     CHECK(no_children());
@@ -609,7 +595,7 @@ TEST(a_process_outlives_its_loop_and_is_freed_after)
 {
     int code;
 
-    CHECK_EQ(run_main(kept_body, NULL), 0);
+    CHECK_EQ(harness_run_body(kept_body, NULL), 0);
     CHECK(no_children());
     CHECK_EQ(tide_process_returncode(kept, &code), 0);
     CHECK_EQ(code, -SIGKILL);
@@ -666,7 +652,7 @@ TEST(a_cancelled_wait_returns_and_the_child_runs_on)
 {
     static struct waiter w;
 
-    CHECK_EQ(run_main(cancel_wait_body, &w), 0);
+    CHECK_EQ(harness_run_body(cancel_wait_body, &w), 0);
     LEAK_GATE();
 }
 
@@ -703,7 +689,7 @@ static void *kill_on_cancel_body(void *arg)
 
 TEST(kill_on_cancel_escalates_to_sigkill)
 {
-    CHECK_EQ(run_main(kill_on_cancel_body, NULL), 0);
+    CHECK_EQ(harness_run_body(kill_on_cancel_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -783,7 +769,7 @@ TEST(cancellation_at_each_suspension_point)
 {
     static struct talker t;
 
-    CHECK_EQ(run_main(cancel_points_body, &t), 0);
+    CHECK_EQ(harness_run_body(cancel_points_body, &t), 0);
     LEAK_GATE();
 }
 
@@ -834,7 +820,7 @@ TEST(half_of_200_waiters_cancelled_no_zombie_no_fd_left)
         SKIP("200 processes under memcheck take too long");
     long fds = harness_fd_count();
     double t0 = harness_now();
-    CHECK_EQ(run_main(half_cancelled_body, NULL), 0);
+    CHECK_EQ(harness_run_body(half_cancelled_body, NULL), 0);
     CHECK(harness_now() - t0 < 3 * harness_timeout_mult());
     CHECK(no_children());
     CHECK_EQ(harness_fd_count(), fds);
@@ -893,7 +879,7 @@ TEST(communicate_feeds_and_drains_100_mib_each_way)
 
     if (HARNESS_VALGRIND || HARNESS_ASAN || HARNESS_TSAN)
         n = (size_t)8 << 20; /* the same paths, within the time limit */
-    CHECK_EQ(run_main(communicate_body, &n), 0);
+    CHECK_EQ(harness_run_body(communicate_body, &n), 0);
     LEAK_GATE();
 }
 
@@ -940,7 +926,7 @@ TEST(a_thousand_short_lived_children_leave_the_fd_count_unchanged)
 {
     if (HARNESS_VALGRIND)
         SKIP("a thousand processes under memcheck take too long");
-    CHECK_EQ(run_main(many_body, NULL), 0);
+    CHECK_EQ(harness_run_body(many_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -976,7 +962,7 @@ static void *fork_body(void *arg)
 
 TEST(fork_in_the_parent_while_children_run)
 {
-    CHECK_EQ(run_main(fork_body, NULL), 0);
+    CHECK_EQ(harness_run_body(fork_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -1101,7 +1087,7 @@ TEST(a_signal_storm_while_children_exit_lets_no_eintr_out)
     CHECK_EQ(sigaction(SIGUSR2, &sa, NULL), 0); /* debug mode has SIGUSR1 */
     atomic_store(&storm_on, true);
     CHECK_EQ(pthread_create(&th, NULL, storm_thread, &self), 0);
-    int err = run_main(storm_body, NULL);
+    int err = harness_run_body(storm_body, NULL);
     atomic_store(&storm_on, false);
     CHECK_EQ(pthread_join(th, NULL), 0);
     CHECK_EQ(err, 0);
@@ -1139,7 +1125,7 @@ TEST(out_of_fds_is_emfile_with_nothing_left)
         SKIP("valgrind keeps fds of its own above the limit it shows");
 
     CHECK_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
-    CHECK_EQ(run_main(emfile_body, &lim), 0);
+    CHECK_EQ(harness_run_body(emfile_body, &lim), 0);
     LEAK_GATE();
 }
 
@@ -1208,10 +1194,10 @@ TEST(sigchld_is_held_only_while_children_are_watched_by_it)
     struct sigaction mine = {.sa_handler = plain_sigchld};
 
     chld_before = SIG_DFL;
-    CHECK_EQ(run_main(disposition_body, NULL), 0);
+    CHECK_EQ(harness_run_body(disposition_body, NULL), 0);
     CHECK_EQ(sigaction(SIGCHLD, &mine, NULL), 0);
     chld_before = plain_sigchld;
-    CHECK_EQ(run_main(disposition_body, NULL), 0);
+    CHECK_EQ(harness_run_body(disposition_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -1250,7 +1236,7 @@ static void *own_handler_body(void *arg)
 
 TEST(the_programs_own_sigchld_handler_still_runs)
 {
-    CHECK_EQ(run_main(own_handler_body, NULL), 0);
+    CHECK_EQ(harness_run_body(own_handler_body, NULL), 0);
     CHECK(disposition(SIGCHLD) == SIG_DFL);
     CHECK(no_children());
     LEAK_GATE();
@@ -1281,7 +1267,7 @@ TEST(a_child_the_program_forked_is_never_reaped_by_tide)
     pid_t foreign = -1;
     int st = 0;
 
-    CHECK_EQ(run_main(foreign_child_body, &foreign), 0);
+    CHECK_EQ(harness_run_body(foreign_child_body, &foreign), 0);
     CHECK_EQ(zombies(), 1); /* the program's own, until it waits */
     CHECK_EQ(waitpid(foreign, &st, 0), foreign);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42);
@@ -1312,7 +1298,7 @@ static void *own_children_body(void *arg)
 
 static void *loop_thread(void *arg)
 {
-    CHECK_EQ(run_main(own_children_body, arg), 0);
+    CHECK_EQ(harness_run_body(own_children_body, arg), 0);
     return NULL;
 }
 
@@ -1367,7 +1353,7 @@ static void *enomem_body(void *arg)
 
 TEST(out_of_memory_at_each_allocation_of_a_start_leaves_nothing)
 {
-    CHECK_EQ(run_main(enomem_body, NULL), 0);
+    CHECK_EQ(harness_run_body(enomem_body, NULL), 0);
     LEAK_GATE();
 }
 
@@ -1405,7 +1391,7 @@ static void *unheard_body(void *arg)
 
 TEST(an_exit_whose_sigchld_never_comes_still_ends_wait)
 {
-    CHECK_EQ(run_main(unheard_body, NULL), 0);
+    CHECK_EQ(harness_run_body(unheard_body, NULL), 0);
     CHECK(no_children());
     LEAK_GATE();
 }
