@@ -18,19 +18,21 @@
 #   RUNS=3                 rounds; the table shows medians [min..max].
 #   SERVER_CPU=0 LOADGEN_CPU=1 W5_CONNS=100 W5_DUR=5   as run-peers.sh.
 #   W5_SERVERS="..."       servers, in round order (default: tide and every
-#                          peer server that is built or installed).
+#                          peer server that is built or installed; tide-epoll
+#                          and tide-uring are tide's server with
+#                          TIDE_BACKEND set, and are named only on request).
 #   PEER_NAMES="..."       run-peers.sh's peer names (asyncio uvloop node go
 #                          libuv floor): only those peers' servers run.
 #   RUN_TIMEOUT=120        seconds allowed for any one server run.
 # Raw result lines go to stderr and BUILD_DIR/bench/results.log; tide's line
 # also carries its steady-state counts per request (allocs, recv, send,
-# epoll_wait, epoll_ctl: bench/w5_echo.c). Every server it starts is
+# epoll_wait, epoll_ctl, io_uring_enter: bench/w5_echo.c). Every server it starts is
 # stopped (by its pid) after its run and on exit. Exits 1 if a tide run
 # failed.
 set -euo pipefail
 
 if [[ $# -ne 2 || $1 == -h || $1 == --help ]]; then
-    sed -n '2,29p' "$0" >&2
+    sed -n '2,32p' "$0" >&2
     exit 2
 fi
 BUILD=$1
@@ -73,6 +75,8 @@ fi
 server_cmd() {
     case $1 in
     tide) echo "$TIDE" ;;
+    tide-epoll) echo "env TIDE_BACKEND=epoll $TIDE" ;;
+    tide-uring) echo "env TIDE_BACKEND=io_uring $TIDE" ;;
     floor-epoll) [[ -x $PB/floor/w5_echo_epoll ]] && echo "$PB/floor/w5_echo_epoll" ;;
     floor-uring) [[ -x $PB/floor/w5_echo_uring ]] && echo "$PB/floor/w5_echo_uring" ;;
     libuv) [[ -x $PB/libuv/w5_echo ]] && echo "$PB/libuv/w5_echo" ;;
@@ -93,7 +97,7 @@ SERVERS=""
 declare -A CMD=() # server -> its command
 for srv in ${W5_SERVERS:-$ALL}; do
     base=${srv%%-*}
-    if [[ $srv != tide && -n ${PEER_NAMES:-} && " $PEER_NAMES " != *" $base "* ]]; then
+    if [[ $srv != tide* && -n ${PEER_NAMES:-} && " $PEER_NAMES " != *" $base "* ]]; then
         continue
     fi
     CMD[$srv]=$(server_cmd "$srv")
@@ -164,7 +168,7 @@ run_one() { # run_one SERVER: one W5 run; its result line in RESULT
     stop_server || rc=$?
     line+=" server_rss_kib=${hwm:-NA}"
     [[ -n $cpu1 ]] || line="FAILED $srv (server exit $rc: $(tail -n 1 "$errf")) $line"
-    if [[ $srv == tide ]]; then
+    if [[ $srv == tide* ]]; then
         local counts
         counts=$(sed -n 's/^w5_echo: requests=[0-9]* *//p' "$errf" | tail -n 1)
         line+=${counts:+ $counts}
@@ -183,7 +187,7 @@ for ((r = 1; r <= RUNS; r++)); do
         echo "$RESULT" | tee -a "$LOG" >&2
         if [[ $RESULT != FAILED* ]]; then
             LINES[$srv]+="$RESULT;"
-        elif [[ $srv == tide ]]; then
+        elif [[ $srv == tide* ]]; then
             failed=1
         fi
     done
@@ -216,8 +220,8 @@ for srv in $SERVERS; do
     p99=$(median_of p99_us "$lines")
     other="p50_us=$(median_of p50_us "$lines") rss_kib=$(median_of server_rss_kib "$lines")"
     other+=" loadgen_cpu_pct=$(median_of loadgen_cpu_pct "$lines")"
-    if [[ $srv == tide ]]; then
-        for k in allocs recv send epoll_wait epoll_ctl; do
+    if [[ $srv == tide* ]]; then
+        for k in allocs recv send epoll_wait epoll_ctl io_uring_enter; do
             other+=" ${k}/req=$(median_of "${k}_per_req" "$lines")"
         done
     fi

@@ -36,6 +36,7 @@ static const struct {
     {"send", TIDE__SYS_SEND},
     {"epoll_wait", TIDE__SYS_EPOLL_WAIT},
     {"epoll_ctl", TIDE__SYS_EPOLL_CTL},
+    {"io_uring_enter", TIDE__SYS_URING_ENTER},
 };
 #define NCOUNTED (sizeof counted / sizeof counted[0])
 
