@@ -145,6 +145,14 @@ struct tide__backend_ops {
     /* op is in flight. 1: completed inline (op->result set); 0: its one
      * completion comes out of a later wait(). */
     int (*cancel)(struct tide__backend *b, struct tide__op *op);
+    /* Optional (NULL: the backend holds nothing). For a caller about to
+     * make op's system call itself (a compact task, io/op.c): a backend
+     * that receives ahead of reads (io_uring's multishot receives) hands
+     * over what it holds for op's fd. 1: op->result set from it; 0: it
+     * holds nothing, make the call; -EAGAIN: it holds nothing but is
+     * receiving for the fd, so a call would jump ahead of data on its
+     * way: wait for a POLLIN op (which it answers) and ask again. */
+    int (*take)(struct tide__backend *b, struct tide__op *op);
     int (*wait)(struct tide__backend *b, int64_t timeout_ns,
                 struct tide__completion *out, int cap);
     void (*wake)(struct tide__backend *b);
