@@ -9,12 +9,15 @@
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
+#include "net.h"
 
 #include "core/loop.h"
 
+#include <tide/io.h>
 #include <tide/stream.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,6 +447,126 @@ TEST(a_compact_task_reads_what_the_multishot_holds)
 {
     want_uring();
     run_plain(compact_body);
+    LEAK_GATE();
+}
+
+/* ---- accepts ---------------------------------------------------------- */
+
+#define BURST 200
+
+static int listener;
+
+static int connect_to(uint16_t port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(c >= 0);
+    CHECK_EQ(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    return c;
+}
+
+static uint16_t listen_here(void)
+{
+    uint16_t port;
+    listener = tcp_listener(4096, &port);
+    return port;
+}
+
+static void *accept_body(void *arg)
+{
+    static int cl[BURST + 50];
+    (void)arg;
+    uint16_t port = listen_here();
+
+    cl[0] = connect_to(port);
+    int first = tide_sock_accept(listener, NULL, NULL); /* arms it */
+    CHECK(first >= 0);
+    close(first);
+    /* A burst nobody accepts: the kernel takes them ahead (up to the
+     * hold limit; the rest wait in the backlog); every one comes out,
+     * each once. */
+    for (int i = 1; i <= BURST; i++)
+        cl[i] = connect_to(port);
+    CHECK_EQ(tide_sleep(0.02), 0);
+    for (int i = 1; i <= BURST; i++) {
+        int fd = tide_sock_accept(listener, NULL, NULL);
+        CHECK(fd > 2);
+        CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK);
+        CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        CHECK_EQ(tide_close(fd), 0);
+    }
+    /* 50 more taken ahead, then the listener closes: they are closed with
+     * it (their clients see the end), nothing leaks. */
+    for (int i = BURST + 1; i < BURST + 50; i++)
+        cl[i] = connect_to(port);
+    CHECK_EQ(tide_sleep(0.02), 0);
+    CHECK_EQ(tide_close(listener), 0);
+    for (int i = BURST + 1; i < BURST + 50; i++) {
+        char c;
+        CHECK_EQ(tide_wait_readable(cl[i], 5), 0);
+        ssize_t r = recv(cl[i], &c, 1, 0);
+        CHECK(r == 0 || (r < 0 && errno == ECONNRESET));
+    }
+    for (int i = 0; i < BURST + 50; i++)
+        close(cl[i]);
+    return NULL;
+}
+
+TEST(accepts_taken_ahead_come_out_once_and_close_with_the_listener)
+{
+    want_uring();
+    harness_want_fds(2 * BURST + 200);
+    long fds = harness_fd_count();
+    run_plain(accept_body);
+    CHECK_EQ(harness_fd_count(), fds);
+    LEAK_GATE();
+}
+
+static void *compact_acceptor(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)tide_sock_accept(listener, NULL, NULL);
+}
+
+static void *compact_accept_body(void *arg)
+{
+    (void)arg;
+    uint16_t port = listen_here();
+    int c1 = connect_to(port);
+    int first = tide_sock_accept(listener, NULL, NULL); /* arms it */
+    CHECK(first >= 0);
+    int c2 = connect_to(port), c3 = -1;
+    CHECK_EQ(tide_sleep(0.02), 0); /* held */
+    tide_task_options o = {.compact = true};
+    for (int i = 0; i < 2; i++) {
+        tide_future *t = tide_create_task_ex(NULL, compact_acceptor, NULL, &o);
+        CHECK_NOT_NULL(t);
+        if (i == 1) { /* this one waits, then its peer comes */
+            CHECK_EQ(tide_sleep(0.01), 0);
+            c3 = connect_to(port);
+        }
+        void *r;
+        CHECK_EQ(tide_await(t, &r), 0);
+        CHECK((intptr_t)r > 2);
+        CHECK_EQ(tide_close((int)(intptr_t)r), 0);
+        tide_future_release(t);
+    }
+    CHECK_EQ(tide_close(first), 0);
+    CHECK_EQ(tide_close(listener), 0);
+    close(c1);
+    close(c2);
+    close(c3);
+    return NULL;
+}
+
+TEST(a_compact_task_accepts_what_the_multishot_holds)
+{
+    want_uring();
+    long fds = harness_fd_count();
+    run_plain(compact_accept_body);
+    CHECK_EQ(harness_fd_count(), fds);
     LEAK_GATE();
 }
 

@@ -485,7 +485,8 @@ static int ur_submit(struct tide__backend *b, struct tide__op *op)
         return err;
     if (op->kind == TIDE__OP_CLOSE)
         return submit_close(b, op);
-    if (op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_POLL) {
+    if (op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_POLL ||
+        op->kind == TIDE__OP_ACCEPT) {
         int r = tide__ms_submit(b, op);
         if (r != TIDE__MS_PASS) {
             b->inflight += r == 0;

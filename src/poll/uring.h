@@ -48,6 +48,7 @@ struct uring {
     struct tide__ubufs *bufs; /* the provided buffer ring, once made */
     bool no_ms;               /* multishot receives unavailable here */
     bool no_limit;            /* nor their total (optlen) */
+    bool no_msa;              /* multishot accepts unavailable here */
     struct tide__ms *ms_all;  /* every record, through all_next */
     struct tide__ms *ms_free; /* records for reuse */
 };

@@ -1,7 +1,8 @@
-/* The io_uring backend's multishot receives: a TCP stream's fd gets one
- * receive request for as long as data keeps coming, filling buffers the
- * kernel picks from a ring of them (a provided buffer ring, one per
- * loop), instead of one request per read.
+/* The io_uring backend's multishot receives and accepts: a TCP stream's
+ * fd gets one receive request for as long as data keeps coming, filling
+ * buffers the kernel picks from a ring of them (a provided buffer ring,
+ * one per loop), instead of one request per read; a listening socket
+ * gets one accept request for as long as connections come.
  *
  * Each such fd has a record (struct tide__ms). What the kernel brings in
  * while nobody reads is held there, in arrival order, until a RECV takes
@@ -29,6 +30,15 @@
  * verb gives them what is held, and -EAGAIN (wait for POLLIN) while a
  * multishot is armed.
  *
+ * Accepts: the first ACCEPT without an address on a listener arms a
+ * multishot accept with its flags (another ACCEPT with other flags or an
+ * address is submitted as it is). Accepted fds are held in arrival order
+ * (at most ACC_CAP before the multishot stops; it is armed again when
+ * fewer than half are left); an error (EMFILE) is handed to one ACCEPT,
+ * then the next arms again. Closing the listener closes the fds it held:
+ * their peers see the end, as connections left in a closed listener's
+ * backlog do.
+ *
  * A record lives until its multishot's last CQE has come: closing the fd
  * (uring.c's CLOSE cancels everything on it), detaching it or reusing its
  * number only unlinks the record from the fd and drops what it held (a
@@ -40,6 +50,7 @@
 #include "poll/uring.h"
 
 #include "base/alloc.h"
+#include "base/sys.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -51,6 +62,7 @@
 #define BGID 7u      /* the ring's buffer group */
 #define HOLD_CAP ((size_t)4 * BUFSZ)
 #define LOW_BUFS 32u
+#define ACC_CAP 64u /* accepted fds held before the multishot stops */
 #define NO_BUF 0xffffu
 #define PTR_MASK 0x00fffffffffffffcull
 
@@ -70,6 +82,7 @@ struct tide__ms {
     struct tide__op *waiters;   /* RECVs, in order, through bnext */
     struct tide__op *pollers;   /* POLLs, through bnext */
     int fd;
+    uint8_t kind; /* TIDE__OP_RECV or TIDE__OP_ACCEPT */
     uint8_t state;
     uint8_t gen;   /* bumped at each arm: in user_data */
     bool gone;     /* unlinked from its fd: free at the last CQE */
@@ -79,7 +92,11 @@ struct tide__ms {
     uint16_t head; /* held buffers, oldest first (NO_BUF: none) */
     uint16_t tail;
     uint32_t off; /* bytes of head already taken */
-    size_t held;  /* bytes held */
+    size_t held;  /* bytes held (accept: fds) */
+    /* accept: the fds accepted, oldest at afd[ahead], a ring of acap */
+    int aflags; /* accept4's flags it was armed with */
+    int *afd;
+    uint32_t acap, ahead;
 };
 
 /* ---- the buffer ring -------------------------------------------------- */
@@ -139,9 +156,9 @@ static struct tide__ms *ms_of(struct uring *u, int fd)
     return fd >= 0 && (uint32_t)fd < u->nfds ? u->fds[fd].ms : NULL;
 }
 
-static struct tide__ms *ms_new(struct uring *u, int fd)
+static struct tide__ms *ms_new(struct uring *u, const struct tide__op *op)
 {
-    struct uring_fd *e = tide__uring_fd(u, fd);
+    struct uring_fd *e = tide__uring_fd(u, op->fd);
     struct tide__ms *m = u->ms_free;
 
     if (!e)
@@ -154,16 +171,26 @@ static struct tide__ms *ms_new(struct uring *u, int fd)
         m->all_next = u->ms_all;
         u->ms_all = m;
     }
-    struct tide__ms *all = m->all_next;
-    uint8_t gen = m->gen;
-    *m = (struct tide__ms){
-        .all_next = all, .fd = fd, .gen = gen, .head = NO_BUF, .tail = NO_BUF};
+    /* (a reused record keeps its list link, generation and fd ring) */
+    *m = (struct tide__ms){.all_next = m->all_next,
+                           .fd = op->fd,
+                           .kind = op->kind,
+                           .gen = m->gen,
+                           .head = NO_BUF,
+                           .tail = NO_BUF,
+                           .aflags = op->flags,
+                           .afd = m->afd,
+                           .acap = m->acap};
     e->ms = m;
     return m;
 }
 
 static void drop_held(struct uring *u, struct tide__ms *m)
 {
+    for (; m->kind == TIDE__OP_ACCEPT && m->held; m->held--) {
+        tide__sys_close(m->afd[m->ahead]); /* never handed out */
+        m->ahead = (m->ahead + 1) % m->acap;
+    }
     while (m->head != NO_BUF) {
         uint16_t bid = m->head;
         m->head = u->bufs->next[bid];
@@ -187,10 +214,12 @@ static uint64_t ud_of_ms(const struct tide__ms *m)
 
 /* ---- arming and stopping ---------------------------------------------- */
 
-static bool can_arm(struct uring *u, int fd)
+static bool can_arm(struct uring *u, int fd, uint8_t kind)
 {
     struct uring_fd *e = tide__uring_fd(u, fd);
 
+    if (e && kind == TIDE__OP_ACCEPT)
+        return !u->no_msa;
     if (!e || u->no_ms || (!u->bufs && !bufs_open(u)))
         return false;
     return u->bufs->nfree >= LOW_BUFS && e->reads == 0;
@@ -202,15 +231,19 @@ static int arm(struct uring *u, struct tide__ms *m)
 
     if (!s)
         return -errno;
-    io_uring_prep_recv_multishot(s, m->fd, NULL, 0, 0);
-    s->flags |= IOSQE_BUFFER_SELECT;
-    s->buf_group = BGID;
-    /* The kernel's optlen (liburing 2.3 calls the field file_index): a
-     * total after which the multishot ends (Linux 6.14 on; earlier ones
-     * refuse it with EINVAL, and then stop() at HOLD_CAP does it). */
-    m->limited = !u->no_limit;
-    if (m->limited)
-        s->file_index = (uint32_t)HOLD_CAP;
+    if (m->kind == TIDE__OP_ACCEPT) {
+        io_uring_prep_multishot_accept(s, m->fd, NULL, NULL, m->aflags);
+    } else {
+        io_uring_prep_recv_multishot(s, m->fd, NULL, 0, 0);
+        s->flags |= IOSQE_BUFFER_SELECT;
+        s->buf_group = BGID;
+        /* The kernel's optlen (liburing 2.3 calls the field file_index):
+         * a total after which the multishot ends (Linux 6.14 on; earlier
+         * ones refuse it with EINVAL, and then stop() at HOLD_CAP does). */
+        m->limited = !u->no_limit;
+        if (m->limited)
+            s->file_index = (uint32_t)HOLD_CAP;
+    }
     m->gen++;
     io_uring_sqe_set_data64(s, ud_of_ms(m));
     u->fds[m->fd].ops++;
@@ -242,14 +275,21 @@ static ssize_t take(struct uring *u, struct tide__ms *m, struct tide__op *op)
 {
     if (op->kind == TIDE__OP_POLL) {
         unsigned ev = POLLIN;
-        if (!m->held)
+        if (!m->held && (m->end < 0 || m->kind == TIDE__OP_RECV))
             ev |= m->end < 0 ? POLLERR : POLLRDHUP;
         return ev & ((unsigned)op->flags | POLLHUP | POLLERR | POLLRDHUP);
     }
     if (!m->held) {
         int end = m->end;
         m->end = 0; /* an error is reported once; then end of stream */
+        m->ended = m->kind == TIDE__OP_RECV; /* (an accept goes on) */
         return end;
+    }
+    if (m->kind == TIDE__OP_ACCEPT) {
+        int fd = m->afd[m->ahead];
+        m->ahead = (m->ahead + 1) % m->acap;
+        m->held--;
+        return fd;
     }
     size_t done = 0;
     while (done < op->len && m->head != NO_BUF) {
@@ -283,6 +323,27 @@ static void hold(struct uring *u, struct tide__ms *m, uint16_t bid, int len)
         u->bufs->next[m->tail] = bid;
     m->tail = bid;
     m->held += (size_t)len;
+}
+
+/* An accepted fd, held until an ACCEPT takes it; closed if the ring of
+ * them cannot grow (ENOMEM: the peer sees its connection reset). */
+static void hold_fd(struct tide__ms *m, int fd)
+{
+    if (m->held == m->acap) {
+        uint32_t n = m->acap ? 2 * m->acap : ACC_CAP;
+        int *t = tide__malloc(n * sizeof *t);
+        if (!t) {
+            tide__sys_close(fd);
+            return;
+        }
+        for (uint32_t i = 0; i < m->held; i++)
+            t[i] = m->afd[(m->ahead + i) % m->acap];
+        tide__free(m->afd);
+        m->afd = t;
+        m->acap = n;
+        m->ahead = 0;
+    }
+    m->afd[(m->ahead + m->held++) % m->acap] = fd;
 }
 
 static void push(struct tide__op **list, struct tide__op *op)
@@ -320,8 +381,10 @@ static void let_go(struct tide__backend *b, struct tide__ms *m, int end,
  * keeps one. */
 static void maybe_arm(struct uring *u, struct tide__ms *m)
 {
-    if (m->state == MS_OFF && !m->ended && !m->gone &&
-        m->held < HOLD_CAP / 2 && can_arm(u, m->fd))
+    size_t cap = m->kind == TIDE__OP_ACCEPT ? ACC_CAP : HOLD_CAP;
+
+    if (m->state == MS_OFF && !m->ended && !m->gone && m->held < cap / 2 &&
+        can_arm(u, m->fd, m->kind))
         (void)arm(u, m); /* no SQE: the next RECV arms it */
 }
 
@@ -345,19 +408,30 @@ static void serve(struct tide__backend *b, struct tide__ms *m,
             tide__ready_emit(b, op, take(u, m, op), out, cap, n);
         }
     } else if (m->state == MS_OFF && (m->waiters || m->pollers)) {
-        if (!can_arm(u, m->fd) || arm(u, m) < 0)
+        if (!can_arm(u, m->fd, m->kind) || arm(u, m) < 0)
             let_go(b, m, 0, out, cap, n);
     }
     maybe_arm(u, m);
-    if (m->state == MS_ARMED && !m->limited && m->held >= HOLD_CAP)
+    if (m->state == MS_ARMED && !m->limited &&
+        m->held >= (m->kind == TIDE__OP_ACCEPT ? ACC_CAP : HOLD_CAP))
         stop(u, m);
 }
 
 /* ---- the backend's calls ---------------------------------------------- */
 
-static bool plain_recv(const struct tide__op *op)
+/* An op a multishot record serves: a plain receive, or an accept
+ * without an address; and one that fits m. */
+static bool for_ms(const struct tide__op *op)
 {
+    if (op->kind == TIDE__OP_ACCEPT)
+        return !op->addr;
     return op->kind == TIDE__OP_RECV && !op->addr && !op->flags && op->len;
+}
+
+static bool fits(const struct tide__ms *m, const struct tide__op *op)
+{
+    return m->kind == op->kind &&
+           (op->kind != TIDE__OP_ACCEPT || op->flags == m->aflags);
 }
 
 int tide__ms_submit(struct tide__backend *b, struct tide__op *op)
@@ -368,11 +442,11 @@ int tide__ms_submit(struct tide__backend *b, struct tide__op *op)
     if (op->kind == TIDE__OP_POLL) {
         if (!m || !(op->flags & POLLIN))
             return TIDE__MS_PASS;
-    } else if (!plain_recv(op)) {
+    } else if (!for_ms(op) || (m && !fits(m, op))) {
         return TIDE__MS_PASS;
     } else if (!m) {
-        if (!(op->hint & TIDE__HINT_STREAM) || !can_arm(u, op->fd) ||
-            !(m = ms_new(u, op->fd)))
+        if ((op->kind == TIDE__OP_RECV && !(op->hint & TIDE__HINT_STREAM)) ||
+            !can_arm(u, op->fd, op->kind) || !(m = ms_new(u, op)))
             return TIDE__MS_PASS;
     }
     if (has_news(m)) {
@@ -383,7 +457,7 @@ int tide__ms_submit(struct tide__backend *b, struct tide__op *op)
     if (m->state == MS_OFF) {
         /* Nothing in the kernel for m: a poll of the socket is right; a
          * receive arms m if it can, else goes as it is. */
-        if (op->kind == TIDE__OP_POLL || !can_arm(u, op->fd))
+        if (op->kind == TIDE__OP_POLL || !can_arm(u, op->fd, op->kind))
             return TIDE__MS_PASS;
         int err = arm(u, m);
         if (err < 0)
@@ -398,7 +472,7 @@ int tide__ms_take(struct tide__backend *b, struct tide__op *op)
     struct uring *u = tide__ur(b);
     struct tide__ms *m = ms_of(u, op->fd);
 
-    if (!m || !plain_recv(op))
+    if (!m || !for_ms(op) || !fits(m, op))
         return 0;
     if (has_news(m)) {
         op->result = take(u, m, op);
@@ -438,7 +512,12 @@ void tide__ms_cqe(struct tide__backend *b, struct tide__ms *m, int res,
 {
     struct uring *u = tide__ur(b);
 
-    if (flags & IORING_CQE_F_BUFFER) {
+    if (m->kind == TIDE__OP_ACCEPT && res >= 0) {
+        if (m->gone)
+            tide__sys_close(res);
+        else
+            hold_fd(m, res);
+    } else if (flags & IORING_CQE_F_BUFFER) {
         uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
         u->bufs->nfree--;
         if (res > 0 && !m->gone)
@@ -452,11 +531,14 @@ void tide__ms_cqe(struct tide__backend *b, struct tide__ms *m, int res,
             ms_release(u, m);
             return;
         }
-        if (res == -EINVAL && m->limited)
+        if (res == -EINVAL && m->kind == TIDE__OP_ACCEPT && !m->held)
+            u->no_msa = true; /* a kernel without multishot accepts */
+        else if (res == -EINVAL && m->limited)
             u->no_limit = true; /* armed again without it, below */
         else if (res == -EINVAL && !m->held)
             u->no_ms = true; /* a kernel without multishot receives */
-        else if (res <= 0 && res != -ENOBUFS && res != -ECANCELED) {
+        else if (res < 0 ? res != -ENOBUFS && res != -ECANCELED
+                         : m->kind == TIDE__OP_RECV && res == 0) {
             m->ended = true;
             m->end = res;
         }
@@ -498,6 +580,8 @@ void tide__ms_free_all(struct tide__backend *b)
 
     for (struct tide__ms *m = u->ms_all, *next; m; m = next) {
         next = m->all_next;
+        drop_held(u, m);
+        tide__free(m->afd);
         tide__free(m);
     }
     u->ms_all = u->ms_free = NULL;
