@@ -29,9 +29,11 @@
 
 /* ---- helpers --------------------------------------------------------- */
 
-/* A new loop on io_uring, or the test is skipped. */
+/* A new loop on io_uring, or the test is skipped (as it is when every
+ * task is compact: test_file.c tests those on io_uring). */
 static tide_loop *ring_loop(void)
 {
+    SKIP_IF_COMPACT("every task's file calls run on the pool");
     tide_loop *loop = ring_loop_or_null();
 
     if (!loop)
