@@ -72,12 +72,18 @@ enum tide__op_kind {
     TIDE__OP_SENDMSG, /* msg, flags */
     TIDE__OP_READ,    /* buf, len, offset (< 0: the file position) */
     TIDE__OP_WRITE,   /* buf, len, offset (< 0: the file position) */
+    TIDE__OP_FSYNC,   /* flags TIDE__FSYNC_DATASYNC: fdatasync, else fsync;
+                       * result: 0. Completion backends only: a readiness
+                       * backend refuses it (-ENOTSUP), as it would have to
+                       * block the loop to make the call */
     TIDE__OP_CLOSE,   /* see above; flags TIDE__CLOSE_DETACH: stop
                        * watching the fd and complete its ops, but leave
                        * it open */
 };
 
 #define TIDE__CLOSE_DETACH 1
+/* FSYNC flag: only the data and what reading it needs (fdatasync). */
+#define TIDE__FSYNC_DATASYNC 1
 /* CLOSE flag: fd's number now names a new file (a compact task accepted
  * it, or starts a connect on it, with its own system call): forget what
  * was known of an old file of that number if no op waits on it, and

@@ -152,6 +152,12 @@ static void prep(struct io_uring_sqe *s, struct tide__op *op)
                                 op->offset < 0 ? (uint64_t)-1
                                                : (uint64_t)op->offset);
             break;
+        case TIDE__OP_FSYNC:
+            io_uring_prep_fsync(s, fd,
+                                op->flags & TIDE__FSYNC_DATASYNC
+                                    ? IORING_FSYNC_DATASYNC
+                                    : 0);
+            break;
         }
     }
     io_uring_sqe_set_data64(s, ud_of(op));
