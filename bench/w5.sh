@@ -20,7 +20,9 @@
 #   W5_SERVERS="..."       servers, in round order (default: tide and every
 #                          peer server that is built or installed; tide-epoll
 #                          and tide-uring are tide's server with
-#                          TIDE_BACKEND set, and are named only on request).
+#                          TIDE_BACKEND set, and are named only on request;
+#                          tide-alt is the server TIDE_ALT names (another
+#                          build of w5_echo, to compare two in one run).
 #   PEER_NAMES="..."       run-peers.sh's peer names (asyncio uvloop node go
 #                          libuv floor): only those peers' servers run.
 #   RUN_TIMEOUT=120        seconds allowed for any one server run.
@@ -77,6 +79,7 @@ server_cmd() {
     tide) echo "$TIDE" ;;
     tide-epoll) echo "env TIDE_BACKEND=epoll $TIDE" ;;
     tide-uring) echo "env TIDE_BACKEND=io_uring $TIDE" ;;
+    tide-alt) [[ -x ${TIDE_ALT:-} ]] && echo "$TIDE_ALT" ;;
     floor-epoll) [[ -x $PB/floor/w5_echo_epoll ]] && echo "$PB/floor/w5_echo_epoll" ;;
     floor-uring) [[ -x $PB/floor/w5_echo_uring ]] && echo "$PB/floor/w5_echo_uring" ;;
     libuv) [[ -x $PB/libuv/w5_echo ]] && echo "$PB/libuv/w5_echo" ;;

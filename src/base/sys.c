@@ -239,6 +239,12 @@ int tide__sys_eventfd(unsigned initval, int flags)
     return eventfd(initval, flags);
 }
 
+int tide__sys_pipe2(int fds[2], int flags)
+{
+    ENTER(TIDE__SYS_EVENTFD, NULL);
+    return pipe2(fds, flags);
+}
+
 ssize_t tide__sys_wake(int fd)
 {
     uint64_t one = 1;

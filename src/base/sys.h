@@ -47,7 +47,7 @@ enum tide__sys_kind {
     TIDE__SYS_EPOLL_CTL,
     TIDE__SYS_EPOLL_WAIT, /* epoll_wait, epoll_pwait2 */
     TIDE__SYS_EPOLL_CREATE,
-    TIDE__SYS_EVENTFD, /* eventfd creation */
+    TIDE__SYS_EVENTFD, /* eventfd creation (and io_uring's wake pipe) */
     TIDE__SYS_WAKE,    /* the 8-byte write that wakes a loop */
     TIDE__SYS_OPEN,    /* open (files) */
     TIDE__SYS_PREADV2, /* preadv2 with RWF_NOWAIT: a file read tried inline */
@@ -102,6 +102,8 @@ int tide__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 int tide__sys_epoll_wait(int epfd, struct epoll_event *evs, int n,
                          const struct timespec *ts, int ms);
 int tide__sys_eventfd(unsigned initval, int flags);
+/* A wake-up pipe (io_uring's): counted and faulted as TIDE__SYS_EVENTFD. */
+int tide__sys_pipe2(int fds[2], int flags);
 /* The file calls (io/file.c), each as its libc function. */
 int tide__sys_open(const char *path, int flags, mode_t mode);
 ssize_t tide__sys_preadv2(int fd, void *buf, size_t len, off_t off, int flags);

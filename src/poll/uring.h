@@ -41,6 +41,10 @@ struct uring {
     struct io_uring ring;
     bool enabled;         /* io_uring_enable_rings done */
     bool wake_armed;      /* the poll on wake_fd is in the kernel */
+    bool defer;           /* set up with DEFER_TASKRUN */
+    int evfd;             /* the embedding eventfd (DEFER_TASKRUN), or -1 */
+    int wake_rd;          /* the wake-up pipe's read end (b->wake_fd: its
+                           * write end) */
     size_t kernel;        /* requests in the kernel, whatever they are */
     struct uring_fd *fds; /* indexed by fd number */
     uint32_t nfds;
