@@ -326,7 +326,9 @@ static void hold(struct uring *u, struct tide__ms *m, uint16_t bid, int len)
 }
 
 /* An accepted fd, held until an ACCEPT takes it; closed if the ring of
- * them cannot grow (ENOMEM: the peer sees its connection reset). */
+ * them cannot grow (ENOMEM: the peer sees its connection reset, and an
+ * ACCEPT gets -ENOMEM, as one waiting for that connection would wait on
+ * forever). */
 static void hold_fd(struct tide__ms *m, int fd)
 {
     if (m->held == m->acap) {
@@ -334,6 +336,10 @@ static void hold_fd(struct tide__ms *m, int fd)
         int *t = tide__malloc(n * sizeof *t);
         if (!t) {
             tide__sys_close(fd);
+            if (!m->ended) {
+                m->ended = true;
+                m->end = -ENOMEM;
+            }
             return;
         }
         for (uint32_t i = 0; i < m->held; i++)

@@ -1,0 +1,886 @@
+/* Hostile tests for io_uring's multishot receives and accepts
+ * (src/poll/uring_ms.c) and its DEFER_TASKRUN ring (src/poll/uring.c),
+ * issue 11: bytes come out once and in order whatever mix of calls reads
+ * them (stream reads, tide_sock_recv, MSG_PEEK, recvmsg, compact tasks,
+ * cancels, timeouts); close, detach and fd-number reuse while the kernel
+ * still receives; held accepted fds at close and at EMFILE; loop close
+ * with everything armed; ENOMEM at every allocation; thousands of
+ * streams; the embedding fd (readable when work is there, not after).
+ * Each test forces TIDE_BACKEND=io_uring and skips if the loop falls
+ * back.
+ * SPDX-License-Identifier: MIT
+ */
+#include "harness.h"
+#include "net.h"
+
+#include "core/loop.h"
+
+#include <tide/io.h>
+#include <tide/stream.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifdef TIDE_HAVE_URING
+#include "base/alloc.h"
+#include "poll/uring.h"
+
+#define NBUF 256u /* uring_ms.c's ring */
+
+static void want_uring(void)
+{
+    setenv("TIDE_BACKEND", "io_uring", 1);
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    bool ok = strcmp(tide_loop_backend(loop), "io_uring") == 0;
+    CHECK_EQ(tide_loop_close(loop), 0);
+    if (!ok)
+        SKIP("io_uring unavailable here");
+}
+
+/* body as a plain task (the kernel's receives, not a compact task's). */
+static void run_plain(tide_fn body)
+{
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    tide_task_options o = {.stack_size = 256 * 1024};
+    tide_future *t = tide_create_task_ex(loop, body, NULL, &o);
+    CHECK_NOT_NULL(t);
+    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
+}
+
+static unsigned free_buffers(void)
+{
+    return tide__ms_free_buffers(&tide__running->backend);
+}
+
+static unsigned char pat(size_t i, unsigned seed)
+{
+    return (unsigned char)(i * 31 + seed * 7 + (i >> 9));
+}
+
+static void write_pattern_from(int fd, size_t from, size_t n, unsigned seed)
+{
+    static unsigned char chunk[65536];
+    size_t done = 0;
+
+    while (done < n) {
+        size_t k = n - done < sizeof chunk ? n - done : sizeof chunk;
+        for (size_t i = 0; i < k; i++)
+            chunk[i] = pat(from + done + i, seed);
+        ssize_t w = send(fd, chunk, k, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0) {
+            CHECK_EQ(errno, EAGAIN);
+            CHECK_EQ(tide_wait_writable(fd, 5), 0);
+            continue;
+        }
+        done += (size_t)w;
+    }
+}
+
+static void check_pattern(const unsigned char *b, size_t n, size_t at,
+                          unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != pat(at + i, seed))
+            harness_fail(__FILE__, __LINE__, "byte %zu: %u != %u", at + i,
+                         b[i], pat(at + i, seed));
+}
+
+static int inq(int fd)
+{
+    int q = -1;
+    CHECK_EQ(ioctl(fd, FIONREAD, &q), 0);
+    return q;
+}
+
+/* A stream over a TCP pair's server end with its multishot armed (one
+ * read made); *peer: the client end. */
+static tide_stream *armed_stream(int *peer, size_t limit)
+{
+    int sfd;
+    harness_tcp_pair(peer, &sfd);
+    tide_stream *s = tide_stream_new(sfd, limit);
+    CHECK_NOT_NULL(s);
+    CHECK_EQ(send(*peer, "hello", 5, 0), 5);
+    const void *p;
+    CHECK_EQ(tide_stream_read(s, 64, &p), 5);
+    return s;
+}
+
+/* Bytes the kernel took into the record ahead of any read. */
+static void settle(int fd)
+{
+    for (int i = 0; i < 100 && inq(fd) > 0; i++)
+        CHECK_EQ(tide_sleep(0.002), 0);
+    CHECK_EQ(tide_sleep(0.005), 0);
+}
+
+/* ---- flags and other calls on a stream's fd --------------------------- */
+
+/* MSG_PEEK on a stream's fd whose bytes the multishot took ahead: epoll
+ * and poll show them (they are the next bytes of the socket); a peek of
+ * the socket itself finds it empty and waits for bytes that come after
+ * them, which breaks the order. */
+static void *peek_body(void *arg)
+{
+    int c;
+    (void)arg;
+    tide_stream *s = armed_stream(&c, 0);
+    int fd = tide_stream_fd(s);
+    char b[8] = {0};
+
+    CHECK_EQ(send(c, "AAAA", 4, 0), 4);
+    settle(fd);
+    tide_timeout *t = tide_timeout_begin(0.3);
+    CHECK_NOT_NULL(t);
+    ssize_t r = tide_sock_recv(fd, b, 4, MSG_PEEK);
+    CHECK_ERR(tide_timeout_end(t, (int)r), 4);
+    CHECK(memcmp(b, "AAAA", 4) == 0);
+    memset(b, 0, sizeof b);
+    CHECK_EQ(tide_sock_recv(fd, b, 8, 0), 4); /* the peeked bytes again */
+    CHECK(memcmp(b, "AAAA", 4) == 0);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    close(c);
+    return NULL;
+}
+
+TEST(msg_peek_on_a_stream_fd_sees_the_bytes_taken_ahead)
+{
+    want_uring();
+    run_plain(peek_body);
+    LEAK_GATE();
+}
+
+/* recvmsg on a stream's fd: the held bytes come first. */
+static void *recvmsg_body(void *arg)
+{
+    int c;
+    (void)arg;
+    tide_stream *s = armed_stream(&c, 0);
+    int fd = tide_stream_fd(s);
+    char b[8] = {0};
+
+    CHECK_EQ(send(c, "AAAA", 4, 0), 4);
+    settle(fd);
+    CHECK_EQ(send(c, "BBBB", 4, MSG_DONTWAIT), 4);
+    struct iovec v = {.iov_base = b, .iov_len = 4};
+    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    tide_timeout *t = tide_timeout_begin(0.3);
+    CHECK_NOT_NULL(t);
+    ssize_t r = tide_sock_recvmsg(fd, &m, 0);
+    CHECK_ERR(tide_timeout_end(t, (int)r), 4);
+    CHECK(memcmp(b, "AAAA", 4) == 0);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    close(c);
+    return NULL;
+}
+
+TEST(recvmsg_on_a_stream_fd_gets_the_held_bytes_first)
+{
+    want_uring();
+    run_plain(recvmsg_body);
+    LEAK_GATE();
+}
+
+/* Every way of reading, interleaved on one stream, with timeouts that
+ * expire around reads and cancelled readers: the pattern comes out
+ * whole and in order. */
+static tide_stream *mix_s;
+static size_t mix_at;
+
+static void *compact_piece(void *arg)
+{
+    static unsigned char b[300];
+    ssize_t r = tide_stream_read_into(mix_s, b, sizeof b);
+    CHECK(r > 0);
+    check_pattern(b, (size_t)r, mix_at, 9);
+    mix_at += (size_t)r;
+    return arg;
+}
+
+static void *cancelled_reader(void *arg)
+{
+    const void *p;
+    (void)arg;
+    ssize_t r = tide_stream_read(mix_s, 10, &p);
+    if (r > 0) { /* it won the race: its bytes count */
+        check_pattern(p, (size_t)r, mix_at, 9);
+        mix_at += (size_t)r;
+    }
+    return (void *)(intptr_t)r;
+}
+
+static void *mix_body(void *arg)
+{
+    int c;
+    (void)arg;
+    const size_t total = 400000;
+    mix_s = armed_stream(&c, 4096);
+    int fd = tide_stream_fd(mix_s);
+    static unsigned char b[5000];
+    size_t sent = 0;
+    mix_at = 0;
+
+    for (int round = 0; mix_at < total; round++) {
+        if (sent < total && sent - mix_at < 60000) {
+            size_t k = total - sent < 7001 ? total - sent : 7001;
+            write_pattern_from(c, sent, k, 9);
+            sent += k;
+        }
+        ssize_t r;
+        const void *p;
+        switch (round % 7) {
+        case 0:
+            r = tide_stream_read_into(mix_s, b, 1 + (size_t)round % 3000);
+            CHECK(r > 0);
+            check_pattern(b, (size_t)r, mix_at, 9);
+            mix_at += (size_t)r;
+            break;
+        case 1: {
+            size_t k = sent - mix_at < 1234 ? sent - mix_at : 1234;
+            if (!k)
+                break;
+            CHECK_EQ(tide_stream_readexactly(mix_s, b, k, NULL), 0);
+            check_pattern(b, k, mix_at, 9);
+            mix_at += k;
+            break;
+        }
+        case 2:
+            r = tide_stream_read(mix_s, 100, &p);
+            CHECK(r > 0);
+            check_pattern(p, (size_t)r, mix_at, 9);
+            mix_at += (size_t)r;
+            break;
+        case 3: { /* a compact task's own calls (take, then recv) */
+            tide_task_options o = {.compact = true};
+            tide_future *t = tide_create_task_ex(NULL, compact_piece, NULL, &o);
+            CHECK_NOT_NULL(t);
+            CHECK_EQ(tide_await(t, NULL), 0);
+            tide_future_release(t);
+            break;
+        }
+        case 4: { /* a reader cancelled while it waits or right away */
+            tide_future *t = tide_create_task(NULL, cancelled_reader, NULL);
+            CHECK_NOT_NULL(t);
+            if (round % 2)
+                CHECK_EQ(tide_sleep(0), 0);
+            tide_future_cancel(t);
+            void *res;
+            int e = tide_await(t, &res);
+            tide_future_release(t);
+            if (e == -ECANCELED) /* cancelled before it started */
+                break;
+            CHECK_EQ(e, 0);
+            r = (intptr_t)res;
+            CHECK(r > 0 || r == -ECANCELED);
+            break;
+        }
+        case 5: { /* a timeout that may expire in the read */
+            tide_timeout *t = tide_timeout_begin(0.0005);
+            CHECK_NOT_NULL(t);
+            r = tide_stream_read_into(mix_s, b, 2000);
+            int e = tide_timeout_end(t, r < 0 ? (int)r : 0);
+            if (r > 0) {
+                check_pattern(b, (size_t)r, mix_at, 9);
+                mix_at += (size_t)r;
+            } else {
+                CHECK_ERR(e, -ETIMEDOUT);
+            }
+            break;
+        }
+        case 6: { /* a readuntil of a byte that is somewhere ahead */
+            if (sent - mix_at < 4096)
+                break;
+            unsigned char sep = pat(mix_at + 50, 9);
+            r = tide_stream_readuntil(mix_s, &sep, 1, &p);
+            CHECK(r > 0 && r <= 51);
+            check_pattern(p, (size_t)r, mix_at, 9);
+            mix_at += (size_t)r;
+            break;
+        }
+        }
+    }
+    CHECK_EQ(inq(fd), 0);
+    CHECK_EQ(tide_stream_close(mix_s, 1), 0);
+    close(c);
+    CHECK_EQ(free_buffers(), NBUF);
+    return NULL;
+}
+
+TEST(every_kind_of_read_interleaved_keeps_the_order)
+{
+    want_uring();
+    run_plain(mix_body);
+    LEAK_GATE();
+}
+
+/* ---- lifetimes -------------------------------------------------------- */
+
+/* Close a stream whose multishot holds data and is still receiving,
+ * and give its number at once to a new connection: the old CQEs (data
+ * still coming) never reach the new stream. 50 rounds. */
+static int reuse_l;
+
+/* A TCP pair through reuse_l: *mine is the connecting end (the lowest
+ * free number), *other the accepted one. */
+static void pair_via(uint16_t port, int *mine, int *other)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    *mine = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    CHECK(*mine >= 0);
+    CHECK(connect(*mine, (struct sockaddr *)&a, sizeof a) == 0 ||
+          errno == EINPROGRESS);
+    struct pollfd p = {.fd = *mine, .events = POLLOUT};
+    CHECK_EQ(poll(&p, 1, 1000), 1);
+    *other = accept4(reuse_l, NULL, NULL, SOCK_CLOEXEC);
+    CHECK(*other >= 0);
+}
+
+static void *reuse_body(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    reuse_l = tcp_listener(16, &port);
+    int reused = 0;
+    for (int round = 0; round < 50; round++) {
+        int c, fd;
+        pair_via(port, &fd, &c);
+        tide_stream *s = tide_stream_new(fd, 0);
+        CHECK_NOT_NULL(s);
+        CHECK_EQ(send(c, "hello", 5, 0), 5);
+        char b[64];
+        CHECK_EQ(tide_stream_read_into(s, b, 5), 5);
+        write_pattern_from(c, 0, 20000, 1); /* held */
+        settle(fd);
+        /* more on its way while the close cancels the multishot */
+        CHECK_EQ(send(c, "zzzzzzzz", 8, 0), 8);
+        if (round % 2)
+            CHECK_EQ(tide_stream_abort(s), 0);
+        else
+            CHECK_EQ(tide_stream_close(s, 0), 0);
+        int c2, fd2;
+        pair_via(port, &fd2, &c2);
+        reused += fd2 == fd;
+        tide_stream *s2 = tide_stream_new(fd2, 0);
+        CHECK_NOT_NULL(s2);
+        CHECK_EQ(send(c2, "new!", 4, 0), 4);
+        CHECK_EQ(tide_stream_read_into(s2, b, sizeof b), 4);
+        CHECK(memcmp(b, "new!", 4) == 0);
+        (void)send(c, "late", 4, MSG_DONTWAIT | MSG_NOSIGNAL);
+        CHECK_EQ(tide_sleep(0.001), 0);
+        CHECK_EQ(send(c2, "more", 4, 0), 4);
+        CHECK_EQ(tide_stream_read_into(s2, b, sizeof b), 4);
+        CHECK(memcmp(b, "more", 4) == 0);
+        CHECK_EQ(tide_stream_close(s2, 1), 0);
+        close(c);
+        close(c2);
+    }
+    CHECK(reused > 0); /* the test did what it says */
+    close(reuse_l);
+    CHECK_EQ(tide_sleep(0.01), 0);
+    CHECK_EQ(free_buffers(), NBUF);
+    return NULL;
+}
+
+
+TEST(a_number_reused_at_once_never_gets_the_old_multishot)
+{
+    want_uring();
+    long fds = harness_fd_count();
+    run_plain(reuse_body);
+    CHECK_EQ(harness_fd_count(), fds);
+    LEAK_GATE();
+}
+
+/* tide_fd_detach on an armed stream's fd: from then on the fd is the
+ * caller's, and nothing of the loop takes its bytes. */
+static void *detach_body(void *arg)
+{
+    int c;
+    (void)arg;
+    tide_stream *s = armed_stream(&c, 0);
+    int fd = tide_stream_fd(s);
+
+    CHECK_EQ(tide_fd_detach(fd), 0);
+    CHECK_EQ(tide_sleep(0.005), 0);
+    CHECK_EQ(send(c, "mine", 4, 0), 4);
+    CHECK_EQ(tide_sleep(0.02), 0); /* the loop waits in the kernel */
+    char b[8];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 1000), 1);
+    CHECK_EQ(recv(fd, b, sizeof b, MSG_DONTWAIT), 4);
+    CHECK(memcmp(b, "mine", 4) == 0);
+    CHECK_EQ(tide_stream_abort(s), 0);
+    close(c);
+    CHECK_EQ(free_buffers(), NBUF);
+    return NULL;
+}
+
+TEST(a_detached_fd_is_not_read_by_the_loop_any_more)
+{
+    want_uring();
+    run_plain(detach_body);
+    LEAK_GATE();
+}
+
+static int lst;
+
+static int connect_to(uint16_t port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(c >= 0);
+    CHECK_EQ(connect(c, (struct sockaddr *)&a, sizeof a), 0);
+    return c;
+}
+
+/* EMFILE with accepted fds held: those come out first, then EMFILE
+ * once, then accepts go on when fds are free again. The limit is set
+ * before the multishot accept is armed (one armed earlier keeps the
+ * limit of its time, tide/io.h). */
+static void *emfile_body(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    lst = tcp_listener(64, &port);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int cl[7];
+    for (int i = 0; i < 7; i++)
+        CHECK((cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+    struct rlimit old, r;
+    CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    r = old;
+    r.rlim_cur = (rlim_t)harness_fd_count() + 16;
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &r), 0);
+    static int spare[64];
+    int ns = 0;
+    while (ns < 64 && (spare[ns] = dup(0)) >= 0)
+        ns++;
+    CHECK(ns < 64);
+    for (int i = 0; i < 5; i++) /* room for five accepted fds */
+        close(spare[--ns]);
+    CHECK_EQ(connect(cl[0], (struct sockaddr *)&a, sizeof a), 0);
+    int first = tide_sock_accept(lst, NULL, NULL); /* arms it */
+    CHECK(first >= 0);
+    for (int i = 1; i < 7; i++)
+        CHECK_EQ(connect(cl[i], (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ(tide_sleep(0.02), 0); /* 4 held, then EMFILE */
+    int got[4];
+    for (int i = 0; i < 4; i++) {
+        got[i] = tide_sock_accept(lst, NULL, NULL);
+        CHECK(got[i] > 2);
+    }
+    CHECK_ERR(tide_sock_accept(lst, NULL, NULL), -EMFILE);
+    for (int i = 0; i < ns; i++)
+        close(spare[i]);
+    CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    for (int i = 0; i < 2; i++) {
+        int fd = tide_sock_accept(lst, NULL, NULL);
+        CHECK(fd > 2);
+        CHECK_EQ(tide_close(fd), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(tide_close(got[i]), 0);
+    CHECK_EQ(tide_close(first), 0);
+    CHECK_EQ(tide_close(lst), 0);
+    for (int i = 0; i < 7; i++)
+        close(cl[i]);
+    return NULL;
+}
+
+TEST(emfile_with_accepted_fds_held_gives_them_then_the_error)
+{
+    want_uring();
+    long fds = harness_fd_count();
+    run_plain(emfile_body);
+    CHECK_EQ(harness_fd_count(), fds);
+    LEAK_GATE();
+}
+
+/* The loop closes while a multishot receive holds data and is armed, a
+ * read waits on another, a multishot accept holds fds: every fd closed
+ * or handed back, nothing leaks, nothing is written after free (ASan). */
+static int lc_peer[3];
+static tide_stream *lc_s[2];
+
+/* Waits on s2 until the loop close cancels it, then closes both. */
+static void *lc_waiter(void *arg)
+{
+    const void *p;
+    (void)arg;
+    ssize_t r = tide_stream_read(lc_s[1], 10, &p);
+    CHECK_EQ(tide_stream_abort(lc_s[0]), 0);
+    CHECK_EQ(tide_stream_abort(lc_s[1]), 0);
+    return (void *)(intptr_t)r;
+}
+
+static void *lc_body(void *arg)
+{
+    (void)arg;
+    lc_s[0] = armed_stream(&lc_peer[0], 0);
+    lc_s[1] = armed_stream(&lc_peer[1], 0);
+    write_pattern_from(lc_peer[0], 0, 50000, 3);
+    settle(tide_stream_fd(lc_s[0]));
+    tide_future *w = tide_create_task(NULL, lc_waiter, NULL);
+    CHECK_NOT_NULL(w);
+    tide_future_release(w);
+    uint16_t port;
+    lst = tcp_listener(64, &port);
+    lc_peer[2] = connect_to(port);
+    int first = tide_sock_accept(lst, NULL, NULL);
+    CHECK(first >= 0);
+    close(first);
+    static int more[5];
+    for (int i = 0; i < 5; i++)
+        more[i] = connect_to(port);
+    CHECK_EQ(tide_sleep(0.02), 0);
+    for (int i = 0; i < 5; i++)
+        close(more[i]);
+    /* returns with all that live: the loop close ends it */
+    return NULL;
+}
+
+TEST(loop_close_with_multishots_armed_and_data_and_fds_held)
+{
+    want_uring();
+    long fds = harness_fd_count();
+    for (int round = 0; round < 3; round++) {
+        tide_loop *loop = tide_loop_new();
+        CHECK_NOT_NULL(loop);
+        tide_task_options o = {.stack_size = 256 * 1024};
+        tide_future *t = tide_create_task_ex(loop, lc_body, NULL, &o);
+        CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
+        tide_future_release(t);
+        CHECK_EQ(tide_loop_close(loop), 0);
+        for (int i = 0; i < 3; i++)
+            close(lc_peer[i]);
+        close(lst);
+    }
+    CHECK_EQ(harness_fd_count(), fds);
+    LEAK_GATE();
+}
+
+/* ---- the embedding fd (DEFER_TASKRUN: a registered eventfd) ----------- */
+
+static int em_peer, em_sfd;
+static tide_stream *em_s;
+static ssize_t em_got;
+
+static void *em_reader(void *arg)
+{
+    const void *p;
+    (void)arg;
+    em_s = tide_stream_new(em_sfd, 0);
+    CHECK_NOT_NULL(em_s);
+    em_got = tide_stream_read(em_s, 64, &p);
+    return NULL;
+}
+
+/* An outer poll() loop drives tide by its fd and timeout. A task starts
+ * a read in an iteration (the backend queues the request); its data
+ * comes while the outer loop sleeps in poll(): the fd must wake it. */
+TEST(an_embedded_loop_wakes_for_a_read_started_in_an_iteration)
+{
+    want_uring();
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    int efd = tide_loop_backend_fd(loop);
+    CHECK(efd >= 0);
+    harness_tcp_pair(&em_peer, &em_sfd);
+    em_got = -1000;
+    tide_future *t = tide_create_task(loop, em_reader, NULL);
+    CHECK_NOT_NULL(t);
+    bool sent = false;
+    double start = harness_now();
+    while (em_got == -1000 && harness_now() - start < 2) {
+        double to;
+        CHECK_EQ(tide_loop_backend_timeout(loop, &to), 0);
+        struct pollfd p = {.fd = efd, .events = POLLIN};
+        int ms = isinf(to) || to > 0.5 ? 500 : (int)(to * 1000);
+        CHECK(poll(&p, 1, ms) >= 0);
+        CHECK(tide_loop_run_once(loop, 0) >= 0);
+        if (!sent && harness_now() - start > 0.05) {
+            CHECK_EQ(send(em_peer, "wake", 4, 0), 4);
+            sent = true;
+            start = harness_now();
+        }
+    }
+    if (em_got == -1000)
+        harness_fail(__FILE__, __LINE__,
+                     "the read's data came, the embedding fd never woke");
+    CHECK(harness_now() - start < 0.4);
+    CHECK_EQ(em_got, 4);
+    tide_future_release(t);
+    CHECK_EQ(tide_stream_abort(em_s), 0);
+    close(em_peer);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* After an iteration that found everything, the fd is not readable (an
+ * outer loop would spin); a cross-thread call makes it readable. */
+static void noop(void *arg)
+{
+    (void)arg;
+}
+
+static void *poke(void *loop)
+{
+    usleep(20000);
+    CHECK_EQ(tide_call_soon_threadsafe(loop, noop, NULL), 0);
+    return NULL;
+}
+
+TEST(the_embedding_fd_is_quiet_after_a_full_iteration_and_wakes_cross_thread)
+{
+    want_uring();
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    int efd = tide_loop_backend_fd(loop);
+    CHECK(efd >= 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(tide_loop_run_once(loop, 0) >= 0);
+    struct pollfd p = {.fd = efd, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 0), 0);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, poke, loop), 0);
+    double start = harness_now();
+    CHECK_EQ(poll(&p, 1, 2000), 1);
+    CHECK(harness_now() - start < 0.5);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK(tide_loop_run_once(loop, 0) >= 0);
+    CHECK_EQ(poll(&p, 1, 0), 0);
+    CHECK_EQ(tide_loop_close(loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- SINGLE_ISSUER: one loop, run in one thread, then in another ------ */
+
+static void *echo_once(void *arg)
+{
+    int c;
+    (void)arg;
+    tide_stream *s = armed_stream(&c, 0);
+    CHECK_EQ(send(c, "abc", 3, 0), 3);
+    char b[8];
+    ssize_t r = tide_stream_read_into(s, b, sizeof b);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    close(c);
+    return (void *)(intptr_t)r;
+}
+
+static tide_loop *si_loop;
+static int si_err;
+static intptr_t si_res;
+
+static void *si_thread(void *arg)
+{
+    (void)arg;
+    tide_future *t = tide_create_task(si_loop, echo_once, NULL);
+    CHECK_NOT_NULL(t);
+    void *r = NULL;
+    si_err = tide_run_until_complete(si_loop, t, &r);
+    si_res = (intptr_t)r;
+    tide_future_release(t);
+    return NULL;
+}
+
+TEST(a_loop_run_in_one_thread_then_another_still_does_io)
+{
+    want_uring();
+    si_loop = tide_loop_new();
+    CHECK_NOT_NULL(si_loop);
+    pthread_t th;
+    for (int i = 0; i < 2; i++) { /* two threads, one after the other */
+        si_err = -1000;
+        CHECK_EQ(pthread_create(&th, NULL, si_thread, NULL), 0);
+        CHECK_EQ(pthread_join(th, NULL), 0);
+        CHECK_EQ(si_err, 0);
+        CHECK_EQ(si_res, 3);
+    }
+    CHECK_EQ(tide_loop_close(si_loop), 0);
+    LEAK_GATE();
+}
+
+/* ---- limits ----------------------------------------------------------- */
+
+/* ENOMEM at each allocation in turn through a run that arms a multishot
+ * receive, holds data, arms a multishot accept and holds fds: each run
+ * ends (with an error or not), nothing leaks, every fd is closed. */
+static void *oom_body(void *arg)
+{
+    int c, sfd;
+    (void)arg;
+    harness_tcp_pair(&c, &sfd);
+    tide_stream *s = tide_stream_new(sfd, 0);
+    if (!s) {
+        close(sfd);
+        close(c);
+        return NULL;
+    }
+    CHECK_EQ(send(c, "0123456789", 10, 0), 10);
+    char b[16];
+    ssize_t r = tide_stream_read_into(s, b, 4);
+    if (r > 0) {
+        CHECK_EQ(r, 4);
+        CHECK(tide_sleep(0.002) == 0 || true);
+        r = tide_stream_read_into(s, b + 4, 12);
+        if (r > 0) {
+            CHECK_EQ(r, 6);
+            CHECK(memcmp(b, "0123456789", 10) == 0);
+        }
+    }
+    (void)tide_stream_abort(s);
+    close(c);
+    uint16_t port;
+    int l = tcp_listener(16, &port);
+    int k[3];
+    for (int i = 0; i < 3; i++)
+        k[i] = connect_to(port);
+    for (int i = 0; i < 3; i++) {
+        int fd = tide_sock_accept(l, NULL, NULL);
+        if (fd >= 0)
+            CHECK_EQ(tide_close(fd), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        close(k[i]);
+    k[0] = connect_to(port);
+    CHECK(tide_sleep(0.002) == 0 || true); /* one held at the close */
+    (void)tide_close(l);
+    close(k[0]);
+    return NULL;
+}
+
+TEST(enomem_at_every_allocation_of_the_multishot_paths)
+{
+    want_uring();
+    long fds = harness_fd_count();
+    for (long n = 1; n < 400; n++) {
+        long live = tide__alloc_live();
+        tide_loop *loop = tide_loop_new();
+        if (!loop)
+            continue;
+        tide_task_options o = {.stack_size = 256 * 1024};
+        tide_future *t = tide_create_task_ex(loop, oom_body, NULL, &o);
+        if (t) {
+            tide__alloc_fail_after(n);
+            (void)tide_run_until_complete(loop, t, NULL);
+            tide_future_release(t);
+        }
+        bool fired = tide__alloc_fail_pending() == 0;
+        tide__alloc_fail_after(0);
+        CHECK_EQ(tide_loop_close(loop), 0);
+        CHECK_EQ(tide__alloc_live(), live);
+        CHECK_EQ(harness_fd_count(), fds);
+        if (!fired)
+            break;
+    }
+    LEAK_GATE();
+}
+
+/* Thousands of streams each holding a little (one 16 KiB buffer each:
+ * far more than the ring has), a slow reader among fast ones: every
+ * stream gets all its bytes, in order; every buffer comes back. */
+#define MANYS 2000
+
+static int ms_c[MANYS];
+static tide_stream *ms_s[MANYS];
+
+static void *many_body(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < MANYS; i++)
+        ms_s[i] = armed_stream(&ms_c[i], 0);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < MANYS; i++)
+            write_pattern_from(ms_c[i], (size_t)round * 300, 300, (unsigned)i);
+        CHECK_EQ(tide_sleep(0.01), 0);
+        for (int i = MANYS; i-- > 0;) {
+            static unsigned char b[300];
+            CHECK_EQ(tide_stream_readexactly(ms_s[i], b, 300, NULL), 0);
+            check_pattern(b, 300, (size_t)round * 300, (unsigned)i);
+        }
+    }
+    CHECK_EQ(free_buffers(), NBUF);
+    for (int i = 0; i < MANYS; i++) {
+        CHECK_EQ(tide_stream_close(ms_s[i], 1), 0);
+        close(ms_c[i]);
+    }
+    return NULL;
+}
+
+TEST(two_thousand_streams_each_holding_data)
+{
+    want_uring();
+    harness_want_fds(2 * MANYS + 100);
+    run_plain(many_body);
+    LEAK_GATE();
+}
+
+/* 100 MiB through one stream in 1,000-byte reads. */
+static int big_w;
+
+static void *big_writer(void *arg)
+{
+    write_pattern_from(big_w, 0, (size_t)(intptr_t)arg, 5);
+    CHECK_EQ(shutdown(big_w, SHUT_WR), 0);
+    return NULL;
+}
+
+static void *big_body(void *arg)
+{
+    size_t n = (size_t)100 << 20;
+    (void)arg;
+    tide_stream *s = armed_stream(&big_w, 1000);
+    tide_future *w = tide_create_task(NULL, big_writer, (void *)(intptr_t)n);
+    CHECK_NOT_NULL(w);
+    static unsigned char b[1000];
+    size_t done = 0;
+    ssize_t r;
+    while ((r = tide_stream_read_into(s, b, sizeof b)) > 0) {
+        check_pattern(b, (size_t)r, done, 5);
+        done += (size_t)r;
+    }
+    CHECK_EQ(r, 0);
+    CHECK_EQ(done, n);
+    CHECK_EQ(tide_await(w, NULL), 0);
+    tide_future_release(w);
+    CHECK_EQ(free_buffers(), NBUF);
+    CHECK_EQ(tide_stream_close(s, 1), 0);
+    close(big_w);
+    return NULL;
+}
+
+TEST(one_hundred_mib_through_tiny_reads)
+{
+    want_uring();
+    run_plain(big_body);
+    LEAK_GATE();
+}
+
+#else
+
+TEST(built_without_liburing)
+{
+    SKIP("built without liburing");
+}
+
+#endif
