@@ -45,9 +45,12 @@
  *   calls, with these differences: calls of one direction made at once
  *   on one fd by several tasks complete in no set order (epoll and poll
  *   keep the order they were made in); an accept waiting in the kernel
- *   keeps the RLIMIT_NOFILE of the moment it was made; a cancelled call
- *   races the kernel, so it returns the real result (as above) more
- *   often than on epoll.
+ *   keeps the RLIMIT_NOFILE of the moment it was made; on a TCP
+ *   stream's fd the kernel receives ahead of the reads, and a receive
+ *   asking for an address, ancillary data, or a flag other than
+ *   MSG_PEEK sees only bytes after those (plain receives, recvmsg and
+ *   MSG_PEEK take them in order); a cancelled call races the kernel,
+ *   so it returns the real result (as above) more often than on epoll.
  * - Buffers are borrowed for the duration of the call. Compact tasks
  *   (tide_task_options.compact) may pass buffers on their own stack: for
  *   them every system call is made in the task itself once the fd is

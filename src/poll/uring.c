@@ -269,7 +269,7 @@ static void complete(struct tide__backend *b, struct tide__op *op, int res,
         r = res & (op->flags | POLLHUP | POLLERR | POLLRDHUP);
     }
     struct uring_fd *e = &u->fds[op->fd];
-    if (op->kind == TIDE__OP_RECV)
+    if (op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_RECVMSG)
         e->reads--;
     if (asked && r == -EINTR)
         r = -ECANCELED;
@@ -528,8 +528,8 @@ static int ur_submit(struct tide__backend *b, struct tide__op *op)
         return err;
     if (op->kind == TIDE__OP_CLOSE)
         return submit_close(b, op);
-    if (op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_POLL ||
-        op->kind == TIDE__OP_ACCEPT) {
+    if (op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_RECVMSG ||
+        op->kind == TIDE__OP_POLL || op->kind == TIDE__OP_ACCEPT) {
         int r = tide__ms_submit(b, op);
         if (r != TIDE__MS_PASS) {
             b->inflight += r == 0;
@@ -561,7 +561,7 @@ int tide__uring_submit_plain(struct tide__backend *b, struct tide__op *op)
     if (err < 0)
         return err;
     e->ops++;
-    e->reads += op->kind == TIDE__OP_RECV;
+    e->reads += op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_RECVMSG;
     op->bstate = B_KERNEL;
     live_link(e, op);
     return 0;

@@ -12,11 +12,14 @@
  * after the held bytes. So a read costs no submission and one completion.
  *
  * The first RECV with TIDE__HINT_STREAM on an fd makes its record and
- * arms the multishot. Only plain receives go through the record (no
- * address, no flags; others are submitted as they are). A POLL for
- * POLLIN on such an fd is answered from the record too (held data or an
- * end: at once; else when the next arrives), since the kernel's
- * multishot takes the data before any poll of the socket could see it.
+ * arms the multishot. Receives on the fd go through the record, recv and
+ * recvmsg alike, MSG_PEEK answered from it without taking (others, with
+ * an address, ancillary data or other flags, are submitted as they are,
+ * and see only bytes the multishot has not taken: tide/io.h says so).
+ * A POLL for POLLIN on such an fd is answered from the record too (held
+ * data or an end: at once; else when the next arrives), since the
+ * kernel's multishot takes the data before any poll of the socket
+ * could see it.
  *
  * Limits: an fd holds at most HOLD_CAP bytes before its multishot is
  * stopped (cancelled; armed again by the next RECV that finds nothing),
@@ -269,8 +272,42 @@ static bool has_news(const struct tide__ms *m)
     return m->held || m->ended;
 }
 
+/* Copy up to len held bytes to dst; taken from m unless peek. */
+static size_t copy_held(struct uring *u, struct tide__ms *m, char *dst,
+                        size_t len, bool peek)
+{
+    size_t done = 0;
+    uint16_t bid = m->head;
+    uint32_t off = m->off;
+
+    while (done < len && bid != NO_BUF) {
+        size_t k = u->bufs->len[bid] - off;
+        if (k > len - done)
+            k = len - done;
+        memcpy(dst + done, u->bufs->mem + (size_t)bid * BUFSZ + off, k);
+        done += k;
+        off += (uint32_t)k;
+        if (off < u->bufs->len[bid])
+            break;
+        uint16_t next = u->bufs->next[bid];
+        if (!peek)
+            give_back(u->bufs, bid);
+        bid = next;
+        off = 0;
+    }
+    if (!peek) {
+        m->head = bid;
+        if (bid == NO_BUF)
+            m->tail = NO_BUF;
+        m->off = off;
+        m->held -= done;
+    }
+    return done;
+}
+
 /* op's result from what m holds (has_news(m)): bytes copied into a RECV's
- * buffer, or a POLL's revents. */
+ * buffer or a RECVMSG's iovecs (left held by MSG_PEEK), or a POLL's
+ * revents. */
 static ssize_t take(struct uring *u, struct tide__ms *m, struct tide__op *op)
 {
     if (op->kind == TIDE__OP_POLL) {
@@ -279,9 +316,11 @@ static ssize_t take(struct uring *u, struct tide__ms *m, struct tide__op *op)
             ev |= m->end < 0 ? POLLERR : POLLRDHUP;
         return ev & ((unsigned)op->flags | POLLHUP | POLLERR | POLLRDHUP);
     }
+    bool peek = op->flags & MSG_PEEK;
     if (!m->held) {
         int end = m->end;
-        m->end = 0; /* an error is reported once; then end of stream */
+        if (!peek)
+            m->end = 0; /* an error is reported once; then end of stream */
         m->ended = m->kind == TIDE__OP_RECV; /* (an accept goes on) */
         return end;
     }
@@ -291,25 +330,21 @@ static ssize_t take(struct uring *u, struct tide__ms *m, struct tide__op *op)
         m->held--;
         return fd;
     }
+    if (op->kind == TIDE__OP_RECV)
+        return (ssize_t)copy_held(u, m, op->buf, op->len, peek);
+    struct msghdr *msg = op->msg;
     size_t done = 0;
-    while (done < op->len && m->head != NO_BUF) {
-        uint16_t bid = m->head;
-        size_t k = u->bufs->len[bid] - m->off;
-        if (k > op->len - done)
-            k = op->len - done;
-        memcpy((char *)op->buf + done,
-               u->bufs->mem + (size_t)bid * BUFSZ + m->off, k);
+    for (size_t i = 0; i < (size_t)msg->msg_iovlen && m->held; i++) {
+        struct iovec *v = &msg->msg_iov[i];
+        size_t k = copy_held(u, m, v->iov_base, v->iov_len, peek);
         done += k;
-        m->off += (uint32_t)k;
-        if (m->off == u->bufs->len[bid]) {
-            m->head = u->bufs->next[bid];
-            if (m->head == NO_BUF)
-                m->tail = NO_BUF;
-            m->off = 0;
-            give_back(u->bufs, bid);
-        }
+        if (k < v->iov_len)
+            break;
+        if (peek) /* (a peek over several iovecs: one only) */
+            break;
     }
-    m->held -= done;
+    msg->msg_controllen = 0;
+    msg->msg_flags = 0;
     return (ssize_t)done;
 }
 
@@ -425,17 +460,24 @@ static void serve(struct tide__backend *b, struct tide__ms *m,
 
 /* ---- the backend's calls ---------------------------------------------- */
 
-/* An op a multishot record serves: a plain receive, or an accept
- * without an address; and one that fits m. */
+/* An op a multishot record serves: a receive (recv or recvmsg, asking
+ * for no address and no ancillary data, with no flag but MSG_PEEK), or
+ * an accept without an address; and one that fits m. */
 static bool for_ms(const struct tide__op *op)
 {
     if (op->kind == TIDE__OP_ACCEPT)
         return !op->addr;
-    return op->kind == TIDE__OP_RECV && !op->addr && !op->flags && op->len;
+    if (op->flags & ~MSG_PEEK)
+        return false;
+    if (op->kind == TIDE__OP_RECVMSG)
+        return !op->msg->msg_controllen && op->msg->msg_iovlen;
+    return op->kind == TIDE__OP_RECV && !op->addr && op->len;
 }
 
 static bool fits(const struct tide__ms *m, const struct tide__op *op)
 {
+    if (op->kind == TIDE__OP_RECVMSG)
+        return m->kind == TIDE__OP_RECV;
     return m->kind == op->kind &&
            (op->kind != TIDE__OP_ACCEPT || op->flags == m->aflags);
 }
@@ -451,7 +493,9 @@ int tide__ms_submit(struct tide__backend *b, struct tide__op *op)
     } else if (!for_ms(op) || (m && !fits(m, op))) {
         return TIDE__MS_PASS;
     } else if (!m) {
-        if ((op->kind == TIDE__OP_RECV && !(op->hint & TIDE__HINT_STREAM)) ||
+        if ((op->kind != TIDE__OP_ACCEPT &&
+             (op->kind != TIDE__OP_RECV || op->flags ||
+              !(op->hint & TIDE__HINT_STREAM))) ||
             !can_arm(u, op->fd, op->kind) || !(m = ms_new(u, op)))
             return TIDE__MS_PASS;
     }
