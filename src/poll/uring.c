@@ -35,8 +35,9 @@
  * (SINGLE_ISSUER binds it to that one). fd() keeps backend.h's rule: the
  * ring fd without DEFER_TASKRUN; with it, whose completions wait as task
  * work that wakes no poller of the ring fd, an eventfd registered with
- * the ring, made on the first fd() call (see ur_fd). The wake-up is a
- * pipe, not an eventfd (see wake_open).
+ * the ring, made on the first fd() call (see ur_fd); from that call on,
+ * requests are submitted as they are made (flush), not at the next wait.
+ * The wake-up is a pipe, not an eventfd (see wake_open).
  * SPDX-License-Identifier: MIT
  */
 #include "poll/uring.h"
@@ -512,7 +513,7 @@ static int submit_close(struct tide__backend *b, struct tide__op *op)
     return 0;
 }
 
-static int ur_submit(struct tide__backend *b, struct tide__op *op)
+static int submit_op(struct tide__backend *b, struct tide__op *op)
 {
     struct uring *u = ur(b);
 
@@ -546,6 +547,32 @@ static int ur_submit(struct tide__backend *b, struct tide__op *op)
     err = tide__uring_submit_plain(b, op);
     b->inflight += err == 0;
     return err;
+}
+
+/* An embedded loop (ur_fd) hands the kernel each request at once: the
+ * program driving it sleeps on the fd after an iteration, and a request
+ * queued during one (by a task, after the iteration's wait) would never
+ * be submitted, so nothing could ever make the fd readable for it. */
+static void flush(struct uring *u)
+{
+    if (u->embedded && io_uring_sq_ready(&u->ring))
+        (void)tide__sys_uring_enter(&u->ring, 0, NULL);
+}
+
+static int ur_submit(struct tide__backend *b, struct tide__op *op)
+{
+    int r = submit_op(b, op);
+
+    flush(ur(b));
+    return r;
+}
+
+static int ur_take(struct tide__backend *b, struct tide__op *op)
+{
+    int r = tide__ms_take(b, op); /* (it may arm a multishot) */
+
+    flush(ur(b));
+    return r;
 }
 
 int tide__uring_submit_plain(struct tide__backend *b, struct tide__op *op)
@@ -588,6 +615,7 @@ static int ur_cancel(struct tide__backend *b, struct tide__op *op)
         io_uring_prep_cancel64(s, ud_of(op), 0);
         io_uring_sqe_set_data64(s, UD_CANCEL);
     }
+    flush(u);
     return 0;
 }
 
@@ -657,6 +685,7 @@ static int ur_wait(struct tide__backend *b, int64_t timeout_ns,
         if (n || woken || left == 0 || (timeout_ns > 0 && now_ns() >= end)) {
             if (u->evfd >= 0)
                 evfd_rearm(b);
+            flush(u);
             return n;
         }
         /* Only this backend's own completions came: wait on. */
@@ -679,6 +708,8 @@ static int ur_fd(struct tide__backend *b)
 {
     struct uring *u = ur(b);
 
+    u->embedded = true;
+    flush(u);
     if (!u->defer)
         return b->fd;
     if (u->evfd < 0) {
@@ -704,7 +735,7 @@ const struct tide__backend_ops tide__backend_uring = {
     .close = ur_close,
     .submit = ur_submit,
     .cancel = ur_cancel,
-    .take = tide__ms_take,
+    .take = ur_take,
     .wait = ur_wait,
     .wake = ur_wake,
     .fd = ur_fd,

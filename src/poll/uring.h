@@ -43,6 +43,7 @@ struct uring {
     bool wake_armed;      /* the poll on wake_fd is in the kernel */
     bool defer;           /* set up with DEFER_TASKRUN */
     int evfd;             /* the embedding eventfd (DEFER_TASKRUN), or -1 */
+    bool embedded;        /* fd() was asked for: submit at once (ur_fd) */
     int wake_rd;          /* the wake-up pipe's read end (b->wake_fd: its
                            * write end) */
     size_t kernel;        /* requests in the kernel, whatever they are */
