@@ -1028,6 +1028,69 @@ TEST(several_loops_in_one_thread_each_hold_their_own)
     LEAK_GATE();
 }
 
+/* A stream's fd closed with close(2), behind tide's back, while its
+ * multishot holds bytes; tide_sock_accept then returns that number
+ * (tide/io.h: accepted numbers are renewed automatically). A stream on
+ * the new connection must read the new peer's bytes only, never the old
+ * connection's. */
+static bool fresh_with_addr;
+
+static void *fresh_body(void *arg)
+{
+    (void)arg;
+    uint16_t port;
+    int l = tcp_listener(16, &port);
+    int fd, c;
+    pair_via(l, port, &fd, &c);
+    tide_stream *s = tide_stream_new(fd, 0);
+    CHECK_NOT_NULL(s);
+    CHECK_EQ(send(c, "hello", 5, 0), 5);
+    char b[64];
+    CHECK_EQ(tide_stream_read_into(s, b, 5), 5);
+    CHECK_EQ(send(c, "OLD!", 4, 0), 4);
+    settle(fd); /* held */
+    int n = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(n >= 0);
+    CHECK_EQ(close(fd), 0); /* behind tide's back */
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK_EQ(connect(n, (struct sockaddr *)&a, sizeof a), 0);
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    /* with an address: a plain accept; without: the multishot's */
+    int fd2 = fresh_with_addr
+                  ? tide_sock_accept(l, (struct sockaddr *)&peer, &plen)
+                  : tide_sock_accept(l, NULL, NULL);
+    CHECK_EQ(fd2, fd); /* the number came back */
+    tide_stream *s2 = tide_stream_new(fd2, 0);
+    CHECK_NOT_NULL(s2);
+    CHECK_EQ(send(n, "new!", 4, 0), 4);
+    ssize_t r = tide_stream_read_into(s2, b, sizeof b);
+    CHECK_EQ(r, 4);
+    if (memcmp(b, "new!", 4) != 0)
+        harness_fail(__FILE__, __LINE__,
+                     "the new connection read \"%.4s\", the old one's bytes",
+                     b);
+    CHECK_EQ(tide_stream_close(s2, 1), 0);
+    /* s's number was s2's, now closed: freeing s closes nothing */
+    (void)tide_stream_abort(s);
+    close(c);
+    close(n);
+    close(l);
+    return NULL;
+}
+
+TEST(an_accepted_number_never_reads_an_old_streams_held_bytes)
+{
+    want_uring();
+    for (int i = 0; i < 2; i++) {
+        fresh_with_addr = i;
+        run_plain(fresh_body);
+    }
+    LEAK_GATE();
+}
+
 #else
 
 TEST(built_without_liburing)

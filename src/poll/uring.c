@@ -277,6 +277,8 @@ static void complete(struct tide__backend *b, struct tide__op *op, int res,
     else if (!asked && r == -ECANCELED)
         r = -EBADF; /* ended by a CLOSE or DETACH of its fd */
     live_unlink(e, op);
+    if (op->kind == TIDE__OP_ACCEPT && r >= 0)
+        tide__ms_renew(b, (int)r);
     tide__ready_emit(b, op, r, out, cap, n);
     if (--e->ops == FD_CLOSING)
         fd_quiet(b, op->fd, out, cap, n);

@@ -92,6 +92,11 @@ void tide__ms_cqe(struct tide__backend *b, struct tide__ms *m, int res,
  * cancelled (the SQE is queued, not submitted). */
 void tide__ms_fd_gone(struct tide__backend *b, int fd,
                       struct tide__completion *out, int cap, int *n);
+/* fd was just accepted (by the kernel, for an ACCEPT): its number may
+ * have named a file closed behind tide's back (close(2)), whose record
+ * must not serve the new one (tide/io.h: accepted numbers are renewed).
+ * tide__ms_fd_gone, its ops' completions on the done list. */
+void tide__ms_renew(struct tide__backend *b, int fd);
 /* Backend close: cancel every armed multishot (SQEs), then, once the
  * kernel holds nothing (after), free the records and the buffer ring. */
 void tide__ms_cancel_all(struct tide__backend *b);

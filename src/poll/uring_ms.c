@@ -308,8 +308,11 @@ static size_t copy_held(struct uring *u, struct tide__ms *m, char *dst,
 /* op's result from what m holds (has_news(m)): bytes copied into a RECV's
  * buffer or a RECVMSG's iovecs (left held by MSG_PEEK), or a POLL's
  * revents. */
-static ssize_t take(struct uring *u, struct tide__ms *m, struct tide__op *op)
+static ssize_t take(struct tide__backend *b, struct tide__ms *m,
+                    struct tide__op *op)
 {
+    struct uring *u = tide__ur(b);
+
     if (op->kind == TIDE__OP_POLL) {
         unsigned ev = POLLIN;
         if (!m->held && (m->end < 0 || m->kind == TIDE__OP_RECV))
@@ -328,6 +331,7 @@ static ssize_t take(struct uring *u, struct tide__ms *m, struct tide__op *op)
         int fd = m->afd[m->ahead];
         m->ahead = (m->ahead + 1) % m->acap;
         m->held--;
+        tide__ms_renew(b, fd);
         return fd;
     }
     if (op->kind == TIDE__OP_RECV)
@@ -439,14 +443,14 @@ static void serve(struct tide__backend *b, struct tide__ms *m,
         struct tide__op *op = m->waiters;
         m->waiters = op->bnext;
         op->bnext = NULL;
-        tide__ready_emit(b, op, take(u, m, op), out, cap, n);
+        tide__ready_emit(b, op, take(b, m, op), out, cap, n);
     }
     if (has_news(m)) {
         while (m->pollers) {
             struct tide__op *op = m->pollers;
             m->pollers = op->bnext;
             op->bnext = NULL;
-            tide__ready_emit(b, op, take(u, m, op), out, cap, n);
+            tide__ready_emit(b, op, take(b, m, op), out, cap, n);
         }
     } else if (m->state == MS_OFF && (m->waiters || m->pollers)) {
         if (!can_arm(u, m->fd, m->kind) || arm(u, m) < 0)
@@ -500,7 +504,7 @@ int tide__ms_submit(struct tide__backend *b, struct tide__op *op)
             return TIDE__MS_PASS;
     }
     if (has_news(m)) {
-        op->result = take(u, m, op);
+        op->result = take(b, m, op);
         maybe_arm(u, m);
         return 1;
     }
@@ -525,7 +529,7 @@ int tide__ms_take(struct tide__backend *b, struct tide__op *op)
     if (!m || !for_ms(op) || !fits(m, op))
         return 0;
     if (has_news(m)) {
-        op->result = take(u, m, op);
+        op->result = take(b, m, op);
         maybe_arm(u, m);
         return 1;
     }
@@ -613,6 +617,13 @@ void tide__ms_fd_gone(struct tide__backend *b, int fd,
         ms_release(u, m);
     else if (m->state == MS_ARMED)
         stop(u, m);
+}
+
+void tide__ms_renew(struct tide__backend *b, int fd)
+{
+    int dummy = 0;
+
+    tide__ms_fd_gone(b, fd, NULL, 0, &dummy);
 }
 
 void tide__ms_cancel_all(struct tide__backend *b)
