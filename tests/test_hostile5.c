@@ -369,6 +369,19 @@ static void pair_via(int l, uint16_t port, int *mine, int *other)
     CHECK(*other >= 0);
 }
 
+/* A stream over a pair through l, its multishot armed (one read made):
+ * *fd its number, *peer the other end. */
+static tide_stream *armed_via(int l, uint16_t port, int *fd, int *peer)
+{
+    pair_via(l, port, fd, peer);
+    tide_stream *s = tide_stream_new(*fd, 0);
+    CHECK_NOT_NULL(s);
+    CHECK_EQ(send(*peer, "hello", 5, 0), 5);
+    char b[5];
+    CHECK_EQ(tide_stream_readexactly(s, b, 5, NULL), 0);
+    return s;
+}
+
 static void *reuse_body(void *arg)
 {
     (void)arg;
@@ -377,12 +390,8 @@ static void *reuse_body(void *arg)
     int reused = 0;
     for (int round = 0; round < 50; round++) {
         int c, fd;
-        pair_via(l, port, &fd, &c);
-        tide_stream *s = tide_stream_new(fd, 0);
-        CHECK_NOT_NULL(s);
-        CHECK_EQ(send(c, "hello", 5, 0), 5);
+        tide_stream *s = armed_via(l, port, &fd, &c);
         char b[64];
-        CHECK_EQ(tide_stream_read_into(s, b, 5), 5);
         write_pattern_from(c, 0, 20000, 1); /* held */
         settle(fd);
         /* more on its way while the close cancels the multishot */
@@ -864,11 +873,7 @@ static void *many_body(void *arg)
     int l = tcp_listener(16, &port);
     for (int i = 0; i < MANYS; i++) { /* (one listener: few ports) */
         int fd;
-        pair_via(l, port, &fd, &ms_c[i]);
-        CHECK_NOT_NULL(ms_s[i] = tide_stream_new(fd, 0));
-        CHECK_EQ(send(ms_c[i], "hello", 5, 0), 5);
-        static char b[5];
-        CHECK_EQ(tide_stream_readexactly(ms_s[i], b, 5, NULL), 0);
+        ms_s[i] = armed_via(l, port, &fd, &ms_c[i]);
     }
     close(l);
     for (int round = 0; round < 3; round++) {
@@ -1041,12 +1046,8 @@ static void *fresh_body(void *arg)
     uint16_t port;
     int l = tcp_listener(16, &port);
     int fd, c;
-    pair_via(l, port, &fd, &c);
-    tide_stream *s = tide_stream_new(fd, 0);
-    CHECK_NOT_NULL(s);
-    CHECK_EQ(send(c, "hello", 5, 0), 5);
+    tide_stream *s = armed_via(l, port, &fd, &c);
     char b[64];
-    CHECK_EQ(tide_stream_read_into(s, b, 5), 5);
     CHECK_EQ(send(c, "OLD!", 4, 0), 4);
     settle(fd); /* held */
     int n = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
