@@ -16,6 +16,7 @@
 #include "core/loop.h"
 
 #include <tide/io.h>
+#include <tide/pool.h>
 #include <tide/stream.h>
 
 #include <errno.h>
@@ -686,6 +687,57 @@ TEST(an_embedded_loop_wakes_for_a_read_started_in_an_iteration)
         close(em_peer);
         CHECK_EQ(tide_loop_close(loop), 0);
     }
+    LEAK_GATE();
+}
+
+/* A pool job's completion reaches an embedding program sleeping on the
+ * fd (the pool wakes the loop from its thread). */
+static int slow_job(void *arg, void **result)
+{
+    (void)arg;
+    usleep(50000);
+    *result = (void *)(intptr_t)7;
+    return 0;
+}
+
+static int pool_done;
+
+static void *pool_task(void *arg)
+{
+    void *r = NULL;
+    (void)arg;
+    CHECK_EQ(tide_to_thread(slow_job, NULL, &r), 0);
+    pool_done = (int)(intptr_t)r;
+    return NULL;
+}
+
+TEST(an_embedded_loop_wakes_for_a_pool_completion)
+{
+    want_uring();
+    tide_loop *loop = tide_loop_new();
+    CHECK_NOT_NULL(loop);
+    int efd = tide_loop_backend_fd(loop);
+    CHECK(efd >= 0);
+    pool_done = 0;
+    tide_future *t = tide_create_task(loop, pool_task, NULL);
+    CHECK_NOT_NULL(t);
+    double start = harness_now();
+    CHECK(tide_loop_run_once(loop, 0) >= 0); /* the job starts */
+    while (!pool_done && harness_now() - start < 3) {
+        double to;
+        CHECK_EQ(tide_loop_backend_timeout(loop, &to), 0);
+        struct pollfd p = {.fd = efd, .events = POLLIN};
+        CHECK(poll(&p, 1, isinf(to) || to > 1.5 ? 1500 : (int)(to * 1000)) >=
+              0);
+        CHECK(tide_loop_run_once(loop, 0) >= 0);
+    }
+    double took = harness_now() - start;
+    CHECK_EQ(pool_done, 7);
+    if (took > 0.5)
+        harness_fail(__FILE__, __LINE__, "a 50 ms job seen after %.3f s",
+                     took);
+    tide_future_release(t);
+    CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }
 
