@@ -33,6 +33,7 @@
 
 #ifdef TIDE_HAVE_URING
 #include "base/alloc.h"
+#include "base/sys.h"
 #include "poll/uring.h"
 
 #define NBUF 256u /* uring_ms.c's ring */
@@ -617,7 +618,7 @@ static void *em_reader(void *arg)
     const void *p;
     char b[16];
     (void)arg;
-    if (em_round == 0) { /* a stream's first read: arms a multishot */
+    if (em_round % 2 == 0) { /* a stream's first read: arms a multishot */
         em_s = tide_stream_new(em_sfd, 0);
         CHECK_NOT_NULL(em_s);
         em_got = tide_stream_read(em_s, 64, &p);
@@ -642,12 +643,18 @@ static void *em_sender(void *arg)
 TEST(an_embedded_loop_wakes_for_a_read_started_in_an_iteration)
 {
     want_uring();
-    for (em_round = 0; em_round < 2; em_round++) {
+    /* rounds 2 and 3: a ring without DEFER_TASKRUN (its setup refused),
+     * whose embedding fd is the ring's own */
+    for (em_round = 0; em_round < 4; em_round++) {
+        if (em_round >= 2)
+            tide__sys_fault(TIDE__SYS_URING_SETUP, 1, EINVAL, 0);
         tide_loop *loop = tide_loop_new();
         CHECK_NOT_NULL(loop);
+        CHECK_EQ(strcmp(tide_loop_backend(loop), "io_uring"), 0);
+        CHECK_EQ(tide__ur(&loop->backend)->defer, em_round < 2);
         int efd = tide_loop_backend_fd(loop);
         CHECK(efd >= 0);
-        if (em_round == 0) {
+        if (em_round % 2 == 0) {
             harness_tcp_pair(&em_peer, &em_sfd);
         } else {
             int sv[2];
@@ -680,7 +687,7 @@ TEST(an_embedded_loop_wakes_for_a_read_started_in_an_iteration)
                          em_round, took);
         CHECK_EQ(em_got, 4);
         tide_future_release(t);
-        if (em_round == 0)
+        if (em_round % 2 == 0)
             CHECK_EQ(tide_stream_abort(em_s), 0);
         else
             CHECK_EQ(tide_close(em_sfd), 0);
