@@ -1151,6 +1151,29 @@ TEST(an_accepted_number_never_reads_an_old_streams_held_bytes)
     LEAK_GATE();
 }
 
+/* An accept on a socket that is not listening (a caller's mistake) is
+ * refused with EINVAL; the kernel's EINVAL for it must not be taken for
+ * "no multishot accepts on this kernel", which would turn them off for
+ * every listener of the loop. */
+static void *notlistening_body(void *arg)
+{
+    (void)arg;
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(s >= 0);
+    CHECK_ERR(tide_sock_accept(s, NULL, NULL), -EINVAL);
+    CHECK_ERR(tide_sock_accept(s, NULL, NULL), -EINVAL);
+    CHECK_EQ(tide_close(s), 0);
+    CHECK(!tide__ur(&tide__running->backend)->no_msa);
+    return NULL;
+}
+
+TEST(an_accept_on_a_socket_not_listening_leaves_multishot_accepts_on)
+{
+    want_uring();
+    run_plain(notlistening_body);
+    LEAK_GATE();
+}
+
 #else
 
 TEST(built_without_liburing)

@@ -560,6 +560,18 @@ int tide__ms_cancel(struct tide__backend *b, struct tide__op *op)
     return 1;
 }
 
+/* An accept's EINVAL means a kernel without multishot accepts only on
+ * a listening socket: on another it is the socket's error, for the
+ * ACCEPT. */
+static bool listening(int fd)
+{
+    int v = 0;
+    socklen_t n = sizeof v;
+
+    return tide__sys_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &n) == 0 &&
+           v;
+}
+
 void tide__ms_cqe(struct tide__backend *b, struct tide__ms *m, int res,
                   unsigned flags, struct tide__completion *out, int cap,
                   int *n)
@@ -585,11 +597,12 @@ void tide__ms_cqe(struct tide__backend *b, struct tide__ms *m, int res,
             ms_release(u, m);
             return;
         }
-        if (res == -EINVAL && m->kind == TIDE__OP_ACCEPT && !m->held)
+        if (res == -EINVAL && m->kind == TIDE__OP_ACCEPT && !m->held &&
+            listening(m->fd))
             u->no_msa = true; /* a kernel without multishot accepts */
-        else if (res == -EINVAL && m->limited)
+        else if (res == -EINVAL && m->kind == TIDE__OP_RECV && m->limited)
             u->no_limit = true; /* armed again without it, below */
-        else if (res == -EINVAL && !m->held)
+        else if (res == -EINVAL && m->kind == TIDE__OP_RECV && !m->held)
             u->no_ms = true; /* a kernel without multishot receives */
         else if (res < 0 ? res != -ENOBUFS && res != -ECANCELED
                          : m->kind == TIDE__OP_RECV && res == 0) {
