@@ -198,12 +198,18 @@ static void *recvmsg_body(void *arg)
     settle(fd);
     CHECK_EQ(send(c, "BBBB", 4, MSG_DONTWAIT), 4);
     struct iovec v = {.iov_base = b, .iov_len = 4};
-    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    struct sockaddr_in from;
+    struct msghdr m = {.msg_name = &from,
+                       .msg_namelen = sizeof from,
+                       .msg_iov = &v,
+                       .msg_iovlen = 1};
     tide_timeout *t = tide_timeout_begin(0.3);
     CHECK_NOT_NULL(t);
     ssize_t r = tide_sock_recvmsg(fd, &m, 0);
     CHECK_ERR(tide_timeout_end(t, (int)r), 4);
     CHECK(memcmp(b, "AAAA", 4) == 0);
+    CHECK_EQ(m.msg_namelen, 0); /* TCP names no sender */
+    CHECK_EQ(m.msg_flags, 0);
     CHECK_EQ(tide_stream_close(s, 1), 0);
     close(c);
     return NULL;

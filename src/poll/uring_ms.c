@@ -347,6 +347,7 @@ static ssize_t take(struct tide__backend *b, struct tide__ms *m,
         if (peek) /* (a peek over several iovecs: one only) */
             break;
     }
+    msg->msg_namelen = 0; /* (as recvmsg(2) on TCP) */
     msg->msg_controllen = 0;
     msg->msg_flags = 0;
     return (ssize_t)done;
