@@ -193,10 +193,16 @@ TIDE_API bool tide_loop_get_compact_tasks(tide_loop *loop);
  * it jumps. Returns 0; -EBUSY if the loop is running. */
 TIDE_API int tide_loop_set_virtual_clock(tide_loop *loop, bool on);
 
-/* The I/O backend the loop uses: "epoll" (the default), "io_uring"
- * (TIDE_BACKEND=io_uring in the environment, in a build with liburing; a
- * kernel that refuses io_uring gives "epoll", and debug mode reports
- * why) or "poll" (TIDE_BACKEND=poll forces the fallback). Never NULL. */
+/* The I/O backend the loop uses: "io_uring" (the default in a build with
+ * liburing), "epoll" (the default where io_uring is refused: ENOSYS,
+ * EPERM from seccomp or kernel.io_uring_disabled, a missing feature, a
+ * memlock limit, no fd for the ring; under valgrind; in a build without
+ * liburing) or "poll" (the fallback where epoll cannot be opened).
+ * TIDE_BACKEND=io_uring|epoll|poll in the environment, read at each
+ * loop's creation, forces one (a refused io_uring still gives "epoll");
+ * another value is ignored. Debug mode reports a fallback, or an ignored
+ * value, and why. A loop runs on one thread at a time; on io_uring, on
+ * one thread for its whole life (docs/backends.md). Never NULL. */
 TIDE_API const char *tide_loop_backend(tide_loop *loop);
 
 /* Counts of what a loop holds now; a test's leak gate and a debugger's
