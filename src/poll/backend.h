@@ -54,6 +54,7 @@
 #ifndef TIDE_POLL_BACKEND_H
 #define TIDE_POLL_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -149,6 +150,11 @@ struct tide__backend_ops {
                 struct tide__completion *out, int cap);
     void (*wake)(struct tide__backend *b);
     int (*fd)(struct tide__backend *b);
+    /* true if the calling thread cannot drive this backend (submit with
+     * a system call, wait, close with ops in flight): io_uring's
+     * SINGLE_ISSUER ring belongs to the thread that first used it. NULL:
+     * any thread may, one at a time. */
+    bool (*foreign)(struct tide__backend *b);
 };
 
 /* The readiness backends' per-fd record (ready.c): the ops queued on the

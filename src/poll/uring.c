@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,6 +77,7 @@ struct uring {
     uint32_t nfdops;
     struct tide__op *closes; /* CLOSE ops waiting, through bnext */
     struct tide__op *live;   /* ops in the kernel, through bnext/bprev */
+    pthread_t issuer;        /* who enabled it: SINGLE_ISSUER binds it */
 };
 
 static struct uring *ur(struct tide__backend *b)
@@ -95,6 +97,7 @@ static int enable(struct uring *u)
     if (r < 0)
         return r;
     u->enabled = true;
+    u->issuer = pthread_self();
     return 0;
 }
 
@@ -334,7 +337,7 @@ static int setup(struct uring *u, unsigned flags, char *why, size_t nwhy)
         return -errno;
     }
     if (!(p.features & IORING_FEAT_NODROP)) {
-        io_uring_queue_exit(&u->ring);
+        tide__sys_uring_exit(&u->ring);
         snprintf(why, nwhy, "io_uring without IORING_FEAT_NODROP");
         return -ENOTSUP;
     }
@@ -411,7 +414,7 @@ static void ur_close(struct tide__backend *b)
             u->kernel -= seen;
         }
     }
-    io_uring_queue_exit(&u->ring);
+    tide__sys_uring_exit(&u->ring);
     if (b->wake_fd >= 0)
         tide__sys_close(b->wake_fd);
     b->wake_fd = -1;
@@ -579,6 +582,16 @@ static int ur_fd(struct tide__backend *b)
     return b->fd;
 }
 
+/* SINGLE_ISSUER bound the ring to another thread: every enter here
+ * would fail with EEXIST. */
+static bool ur_foreign(struct tide__backend *b)
+{
+    struct uring *u = ur(b);
+
+    return u->enabled && (u->ring.flags & IORING_SETUP_SINGLE_ISSUER) &&
+           !pthread_equal(u->issuer, pthread_self());
+}
+
 const struct tide__backend_ops tide__backend_uring = {
     .name = "io_uring",
     .open = ur_open,
@@ -588,4 +601,5 @@ const struct tide__backend_ops tide__backend_uring = {
     .wait = ur_wait,
     .wake = ur_wake,
     .fd = ur_fd,
+    .foreign = ur_foreign,
 };

@@ -28,7 +28,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,12 +51,15 @@ static const struct {
 };
 
 /* 0: not asked yet, or asked with a passing answer; 1: yes; < 0: no,
- * with this errno, for good. `why` is written before `answer` is stored
- * (release) and never again after, so a reader that loads a non-zero
- * answer (acquire) reads it without the lock. */
+ * with this errno, for good; KEEPING: a thread is writing why_kept. The
+ * thread that moves 0 to KEEPING writes why_kept, then stores the answer
+ * (release); a reader that loads an answer (acquire) reads why_kept
+ * after it, which is never written again. A thread that finds KEEPING
+ * asks the kernel itself. No lock: a child forked while another thread
+ * asked must not inherit one held (HAZARDS B37). */
+#define KEEPING 2
 static _Atomic int answer;
 static char why_kept[96];
-static pthread_mutex_t asking = PTHREAD_MUTEX_INITIALIZER;
 
 static bool passing(int err)
 {
@@ -180,7 +182,7 @@ static int ask_kernel(char *why, size_t n)
         return err;
     }
     err = ask_ring(&ring, p.features, why, n);
-    io_uring_queue_exit(&ring);
+    tide__sys_uring_exit(&ring);
     return err;
 }
 
@@ -188,33 +190,29 @@ int tide__uring_probe(char *why, size_t n)
 {
     int a = atomic_load_explicit(&answer, memory_order_acquire);
 
-    if (a == 0) {
-        pthread_mutex_lock(&asking);
-        a = atomic_load_explicit(&answer, memory_order_relaxed);
-        if (a == 0) {
-            char said[sizeof why_kept] = "";
-            int err = ask_kernel(said, sizeof said);
-            if (err < 0 && passing(err)) {
-                pthread_mutex_unlock(&asking);
-                snprintf(why, n, "%s", said);
-                return err;
-            }
-            memcpy(why_kept, said, sizeof why_kept);
-            a = err < 0 ? err : 1;
-            atomic_store_explicit(&answer, a, memory_order_release);
-        }
-        pthread_mutex_unlock(&asking);
-    }
     if (a == 1)
         return 0;
-    snprintf(why, n, "%s", why_kept);
-    return a;
+    if (a < 0) {
+        snprintf(why, n, "%s", why_kept);
+        return a;
+    }
+    char said[sizeof why_kept] = "";
+    int err = ask_kernel(said, sizeof said);
+    snprintf(why, n, "%s", said);
+    if (err < 0 && passing(err))
+        return err;
+    int unasked = 0;
+    if (atomic_compare_exchange_strong_explicit(&answer, &unasked, KEEPING,
+                                                memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+        memcpy(why_kept, said, sizeof why_kept);
+        atomic_store_explicit(&answer, err < 0 ? err : 1,
+                              memory_order_release);
+    }
+    return err;
 }
 
 void tide__uring_probe_forget(void)
 {
-    pthread_mutex_lock(&asking);
     atomic_store_explicit(&answer, 0, memory_order_relaxed);
-    why_kept[0] = 0;
-    pthread_mutex_unlock(&asking);
 }
