@@ -119,13 +119,16 @@ TIDE_API void tide_set_event_loop(tide_loop *loop);
  * keeps running meanwhile. Errors: -EINVAL (f NULL or on another loop),
  * -EINTR (tide_loop_stop() was called before f was done), -EDEADLK
  * (debug mode only: nothing could ever complete f, reported; see
- * tide_loop_set_debug; f stays pending). Borrows f. */
+ * tide_loop_set_debug; f stays pending), -EXDEV (the loop is on io_uring
+ * and another thread used it first: nothing run; see tide_loop_backend).
+ * Borrows f. */
 TIDE_API int tide_run_until_complete(tide_loop *loop, tide_future *f,
                                      void **result);
 
 /* Run the loop until tide_loop_stop(). Returns 0; -EDEADLK in debug mode
  * if every task waits and nothing can wake the loop (reported; see
- * tide_loop_set_debug). Nests like tide_run_until_complete. */
+ * tide_loop_set_debug); -EXDEV as tide_run_until_complete. Nests like
+ * tide_run_until_complete. */
 TIDE_API int tide_run_forever(tide_loop *loop);
 
 /* Ask the innermost run of `loop` to return after the current iteration.
@@ -147,7 +150,9 @@ TIDE_API bool tide_loop_is_running(tide_loop *loop);
  * shields still waiting on plain futures are let go.
  * Futures of the loop stay valid, readable and releasable. If it was this
  * thread's default loop, the default is cleared.
- * Returns 0; -EBUSY if the loop is running (nothing changes). */
+ * Returns 0; -EBUSY if the loop is running (nothing changes); -EXDEV if
+ * it is on io_uring and another thread used it first (nothing changes:
+ * close it there). */
 TIDE_API int tide_loop_close(tide_loop *loop);
 
 /* The loop's time: the monotonic clock now, in seconds (asyncio's
@@ -259,7 +264,7 @@ TIDE_API int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *stats);
  * closed or timeout is NaN or negative. Nests as tide_run_until_complete
  * does: called from a task or callback of the loop, it runs one
  * iteration right there, other tasks running meanwhile. tide_loop_stop,
- * tide_loop_close (-EBUSY meanwhile) and debug mode behave as with the
+ * tide_loop_close (-EBUSY meanwhile), -EXDEV and debug mode behave as with the
  * other runs; a stop made during the iteration is spent on it, so the
  * next call is not stopped. */
 TIDE_API int tide_loop_run_once(tide_loop *loop, double timeout);

@@ -39,9 +39,12 @@ static bool on_io_uring(void)
 
 /* Set TIDE_BACKEND to backends[i]; true (and `on` set) if a new loop
  * then runs on it: io_uring's round is left out where the kernel refuses
- * it (the loop would be epoll's). */
+ * it (the loop would be epoll's), and under valgrind, which cannot see
+ * the kernel's writes into the ring and the buffers. */
 static bool use_backend(size_t i)
 {
+    if (HARNESS_VALGRIND && strcmp(backends[i], "io_uring") == 0)
+        return false;
     CHECK_EQ(setenv("TIDE_BACKEND", backends[i], 1), 0);
     tide_loop *probe = tide_loop_new();
     CHECK_NOT_NULL(probe);
@@ -493,6 +496,7 @@ TEST(a_loop_run_on_a_second_thread)
         moved = tide_loop_new();
         CHECK_NOT_NULL(moved);
         int want = on_io_uring() ? -EXDEV : 0;
+        CHECK(strstr(tide_strerror(-EXDEV), "another thread") != NULL);
         io_round(); /* on A: binds io_uring's ring to A */
         CHECK_EQ(round_err, 0);
         CHECK_ERR(round_on_other_thread(), want);
