@@ -1,17 +1,26 @@
 /* FILE_READ: read a 1 GiB file through a tide file stream, 64 KiB at a
- * time (tide_stream_read), beside `cat FILE > /dev/null` in the same run.
+ * time (tide_stream_read), beside `cat FILE > /dev/null` in the same run,
+ * on the backend TIDE_BACKEND names (io_uring, epoll, poll; else the
+ * default), which it prints.
  *
  * usage: file_read [PATH] (default /tmp/tide-bench-1g). The file is made
  * once (1 GiB of a byte pattern) if it is missing or of another size, and
  * kept for later runs. Both sides read from the page cache: one cat runs
  * first, untimed, to fill it, and nothing is dropped (no root needed).
  * Then, RUNS times (env, default 3), in turn: cat; the tide stream as it
- * is (reads tried inline with preadv2 RWF_NOWAIT, the pool only when one
- * would block); the tide stream with every read on the pool
- * (tide__file_no_inline). Prints, per side, the best run:
+ * is (reads tried inline with preadv2 RWF_NOWAIT, the ring or the pool
+ * only when one would block); the stream with every read on the pool
+ * (tide__file_no_inline, and on io_uring tide__file_no_ring); on io_uring
+ * also with every read on the ring (tide__file_no_inline). Prints, per
+ * side, the best run:
+ *   FILE_READ backend=...
  *   FILE_READ <side> gib_per_s=... wall_s=... cpu_s=...
- * then tide's syscalls per 64 KiB (inline tries, pool reads) and
- *   FILE_READ ratio tide/cat=... (target >= 0.80)
+ * then the system calls per 64 KiB of each tide side's first run (inline
+ * tries, the pool's reads, io_uring_enter), and
+ *   FILE_READ ratio tide/cat=... (target >= 0.80) [ring/pool=... (issue
+ *   11's target >= 1.00)]
+ * SIDE=<side> (env) runs that one tide side once, and no cat, for
+ * counting its system calls alone: strace -c -f file_read.
  * Exits 1 if a read fails or a count is wrong.
  */
 #include "bench.h"
@@ -65,6 +74,8 @@ static int run_cat(void)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static const char *backend = "?"; /* what the tide side ran on */
+
 static void *read_all(void *arg)
 {
     tide_stream *s = NULL;
@@ -73,6 +84,7 @@ static void *read_all(void *arg)
     ssize_t n;
 
     (void)arg;
+    backend = tide_loop_backend(NULL);
     int err = tide_file_stream_open(path, O_RDONLY, 0, READ_SIZE, &s);
     if (err < 0)
         return tide_fail(err);
@@ -102,51 +114,109 @@ static void print(const char *side, const struct best *b)
            1.0 / b->wall, b->wall, b->cpu);
 }
 
+/* The tide sides: reads tried inline; all on the pool; all on the ring
+ * (io_uring only). */
+enum side { INLINE, POOL, RING, NSIDES };
+
+static const char *const side_name[NSIDES] = {"tide", "tide_pool_only",
+                                              "tide_ring_only"};
+
+/* System calls per 64 KiB read, of one run. */
+struct calls {
+    double preadv2, read, enter;
+};
+
+/* One run of side: its time kept in *b, its calls in *c if not NULL.
+ * -1 if the read failed. */
+static int run_side(enum side side, struct best *b, struct calls *c)
+{
+    double chunks = (double)(SIZE / (long long)READ_SIZE);
+    uint64_t k0 = tide__sys_count(TIDE__SYS_PREADV2);
+    uint64_t r0 = tide__sys_count(TIDE__SYS_READ);
+    uint64_t e0 = tide__sys_count(TIDE__SYS_URING_ENTER);
+
+    tide__file_no_inline = side != INLINE;
+    tide__file_no_ring = side == POOL;
+    double c0 = cpu_s(RUSAGE_SELF), t0 = bench_now();
+    if (tide_run(read_all, NULL, NULL) != 0) {
+        fprintf(stderr, "file_read: the tide read failed\n");
+        return -1;
+    }
+    keep(b, bench_now() - t0, cpu_s(RUSAGE_SELF) - c0);
+    if (c)
+        *c = (struct calls){
+            (double)(tide__sys_count(TIDE__SYS_PREADV2) - k0) / chunks,
+            (double)(tide__sys_count(TIDE__SYS_READ) - r0) / chunks,
+            (double)(tide__sys_count(TIDE__SYS_URING_ENTER) - e0) / chunks};
+    return 0;
+}
+
+static void print_calls(enum side side, const struct calls *c)
+{
+    printf("FILE_READ %s syscalls_per_64k: preadv2_nowait=%.3f read=%.3f "
+           "io_uring_enter=%.3f\n",
+           side_name[side], c->preadv2, c->read, c->enter);
+}
+
 int main(int argc, char **argv)
 {
-    struct best cat = {0}, tide = {0}, pool = {0};
+    struct best cat = {0}, tide[NSIDES] = {{0}};
+    struct calls calls[NSIDES] = {{0}};
     const char *e = getenv("RUNS");
     int runs = e && atoi(e) > 0 ? atoi(e) : 3;
-    uint64_t tries = 0, preads = 0;
 
     if (argc > 1)
         path = argv[1];
-    if (make_file() < 0 || run_cat() < 0) {
+    if (make_file() < 0) {
         perror("file_read");
         return 1;
     }
+    const char *only = getenv("SIDE");
+    for (int side = 0; only && side < NSIDES; side++) {
+        if (strcmp(only, side_name[side]) != 0)
+            continue;
+        if (run_side((enum side)side, &tide[side], &calls[side]) < 0)
+            return 1;
+        printf("FILE_READ backend=%s\n", backend);
+        print(side_name[side], &tide[side]);
+        print_calls((enum side)side, &calls[side]);
+        return 0;
+    }
+    if (only) {
+        fprintf(stderr, "file_read: SIDE: tide, tide_pool_only or "
+                        "tide_ring_only\n");
+        return 2;
+    }
+    if (run_cat() < 0) {
+        perror("file_read");
+        return 1;
+    }
+    /* Which backend runs (a first run, untimed, says). */
+    if (run_side(INLINE, &(struct best){0}, NULL) < 0)
+        return 1;
+    int nsides = strcmp(backend, "io_uring") == 0 ? NSIDES : RING;
     for (int r = 0; r < runs; r++) {
         double c0 = cpu_s(RUSAGE_CHILDREN), t0 = bench_now();
         if (run_cat() < 0)
             return 1;
         keep(&cat, bench_now() - t0, cpu_s(RUSAGE_CHILDREN) - c0);
-        for (int mode = 0; mode < 2; mode++) {
-            tide__file_no_inline = mode == 1;
-            uint64_t k0 = tide__sys_count(TIDE__SYS_PREADV2);
-            uint64_t r0 = tide__sys_count(TIDE__SYS_READ);
-            c0 = cpu_s(RUSAGE_SELF);
-            t0 = bench_now();
-            if (tide_run(read_all, NULL, NULL) != 0) {
-                fprintf(stderr, "file_read: the tide read failed\n");
+        for (int side = 0; side < nsides; side++)
+            if (run_side((enum side)side, &tide[side],
+                         r == 0 ? &calls[side] : NULL) < 0)
                 return 1;
-            }
-            keep(mode ? &pool : &tide, bench_now() - t0,
-                 cpu_s(RUSAGE_SELF) - c0);
-            if (r == 0 && mode == 0) {
-                tries = tide__sys_count(TIDE__SYS_PREADV2) - k0;
-                preads = tide__sys_count(TIDE__SYS_READ) - r0;
-            }
-        }
     }
+    printf("FILE_READ backend=%s\n", backend);
     print("cat", &cat);
-    print("tide", &tide);
-    print("tide_pool_only", &pool);
-    double chunks = (double)(SIZE / (long long)READ_SIZE);
-    printf("FILE_READ tide syscalls_per_64k: preadv2_nowait=%.3f "
-           "pool_pread=%.3f\n",
-           (double)tries / chunks, (double)preads / chunks);
-    printf("FILE_READ ratio tide/cat=%.2f tide_pool_only/cat=%.2f "
-           "(target >= 0.80)\n",
-           cat.wall / tide.wall, cat.wall / pool.wall);
+    for (int side = 0; side < nsides; side++)
+        print(side_name[side], &tide[side]);
+    for (int side = 0; side < nsides; side++)
+        print_calls((enum side)side, &calls[side]);
+    printf("FILE_READ ratio tide/cat=%.2f tide_pool_only/cat=%.2f",
+           cat.wall / tide[INLINE].wall, cat.wall / tide[POOL].wall);
+    if (nsides == NSIDES)
+        printf(" tide_ring_only/cat=%.2f ring/pool=%.2f",
+               cat.wall / tide[RING].wall, tide[POOL].wall / tide[RING].wall);
+    printf(" (target tide/cat >= 0.80%s)\n",
+           nsides == NSIDES ? ", ring/pool >= 1.00" : "");
     return 0;
 }

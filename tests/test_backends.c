@@ -550,7 +550,7 @@ static void *receive(void *arg)
 static size_t receivers_wanted(void)
 {
     size_t n = HARNESS_VALGRIND ? 2000
-               : HARNESS_TSAN   ? 10000
+               : HARNESS_TSAN   ? 2000
                : HARNESS_ASAN   ? 20000
                                 : 100000;
     return on_io_uring() && n > 10000 ? 10000 : n;
@@ -618,7 +618,10 @@ TEST(a_hundred_thousand_receiving_tasks_cancelled_at_once)
     each_backend(cancel_many_body);
     free(receivers);
     long grew = harness_rss_kib() - rss0;
-    if (grew > 64 * 1024)
+    /* The sanitizers keep shadow memory (and ASan a quarantine) of their
+     * own: resident memory says nothing of tide there. */
+    if (!HARNESS_ASAN && !HARNESS_TSAN && !HARNESS_VALGRIND &&
+        grew > 64 * 1024)
         harness_fail(__FILE__, __LINE__, "resident memory grew %ld KiB", grew);
     LEAK_GATE();
 }

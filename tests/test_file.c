@@ -9,11 +9,14 @@
  * (lines across buffer boundaries, a line over the limit, the last line
  * without a newline, reading from the pool, writing by drain and close,
  * a cancelled drain losing nothing, close waking a suspended reader);
- * compact tasks.
+ * compact tasks (on io_uring too). Every test runs on the loop's backend,
+ * whichever it is (CI runs the suite on each); a test about the pool's own
+ * behaviour (a job queued or running, the seam's faults on its calls) keeps
+ * reads, writes and fsyncs on the pool on io_uring too (tide__file_no_ring).
+ * test_file_uring.c tests them on the ring.
  * SPDX-License-Identifier: MIT
  */
-#include "harness.h"
-#include "pool_wait.h"
+#include "file_scratch.h"
 
 #include "base/alloc.h"
 #include "base/sys.h"
@@ -39,49 +42,8 @@
 
 /* ---- helpers --------------------------------------------------------- */
 
-static char dir[64];   /* this test's scratch directory */
-static char path[128]; /* scratch names in it */
-static char path2[128];
 static atomic_int gate;    /* the blocker waits for it to be 1 */
 static atomic_int started; /* the blocker has begun */
-
-static void scratch(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/tide-test-file-XXXXXX");
-    CHECK_NOT_NULL(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/a", dir);
-    snprintf(path2, sizeof path2, "%s/b", dir);
-}
-
-static void scratch_end(void)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK_EQ(system(cmd), 0);
-}
-
-/* Write n bytes of data to `p` with plain libc. */
-static void put_file(const char *p, const void *data, size_t n)
-{
-    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    CHECK(fd >= 0);
-    CHECK_EQ(write(fd, data, n), (ssize_t)n);
-    CHECK_EQ(close(fd), 0);
-}
-
-/* Read up to cap bytes of `p` with plain libc: the count. */
-static size_t get_file(const char *p, void *buf, size_t cap)
-{
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    CHECK(fd >= 0);
-    size_t got = 0;
-    ssize_t k;
-    while (got < cap && (k = read(fd, (char *)buf + got, cap - got)) > 0)
-        got += (size_t)k;
-    CHECK_EQ(close(fd), 0);
-    return got;
-}
 
 /* Whether this system reads cached bytes inline (preadv2 RWF_NOWAIT on
  * a regular file): QEMU user mode says EOPNOTSUPP, and every read then
@@ -108,9 +70,12 @@ static int blocker(void *arg, void **result)
     return 0;
 }
 
-/* Hold the file class (limit 1) with the blocker; its future. */
+/* Hold the file class (limit 1) with the blocker; its future. Only pool
+ * calls queue behind it: reads, writes and fsyncs are kept there on
+ * io_uring too. */
 static tide_future *hold_file_class(tide_loop *loop)
 {
+    tide__file_no_ring = true;
     atomic_store(&gate, 0);
     atomic_store(&started, 0);
     CHECK_EQ(tide_pool_set_limit(TIDE_POOL_FILE, 1), 0);
@@ -139,26 +104,6 @@ static void wait_sys(tide_loop *loop, enum tide__sys_kind kind, uint64_t base)
         run_once(loop);
         sched_yield();
     }
-}
-
-static void finish(tide_loop *loop)
-{
-    CHECK_EQ(tide_loop_close(loop), 0);
-    pool_quiet();
-    tide__sys_fault_clear();
-    tide__file_no_inline = false;
-    scratch_end();
-    LEAK_GATE();
-}
-
-/* Run body as a task on a fresh loop; its error. */
-static int run_task(tide_loop *loop, tide_fn body, void *arg)
-{
-    tide_future *t = tide_create_task(loop, body, arg);
-    CHECK_NOT_NULL(t);
-    int err = tide_run_until_complete(loop, t, NULL);
-    tide_future_release(t);
-    return err;
 }
 
 /* ---- the calls ------------------------------------------------------- */
@@ -523,17 +468,10 @@ TEST(an_open_cancelled_while_running_closes_its_fd)
     finish(loop);
 }
 
-static char rbuf[64];
-
-static void *read_body(void *arg)
-{
-    ssize_t n = tide_file_read((int)PINT(arg), rbuf, sizeof rbuf);
-    return n < 0 ? tide_fail((int)n) : IPTR(n);
-}
-
 TEST(a_read_cancelled_while_running_never_writes_the_buffer)
 {
     scratch();
+    tide__file_no_ring = true; /* the pool's read, on io_uring too */
     CHECK_EQ(mkfifo(path, 0600), 0);
     int fd = open(path, O_RDWR | O_CLOEXEC); /* blocking; never waits */
     CHECK(fd >= 0);
@@ -555,20 +493,13 @@ TEST(a_read_cancelled_while_running_never_writes_the_buffer)
     finish(loop);
 }
 
-static char wbuf[8192];
-
-static void *write_body(void *arg)
-{
-    ssize_t n = tide_file_write((int)PINT(arg), wbuf, sizeof wbuf);
-    return n < 0 ? tide_fail((int)n) : IPTR(n);
-}
-
 TEST(a_write_cancelled_while_running_writes_the_bytes_it_was_given)
 {
     char page[4096];
     char got[sizeof wbuf];
 
     scratch();
+    tide__file_no_ring = true; /* the pool's write, on io_uring too */
     CHECK_EQ(mkfifo(path, 0600), 0);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     CHECK(fd >= 0);
@@ -705,6 +636,7 @@ static void *faults_body(void *arg)
 TEST(faults_eintr_short_counts_and_errors)
 {
     scratch();
+    tide__file_no_ring = true; /* the seam's faults are the pool's calls */
     tide_loop *loop = tide_loop_new();
     CHECK_EQ(run_task(loop, faults_body, NULL), 0);
     finish(loop);
@@ -768,7 +700,11 @@ static void *emfile_body(void *arg)
     CHECK(nspare < 64);
     CHECK_ERR(tide_file_open(path, O_RDONLY, 0), -EMFILE);
     tide__file_no_inline = true; /* the pool's read needs a dup */
+    tide__file_no_ring = true;
     CHECK_ERR(tide_file_pread(fd, buf, sizeof buf, 0), -EMFILE);
+    tide__file_no_ring = false;
+    if (strcmp(tide_loop_backend(NULL), "io_uring") == 0 && !harness_compact())
+        CHECK_EQ(tide_file_pread(fd, buf, sizeof buf, 0), 1); /* no dup */
     CHECK_ERR(tide_file_fstat(fd, &st), -EMFILE);
     tide__file_no_inline = false;
     CHECK_EQ(tide_file_stat(path, &st), 0); /* needs no fd */
@@ -1067,15 +1003,6 @@ TEST(file_stream_writes_by_drain_and_close)
     finish(loop);
 }
 
-static tide_stream *shared_stream;
-
-static void *drain_body(void *arg)
-{
-    (void)arg;
-    int err = tide_stream_drain(shared_stream);
-    return err < 0 ? tide_fail(err) : NULL;
-}
-
 TEST(a_cancelled_drain_loses_nothing)
 {
     static char back[3 * 65536];
@@ -1084,13 +1011,9 @@ TEST(a_cancelled_drain_loses_nothing)
     scratch();
     for (size_t i = 0; i < sizeof big; i++)
         big[i] = (char)('a' + i % 23);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    CHECK(fd >= 0);
     tide_loop *loop = tide_loop_new();
     tide_set_event_loop(loop);
-    shared_stream = tide_file_stream_new(fd, 0);
-    CHECK_NOT_NULL(shared_stream);
-    CHECK_EQ(tide_stream_write(shared_stream, big, 2 * 65536), 0);
+    queued_stream(big, 2 * 65536);
     tide_future *b = hold_file_class(loop);
     /* The drain's job is queued behind the blocker: cancel it there. */
     CHECK_ERR(start_and_cancel(loop, drain_body, NULL), -ECANCELED);
@@ -1131,11 +1054,7 @@ TEST(closing_a_file_stream_waits_for_a_drain_or_wakes_it)
     tide_loop *loop = tide_loop_new();
     tide_set_event_loop(loop);
     for (int round = 0; round < 2; round++) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        CHECK(fd >= 0);
-        shared_stream = tide_file_stream_new(fd, 0);
-        CHECK_NOT_NULL(shared_stream);
-        CHECK_EQ(tide_stream_write(shared_stream, big, sizeof big), 0);
+        int fd = queued_stream(big, sizeof big);
         tide_future *b = hold_file_class(loop);
         tide_future *d = tide_create_task(loop, drain_body, NULL);
         run_once(loop);
@@ -1168,14 +1087,6 @@ TEST(closing_a_file_stream_waits_for_a_drain_or_wakes_it)
     }
     tide_set_event_loop(NULL);
     finish(loop);
-}
-
-static void *reader_body(void *arg)
-{
-    const void *line;
-    (void)arg;
-    ssize_t n = tide_stream_readline(shared_stream, &line);
-    return n < 0 ? tide_fail((int)n) : IPTR(n);
 }
 
 static void *closer_body(void *arg)
@@ -1225,10 +1136,15 @@ static void *compact_body(void *arg)
     int fd = tide_file_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     CHECK(fd >= 0);
     CHECK_EQ(tide_file_write(fd, "one\ntwo\n", 8), 8);
+    uint64_t dups = tide__sys_count(TIDE__SYS_DUP);
     tide__file_no_inline = true;
     CHECK_EQ(tide_file_pread(fd, buf, sizeof buf, 4), 4);
     CHECK(memcmp(buf, "two\n", 4) == 0);
     tide__file_no_inline = false;
+    CHECK_EQ(tide_file_fsync(fd), 0);
+    /* On the pool, io_uring or not: the kernel never had a buffer of this
+     * task's frames (each pool job works on a duplicate fd). */
+    CHECK(tide__sys_count(TIDE__SYS_DUP) >= dups + 2);
     CHECK_EQ(tide_file_close(fd), 0);
     CHECK_EQ(tide_file_stream_open(path, O_RDONLY, 0, 0, &s), 0);
     CHECK_EQ(tide_stream_readline(s, &line), 4);
@@ -1238,14 +1154,20 @@ static void *compact_body(void *arg)
     return NULL;
 }
 
+/* On the suite's backend, then on io_uring where there is one. */
 TEST(compact_tasks_make_file_calls)
 {
     scratch();
-    tide_loop *loop = tide_loop_new();
+    tide_loop *loops[2] = {tide_loop_new(), ring_loop_or_null()};
     tide_task_options opt = {.compact = true};
-    tide_future *t = tide_create_task_ex(loop, compact_body, NULL, &opt);
-    CHECK_NOT_NULL(t);
-    CHECK_EQ(tide_run_until_complete(loop, t, NULL), 0);
-    tide_future_release(t);
-    finish(loop);
+    for (int i = 0; i < 2 && loops[i]; i++) {
+        tide_future *t =
+            tide_create_task_ex(loops[i], compact_body, NULL, &opt);
+        CHECK_NOT_NULL(t);
+        CHECK_EQ(tide_run_until_complete(loops[i], t, NULL), 0);
+        tide_future_release(t);
+    }
+    if (loops[1])
+        CHECK_EQ(tide_loop_close(loops[1]), 0);
+    finish(loops[0]);
 }

@@ -1,31 +1,59 @@
 /* tide/file.h: files without blocking the loop (aiofiles-style calls on
- * the thread pool), and a file as a tide stream for line-by-line work.
+ * the io_uring ring or the thread pool), and a file as a tide stream for
+ * line-by-line work.
  *
  * Include it after (or instead of) tide.h; it brings tide/stream.h.
  *
  * Common rules:
- * - Every call here runs its system call on the thread pool's
- *   TIDE_POOL_FILE class (tide/pool.h), except a read of bytes already
- *   in the page cache, which is made inline (preadv2 with RWF_NOWAIT)
- *   and goes to the pool only when it would block. Each call suspends
- *   the calling task until it is done, and returns -EPERM at once
- *   outside a task.
+ * - Where calls run. A read of bytes already in the page cache is made
+ *   inline (preadv2 with RWF_NOWAIT) on every backend. On a loop whose
+ *   backend is io_uring (tide_loop_backend), read, pread, write, pwrite,
+ *   fsync and fdatasync (and a file stream's reads and writes) are
+ *   submitted to the kernel on the loop's ring, on the caller's own
+ *   buffer: nothing is copied and no thread is involved. From a compact
+ *   task, and on the epoll and poll backends, they run on the thread
+ *   pool's TIDE_POOL_FILE class (tide/pool.h), as open, close, stat,
+ *   fstat, rename, unlink, mkdir, rmdir and listdir always do. Each call
+ *   suspends the calling task until it is done, and returns -EPERM at
+ *   once outside a task.
  * - Results are counts, fds or 0, or a negative errno (the system call's:
  *   -ENOENT, -EISDIR, -EACCES, ...). Bad arguments change nothing: a
  *   NULL path, or a NULL buffer with a length, is -EINVAL; a negative fd
  *   is -EBADF.
- * - Cancellation (a cancel request, a timeout scope): a call whose job is
- *   still queued never runs and returns -ECANCELED. A call already
- *   running returns -ECANCELED at once and is abandoned: its thread
- *   finishes the system call, and its result is dropped (an fd that an
- *   abandoned open made is closed; a listing is freed). The caller's
- *   buffers are never touched after the call has returned: a read lands
- *   in a pool-owned buffer and is copied out on delivery, a write is
- *   copied in before it is submitted, a stat is copied out. A pool job
- *   works on a duplicate of fd (F_DUPFD_CLOEXEC), so closing fd after a
- *   cancelled call never makes that call touch another file. What a
- *   write abandoned while running writes is written (it may move the
- *   file offset; use pwrite for exact placement).
+ * - Cancellation (a cancel request, a timeout scope) of a call on the
+ *   ring: the kernel is asked to withdraw it, and the call returns only
+ *   once the kernel is done with it and with the caller's buffer:
+ *   -ECANCELED if it was withdrawn (nothing read or written, fd's offset
+ *   unmoved); else its result, as tide/io.h's calls do, with the request
+ *   left pending, delivered at the task's next suspension. Work the
+ *   kernel has begun (a disk read, a write into a pipe that has room) is
+ *   not withdrawn: the call waits for it.
+ * - Cancellation of a call on the pool: a call whose job is still queued
+ *   never runs and returns -ECANCELED. A call already running returns
+ *   -ECANCELED at once and is abandoned: its thread finishes the system
+ *   call, and its result is dropped (an fd that an abandoned open made
+ *   is closed; a listing is freed). The caller's buffers are never
+ *   touched after the call has returned: a read lands in a pool-owned
+ *   buffer and is copied out on delivery, a write is copied in before it
+ *   is submitted, a stat is copied out. A pool job works on a duplicate
+ *   of fd (F_DUPFD_CLOEXEC), so closing fd after a cancelled call never
+ *   makes that call touch another file. What a write abandoned while
+ *   running writes is written (it may move the file offset; use pwrite
+ *   for exact placement).
+ * - A write cancelled after some of its bytes were written (a write of
+ *   over 1 MiB, done a part at a time) returns that count, and the
+ *   request stays pending as above.
+ * - Closing fd while another task's call on it is in flight: close it
+ *   with tide_file_close (or the stream's close), not close(2). On the
+ *   ring the kernel looks fd's number up when it takes a call, at the
+ *   loop's next turn; tide_file_close first makes it take those queued,
+ *   so they go on on the file they were made on. On either path, a write
+ *   that takes more than one system call (over 1 MiB, or a pipe's short
+ *   writes) makes its next ones on whatever fd names by then.
+ * - A pipe or a socket has no offset: on the pool, pread and pwrite on
+ *   one return -ESPIPE (and so does a pread tried inline); on the ring
+ *   the kernel ignores the offset, and they read and write as read and
+ *   write do.
  * - A write that returned a count has put those bytes in the kernel (a
  *   read sees them); fsync or fdatasync makes them durable. A short
  *   write by the system call is completed (written again from where it
@@ -33,8 +61,9 @@
  *   error stopped it (the next write reports it). EINTR is retried.
  * - One call moves at most 1 MiB at a time: a read or pread returns at
  *   most that (a read may be short, as read(2)'s is), a write or pwrite
- *   of more is done as several pool jobs, in order.
- * - Compact tasks may make these calls.
+ *   of more is done a mebibyte at a time, in order.
+ * - Compact tasks may make these calls, with buffers on their own stacks
+ *   (their reads, writes and fsyncs run on the pool, never on the ring).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -59,7 +88,8 @@ extern "C" {
  * makes is closed. Suspends. */
 TIDE_API int tide_file_open(const char *path, int flags, mode_t mode);
 
-/* close(2) on the pool (a close can wait for a network file system).
+/* close(2) on the pool (a close can wait for a network file system),
+ * after the calls queued on fd for the kernel are taken (see above).
  * Called in a task, it closes fd whatever happens: a cancelled call
  * closes it too, and with no memory for the job it is closed inline.
  * Returns 0; -EBADF (negative, or not open); -EIO and the like from the
@@ -129,21 +159,22 @@ TIDE_API void tide_file_listdir_free(tide_dirent *entries);
  *   offset is left alone; do not use fd meanwhile). End of file is the
  *   end of the stream for reading.
  * - Reads are served from the page cache inline when they can be
- *   (RWF_NOWAIT), else on the pool.
- * - tide_stream_write only queues: the queue is written (on the pool) by
- *   tide_stream_drain, once more than the high-water mark is queued, and
- *   by tide_stream_close, which writes all of it (its timeout bounds
- *   that; outside a task nothing can be written and what is queued is
- *   dropped: -ETIMEDOUT). Nothing is written in the background. A drain
- *   that is cancelled keeps what it had not written queued (a job
- *   abandoned while running writes the same bytes at the same place
- *   again). A write error sticks, as a send error does.
+ *   (RWF_NOWAIT), else on the ring or the pool, as the calls above are.
+ * - tide_stream_write only queues: the queue is written (on the ring or
+ *   the pool) by tide_stream_drain, once more than the high-water mark
+ *   is queued, and by tide_stream_close, which writes all of it (its
+ *   timeout bounds that; outside a task nothing can be written and what
+ *   is queued is dropped: -ETIMEDOUT). Nothing is written in the
+ *   background. A drain that is cancelled keeps what it had not written
+ *   queued (a job abandoned while running writes the same bytes at the
+ *   same place again). A write error sticks, as a send error does.
  * - tide_stream_write_eof only ends writing (later writes are -EPIPE).
  * - tide_stream_close waits (within its timeout) for a drain in progress
  *   and writes what is left. Once the stream closes (close, its deadline
  *   past, or tide_stream_abort), a task suspended in it wakes with -EBADF
  *   at once; a pool job in flight is abandoned (it works on a duplicate
- *   fd).
+ *   fd); a call on the ring is cancelled, and its task wakes once the
+ *   kernel is done with it (with -EBADF, or the bytes it read).
  * - A file opened with O_APPEND appends whatever the offset; a drain
  *   cancelled while its job runs may then append those bytes twice. */
 

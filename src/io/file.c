@@ -1,25 +1,45 @@
-/* File calls (tide/file.h): each is one request record run on the pool's
- * file class.
+/* File calls (tide/file.h): what runs where, and the request records of
+ * the calls that run on the pool's file class.
  *
- * A request (struct freq) holds everything its job touches: its kind, a
- * duplicate of the caller's fd, copies of the paths, the bounce buffer
- * of a read or write, the stat or listing it fills. It is the pool's
- * while the job is in flight (tide__to_thread_owned): delivered, the
- * caller copies the outcome out and frees it; abandoned (the caller was
- * cancelled), the pool calls drop_request, which closes what the job
- * opened and frees the rest. So the caller's own memory is never
- * touched by a pool thread, and a cancelled caller can go at once.
+ * The ring. On a loop whose backend is io_uring, a task's read, pread,
+ * write, pwrite, fsync and fdatasync (and a file stream's reads and
+ * writes, through tide__file_rw) are backend ops (TIDE__OP_READ, _WRITE,
+ * _FSYNC) run by tide__io_run on the caller's own buffer: the kernel
+ * makes the call, and a cancelled call returns only once the kernel has
+ * withdrawn it or finished it (io/op.c's rule, HAZARDS B41), so nothing
+ * is copied and no fd is duplicated. The kernel looks the fd number up
+ * when it takes the op, at the loop's next io_uring_enter, which may come
+ * a few iterations later on a busy loop; so closing a file through tide
+ * (tide_file_close, a file stream's close) first makes it take what is
+ * queued (tide__file_ring_flush), and no op goes to a new file given the
+ * same number (HAZARDS B07). Compact tasks stay on the pool: the
+ * kernel would write into frames that are copied away while they wait.
+ * Everything else (open, close, stat, fstat, rename, unlink, mkdir,
+ * rmdir, listdir) runs on the pool on every backend, as do all the calls
+ * on the readiness backends, where a regular file is always "ready" and
+ * its call would block the loop.
  *
- * Reads try preadv2(RWF_NOWAIT) inline first: a page-cache hit costs one
- * system call and no thread hand-off. It is tried again on every call
- * (a file system that does not support it answers EOPNOTSUPP at once).
- * tide__file_no_inline, for tests and benchmarks, sends every read to
- * the pool.
+ * The pool. A request (struct freq) holds everything its job touches:
+ * its kind, a duplicate of the caller's fd, copies of the paths, the
+ * bounce buffer of a read or write, the stat or listing it fills. It is
+ * the pool's while the job is in flight (tide__to_thread_owned):
+ * delivered, the caller copies the outcome out and frees it; abandoned
+ * (the caller was cancelled), the pool calls drop_request, which closes
+ * what the job opened and frees the rest. So the caller's own memory is
+ * never touched by a pool thread, and a cancelled caller can go at once.
+ *
+ * Reads try preadv2(RWF_NOWAIT) inline first, on every backend: a
+ * page-cache hit costs one system call and no suspension. It is tried
+ * again on every call (a file system that does not support it answers
+ * EOPNOTSUPP at once). For tests and benchmarks, tide__file_no_inline
+ * sends every read to the ring or the pool, and tide__file_no_ring keeps
+ * the calls on the pool on io_uring too.
  * SPDX-License-Identifier: MIT
  */
 #include "io/io.h"
 
 #include "base/sys.h"
+#include "task/task.h"
 
 #include <tide/file.h>
 
@@ -33,6 +53,7 @@
 #define CHUNK ((size_t)1 << 20) /* the most one call moves */
 
 bool tide__file_no_inline;
+bool tide__file_no_ring;
 
 enum freq_kind {
     F_OPEN,
@@ -326,6 +347,85 @@ static int fd_check(int fd, const void *buf, size_t n)
     return tide__task_loop() ? 0 : -EPERM;
 }
 
+/* ---- on the ring ------------------------------------------------------ */
+
+/* Whether loop's running task makes its file calls on the ring. */
+static bool on_ring(tide_loop *loop)
+{
+#ifdef TIDE_HAVE_URING
+    return loop->backend.ops == &tide__backend_uring &&
+           !tide__compact_running(loop) && !tide__file_no_ring;
+#else
+    (void)loop;
+    return false;
+#endif
+}
+
+void tide__file_ring_flush(tide_loop *loop)
+{
+#ifdef TIDE_HAVE_URING
+    if (loop->backend.ops == &tide__backend_uring && loop->backend.inflight)
+        tide__loop_poll(loop, 0);
+#else
+    (void)loop;
+#endif
+}
+
+/* A call that moved `done` bytes and then ended with err: the count. If
+ * err was a cancel request, it is delivered again at the next
+ * suspension, since the count does not say it came. */
+static ssize_t partial(size_t done, ssize_t err)
+{
+    if (!done)
+        return err;
+    if (err == -ECANCELED)
+        tide__task_keep_request(tide__task_loop()->current);
+    return (ssize_t)done;
+}
+
+/* One read, or a write of all n bytes (short ones completed), as ring
+ * ops on buf itself, EINTR retried. */
+static ssize_t ring_rw(tide_loop *loop, int fd, void *buf, size_t n, off_t off,
+                       bool write, struct tide__coro **waiting)
+{
+    size_t done = 0;
+    ssize_t k;
+
+    if (waiting)
+        *waiting = loop->current;
+    do {
+        struct tide__op req = {
+            .kind = write ? TIDE__OP_WRITE : TIDE__OP_READ,
+            .fd = fd,
+            .buf = (char *)buf + done,
+            .len = n - done,
+            .offset = off < 0 ? -1 : off + (off_t)done,
+        };
+        k = tide__io_run(&req, write ? "file write" : "file read");
+        done += k > 0 ? (size_t)k : 0;
+    } while (k == -EINTR || (write && k > 0 && done < n));
+    if (waiting)
+        *waiting = NULL;
+    if (write && k == 0)
+        k = -EIO; /* nothing written, and no error said why */
+    return partial(done, k);
+}
+
+static int ring_fsync(int fd, bool datasync)
+{
+    struct tide__op req = {.kind = TIDE__OP_FSYNC,
+                           .fd = fd,
+                           .flags = datasync ? TIDE__FSYNC_DATASYNC : 0,
+                           .offset = -1};
+    ssize_t r;
+
+    while ((r = tide__io_run(&req, "file fsync")) == -EINTR)
+        ;
+    return (int)r;
+}
+
+/* ---- the calls -------------------------------------------------------- */
+
 ssize_t tide__file_rw(int fd, void *buf, size_t n, off_t off, bool write,
                       struct tide__coro **waiting)
 {
@@ -343,8 +443,11 @@ ssize_t tide__file_rw(int fd, void *buf, size_t n, off_t off, bool write,
             errno != EINTR && errno != ENOSYS)
             return -errno;
     }
-    if (!tide__task_loop())
+    tide_loop *loop = tide__task_loop();
+    if (!loop)
         return -EPERM; /* a stream's read outside a task */
+    if (on_ring(loop))
+        return ring_rw(loop, fd, buf, n, off, write, waiting);
     struct freq *r = request_new(write ? F_WRITE : F_READ, fd, n, &err);
     if (!r)
         return err;
@@ -394,7 +497,7 @@ static ssize_t write_at(int fd, const void *buf, size_t n, off_t off)
             tide__file_rw(fd, (char *)buf + done, want,
                           off < 0 ? -1 : off + (off_t)done, true, NULL);
         if (k < 0)
-            return done ? (ssize_t)done : k;
+            return partial(done, k);
         done += (size_t)k;
         if ((size_t)k < want)
             break; /* an error stopped it: the next write says which */
@@ -465,17 +568,32 @@ int tide_file_open(const char *path, int flags, mode_t mode)
 
 int tide_file_close(int fd)
 {
+    tide_loop *loop = tide__task_loop();
+
+    if (loop && fd >= 0)
+        tide__file_ring_flush(loop); /* before the pool closes it */
     return (int)fd_call(F_CLOSE, fd, NULL);
+}
+
+static int sync_call(int fd, bool datasync)
+{
+    int err = fd_check(fd, NULL, 0);
+
+    if (err < 0)
+        return err;
+    if (on_ring(tide__task_loop()))
+        return ring_fsync(fd, datasync);
+    return (int)fd_call(datasync ? F_FDATASYNC : F_FSYNC, fd, NULL);
 }
 
 int tide_file_fsync(int fd)
 {
-    return (int)fd_call(F_FSYNC, fd, NULL);
+    return sync_call(fd, false);
 }
 
 int tide_file_fdatasync(int fd)
 {
-    return (int)fd_call(F_FDATASYNC, fd, NULL);
+    return sync_call(fd, true);
 }
 
 /* Copy a delivered stat out. */

@@ -4,10 +4,11 @@
  *
  * It keeps the stream's two offsets (reads and writes each go on from
  * where they were, by pread and pwrite: tide__file_rw) and the tasks
- * suspended on the pool in a read or a write, which closing the stream
- * wakes: their wait's own cancel hook gives the job up (the pool then
- * drops what it brings back) and wakes them, so a close never waits for
- * a disk.
+ * suspended in a read or a write, which closing the stream wakes: their
+ * wait's own cancel hook gives a pool job up (the pool then drops what it
+ * brings back) and wakes them, so a close never waits for a disk; a ring
+ * op is cancelled, and its task wakes once the kernel has withdrawn or
+ * finished it (io/op.c).
  * SPDX-License-Identifier: MIT
  */
 #include "io/io.h"
@@ -22,7 +23,7 @@
 struct xfile {
     tide_loop *loop;
     off_t roff, woff;          /* the next read's and write's offsets */
-    struct tide__coro *reader; /* suspended on the pool in a read */
+    struct tide__coro *reader; /* suspended in a read */
     struct tide__coro *writer; /* ... in a write */
 };
 
@@ -62,7 +63,11 @@ static void xfile_close(void *x, int fd)
 
     interrupt(f->loop, f->reader);
     interrupt(f->loop, f->writer);
-    (void)tide__sys_close(fd); /* pool jobs use duplicates */
+    /* Pool jobs use duplicates; ring ops hold the file once the kernel
+     * has taken them, which the flush makes sure of. */
+    if (f->reader || f->writer)
+        tide__file_ring_flush(f->loop);
+    (void)tide__sys_close(fd);
 }
 
 static void xfile_free(void *x)

@@ -114,15 +114,22 @@ int tide__to_thread_owned(int cls, tide_work_fn fn, void *arg,
 /* A file read (pread at off, or read at fd's offset if off < 0) or
  * write of at most 1 MiB of n, for the calling task (file.c; tide/file.h's
  * rules). A read is tried inline with RWF_NOWAIT first. While the call
- * waits on the pool, *waiting (if not NULL) names the task, so that a
- * file stream closing can wake it (filestream.c). The count or
+ * waits on the ring or the pool, *waiting (if not NULL) names the task,
+ * so that a file stream closing can wake it (filestream.c). The count or
  * -errno. */
 ssize_t tide__file_rw(int fd, void *buf, size_t n, off_t off, bool write,
                       struct tide__coro **waiting);
 
-/* For tests and benchmarks: true sends every file read to the pool (no
- * inline RWF_NOWAIT try). The loop's thread only. */
+/* fd is about to be closed on loop: if the backend is io_uring, make the
+ * kernel take the ops queued for it now (it looks their fd numbers up
+ * then), so that none goes to a file that gets the number next (file.c). */
+void tide__file_ring_flush(tide_loop *loop);
+
+/* For tests and benchmarks, the loop's thread only: true sends every
+ * file read to the ring or the pool (no inline RWF_NOWAIT try); true
+ * keeps reads, writes and fsyncs on the pool on io_uring too. */
 extern bool tide__file_no_inline;
+extern bool tide__file_no_ring;
 
 /* Pool jobs queued or running, in every loop (abandoned ones included,
  * until their worker is done with them). For tests: a job that outlives

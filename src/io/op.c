@@ -140,6 +140,20 @@ void tide__io_fd_op(tide_loop *loop, int fd, int flags)
         tide__op_free(loop, s);
 }
 
+/* What loop's backend holds for req's fd (backend.h's take): 1 with *r
+ * req's result, 0 (make the call), or -EAGAIN (wait for readiness). */
+static int backend_take(tide_loop *loop, struct tide__op *req, ssize_t *r)
+{
+    const struct tide__backend_ops *ops = loop->backend.ops;
+
+    if (!ops->take || loop->closed)
+        return 0;
+    int t = ops->take(&loop->backend, req);
+    if (t == 1)
+        *r = req->result;
+    return t;
+}
+
 /* Make req's call here, waiting for readiness in between. */
 static ssize_t run_here(tide_loop *loop, struct tide__op *req,
                         const char *what)
@@ -150,7 +164,10 @@ static ssize_t run_here(tide_loop *loop, struct tide__op *req,
         tide__io_fd_op(loop, req->fd, TIDE__CLOSE_FRESH);
     for (;;) {
         ssize_t r;
-        if (tide__op_attempt(req, &r)) {
+        int held = loop ? backend_take(loop, req, &r) : 0;
+        if (held == 1)
+            return r;
+        if (held == 0 && tide__op_attempt(req, &r)) {
             if (loop && req->kind == TIDE__OP_ACCEPT && r >= 0)
                 tide__io_fd_op(loop, (int)r, TIDE__CLOSE_FRESH);
             return r;

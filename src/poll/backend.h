@@ -73,12 +73,18 @@ enum tide__op_kind {
     TIDE__OP_SENDMSG, /* msg, flags */
     TIDE__OP_READ,    /* buf, len, offset (< 0: the file position) */
     TIDE__OP_WRITE,   /* buf, len, offset (< 0: the file position) */
+    TIDE__OP_FSYNC,   /* flags TIDE__FSYNC_DATASYNC: fdatasync, else fsync;
+                       * result: 0. Completion backends only: a readiness
+                       * backend refuses it (-ENOTSUP), as it would have to
+                       * block the loop to make the call */
     TIDE__OP_CLOSE,   /* see above; flags TIDE__CLOSE_DETACH: stop
                        * watching the fd and complete its ops, but leave
                        * it open */
 };
 
 #define TIDE__CLOSE_DETACH 1
+/* FSYNC flag: only the data and what reading it needs (fdatasync). */
+#define TIDE__FSYNC_DATASYNC 1
 /* CLOSE flag: fd's number now names a new file (a compact task accepted
  * it, or starts a connect on it, with its own system call): forget what
  * was known of an old file of that number if no op waits on it, and
@@ -146,6 +152,14 @@ struct tide__backend_ops {
     /* op is in flight. 1: completed inline (op->result set); 0: its one
      * completion comes out of a later wait(). */
     int (*cancel)(struct tide__backend *b, struct tide__op *op);
+    /* Optional (NULL: the backend holds nothing). For a caller about to
+     * make op's system call itself (a compact task, io/op.c): a backend
+     * that receives ahead of reads (io_uring's multishot receives) hands
+     * over what it holds for op's fd. 1: op->result set from it; 0: it
+     * holds nothing, make the call; -EAGAIN: it holds nothing but is
+     * receiving for the fd, so a call would jump ahead of data on its
+     * way: wait for a POLLIN op (which it answers) and ask again. */
+    int (*take)(struct tide__backend *b, struct tide__op *op);
     int (*wait)(struct tide__backend *b, int64_t timeout_ns,
                 struct tide__completion *out, int cap);
     void (*wake)(struct tide__backend *b);

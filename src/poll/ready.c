@@ -317,6 +317,8 @@ static bool wait_first(const struct tide__fdent *e, const struct tide__op *op)
 int tide__ready_submit(struct tide__backend *b, struct tide__op *op,
                        const struct tide__watch_ops *w)
 {
+    if (op->kind == TIDE__OP_FSYNC)
+        return -ENOTSUP; /* it would block the loop: the pool makes it */
     op->bstate = TIDE__B_IDLE;
     op->bflags = 0;
     op->bnext = op->bprev = NULL;

@@ -40,15 +40,13 @@
  * after every enter that posts anything, the loop's own included.
  * SPDX-License-Identifier: MIT
  */
-#include "poll/ready.h"
+#include "poll/uring.h"
 
 #include "base/alloc.h"
 #include "base/sys.h"
 
 #include <errno.h>
-#include <liburing.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,29 +54,10 @@
 
 unsigned tide__uring_entries = 256;
 
-#define UD_WAKE 1u   /* the poll on wake_fd */
-#define UD_CANCEL 2u /* a cancel request: its own result is not needed */
-#define UD_SPECIAL 4096u
-#define UD_POLLING 1u /* on an op's pointer: its readiness poll */
-
-#define B_KERNEL 7  /* op->bstate: in the kernel (TIDE__B_DONE: done list) */
-#define BF_ASKED 2u /* op->bflags: the core asked to cancel it */
+#define BF_ASKED 2u     /* op->bflags: the core asked to cancel it */
 #define BF_READINESS 4u /* poll, then the system call here */
 #define BF_POLLING 8u   /* in the kernel as its readiness poll */
-
-#define FD_CLOSING 0x80000000u /* fdops: a CLOSE waits for the count */
-
-struct uring {
-    struct io_uring ring;
-    bool enabled;    /* io_uring_enable_rings done */
-    bool wake_armed; /* the poll on wake_fd is in the kernel */
-    size_t kernel;   /* requests in the kernel, whatever they are */
-    uint32_t *fdops; /* per fd number: ops in the kernel | FD_CLOSING */
-    uint32_t nfdops;
-    struct tide__op *closes; /* CLOSE ops waiting, through bnext */
-    struct tide__op *live;   /* ops in the kernel, through bnext/bprev */
-    pthread_t issuer;        /* who enabled it: SINGLE_ISSUER binds it */
-};
+#define BF_CLOSED 16u   /* cancelled by a close of its fd */
 
 static struct uring *ur(struct tide__backend *b)
 {
@@ -103,7 +82,7 @@ static int enable(struct uring *u)
 
 /* An SQE, submitting what is queued if the queue is full; NULL if the
  * kernel takes nothing (errno set). */
-static struct io_uring_sqe *sqe_get(struct uring *u)
+struct io_uring_sqe *tide__uring_sqe(struct uring *u)
 {
     struct io_uring_sqe *s;
 
@@ -174,6 +153,12 @@ static void prep(struct io_uring_sqe *s, struct tide__op *op)
                                 op->offset < 0 ? (uint64_t)-1
                                                : (uint64_t)op->offset);
             break;
+        case TIDE__OP_FSYNC:
+            io_uring_prep_fsync(s, fd,
+                                op->flags & TIDE__FSYNC_DATASYNC
+                                    ? IORING_FSYNC_DATASYNC
+                                    : 0);
+            break;
         }
     }
     io_uring_sqe_set_data64(s, ud_of(op));
@@ -181,7 +166,7 @@ static void prep(struct io_uring_sqe *s, struct tide__op *op)
 
 static int queue_op(struct uring *u, struct tide__op *op)
 {
-    struct io_uring_sqe *s = sqe_get(u);
+    struct io_uring_sqe *s = tide__uring_sqe(u);
 
     if (!s)
         return -errno;
@@ -189,38 +174,41 @@ static int queue_op(struct uring *u, struct tide__op *op)
     return 0;
 }
 
-/* The count of ops in the kernel on fd's number (growing the table). */
-static uint32_t *fd_count(struct uring *u, int fd)
+struct uring_fd *tide__uring_fd(struct uring *u, int fd)
 {
-    if ((uint32_t)fd >= u->nfdops) {
-        uint32_t n = u->nfdops ? u->nfdops : 64;
+    if ((uint32_t)fd >= u->nfds) {
+        uint32_t n = u->nfds ? u->nfds : 64;
         while (n <= (uint32_t)fd)
             n *= 2;
-        uint32_t *t = tide__realloc(u->fdops, n * sizeof *t);
+        struct uring_fd *t = tide__realloc(u->fds, n * sizeof *t);
         if (!t)
             return NULL;
-        memset(t + u->nfdops, 0, (n - u->nfdops) * sizeof *t);
-        u->fdops = t;
-        u->nfdops = n;
+        memset(t + u->nfds, 0, (n - u->nfds) * sizeof *t);
+        u->fds = t;
+        u->nfds = n;
     }
-    return &u->fdops[fd];
+    return &u->fds[fd];
 }
 
-static void live_link(struct uring *u, struct tide__op *op)
+/* The ops in the kernel on an fd are listed on its entry, so that a
+ * close cancels each by user_data: a hashed lookup in the kernel, where a
+ * cancel by fd walks every request of the ring (quadratic when thousands
+ * of connections close). */
+static void live_link(struct uring_fd *e, struct tide__op *op)
 {
     op->bprev = NULL;
-    op->bnext = u->live;
-    if (u->live)
-        u->live->bprev = op;
-    u->live = op;
+    op->bnext = e->live;
+    if (e->live)
+        e->live->bprev = op;
+    e->live = op;
 }
 
-static void live_unlink(struct uring *u, struct tide__op *op)
+static void live_unlink(struct uring_fd *e, struct tide__op *op)
 {
     if (op->bprev)
         op->bprev->bnext = op->bnext;
     else
-        u->live = op->bnext;
+        e->live = op->bnext;
     if (op->bnext)
         op->bnext->bprev = op->bprev;
     op->bnext = op->bprev = NULL;
@@ -241,18 +229,13 @@ static ssize_t close_now(const struct tide__op *op)
 static void fd_quiet(struct tide__backend *b, int fd,
                      struct tide__completion *out, int cap, int *n)
 {
-    struct uring *u = ur(b);
+    struct uring_fd *e = &ur(b)->fds[fd];
+    struct tide__op *op = e->closing;
 
-    u->fdops[fd] = 0;
-    for (struct tide__op **p = &u->closes; *p; p = &(*p)->bnext) {
-        struct tide__op *op = *p;
-        if (op->fd == fd) {
-            *p = op->bnext;
-            op->bnext = NULL;
-            tide__ready_emit(b, op, close_now(op), out, cap, n);
-            return;
-        }
-    }
+    e->ops = 0;
+    e->closing = NULL;
+    if (op)
+        tide__ready_emit(b, op, close_now(op), out, cap, n);
 }
 
 /* op's kernel request ended with res: report it, or go on with it. */
@@ -262,9 +245,10 @@ static void complete(struct tide__backend *b, struct tide__op *op, int res,
 {
     struct uring *u = ur(b);
     bool asked = op->bflags & BF_ASKED;
+    bool ending = op->bflags & (BF_ASKED | BF_CLOSED);
     ssize_t r = res;
 
-    if (!asked && res >= 0 && polled) {
+    if (!ending && res >= 0 && polled) {
         /* Ready: the system call, here; would it block, poll again. */
         if (!tide__op_attempt(op, &r)) {
             op->bflags |= BF_POLLING;
@@ -272,25 +256,27 @@ static void complete(struct tide__backend *b, struct tide__op *op, int res,
                 return;
             r = -errno;
         }
-    } else if (!asked && res == -EAGAIN && !polled &&
+    } else if (!ending && res == -EAGAIN && !polled &&
                op->kind != TIDE__OP_POLL && op->kind != TIDE__OP_CONNECT) {
         op->bflags |= BF_READINESS | BF_POLLING;
         if (queue_op(u, op) == 0)
             return;
         r = -errno;
     } else if (polled && res >= 0) {
-        r = -ECANCELED; /* asked while polling: nothing was done */
+        r = -ECANCELED; /* stopped while polling: nothing was done */
     } else if (op->kind == TIDE__OP_POLL && res >= 0) {
         r = res & (op->flags | POLLHUP | POLLERR | POLLRDHUP);
     }
-    uint32_t *cnt = &u->fdops[op->fd];
+    struct uring_fd *e = &u->fds[op->fd];
+    if (op->kind == TIDE__OP_RECV)
+        e->reads--;
     if (asked && r == -EINTR)
         r = -ECANCELED;
     else if (!asked && r == -ECANCELED)
         r = -EBADF; /* ended by a CLOSE or DETACH of its fd */
-    live_unlink(u, op);
+    live_unlink(e, op);
     tide__ready_emit(b, op, r, out, cap, n);
-    if (--*cnt == FD_CLOSING)
+    if (--e->ops == FD_CLOSING)
         fd_quiet(b, op->fd, out, cap, n);
 }
 
@@ -307,14 +293,23 @@ static void reap(struct tide__backend *b, struct tide__completion *out,
             break;
         uint64_t ud = cqe->user_data;
         int res = cqe->res;
+        bool over = !(cqe->flags & IORING_CQE_F_MORE);
         seen++;
-        u->kernel--;
+        u->kernel -= over;
         if (ud < UD_SPECIAL) {
             if (ud == UD_WAKE) {
                 u->wake_armed = false;
                 tide__ready_wake_clear(b);
                 *woken = true;
             }
+            continue;
+        }
+        if (ud & UD_MS) {
+            struct tide__ms *m = tide__ms_of_ud(ud);
+            int fd = tide__ms_fd(m);
+            tide__ms_cqe(b, m, res, cqe->flags, out, cap, n);
+            if (over && --u->fds[fd].ops == FD_CLOSING)
+                fd_quiet(b, fd, out, cap, n);
             continue;
         }
         struct tide__op *op = (struct tide__op *)(uintptr_t)(ud & ~1ull);
@@ -326,11 +321,32 @@ static void reap(struct tide__backend *b, struct tide__completion *out,
 
 /* ---- the verbs -------------------------------------------------------- */
 
+/* A close: cancel every op in the kernel on e; each then ends with
+ * -EBADF (BF_CLOSED), unless the core asked first. */
+static void cancel_each(struct uring *u, struct uring_fd *e)
+{
+    for (struct tide__op *op = e->live; op; op = op->bnext) {
+        struct io_uring_sqe *s = tide__uring_sqe(u);
+        op->bflags |= BF_CLOSED;
+        if (!s)
+            return; /* (errno) the op ends on its own */
+        io_uring_prep_cancel64(s, ud_of(op), 0);
+        io_uring_sqe_set_data64(s, UD_CANCEL);
+    }
+}
+
 static void ur_close(struct tide__backend *b);
 
 static int setup(struct uring *u, unsigned flags, char *why, size_t nwhy)
 {
-    struct io_uring_params p = {.flags = flags | IORING_SETUP_R_DISABLED};
+    /* A completion queue 32 times the submission queue's: the kernel
+     * sizes its table of cancellable requests from it (256 buckets from
+     * 8,192 entries, its most; 16 from the default 512), and every close
+     * of a connection with a receive armed looks its request up there: at
+     * 20,000 connections a small table made closing them quadratic. */
+    struct io_uring_params p = {.flags = flags | IORING_SETUP_R_DISABLED |
+                                         IORING_SETUP_CQSIZE,
+                                .cq_entries = tide__uring_entries * 32};
 
     if (tide__sys_uring_setup(tide__uring_entries, &u->ring, &p) < 0) {
         snprintf(why, nwhy, "io_uring_setup: %s", strerror(errno));
@@ -388,15 +404,11 @@ static void ur_close(struct tide__backend *b)
     if (u->kernel && enable(u) == 0) {
         /* One by one, by user_data: a hashed lookup each, where
          * IORING_ASYNC_CANCEL_ANY took 0.75 s for 10,000 polled recvs. */
-        for (struct tide__op *op = u->live; op; op = op->bnext) {
-            struct io_uring_sqe *s = sqe_get(u);
-            if (!s)
-                break;
-            io_uring_prep_cancel64(s, ud_of(op), 0);
-            io_uring_sqe_set_data64(s, UD_CANCEL);
-        }
+        for (uint32_t fd = 0; fd < u->nfds; fd++)
+            cancel_each(u, &u->fds[fd]);
+        tide__ms_cancel_all(b);
         if (u->wake_armed) {
-            struct io_uring_sqe *s = sqe_get(u);
+            struct io_uring_sqe *s = tide__uring_sqe(u);
             if (s) {
                 io_uring_prep_poll_remove(s, UD_WAKE);
                 io_uring_sqe_set_data64(s, UD_CANCEL);
@@ -409,16 +421,22 @@ static void ur_close(struct tide__backend *b)
                 break;
             struct io_uring_cqe *cqe;
             unsigned head, seen = 0;
-            io_uring_for_each_cqe(&u->ring, head, cqe) seen++;
+            unsigned over = 0;
+            io_uring_for_each_cqe(&u->ring, head, cqe)
+            {
+                seen++;
+                over += !(cqe->flags & IORING_CQE_F_MORE);
+            }
             io_uring_cq_advance(&u->ring, seen);
-            u->kernel -= seen;
+            u->kernel -= over;
         }
     }
     tide__sys_uring_exit(&u->ring);
+    tide__ms_free_all(b);
     if (b->wake_fd >= 0)
         tide__sys_close(b->wake_fd);
     b->wake_fd = -1;
-    tide__free(u->fdops);
+    tide__free(u->fds);
     tide__free(u);
     b->own = NULL;
     b->fd = -1;
@@ -429,23 +447,22 @@ static void ur_close(struct tide__backend *b)
 static int submit_close(struct tide__backend *b, struct tide__op *op)
 {
     struct uring *u = ur(b);
-    uint32_t *cnt = (uint32_t)op->fd < u->nfdops ? &u->fdops[op->fd] : NULL;
+    int dummy = 0;
 
+    /* Its multishot's waiting ops end, what it holds goes (uring_ms.c). */
+    tide__ms_fd_gone(b, op->fd, NULL, 0, &dummy);
     if (op->flags & TIDE__CLOSE_FRESH) {
-        op->result = 0; /* nothing is known of an fd here */
+        op->result = 0; /* nothing else is known of an fd here */
         return 1;
     }
+    uint32_t *cnt = (uint32_t)op->fd < u->nfds ? &u->fds[op->fd].ops : NULL;
     if (!cnt || (*cnt & ~FD_CLOSING) == 0) {
         op->result = close_now(op);
         return 1;
     }
-    /* The cancel names the fd: the kernel must see it before the caller
-     * closes the number (tide_close closes it right after a DETACH). */
-    struct io_uring_sqe *s = sqe_get(u);
-    if (!s)
-        return -errno;
-    io_uring_prep_cancel_fd(s, op->fd, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(s, UD_CANCEL);
+    /* Submitted at once: a detached fd is the caller's again as soon as
+     * this returns, and nothing of ours may read it after. */
+    cancel_each(u, &u->fds[op->fd]);
     if (tide__sys_uring_enter(&u->ring, 0, NULL) < 0)
         return -errno; /* not submitted: nothing will come */
     if ((op->flags & TIDE__CLOSE_DETACH) || (*cnt & FD_CLOSING)) {
@@ -454,8 +471,7 @@ static int submit_close(struct tide__backend *b, struct tide__op *op)
     }
     *cnt |= FD_CLOSING;
     op->bstate = B_KERNEL;
-    op->bnext = u->closes;
-    u->closes = op;
+    u->fds[op->fd].closing = op;
     b->inflight++;
     return 0;
 }
@@ -476,6 +492,14 @@ static int ur_submit(struct tide__backend *b, struct tide__op *op)
         return err;
     if (op->kind == TIDE__OP_CLOSE)
         return submit_close(b, op);
+    if (op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_POLL ||
+        op->kind == TIDE__OP_ACCEPT) {
+        int r = tide__ms_submit(b, op);
+        if (r != TIDE__MS_PASS) {
+            b->inflight += r == 0;
+            return r;
+        }
+    }
     /* A poll that holds now (or a bad fd) completes inline, as on the
      * readiness backends: tide_add_reader reports -EBADF at once. */
     ssize_t res;
@@ -483,18 +507,27 @@ static int ur_submit(struct tide__backend *b, struct tide__op *op)
         op->result = res;
         return 1;
     }
-    uint32_t *cnt = fd_count(u, op->fd);
-    if (!cnt)
+    err = tide__uring_submit_plain(b, op);
+    b->inflight += err == 0;
+    return err;
+}
+
+int tide__uring_submit_plain(struct tide__backend *b, struct tide__op *op)
+{
+    struct uring *u = ur(b);
+    struct uring_fd *e = tide__uring_fd(u, op->fd);
+
+    if (!e)
         return -ENOMEM;
     if ((op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_SEND) && op->addr)
         op->bflags = BF_READINESS | BF_POLLING;
-    err = queue_op(u, op);
+    int err = queue_op(u, op);
     if (err < 0)
         return err;
-    ++*cnt;
+    e->ops++;
+    e->reads += op->kind == TIDE__OP_RECV;
     op->bstate = B_KERNEL;
-    live_link(u, op);
-    b->inflight++;
+    live_link(e, op);
     return 0;
 }
 
@@ -502,6 +535,8 @@ static int ur_cancel(struct tide__backend *b, struct tide__op *op)
 {
     struct uring *u = ur(b);
 
+    if (op->bstate == B_MSWAIT)
+        return tide__ms_cancel(b, op);
     if (op->bstate == TIDE__B_DONE) {
         /* Finished before the cancel: the real result wins, inline. */
         tide__ready_unlink_done(b, op);
@@ -512,7 +547,7 @@ static int ur_cancel(struct tide__backend *b, struct tide__op *op)
         (op->bflags & BF_ASKED))
         return 0;
     op->bflags |= BF_ASKED;
-    struct io_uring_sqe *s = sqe_get(u);
+    struct io_uring_sqe *s = tide__uring_sqe(u);
     if (s) { /* else the op ends on its own: its completion still comes */
         io_uring_prep_cancel64(s, ud_of(op), 0);
         io_uring_sqe_set_data64(s, UD_CANCEL);
@@ -542,7 +577,7 @@ static int ur_wait(struct tide__backend *b, int64_t timeout_ns,
     if ((err = enable(u)) < 0)
         return n ? n : err;
     if (!u->wake_armed) {
-        struct io_uring_sqe *s = sqe_get(u);
+        struct io_uring_sqe *s = tide__uring_sqe(u);
         if (s) {
             io_uring_prep_poll_add(s, b->wake_fd, POLLIN);
             io_uring_sqe_set_data64(s, UD_WAKE);
@@ -598,6 +633,7 @@ const struct tide__backend_ops tide__backend_uring = {
     .close = ur_close,
     .submit = ur_submit,
     .cancel = ur_cancel,
+    .take = tide__ms_take,
     .wait = ur_wait,
     .wake = ur_wake,
     .fd = ur_fd,

@@ -10,9 +10,9 @@
  * the loop's thread is the one SINGLE_ISSUER binds); IORING_FEAT_NODROP
  * (5.5: no completion is lost to CQ overflow); IORING_FEAT_EXT_ARG (5.11:
  * the wait's time limit rides on the enter, where liburing would
- * otherwise post a timeout CQE of its own); every opcode uring.c submits,
- * by IORING_REGISTER_PROBE; and IORING_ASYNC_CANCEL_FD | _ALL (5.19: a
- * CLOSE cancels every op on its fd), tried on the probe's ring.
+ * otherwise post a timeout CQE of its own); and every opcode uring.c
+ * submits, by IORING_REGISTER_PROBE. (Multishot receives and accepts are
+ * uring_ms.c's to find out: it falls back to single ones without them.)
  *
  * A lasting answer (yes, or ENOSYS, EPERM, a missing feature) is kept for
  * the life of the process: loop creation then costs one atomic load here.
@@ -131,27 +131,6 @@ static int ask_ring(struct io_uring *ring, unsigned features, char *why,
                               NULL, 0);
     if (r < 0) {
         snprintf(why, n, "no IORING_REGISTER_ENABLE_RINGS (Linux 5.10)");
-        return -ENOTSUP;
-    }
-    /* Nothing is in flight on the ring's own fd: a kernel that knows the
-     * flags finds nothing (0 or -ENOENT); an older one says -EINVAL. */
-    struct io_uring_sqe *s = io_uring_get_sqe(ring);
-    io_uring_prep_cancel_fd(s, ring->ring_fd, IORING_ASYNC_CANCEL_ALL);
-    struct io_uring_cqe *cqe;
-    if (tide__sys_uring_enter(ring, 1, NULL) < 0) {
-        int err = -errno;
-        snprintf(why, n, "io_uring_enter: %s", strerror(errno));
-        return err;
-    }
-    if (io_uring_peek_cqe(ring, &cqe) != 0) {
-        snprintf(why, n, "io_uring_enter posted nothing");
-        return -EIO;
-    }
-    int res = cqe->res;
-    io_uring_cqe_seen(ring, cqe);
-    if (res < 0 && res != -ENOENT) {
-        snprintf(why, n, "no IORING_ASYNC_CANCEL_FD (Linux 5.19): %s",
-                 strerror(-res));
         return -ENOTSUP;
     }
     return 0;
