@@ -325,16 +325,20 @@ TEST(tide_uring_fail_refuses_io_uring)
     CHECK_EQ(setenv("TIDE__URING_FAIL", "ENOSYS", 1), 0);
     uint64_t before = tide__sys_count(TIDE__SYS_URING_SETUP);
     CHECK_STR_EQ(backend_of_new_loop(why, sizeof why), "epoll");
-    CHECK(strstr(why, strerror(ENOSYS)) != NULL);
-    CHECK(strstr(why, "TIDE__URING_FAIL") != NULL);
+    if (!HARNESS_VALGRIND) { /* there valgrind's epoll comes first */
+        CHECK(strstr(why, strerror(ENOSYS)) != NULL);
+        CHECK(strstr(why, "TIDE__URING_FAIL") != NULL);
+    }
     CHECK_EQ(setenv("TIDE_BACKEND", "io_uring", 1), 0);
     CHECK_STR_EQ(backend_of_new_loop(why, sizeof why), "epoll");
+    CHECK(strstr(why, strerror(ENOSYS)) != NULL);
+    CHECK(strstr(why, "TIDE__URING_FAIL") != NULL);
     CHECK_EQ(tide__sys_count(TIDE__SYS_URING_SETUP), before);
-    CHECK_EQ(unsetenv("TIDE_BACKEND"), 0);
-    choose_fresh();
+    tide__uring_probe_forget();
     CHECK_EQ(setenv("TIDE__URING_FAIL", "something", 1), 0);
     CHECK_STR_EQ(backend_of_new_loop(why, sizeof why), "epoll");
     CHECK(strstr(why, strerror(EPERM)) != NULL);
+    CHECK_EQ(unsetenv("TIDE_BACKEND"), 0);
     if (was)
         CHECK_EQ(setenv("TIDE__URING_FAIL", was, 1), 0);
     else
@@ -354,7 +358,8 @@ TEST(under_valgrind_the_default_is_epoll)
         SKIP("not under valgrind");
     choose_fresh();
     CHECK_STR_EQ(backend_of_new_loop(why, sizeof why), "epoll");
-    CHECK(strstr(why, "valgrind cannot see the kernel's writes") != NULL);
+    CHECK(strstr(why, "under valgrind, which cannot see the kernel's") !=
+          NULL);
     CHECK(strstr(debug_report(), "backend epoll: epoll under valgrind"));
     LEAK_GATE();
 }
