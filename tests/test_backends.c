@@ -666,8 +666,21 @@ static void *reset_many_body(void *arg)
     size_t n = 0;
     (void)arg;
     resets = eofs = 0;
+    /* One listener for all (a bound port each would take 200 more). */
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(l >= 0);
+    CHECK_EQ(bind(l, (struct sockaddr *)&a, len), 0);
+    CHECK_EQ(listen(l, RESET_CONNS), 0);
+    CHECK_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
     for (int i = 0; i < RESET_CONNS; i++) {
-        harness_tcp_pair(&conn[i][1], &conn[i][0]);
+        conn[i][1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(conn[i][1] >= 0);
+        CHECK_EQ(connect(conn[i][1], (struct sockaddr *)&a, len), 0);
+        conn[i][0] = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        CHECK(conn[i][0] >= 0);
         if (i % 2) {
             CHECK_NOT_NULL(streams[i] = tide_stream_new(conn[i][0], 0));
             CHECK_NOT_NULL(t[n++] = tide_create_task(NULL, receive_until_reset,
@@ -679,6 +692,7 @@ static void *reset_many_body(void *arg)
                                                     IPTR(i * PER_CONN + k)));
         }
     }
+    CHECK_EQ(close(l), 0);
     CHECK_EQ(tide_sleep(0.01), 0); /* all waiting */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     for (int i = 0; i < RESET_CONNS; i++) {
