@@ -47,7 +47,9 @@
  *   keep the order they were made in); an accept waiting in the kernel
  *   keeps the RLIMIT_NOFILE of the moment it was made; a cancelled call
  *   races the kernel, so it returns the real result (as above) more
- *   often than on epoll.
+ *   often than on epoll; a loop runs on the thread that first used it
+ *   for its whole life (-EXDEV elsewhere). docs/backends.md lists every
+ *   difference with its test.
  * - Buffers are borrowed for the duration of the call. Compact tasks
  *   (tide_task_options.compact) may pass buffers on their own stack: for
  *   them every system call is made in the task itself once the fd is
