@@ -48,8 +48,12 @@
  *   keeps the RLIMIT_NOFILE of the moment it was made; a cancelled call
  *   races the kernel, so it returns the real result (as above) more
  *   often than on epoll; a loop runs on the thread that first used it
- *   for its whole life (-EXDEV elsewhere). docs/backends.md lists every
- *   difference with its test.
+ *   for its whole life (-EXDEV elsewhere); a TCP stream's fd
+ *   (tide/stream.h) is received ahead into the loop's buffers, and a
+ *   listener's connections accepted ahead, so read a stream only
+ *   through it: a recv(2) or flagged tide_sock_recv of its own on the
+ *   fd jumps ahead of held bytes, and tide_fd_detach drops them.
+ *   docs/backends.md lists every difference with its test.
  * - Buffers are borrowed for the duration of the call. Compact tasks
  *   (tide_task_options.compact) may pass buffers on their own stack: for
  *   them every system call is made in the task itself once the fd is
