@@ -119,13 +119,16 @@ TIDE_API void tide_set_event_loop(tide_loop *loop);
  * keeps running meanwhile. Errors: -EINVAL (f NULL or on another loop),
  * -EINTR (tide_loop_stop() was called before f was done), -EDEADLK
  * (debug mode only: nothing could ever complete f, reported; see
- * tide_loop_set_debug; f stays pending). Borrows f. */
+ * tide_loop_set_debug; f stays pending), -EXDEV (the loop is on io_uring
+ * and another thread used it first: nothing run; see tide_loop_backend).
+ * Borrows f. */
 TIDE_API int tide_run_until_complete(tide_loop *loop, tide_future *f,
                                      void **result);
 
 /* Run the loop until tide_loop_stop(). Returns 0; -EDEADLK in debug mode
  * if every task waits and nothing can wake the loop (reported; see
- * tide_loop_set_debug). Nests like tide_run_until_complete. */
+ * tide_loop_set_debug); -EXDEV as tide_run_until_complete. Nests like
+ * tide_run_until_complete. */
 TIDE_API int tide_run_forever(tide_loop *loop);
 
 /* Ask the innermost run of `loop` to return after the current iteration.
@@ -147,7 +150,9 @@ TIDE_API bool tide_loop_is_running(tide_loop *loop);
  * shields still waiting on plain futures are let go.
  * Futures of the loop stay valid, readable and releasable. If it was this
  * thread's default loop, the default is cleared.
- * Returns 0; -EBUSY if the loop is running (nothing changes). */
+ * Returns 0; -EBUSY if the loop is running (nothing changes); -EXDEV if
+ * it is on io_uring and another thread used it first (nothing changes:
+ * close it there). */
 TIDE_API int tide_loop_close(tide_loop *loop);
 
 /* The loop's time: the monotonic clock now, in seconds (asyncio's
@@ -193,10 +198,16 @@ TIDE_API bool tide_loop_get_compact_tasks(tide_loop *loop);
  * it jumps. Returns 0; -EBUSY if the loop is running. */
 TIDE_API int tide_loop_set_virtual_clock(tide_loop *loop, bool on);
 
-/* The I/O backend the loop uses: "epoll" (the default), "io_uring"
- * (TIDE_BACKEND=io_uring in the environment, in a build with liburing; a
- * kernel that refuses io_uring gives "epoll", and debug mode reports
- * why) or "poll" (TIDE_BACKEND=poll forces the fallback). Never NULL. */
+/* The I/O backend the loop uses: "io_uring" (the default in a build with
+ * liburing), "epoll" (the default where io_uring is refused: ENOSYS,
+ * EPERM from seccomp or kernel.io_uring_disabled, a missing feature, a
+ * memlock limit, no fd for the ring; under valgrind; in a build without
+ * liburing) or "poll" (the fallback where epoll cannot be opened).
+ * TIDE_BACKEND=io_uring|epoll|poll in the environment, read at each
+ * loop's creation, forces one (a refused io_uring still gives "epoll");
+ * another value is ignored. Debug mode reports a fallback, or an ignored
+ * value, and why. A loop runs on one thread at a time; on io_uring, on
+ * one thread for its whole life (docs/backends.md). Never NULL. */
 TIDE_API const char *tide_loop_backend(tide_loop *loop);
 
 /* Counts of what a loop holds now; a test's leak gate and a debugger's
@@ -253,7 +264,7 @@ TIDE_API int tide_loop_get_stats(tide_loop *loop, tide_loop_stats *stats);
  * closed or timeout is NaN or negative. Nests as tide_run_until_complete
  * does: called from a task or callback of the loop, it runs one
  * iteration right there, other tasks running meanwhile. tide_loop_stop,
- * tide_loop_close (-EBUSY meanwhile) and debug mode behave as with the
+ * tide_loop_close (-EBUSY meanwhile), -EXDEV and debug mode behave as with the
  * other runs; a stop made during the iteration is spent on it, so the
  * next call is not stopped. */
 TIDE_API int tide_loop_run_once(tide_loop *loop, double timeout);

@@ -152,6 +152,19 @@ int harness_run_child(void (*fn)(void *arg), void *arg, char *buf, size_t cap)
     return status;
 }
 
+long harness_rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 void harness_busy_wait(double seconds)
 {
     double end = harness_now() + seconds;

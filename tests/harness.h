@@ -52,6 +52,7 @@ void harness_leak_gate(const char *file, int line);
 long harness_fd_count(void);       /* entries in /proc/self/fd */
 double harness_now(void);          /* CLOCK_MONOTONIC, seconds */
 double harness_timeout_mult(void); /* $TIDE_TEST_TIMEOUT_MULT, >= 1 */
+long harness_rss_kib(void);        /* resident memory, KiB; -1: unknown */
 /* A new loop runs on io_uring (TIDE_BACKEND=io_uring): the kernel makes
  * the I/O calls, so the seam's faults on them never fire. */
 bool harness_on_io_uring(void);

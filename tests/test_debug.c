@@ -21,6 +21,10 @@ static void capture(tide_loop *loop, const char *msg, void *arg)
 {
     (void)loop;
     (void)arg;
+    /* Turning debug mode on says why the loop fell back from io_uring
+     * (under valgrind, in CI's fallback step): not what is counted here. */
+    if (strncmp(msg, "backend ", 8) == 0)
+        return;
     size_t len = strlen(msgs);
     if (len + 2 < sizeof msgs) { /* full: the rest is only counted */
         strncat(msgs, msg, sizeof msgs - len - 2);

@@ -1135,7 +1135,8 @@ TEST(backend_name_and_forced_poll)
     loop = tide_loop_new();
     const char *b = tide_loop_backend(loop);
     CHECK_NOT_NULL(b);
-    CHECK(strcmp(b, "epoll") == 0 || strcmp(b, "poll") == 0);
+    CHECK(strcmp(b, "io_uring") == 0 || strcmp(b, "epoll") == 0 ||
+          strcmp(b, "poll") == 0);
     CHECK_EQ(tide_loop_close(loop), 0);
     LEAK_GATE();
 }

@@ -976,17 +976,6 @@ TEST(every_allocation_of_the_stream_server_and_connect_paths_fails_cleanly)
 
 #define IDLE_CONNS 1000
 
-static long rss_kib(void)
-{
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-
-    CHECK_NOT_NULL(f);
-    CHECK_EQ(fscanf(f, "%ld %ld", &pages, &resident), 2);
-    fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 static long idle_kib_per_conn;
 
 static void *idle_body(void *arg)
@@ -1000,7 +989,7 @@ static void *idle_body(void *arg)
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                             .sin_port = htons(port_of(srv))};
-    long before = rss_kib();
+    long before = harness_rss_kib();
     for (int i = 0; i < IDLE_CONNS; i++) {
         fds[i] =
             socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1014,7 +1003,7 @@ static void *idle_body(void *arg)
         CHECK_EQ(tide_sleep(0.001), 0);
     CHECK_EQ(tide_server_connections(srv), IDLE_CONNS);
     CHECK_EQ(tide_sleep(0.01), 0); /* every handler is in its read */
-    idle_kib_per_conn = (rss_kib() - before) / IDLE_CONNS;
+    idle_kib_per_conn = (harness_rss_kib() - before) / IDLE_CONNS;
     for (int i = 0; i < IDLE_CONNS; i++)
         CHECK_EQ(close(fds[i]), 0);
     CHECK_EQ(tide_server_close(srv, 5), 0);

@@ -1,5 +1,5 @@
-/* The io_uring backend beyond the shared contract (test_backend.c):
- * choosing it and falling back when its setup fails (through the seam),
+/* The io_uring backend beyond the shared contract (test_backend.c; the
+ * choice of backend and the fallback are test_choose.c's):
  * 10,000 in-flight receives cancelled at once, and 10,000 ops on a
  * 64-entry ring (HAZARDS B41, B42), each completing exactly once, with
  * fds and memory as they were after (LEAK_GATE). Skipped in a build
@@ -14,13 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
 #include <netinet/in.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,100 +81,6 @@ static int collect(struct tide__backend *b, int n)
         got += r;
     }
     return got;
-}
-
-TEST(forced_io_uring_runs_and_is_named)
-{
-    setenv("TIDE_BACKEND", "io_uring", 1);
-    tide_loop *loop = tide_loop_new();
-    CHECK_NOT_NULL(loop);
-    CHECK_STR_EQ(tide_loop_backend(loop), "io_uring");
-    CHECK_EQ(tide_loop_close(loop), 0);
-    unsetenv("TIDE_BACKEND");
-    loop = tide_loop_new();
-    CHECK_STR_EQ(tide_loop_backend(loop), "epoll"); /* the default */
-    CHECK_EQ(tide_loop_close(loop), 0);
-    LEAK_GATE();
-}
-
-/* Setup refused (seccomp's EPERM, an old kernel's ENOSYS, a memlock
- * limit's ENOMEM): the loop runs on epoll, and says so in debug mode. */
-TEST(setup_failing_falls_back_to_epoll)
-{
-    static const int errs[] = {EPERM, ENOSYS, ENOMEM};
-
-    setenv("TIDE_BACKEND", "io_uring", 1);
-    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
-        tide__sys_fault(TIDE__SYS_URING_SETUP, 1, errs[i], 0);
-        tide_loop *loop = tide_loop_new();
-        CHECK_NOT_NULL(loop);
-        CHECK_STR_EQ(tide_loop_backend(loop), "epoll");
-        CHECK(strstr(loop->backend.why, strerror(errs[i])) != NULL);
-        CHECK_EQ(tide_loop_close(loop), 0);
-    }
-    unsetenv("TIDE_BACKEND");
-    LEAK_GATE();
-}
-
-static char reported[256];
-
-static void keep_report(tide_loop *loop, const char *msg, void *arg)
-{
-    (void)loop;
-    (void)arg;
-    snprintf(reported, sizeof reported, "%s", msg);
-}
-
-/* Debug mode names the backend that runs and why (silent otherwise). */
-TEST(debug_mode_says_why_it_fell_back)
-{
-    setenv("TIDE_BACKEND", "io_uring", 1);
-    tide__sys_fault(TIDE__SYS_URING_SETUP, 1, EPERM, 0);
-    tide_loop *loop = tide_loop_new();
-    CHECK_NOT_NULL(loop);
-    unsetenv("TIDE_BACKEND");
-    CHECK_EQ(tide_loop_set_report_handler(loop, keep_report, NULL), 0);
-    reported[0] = 0;
-    CHECK_EQ(tide_loop_set_debug(loop, true), 0);
-    CHECK(strstr(reported, "backend epoll: io_uring unavailable") != NULL);
-    CHECK(strstr(reported, strerror(EPERM)) != NULL);
-    CHECK_EQ(tide_loop_close(loop), 0);
-    LEAK_GATE();
-}
-
-/* A seccomp filter makes io_uring_setup fail with EPERM, as container
- * profiles do: a loop made under it runs on epoll. In a child, which the
- * filter binds for the rest of its life. */
-TEST(seccomp_refusing_io_uring_falls_back)
-{
-    pid_t pid = fork();
-
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        struct sock_filter f[] = {
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-                     offsetof(struct seccomp_data, nr)),
-            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
-            _exit(2);
-        setenv("TIDE_BACKEND", "io_uring", 1);
-        tide_loop *loop = tide_loop_new();
-        if (!loop || strcmp(tide_loop_backend(loop), "epoll") != 0 ||
-            !strstr(loop->backend.why, strerror(EPERM)))
-            _exit(3);
-        tide_loop_close(loop);
-        _exit(0);
-    }
-    int status;
-    CHECK_EQ(waitpid(pid, &status, 0), pid);
-    CHECK(WIFEXITED(status));
-    CHECK_EQ(WEXITSTATUS(status), 0);
-    LEAK_GATE();
 }
 
 /* B41 (a): a recv cancelled in the tick its byte comes, 1,000 times: it

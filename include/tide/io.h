@@ -45,12 +45,18 @@
  *   calls, with these differences: calls of one direction made at once
  *   on one fd by several tasks complete in no set order (epoll and poll
  *   keep the order they were made in); an accept waiting in the kernel
- *   keeps the RLIMIT_NOFILE of the moment it was made; on a TCP
- *   stream's fd the kernel receives ahead of the reads, and a receive
- *   asking for an address, ancillary data, or a flag other than
- *   MSG_PEEK sees only bytes after those (plain receives, recvmsg and
- *   MSG_PEEK take them in order); a cancelled call races the kernel,
- *   so it returns the real result (as above) more often than on epoll.
+ *   keeps the RLIMIT_NOFILE of the moment it was made; a cancelled call
+ *   races the kernel, so it returns the real result (as above) more
+ *   often than on epoll; a loop runs on the thread that first used it
+ *   for its whole life (-EXDEV elsewhere); a TCP stream's fd
+ *   (tide/stream.h) is received ahead into the loop's buffers, and a
+ *   listener's connections accepted ahead, so read a stream only
+ *   through it: a recv(2) of its own on the fd, or a tide_sock_recv
+ *   or _recvmsg asking for an address, ancillary data or a flag other
+ *   than MSG_PEEK, jumps ahead of held bytes (tide_sock_recv and
+ *   _recvmsg without, and MSG_PEEK, take them in order), and
+ *   tide_fd_detach drops them.
+ *   docs/backends.md lists every difference with its test.
  * - Buffers are borrowed for the duration of the call. Compact tasks
  *   (tide_task_options.compact) may pass buffers on their own stack: for
  *   them every system call is made in the task itself once the fd is

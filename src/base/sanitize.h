@@ -31,6 +31,12 @@
 #endif
 #endif
 
+#ifdef TIDE__TSAN
+/* A happens-before edge from every release of addr to later acquires. */
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#endif
+
 #ifdef TIDE__ASAN
 /* Poisoned memory is reported when touched ("use-after-poison"). */
 void __asan_poison_memory_region(void const volatile *addr, size_t size);

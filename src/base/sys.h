@@ -133,6 +133,8 @@ int tide__sys_uring_setup(unsigned entries, struct io_uring *ring,
                           struct io_uring_params *p);
 int tide__sys_uring_enter(struct io_uring *ring, unsigned min_complete,
                           struct __kernel_timespec *ts);
+/* Tear a ring down (liburing's queue exit); not counted, never faulted. */
+void tide__sys_uring_exit(struct io_uring *ring);
 
 /* Calls of `kind` made so far in this process (faulted ones included). */
 uint64_t tide__sys_count(enum tide__sys_kind kind);

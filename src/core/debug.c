@@ -86,7 +86,7 @@ int tide_loop_set_debug(tide_loop *loop, bool on)
             return err;
         }
         if (loop->backend.why[0]) { /* a fallback, silent until now */
-            char msg[192];
+            char msg[224];
             snprintf(msg, sizeof msg, "backend %s: %s",
                      loop->backend.ops->name, loop->backend.why);
             tide__loop_report(loop, msg);

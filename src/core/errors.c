@@ -32,7 +32,8 @@
     X(EMFILE, "too many open files")                              \
     X(EPIPE, "broken pipe")                                       \
     X(ECONNRESET, "connection reset by peer")                     \
-    X(EDEADLK, "deadlock would occur")
+    X(EDEADLK, "deadlock would occur")                            \
+    X(EXDEV, "the loop's io_uring belongs to another thread")
 
 /* glibc 2.32 added strerrordesc_np and strerrorname_np: static strings,
  * NULL for an unknown errno, no locale. TIDE__NO_ERRNO_NP (a test knob)

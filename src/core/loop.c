@@ -156,6 +156,8 @@ int tide_loop_close(tide_loop *loop)
         return -EINVAL;
     if (loop->depth)
         return -EBUSY;
+    if (tide__loop_foreign(loop))
+        return -EXDEV; /* its io_uring is another thread's */
     loop->closing = true;
     /* From here on call_soon_threadsafe refuses; what it accepted before
      * is now in the ready queue and must run (HAZARDS B33). */

@@ -237,6 +237,11 @@ void tide__op_dispatch(tide_loop *loop, const struct tide__completion *c,
  * them. */
 void tide__loop_poll(tide_loop *loop, int64_t timeout_ns);
 
+/* The calling thread cannot drive loop's backend (its io_uring ring is
+ * bound to the thread that first used it: SINGLE_ISSUER): the runs and
+ * close refuse with -EXDEV, nothing done. */
+bool tide__loop_foreign(tide_loop *loop);
+
 /* Free every slot (the loop is closing, the backend already closed). */
 void tide__ops_destroy(tide_loop *loop);
 

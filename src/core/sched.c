@@ -278,11 +278,20 @@ static int run_borrowed(tide_loop *loop, struct tide__coro *host,
     return b.err;
 }
 
+bool tide__loop_foreign(tide_loop *loop)
+{
+    const struct tide__backend_ops *o = loop->backend.ops;
+
+    return o->foreign && o->foreign(&loop->backend);
+}
+
 int tide__loop_run(tide_loop *loop, bool (*done)(void *arg), void *arg,
                    const bool *done_flag)
 {
     struct tide__coro *owner = loop->depth ? loop->current : NULL;
 
+    if (tide__loop_foreign(loop))
+        return -EXDEV; /* its io_uring is another thread's */
     if (tide__on_shared_stack(owner))
         return run_borrowed(loop, owner, done, arg, done_flag);
     return loop_run(loop, owner, done, arg, done_flag);

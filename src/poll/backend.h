@@ -54,6 +54,7 @@
 #ifndef TIDE_POLL_BACKEND_H
 #define TIDE_POLL_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -163,6 +164,11 @@ struct tide__backend_ops {
                 struct tide__completion *out, int cap);
     void (*wake)(struct tide__backend *b);
     int (*fd)(struct tide__backend *b);
+    /* true if the calling thread cannot drive this backend (submit with
+     * a system call, wait, close with ops in flight): io_uring's
+     * SINGLE_ISSUER ring belongs to the thread that first used it. NULL:
+     * any thread may, one at a time. */
+    bool (*foreign)(struct tide__backend *b);
 };
 
 /* The readiness backends' per-fd record (ready.c): the ops queued on the
@@ -203,8 +209,9 @@ struct tide__backend {
     size_t inflight; /* ops submitted, not yet reported */
     void *own;       /* a backend's own state (io_uring: its ring) */
     /* Set by tide__backend_open when it fell back from the backend asked
-     * for or preferred: what failed, for debug mode to say. */
-    char why[128];
+     * for or preferred, or ignored TIDE_BACKEND: what failed, for debug
+     * mode to say (choose.c). */
+    char why[192];
     /* Readiness backends (ready.c). */
     struct tide__fdent *fds; /* indexed by fd number */
     uint32_t nfds;
@@ -219,13 +226,22 @@ extern const struct tide__backend_ops tide__backend_poll;
 extern const struct tide__backend_ops tide__backend_uring;
 /* Ring entries the io_uring backend asks for (tests make it small). */
 extern unsigned tide__uring_entries;
+/* 0 if io_uring can run in this process, else -errno and why[] (n bytes)
+ * says what is missing (uring_probe.c: asked once, a lasting answer
+ * kept). */
+int tide__uring_probe(char *why, size_t n);
+/* Tests: forget the kept answer, so the next loop asks again; and the
+ * file read for kernel.io_uring_disabled. Not while loops are made on
+ * other threads. */
+void tide__uring_probe_forget(void);
+extern const char *tide__uring_disabled_path;
 #endif
 
 /* Open the backend named by TIDE_BACKEND (io_uring|epoll|poll), else the
- * default (epoll, falling back to poll if epoll cannot be opened). An
- * io_uring that cannot be set up (ENOSYS, EPERM, a disabled sysctl, a
- * missing feature, a memlock limit) falls back to epoll, and b->why says
- * why. */
+ * default: io_uring where the build has it and it runs here (not under
+ * valgrind), else epoll, else poll (choose.c). An io_uring that cannot
+ * be set up (ENOSYS, EPERM, a disabled sysctl, a missing feature, a
+ * memlock limit, EMFILE) falls back to epoll, and b->why says why. */
 int tide__backend_open(struct tide__backend *b);
 
 /* Open a given backend (tests run the contract against each). */

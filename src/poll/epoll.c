@@ -28,10 +28,7 @@
 #include "base/sys.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <time.h>
 
@@ -173,40 +170,3 @@ const struct tide__backend_ops tide__backend_epoll = {
     .wake = ep_wake,
     .fd = ep_fd,
 };
-
-int tide__backend_open_with(struct tide__backend *b,
-                            const struct tide__backend_ops *ops)
-{
-    memset(b, 0, sizeof *b);
-    b->fd = -1;
-    b->wake_fd = -1;
-    b->ops = ops;
-    return ops->open(b);
-}
-
-int tide__backend_open(struct tide__backend *b)
-{
-    const char *want = getenv("TIDE_BACKEND");
-    char why[96] = "";
-
-    if (want && strcmp(want, "poll") == 0)
-        return tide__backend_open_with(b, &tide__backend_poll);
-#ifdef TIDE_HAVE_URING
-    if (want && strcmp(want, "io_uring") == 0) {
-        int r = tide__backend_open_with(b, &tide__backend_uring);
-        if (r == 0)
-            return 0;
-        /* Unavailable here: epoll, saying why in debug mode. */
-        memcpy(why, b->why, sizeof why - 1);
-    }
-#else
-    if (want && strcmp(want, "io_uring") == 0)
-        snprintf(why, sizeof why, "built without liburing");
-#endif
-    int err = tide__backend_open_with(b, &tide__backend_epoll);
-    if (err < 0 && err != -EMFILE && err != -ENFILE && err != -ENOMEM)
-        err = tide__backend_open_with(b, &tide__backend_poll);
-    if (err == 0 && why[0])
-        snprintf(b->why, sizeof b->why, "io_uring unavailable (%s)", why);
-    return err;
-}

@@ -79,6 +79,7 @@ static int enable(struct uring *u)
     if (r < 0)
         return r;
     u->enabled = true;
+    u->issuer = pthread_self();
     return 0;
 }
 
@@ -384,7 +385,7 @@ static int setup(struct uring *u, unsigned flags, char *why, size_t nwhy)
         return -errno;
     }
     if (!(p.features & IORING_FEAT_NODROP)) {
-        io_uring_queue_exit(&u->ring);
+        tide__sys_uring_exit(&u->ring);
         snprintf(why, nwhy, "io_uring without IORING_FEAT_NODROP");
         return -ENOTSUP;
     }
@@ -466,7 +467,7 @@ static void ur_close(struct tide__backend *b)
             u->kernel -= over;
         }
     }
-    io_uring_queue_exit(&u->ring);
+    tide__sys_uring_exit(&u->ring);
     tide__ms_free_all(b);
     if (b->wake_fd >= 0)
         tide__sys_close(b->wake_fd);
@@ -731,6 +732,16 @@ static int ur_fd(struct tide__backend *b)
     return u->evfd;
 }
 
+/* SINGLE_ISSUER bound the ring to another thread: every enter here
+ * would fail with EEXIST. */
+static bool ur_foreign(struct tide__backend *b)
+{
+    struct uring *u = ur(b);
+
+    return u->enabled && (u->ring.flags & IORING_SETUP_SINGLE_ISSUER) &&
+           !pthread_equal(u->issuer, pthread_self());
+}
+
 const struct tide__backend_ops tide__backend_uring = {
     .name = "io_uring",
     .open = ur_open,
@@ -741,4 +752,5 @@ const struct tide__backend_ops tide__backend_uring = {
     .wait = ur_wait,
     .wake = ur_wake,
     .fd = ur_fd,
+    .foreign = ur_foreign,
 };

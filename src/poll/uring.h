@@ -10,6 +10,7 @@
 #include "poll/ready.h"
 
 #include <liburing.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 /* user_data: an op's pointer (| UD_POLLING: its readiness poll), a
@@ -56,6 +57,7 @@ struct uring {
     bool no_msa;              /* multishot accepts unavailable here */
     struct tide__ms *ms_all;  /* every record, through all_next */
     struct tide__ms *ms_free; /* records for reuse */
+    pthread_t issuer;         /* who enabled it: SINGLE_ISSUER binds it */
 };
 
 static inline struct uring *tide__ur(struct tide__backend *b)
