@@ -224,7 +224,7 @@ for srv in $SERVERS; do
     other="p50_us=$(median_of p50_us "$lines") rss_kib=$(median_of server_rss_kib "$lines")"
     other+=" loadgen_cpu_pct=$(median_of loadgen_cpu_pct "$lines")"
     if [[ $srv == tide* ]]; then
-        for k in allocs recv send epoll_wait epoll_ctl io_uring_enter; do
+        for k in allocs recv send epoll_wait epoll_ctl io_uring_enter iterations; do
             other+=" ${k}/req=$(median_of "${k}_per_req" "$lines")"
         done
     fi

@@ -10,7 +10,8 @@
  * (reads) served and, per request since the first 1,000 (the steady
  * state), the allocations (every malloc, calloc and realloc the program
  * makes: the link wraps them, see CMakeLists.txt) and the system calls
- * through src/base/sys.h's seam: recv, send, epoll_wait, epoll_ctl.
+ * through src/base/sys.h's seam: recv, send, epoll_wait, epoll_ctl,
+ * io_uring_enter; and the loop's iterations per request.
  * bench/w5.sh appends them to its result line.
  * SPDX-License-Identifier: MIT
  */
@@ -72,9 +73,21 @@ static uint64_t count(size_t i)
                : tide__sys_count((enum tide__sys_kind)counted[i].kind);
 }
 
+static uint64_t iter1000; /* the loop's iterations at request 1,000 */
+
+static uint64_t iterations(void)
+{
+    tide_loop_stats st;
+
+    return tide_loop_get_stats(NULL, &st) == 0 ? st.iterations : 0;
+}
+
 static void print_counts(void)
 {
     fprintf(stderr, "w5_echo: requests=%llu", (unsigned long long)reads);
+    if (reads > 1000)
+        fprintf(stderr, " iterations_per_req=%.4f",
+                (double)(iterations() - iter1000) / (double)(reads - 1000));
     for (size_t i = 0; i < NCOUNTED && reads > 1000; i++)
         fprintf(stderr, " %s_per_req=%.4f", counted[i].name,
                 (double)(count(i) - at1000[i]) / (double)(reads - 1000));
@@ -88,9 +101,11 @@ static void echo(tide_stream *s, void *arg)
     (void)arg;
 
     while ((n = tide_stream_read(s, 65536, &p)) > 0) {
-        if (++reads == 1000)
+        if (++reads == 1000) {
             for (size_t i = 0; i < NCOUNTED; i++)
                 at1000[i] = count(i);
+            iter1000 = iterations();
+        }
         if (tide_stream_write(s, p, (size_t)n) < 0 || tide_stream_drain(s) < 0)
             break;
     }
