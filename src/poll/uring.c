@@ -27,7 +27,7 @@
  *
  * Ring setup: SINGLE_ISSUER | DEFER_TASKRUN where the kernel has them
  * (completions are made only when the loop enters the ring, in one batch:
- * W5 costs ~12% less CPU per request than with COOP_TASKRUN), else
+ * W5 costs ~10% less CPU per request than with COOP_TASKRUN), else
  * SINGLE_ISSUER | COOP_TASKRUN, else COOP_TASKRUN, else neither; never
  * SQPOLL. IORING_FEAT_NODROP is required (CQ overflow is kept by the
  * kernel and flushed by the next enter). The ring starts disabled and is
