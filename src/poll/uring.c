@@ -217,6 +217,76 @@ static void live_unlink(struct uring_fd *e, struct tide__op *op)
     op->bnext = op->bprev = NULL;
 }
 
+int tide__uring_submit_plain(struct tide__backend *b, struct tide__op *op)
+{
+    struct uring *u = ur(b);
+    struct uring_fd *e = tide__uring_fd(u, op->fd);
+
+    if (!e)
+        return -ENOMEM;
+    if ((op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_SEND) && op->addr)
+        op->bflags = BF_READINESS | BF_POLLING;
+    int err = queue_op(u, op);
+    if (err < 0)
+        return err;
+    e->ops++;
+    e->reads += op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_RECVMSG;
+    op->bstate = B_KERNEL;
+    live_link(e, op);
+    return 0;
+}
+
+/* The receives of an fd go to the kernel one at a time: the others wait
+ * on its entry, in call order, each submitted when the one before ends.
+ * So several tasks receiving from one fd complete in the order of their
+ * calls, as on the readiness backends, and a hundred thousand receives
+ * waiting on a few fds are a few requests in the kernel, whose cancel
+ * lookup walks one bucket of a table of at most 256 (quadratic for
+ * requests in the kernel, constant for these). */
+static bool queue_behind(struct uring_fd *e, struct tide__op *op)
+{
+    if (!e->reads ||
+        (op->kind != TIDE__OP_RECV && op->kind != TIDE__OP_RECVMSG))
+        return false;
+    op->bnext = NULL;
+    op->bprev = e->rq_tail;
+    if (e->rq_tail)
+        e->rq_tail->bnext = op;
+    else
+        e->rq = op;
+    e->rq_tail = op;
+    op->bstate = B_QUEUED;
+    return true;
+}
+
+static void unqueue(struct uring_fd *e, struct tide__op *op)
+{
+    if (op->bprev)
+        op->bprev->bnext = op->bnext;
+    else
+        e->rq = op->bnext;
+    if (op->bnext)
+        op->bnext->bprev = op->bprev;
+    else
+        e->rq_tail = op->bprev;
+    op->bnext = op->bprev = NULL;
+    op->bstate = TIDE__B_IDLE;
+}
+
+/* fd's receive ended: the next queued one goes to the kernel; or (res <
+ * 0: its fd is closing) every queued one ends with res. */
+static void next_reads(struct tide__backend *b, struct uring_fd *e, int res,
+                       struct tide__completion *out, int cap, int *n)
+{
+    while (e->rq && (res < 0 || !e->reads)) {
+        struct tide__op *op = e->rq;
+        unqueue(e, op);
+        int err = res < 0 ? res : tide__uring_submit_plain(b, op);
+        if (err < 0)
+            tide__ready_emit(b, op, err, out, cap, n);
+    }
+}
+
 /* ---- completion ------------------------------------------------------- */
 
 static ssize_t close_now(const struct tide__op *op)
@@ -281,6 +351,7 @@ static void complete(struct tide__backend *b, struct tide__op *op, int res,
     if (op->kind == TIDE__OP_ACCEPT && r >= 0)
         tide__ms_renew(b, (int)r);
     tide__ready_emit(b, op, r, out, cap, n);
+    next_reads(b, e, 0, out, cap, n);
     if (--e->ops == FD_CLOSING)
         fd_quiet(b, op->fd, out, cap, n);
 }
@@ -491,6 +562,8 @@ static int submit_close(struct tide__backend *b, struct tide__op *op)
 
     /* Its multishot's waiting ops end, what it holds goes (uring_ms.c). */
     tide__ms_fd_gone(b, op->fd, NULL, 0, &dummy);
+    if ((uint32_t)op->fd < u->nfds)
+        next_reads(b, &u->fds[op->fd], -EBADF, NULL, 0, &dummy);
     if (op->flags & TIDE__CLOSE_FRESH) {
         op->result = 0; /* nothing else is known of an fd here */
         return 1;
@@ -547,7 +620,10 @@ static int submit_op(struct tide__backend *b, struct tide__op *op)
         op->result = res;
         return 1;
     }
-    err = tide__uring_submit_plain(b, op);
+    struct uring_fd *e = tide__uring_fd(u, op->fd);
+    if (!e)
+        return -ENOMEM;
+    err = queue_behind(e, op) ? 0 : tide__uring_submit_plain(b, op);
     b->inflight += err == 0;
     return err;
 }
@@ -578,31 +654,18 @@ static int ur_take(struct tide__backend *b, struct tide__op *op)
     return r;
 }
 
-int tide__uring_submit_plain(struct tide__backend *b, struct tide__op *op)
-{
-    struct uring *u = ur(b);
-    struct uring_fd *e = tide__uring_fd(u, op->fd);
-
-    if (!e)
-        return -ENOMEM;
-    if ((op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_SEND) && op->addr)
-        op->bflags = BF_READINESS | BF_POLLING;
-    int err = queue_op(u, op);
-    if (err < 0)
-        return err;
-    e->ops++;
-    e->reads += op->kind == TIDE__OP_RECV || op->kind == TIDE__OP_RECVMSG;
-    op->bstate = B_KERNEL;
-    live_link(e, op);
-    return 0;
-}
-
 static int ur_cancel(struct tide__backend *b, struct tide__op *op)
 {
     struct uring *u = ur(b);
 
     if (op->bstate == B_MSWAIT)
         return tide__ms_cancel(b, op);
+    if (op->bstate == B_QUEUED) { /* never in the kernel: ends here */
+        unqueue(&u->fds[op->fd], op);
+        op->result = -ECANCELED;
+        b->inflight--;
+        return 1;
+    }
     if (op->bstate == TIDE__B_DONE) {
         /* Finished before the cancel: the real result wins, inline. */
         tide__ready_unlink_done(b, op);

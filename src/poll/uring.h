@@ -24,6 +24,7 @@
 /* op->bstate beyond ready.h's (TIDE__B_DONE: on the done list). */
 #define B_KERNEL 7 /* in the kernel */
 #define B_MSWAIT 8 /* waiting on its fd's multishot record (uring_ms.c) */
+#define B_QUEUED 9 /* a receive waiting behind its fd's one in the kernel */
 
 #define FD_CLOSING 0x80000000u /* uring_fd.ops: a CLOSE waits for it */
 
@@ -36,6 +37,7 @@ struct uring_fd {
     struct tide__ms *ms;      /* its multishot record, or NULL */
     struct tide__op *live;    /* ops in the kernel on it (bnext/bprev) */
     struct tide__op *closing; /* a CLOSE waiting for ops to reach 0 */
+    struct tide__op *rq, *rq_tail; /* B_QUEUED receives, in call order */
 };
 
 struct uring {
