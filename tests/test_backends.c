@@ -340,7 +340,9 @@ static void *read_into_slot(void *arg)
 /* Eight tasks wait in a one-byte receive on one socket; eight bytes come
  * at once. Each gets one byte, exactly once, in the order the calls were
  * made, on every backend (io_uring sends an fd's receives to the kernel
- * one at a time, uring.c's queue_behind). */
+ * one at a time, uring.c's queue_behind); except compact tasks on
+ * io_uring, which wait for readiness and make their own receives: their
+ * polls complete in the kernel's order. */
 static void *readers_body(void *arg)
 {
     tide_future *t[READERS];
@@ -363,7 +365,8 @@ static void *readers_body(void *arg)
         in_order = in_order && got_by[i] == 'a' + i;
         tide_future_release(t[i]);
     }
-    CHECK(in_order);
+    if (!on_io_uring() || !harness_compact())
+        CHECK(in_order);
     CHECK_EQ(tide_close(fds[0]), 0);
     CHECK_EQ(close(fds[1]), 0);
     return NULL;

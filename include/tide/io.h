@@ -43,8 +43,9 @@
  *   sockets that tide_sock_connect starts, are renewed automatically).
  * - On the io_uring backend (tide_loop_backend) the kernel makes the
  *   calls, with these differences: sends made at once on one fd by
- *   several tasks complete in no set order (receives keep the order of
- *   their calls, as on epoll and poll); an accept waiting in the kernel
+ *   several tasks complete in no set order, and so do compact tasks'
+ *   receives (receives keep the order of their calls, as on epoll and
+ *   poll); an accept waiting in the kernel
  *   keeps the RLIMIT_NOFILE of the moment it was made; a cancelled call
  *   races the kernel, so it returns the real result (as above) more
  *   often than on epoll; a loop runs on the thread that first used it
